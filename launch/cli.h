@@ -1,0 +1,33 @@
+/* Command-line parsing shared by the subcommands: "--key value" and
+ * "--key=value", numbers checked against their range, one error line
+ * naming the option on bad input. */
+#ifndef LT_LAUNCH_CLI_H
+#define LT_LAUNCH_CLI_H
+
+#include "core/status.h"
+#include "model/lora.h"
+
+typedef struct {
+    int argc;
+    char **argv;
+    int i;
+    const char *key;   /* current option name without the leading dashes */
+    const char *value; /* its value, or NULL for a flag given without one */
+    char keybuf[64];
+} lt_cli;
+
+void lt_cli_init(lt_cli *c, int argc, char **argv);
+/* Advances to the next option; returns 0 at the end. A bare argument (no
+ * leading "--") is returned with key "" and value set. */
+int lt_cli_next(lt_cli *c, lt_error *err, lt_status *st);
+lt_status lt_cli_need_value(const lt_cli *c, lt_error *err);
+lt_status lt_cli_int(const lt_cli *c, long lo, long hi, int *out, lt_error *err);
+lt_status lt_cli_u64(const lt_cli *c, unsigned long long *out, lt_error *err);
+lt_status lt_cli_float(const lt_cli *c, double lo, double hi, float *out, lt_error *err);
+lt_status lt_cli_bool(const lt_cli *c, int *out, lt_error *err);
+
+/* Handles the LoRA options (r, lora_alpha, lora_dropout, target_modules,
+ * use_rslora); *handled is 0 when the key is not one of them. */
+lt_status lt_cli_lora_option(const lt_cli *c, lt_lora_config *lc, int *handled, lt_error *err);
+
+#endif

@@ -1,0 +1,27 @@
+#!/bin/bash
+# Installs the Debian packages loratrain builds and tests with, when any is
+# missing (non-interactive; `apt-get update` first). Shared by
+# launch/quickstart.sh and tests/run.sh.
+set -euo pipefail
+packages=(
+  build-essential cmake pkg-config
+  libopenblas-openmp-dev          # GEMMs, sharing libgomp's threads with our kernels
+  openmpi-bin libopenmpi-dev      # processes and CPU collectives
+  libhdf5-openmpi-dev             # checkpoints (parallel HDF5)
+  libcjson-dev                    # configs and safetensors headers
+  python3 python3-numpy python3-torch python3-sentencepiece  # reference checks
+  libtcmalloc-minimal4            # the tuned PyTorch benchmark preloads it
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+echo "installing: ${missing[*]}"
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

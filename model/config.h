@@ -1,0 +1,37 @@
+/* The shape of a Llama-architecture decoder, whatever file it came from. */
+#ifndef LT_MODEL_CONFIG_H
+#define LT_MODEL_CONFIG_H
+
+#include "core/status.h"
+
+typedef enum {
+    /* llama2.c / Meta checkpoints: rotate adjacent pairs (2i, 2i+1). */
+    LT_ROPE_INTERLEAVED = 0,
+    /* Hugging Face checkpoints: rotate (i, i + head_dim/2) ("rotate_half"). */
+    LT_ROPE_HALF = 1
+} lt_rope_layout;
+
+typedef struct {
+    int dim;          /* hidden size */
+    int hidden_dim;   /* MLP intermediate size */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;   /* < n_heads: grouped-query attention */
+    int vocab_size;
+    int seq_len;      /* longest context the model was trained for */
+    int shared_classifier; /* 1: logits use the token embedding (tied) */
+    float norm_eps;
+    float rope_theta;
+    lt_rope_layout rope_layout;
+} lt_model_config;
+
+/* Checks every field for a usable model; names the field and the rule it
+ * breaks. source names the file the values came from, for the message. */
+lt_status lt_model_config_validate(const lt_model_config *c, const char *source, lt_error *err);
+
+static inline int lt_head_dim(const lt_model_config *c) { return c->dim / c->n_heads; }
+static inline int lt_kv_dim(const lt_model_config *c) {
+    return lt_head_dim(c) * c->n_kv_heads;
+}
+
+#endif

@@ -1,0 +1,696 @@
+#include "model/llama.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/rng.h"
+
+/* Activations one layer keeps for its backward pass. */
+typedef struct {
+    float *x;     /* [n, C] layer input (residual stream) */
+    float *xn1;   /* [n, C] attention RMSNorm output */
+    float *rstd1; /* [n] */
+    float *qkv;   /* [n, QKV] after RoPE */
+    float *probs; /* [B, nh, T, T] attention softmax */
+    float *atty;  /* [n, C] attention output before o_proj */
+    float *res;   /* [n, C] x + attention branch */
+    float *xn2;   /* [n, C] MLP RMSNorm output */
+    float *rstd2; /* [n] */
+    float *gu;    /* [n, 2H] gate and up projections */
+    float *h;     /* [n, H] silu(gate) * up */
+    float *lora_u[LT_MOD_COUNT]; /* [n, r] dropout(x) A^T, for dB */
+} layer_acts;
+
+/* Buffers reused by every layer's backward pass. */
+typedef struct {
+    float *dres;   /* [n, C] gradient of the residual stream */
+    float *dxn;    /* [n, C] gradient of a norm output */
+    float *dqkv;   /* [n, QKV] */
+    float *datty;  /* [n, C] */
+    float *dh;     /* [n, H] */
+    float *dgu;    /* [n, 2H] */
+    float *lora_g; /* [n, r] s * dy B */
+    float *lora_x; /* [n, max in] regenerated dropout(x) */
+    float *lora_dx; /* [n, max in] */
+} grad_scratch;
+
+struct lt_model {
+    lt_model_config c;
+    const lt_ops *ops;
+    int C, H, KV, HD, QKV;
+
+    lt_param_table base_tab;
+    float *base;
+    const float *tok_emb, *final_norm, *cls;
+    lt_layer_weights *resident; /* per layer, into base */
+    lt_model_hooks hooks;
+
+    /* LoRA */
+    int has_lora, merged;
+    lt_lora_config lc;
+    float scale;
+    lt_param_table lora_tab;
+    float *lora, *lora_grad;
+    int64_t (*lora_a)[LT_MOD_COUNT]; /* offsets into lora, -1 if absent */
+    int64_t (*lora_b)[LT_MOD_COUNT];
+    uint64_t dropout_seed, dropout_step;
+
+    /* activations, sized for cap_B x cap_T */
+    int cap_B, cap_T, chunk;
+    float *act_mem, *scratch_mem;
+    layer_acts *acts;
+    float *x_final, *xf, *rstdf;
+    float *logits;   /* [chunk, V] */
+    float *losses;   /* [n] */
+    int32_t *tokens, *targets;
+    grad_scratch g;
+    float *rope_cos, *rope_sin;
+};
+
+/* ------------------------------------------------------------ creation */
+
+static lt_status build_base_table(lt_model *m, lt_error *err) {
+    lt_param_table *t = &m->base_tab;
+    const int C = m->C, H = m->H, KV = m->KV, V = m->c.vocab_size;
+    char name[LT_TENSOR_NAME_MAX];
+    lt_status st;
+#define ADD(layer, rows, cols, ...)                                        \
+    do {                                                                   \
+        snprintf(name, sizeof name, __VA_ARGS__);                          \
+        if ((st = lt_table_add(t, name, layer, rows, cols, err)) != LT_OK) \
+            return st;                                                     \
+    } while (0)
+    ADD(-1, V, C, "model.embed_tokens.weight");
+    for (int l = 0; l < m->c.n_layers; l++) {
+        ADD(l, 1, C, "model.layers.%d.input_layernorm.weight", l);
+        ADD(l, C, C, "model.layers.%d.self_attn.q_proj.weight", l);
+        ADD(l, KV, C, "model.layers.%d.self_attn.k_proj.weight", l);
+        ADD(l, KV, C, "model.layers.%d.self_attn.v_proj.weight", l);
+        ADD(l, C, C, "model.layers.%d.self_attn.o_proj.weight", l);
+        ADD(l, 1, C, "model.layers.%d.post_attention_layernorm.weight", l);
+        ADD(l, H, C, "model.layers.%d.mlp.gate_proj.weight", l);
+        ADD(l, H, C, "model.layers.%d.mlp.up_proj.weight", l);
+        ADD(l, C, H, "model.layers.%d.mlp.down_proj.weight", l);
+    }
+    ADD(-1, 1, C, "model.norm.weight");
+    if (!m->c.shared_classifier) ADD(-1, V, C, "lm_head.weight");
+#undef ADD
+    return LT_OK;
+}
+
+/* layer < 0: a global tensor named what; else model.layers.<layer>.<what>. */
+static const float *base_ptr(const lt_model *m, int layer, const char *what) {
+    char name[LT_TENSOR_NAME_MAX];
+    if (layer < 0)
+        snprintf(name, sizeof name, "%s", what);
+    else
+        snprintf(name, sizeof name, "model.layers.%d.%s", layer, what);
+    const lt_tensor_desc *d = lt_table_find(&m->base_tab, name);
+    return d ? m->base + d->offset : NULL;
+}
+
+lt_status lt_model_create(const lt_model_config *cfg, const lt_ops *ops, lt_model **out,
+                          lt_error *err) {
+    *out = NULL;
+    lt_status st = lt_model_config_validate(cfg, NULL, err);
+    if (st != LT_OK) return st;
+    lt_model *m = calloc(1, sizeof *m);
+    if (!m) return lt_fail(err, LT_ERR_NOMEM, "model: cannot allocate the model structure");
+    m->c = *cfg;
+    m->ops = ops;
+    m->C = cfg->dim;
+    m->H = cfg->hidden_dim;
+    m->HD = lt_head_dim(cfg);
+    m->KV = lt_kv_dim(cfg);
+    m->QKV = m->C + 2 * m->KV;
+    lt_table_init(&m->base_tab);
+    lt_table_init(&m->lora_tab);
+    if ((st = build_base_table(m, err)) != LT_OK) goto fail;
+    m->base = ops->alloc(ops, LT_MEM_BASE_WEIGHTS, m->base_tab.numel * sizeof(float));
+    m->resident = calloc((size_t)cfg->n_layers, sizeof *m->resident);
+    if (!m->base || !m->resident) {
+        st = lt_fail(err, LT_ERR_NOMEM, "model: cannot allocate %zu bytes of base weights",
+                     m->base_tab.numel * sizeof(float));
+        goto fail;
+    }
+    m->tok_emb = base_ptr(m, -1, "model.embed_tokens.weight");
+    m->final_norm = base_ptr(m, -1, "model.norm.weight");
+    m->cls = cfg->shared_classifier ? m->tok_emb : base_ptr(m, -1, "lm_head.weight");
+    for (int l = 0; l < cfg->n_layers; l++) {
+        lt_layer_weights *w = &m->resident[l];
+        w->attn_norm = base_ptr(m, l, "input_layernorm.weight");
+        w->wqkv = base_ptr(m, l, "self_attn.q_proj.weight");
+        w->wo = base_ptr(m, l, "self_attn.o_proj.weight");
+        w->ffn_norm = base_ptr(m, l, "post_attention_layernorm.weight");
+        w->w13 = base_ptr(m, l, "mlp.gate_proj.weight");
+        w->w2 = base_ptr(m, l, "mlp.down_proj.weight");
+    }
+    *out = m;
+    return LT_OK;
+fail:
+    lt_model_free(m);
+    return st;
+}
+
+static void free_activations(lt_model *m) {
+    const lt_ops *o = m->ops;
+    o->free(o, m->act_mem);
+    o->free(o, m->scratch_mem);
+    o->free(o, m->rope_cos);
+    o->free(o, m->rope_sin);
+    free(m->acts);
+    m->act_mem = m->scratch_mem = m->rope_cos = m->rope_sin = NULL;
+    m->acts = NULL;
+    m->cap_B = m->cap_T = 0;
+}
+
+void lt_model_free(lt_model *m) {
+    if (!m) return;
+    const lt_ops *o = m->ops;
+    free_activations(m);
+    o->free(o, m->base);
+    o->free(o, m->lora);
+    o->free(o, m->lora_grad);
+    free(m->resident);
+    free(m->lora_a);
+    free(m->lora_b);
+    lt_table_free(&m->base_tab);
+    lt_table_free(&m->lora_tab);
+    free(m);
+}
+
+const lt_model_config *lt_model_get_config(const lt_model *m) { return &m->c; }
+const lt_ops *lt_model_get_ops(const lt_model *m) { return m->ops; }
+const lt_param_table *lt_model_base_table(const lt_model *m) { return &m->base_tab; }
+float *lt_model_base(lt_model *m) { return m->base; }
+void lt_model_set_hooks(lt_model *m, const lt_model_hooks *hooks) {
+    if (hooks)
+        m->hooks = *hooks;
+    else
+        memset(&m->hooks, 0, sizeof m->hooks);
+}
+
+/* ---------------------------------------------------------------- LoRA */
+
+lt_status lt_model_add_lora(lt_model *m, const lt_lora_config *lc, uint64_t seed, lt_error *err) {
+    if (m->has_lora) return lt_fail(err, LT_ERR_INVALID, "model already has LoRA adapters");
+    lt_status st = lt_lora_config_validate(lc, &m->c, err);
+    if (st != LT_OK) return st;
+    const int L = m->c.n_layers;
+    m->lora_a = malloc((size_t)L * sizeof *m->lora_a);
+    m->lora_b = malloc((size_t)L * sizeof *m->lora_b);
+    if (!m->lora_a || !m->lora_b) return lt_fail(err, LT_ERR_NOMEM, "LoRA: out of memory");
+    /* Layer-major, so each layer's adapters form one contiguous bucket that
+     * is final as soon as backward leaves the layer. */
+    char name[LT_TENSOR_NAME_MAX];
+    for (int l = 0; l < L; l++) {
+        for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
+            m->lora_a[l][mod] = m->lora_b[l][mod] = -1;
+            if (!(lc->targets & (1u << mod))) continue;
+            int out, in;
+            lt_module_shape(&m->c, (lt_module)mod, &out, &in);
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.lora_A.weight", l,
+                     lt_module_block((lt_module)mod), lt_module_name((lt_module)mod));
+            if ((st = lt_table_add(&m->lora_tab, name, l, lc->r, in, err)) != LT_OK) return st;
+            m->lora_a[l][mod] = (int64_t)m->lora_tab.t[m->lora_tab.count - 1].offset;
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.lora_B.weight", l,
+                     lt_module_block((lt_module)mod), lt_module_name((lt_module)mod));
+            if ((st = lt_table_add(&m->lora_tab, name, l, out, lc->r, err)) != LT_OK) return st;
+            m->lora_b[l][mod] = (int64_t)m->lora_tab.t[m->lora_tab.count - 1].offset;
+        }
+    }
+    size_t bytes = m->lora_tab.numel * sizeof(float);
+    const lt_ops *o = m->ops;
+    m->lora = o->alloc(o, LT_MEM_LORA_PARAMS, bytes);
+    m->lora_grad = o->alloc(o, LT_MEM_GRADS, bytes);
+    float *host = malloc(bytes);
+    if (!m->lora || !m->lora_grad || !host) {
+        free(host);
+        return lt_fail(err, LT_ERR_NOMEM, "LoRA: cannot allocate %zu bytes", bytes);
+    }
+    /* kaiming_uniform_(a=sqrt(5)) on A [r, in]: gain sqrt(2/(1+5)), bound
+     * gain*sqrt(3/fan_in) = 1/sqrt(in). B stays zero. Each tensor draws from
+     * its own stream so adding a module does not shift the others. */
+    memset(host, 0, bytes);
+    for (int i = 0; i < m->lora_tab.count; i++) {
+        const lt_tensor_desc *d = &m->lora_tab.t[i];
+        if (!strstr(d->name, "lora_A")) continue;
+        float bound = 1.0f / sqrtf((float)d->cols);
+        lt_rng rng;
+        lt_rng_seed(&rng, seed, (uint64_t)i);
+        for (size_t k = 0; k < lt_tensor_numel(d); k++)
+            host[d->offset + k] = (2.0f * lt_rng_next_uniform(&rng) - 1.0f) * bound;
+    }
+    o->upload(o, m->lora, host, bytes);
+    free(host);
+    m->lc = *lc;
+    m->scale = lt_lora_scale(lc);
+    m->has_lora = 1;
+    free_activations(m); /* re-sized with adapter activations on next use */
+    return LT_OK;
+}
+
+const lt_lora_config *lt_model_lora_config(const lt_model *m) {
+    return m->has_lora ? &m->lc : NULL;
+}
+float lt_model_lora_scale(const lt_model *m) { return m->has_lora ? m->scale : 0.0f; }
+const lt_param_table *lt_model_lora_table(const lt_model *m) { return &m->lora_tab; }
+float *lt_model_lora_params(lt_model *m) { return m->lora; }
+float *lt_model_lora_grads(lt_model *m) { return m->lora_grad; }
+void lt_model_zero_grads(lt_model *m) {
+    if (m->has_lora) m->ops->zero(m->ops, m->lora_grad, m->lora_tab.numel * sizeof(float));
+}
+int lt_model_lora_is_merged(const lt_model *m) { return m->merged; }
+void lt_model_set_dropout_state(lt_model *m, uint64_t seed, uint64_t step) {
+    m->dropout_seed = seed;
+    m->dropout_step = step;
+}
+
+/* Base weight rows of module mod within the fused layout of layer l. */
+static float *module_weight(lt_model *m, int l, int mod) {
+    lt_layer_weights *w = &m->resident[l];
+    float *wqkv = (float *)(uintptr_t)w->wqkv, *w13 = (float *)(uintptr_t)w->w13;
+    switch (mod) {
+    case LT_MOD_Q: return wqkv;
+    case LT_MOD_K: return wqkv + (size_t)m->C * m->C;
+    case LT_MOD_V: return wqkv + (size_t)(m->C + m->KV) * m->C;
+    case LT_MOD_O: return (float *)(uintptr_t)w->wo;
+    case LT_MOD_GATE: return w13;
+    case LT_MOD_UP: return w13 + (size_t)m->H * m->C;
+    default: return (float *)(uintptr_t)w->w2;
+    }
+}
+
+lt_status lt_model_merge_lora(lt_model *m, int unmerge, lt_error *err) {
+    if (!m->has_lora) return lt_fail(err, LT_ERR_INVALID, "merge: the model has no LoRA adapters");
+    if (m->merged == !unmerge)
+        return lt_fail(err, LT_ERR_INVALID, "merge: adapters are already %s",
+                       unmerge ? "unmerged" : "merged");
+    if (m->hooks.acquire_layer)
+        return lt_fail(err, LT_ERR_UNSUPPORTED,
+                       "merge: base weights are not resident fp32 (quantized or sharded)");
+    const float s = unmerge ? -m->scale : m->scale;
+    for (int l = 0; l < m->c.n_layers; l++)
+        for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
+            if (m->lora_a[l][mod] < 0) continue;
+            int out, in;
+            lt_module_shape(&m->c, (lt_module)mod, &out, &in);
+            /* W[out, in] += s * B[out, r] A[r, in] */
+            m->ops->gemm(m->ops, 0, 0, out, in, m->lc.r, s, m->lora + m->lora_b[l][mod], m->lc.r,
+                         m->lora + m->lora_a[l][mod], in, 1.0f, module_weight(m, l, mod), in);
+        }
+    m->merged = !unmerge;
+    return LT_OK;
+}
+
+/* --------------------------------------------------------- activations */
+
+static size_t layer_act_floats(const lt_model *m, size_t n, size_t B, size_t T) {
+    size_t per = n * (5u * m->C + m->QKV + 3u * m->H) + 2 * n + B * m->c.n_heads * T * T;
+    if (m->has_lora) per += (size_t)LT_MOD_COUNT * n * m->lc.r;
+    return per;
+}
+
+lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
+    if (B < 1 || T < 1)
+        return lt_fail(err, LT_ERR_INVALID, "batch %d x %d: both must be at least 1", B, T);
+    if (T > m->c.seq_len)
+        return lt_fail(err, LT_ERR_INVALID,
+                       "sequence length %d exceeds the model's seq_len %d", T, m->c.seq_len);
+    if (m->act_mem && B <= m->cap_B && T <= m->cap_T) return LT_OK;
+    if (m->act_mem) {
+        B = B > m->cap_B ? B : m->cap_B;
+        T = T > m->cap_T ? T : m->cap_T;
+    }
+    free_activations(m);
+    const lt_ops *o = m->ops;
+    const size_t n = (size_t)B * T, C = m->C, H = m->H, V = m->c.vocab_size;
+    const size_t L = m->c.n_layers, r = m->has_lora ? (size_t)m->lc.r : 0;
+    /* Logits exist only a chunk of rows at a time (fused with the loss), so
+     * the [n, V] tensor never has to fit in memory. 64 MiB chunks: smaller
+     * ones make each classifier GEMM re-pack the whole [V, C] weight for too
+     * few rows (measured: 32 rows 82 GFLOP/s, 512 rows 102, stories15M). */
+    size_t chunk = ((size_t)16 << 20) / V;
+    chunk = chunk < 16 ? 16 : chunk;
+    chunk = chunk > n ? n : chunk;
+    m->chunk = (int)chunk;
+
+    size_t per_layer = layer_act_floats(m, n, B, T);
+    size_t act_floats = L * per_layer + 3 * n * C + n + chunk * V + n;
+    size_t int_floats = 2 * n; /* tokens and targets, stored as int32 in float slots */
+    /* Regenerated dropout inputs need room only when dropout is on. */
+    size_t max_in = m->has_lora && m->lc.dropout > 0.0f ? (H > C ? H : C) : 0;
+    size_t scratch_floats = 3 * n * C + n * (size_t)m->QKV + 3 * n * H + n * r + 2 * n * max_in;
+    m->act_mem = o->alloc(o, LT_MEM_ACTIVATIONS, (act_floats + int_floats) * sizeof(float));
+    m->scratch_mem = o->alloc(o, LT_MEM_ACTIVATIONS, scratch_floats * sizeof(float));
+    m->acts = calloc(L, sizeof *m->acts);
+    size_t half = (size_t)m->HD / 2;
+    m->rope_cos = o->alloc(o, LT_MEM_WORKSPACE, (size_t)T * half * sizeof(float));
+    m->rope_sin = o->alloc(o, LT_MEM_WORKSPACE, (size_t)T * half * sizeof(float));
+    if (!m->act_mem || !m->scratch_mem || !m->acts || !m->rope_cos || !m->rope_sin) {
+        free_activations(m);
+        return lt_fail(err, LT_ERR_NOMEM, "activations for batch %d x %d: cannot allocate %zu MiB",
+                       B, T, (act_floats + scratch_floats) * sizeof(float) >> 20);
+    }
+    float *p = m->act_mem;
+#define TAKE(dst, count) \
+    do {                 \
+        (dst) = p;       \
+        p += (count);    \
+    } while (0)
+    for (size_t l = 0; l < L; l++) {
+        layer_acts *a = &m->acts[l];
+        TAKE(a->x, n * C);
+        TAKE(a->xn1, n * C);
+        TAKE(a->rstd1, n);
+        TAKE(a->qkv, n * m->QKV);
+        TAKE(a->probs, (size_t)B * m->c.n_heads * T * T);
+        TAKE(a->atty, n * C);
+        TAKE(a->res, n * C);
+        TAKE(a->xn2, n * C);
+        TAKE(a->rstd2, n);
+        TAKE(a->gu, n * 2 * H);
+        TAKE(a->h, n * H);
+        for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
+            a->lora_u[mod] = NULL;
+            if (m->has_lora) TAKE(a->lora_u[mod], n * r);
+        }
+    }
+    TAKE(m->x_final, n * C);
+    TAKE(m->xf, n * C);
+    TAKE(m->rstdf, n);
+    TAKE(m->logits, chunk * V);
+    TAKE(m->losses, n);
+    m->tokens = (int32_t *)p;
+    p += n;
+    m->targets = (int32_t *)p;
+    p += n;
+    p = m->scratch_mem;
+    TAKE(m->g.dres, n * C);
+    TAKE(m->g.dxn, n * C);
+    TAKE(m->g.dqkv, n * m->QKV);
+    TAKE(m->g.datty, n * C);
+    TAKE(m->g.dh, n * H);
+    TAKE(m->g.dgu, n * 2 * H);
+    TAKE(m->g.lora_g, n * r);
+    TAKE(m->g.lora_x, n * max_in);
+    TAKE(m->g.lora_dx, n * max_in);
+#undef TAKE
+    /* RoPE angles in float like llama2.c and Hugging Face compute them
+     * (inverse frequency and pos * inv_freq rounded to float), so positions
+     * far into the context rotate exactly as in training. */
+    float *hc = malloc((size_t)T * half * sizeof(float)), *hs = malloc((size_t)T * half * sizeof(float));
+    if (!hc || !hs) {
+        free(hc);
+        free(hs);
+        free_activations(m);
+        return lt_fail(err, LT_ERR_NOMEM, "RoPE tables: out of memory");
+    }
+    for (size_t i = 0; i < half; i++) {
+        float inv_freq = 1.0f / powf(m->c.rope_theta, (float)(2 * i) / (float)m->HD);
+        for (int pos = 0; pos < T; pos++) {
+            float angle = (float)pos * inv_freq;
+            hc[(size_t)pos * half + i] = (float)cos((double)angle);
+            hs[(size_t)pos * half + i] = (float)sin((double)angle);
+        }
+    }
+    o->upload(o, m->rope_cos, hc, (size_t)T * half * sizeof(float));
+    o->upload(o, m->rope_sin, hs, (size_t)T * half * sizeof(float));
+    free(hc);
+    free(hs);
+    m->cap_B = B;
+    m->cap_T = T;
+    return LT_OK;
+}
+
+/* ------------------------------------------------------------- forward */
+
+static lt_status acquire(lt_model *m, int l, lt_layer_weights *w, lt_error *err) {
+    if (m->hooks.acquire_layer) return m->hooks.acquire_layer(m->hooks.user, l, w, err);
+    *w = m->resident[l];
+    return LT_OK;
+}
+
+static uint64_t dropout_key(const lt_model *m, int l, int mod) {
+    uint64_t stream = ((m->dropout_step * (uint64_t)m->c.n_layers + (uint64_t)l) << 3) | (uint64_t)mod;
+    return lt_rng_key(m->dropout_seed, stream);
+}
+
+static int lora_on(const lt_model *m, int l, int mod) {
+    return m->has_lora && !m->merged && m->lora_a[l][mod] >= 0;
+}
+
+/* Adapter input: x itself, or dropout(x) regenerated into scratch. */
+static const float *lora_input(lt_model *m, int l, int mod, const float *x, int n, int in,
+                               int train) {
+    if (!train || m->lc.dropout <= 0.0f) return x;
+    m->ops->dropout(m->ops, m->g.lora_x, x, n, in, m->lc.dropout, dropout_key(m, l, mod), 0);
+    return m->g.lora_x;
+}
+
+/* y[:, :out] (row stride ldy) += s * dropout(x) A^T B^T, keeping u = dropout(x) A^T. */
+static void lora_fwd(lt_model *m, layer_acts *a, int l, int mod, const float *x, float *y,
+                     int ldy, int n, int train) {
+    if (!lora_on(m, l, mod)) return;
+    const lt_ops *o = m->ops;
+    int out, in, r = m->lc.r;
+    lt_module_shape(&m->c, (lt_module)mod, &out, &in);
+    const float *A = m->lora + m->lora_a[l][mod], *Bm = m->lora + m->lora_b[l][mod];
+    const float *xd = lora_input(m, l, mod, x, n, in, train);
+    o->gemm(o, 0, 1, n, r, in, 1.0f, xd, in, A, in, 0.0f, a->lora_u[mod], r);
+    o->gemm(o, 0, 1, n, out, r, m->scale, a->lora_u[mod], r, Bm, r, 1.0f, y, ldy);
+}
+
+static void layer_forward(lt_model *m, int l, const lt_layer_weights *w, int B, int T,
+                          int train) {
+    const lt_ops *o = m->ops;
+    const int n = B * T, C = m->C, H = m->H, KV = m->KV, QKV = m->QKV;
+    layer_acts *a = &m->acts[l];
+    float *xout = l + 1 < m->c.n_layers ? m->acts[l + 1].x : m->x_final;
+
+    o->rmsnorm_fwd(o, a->xn1, a->rstd1, a->x, w->attn_norm, n, C, m->c.norm_eps);
+    o->gemm(o, 0, 1, n, QKV, C, 1.0f, a->xn1, C, w->wqkv, C, 0.0f, a->qkv, QKV);
+    lora_fwd(m, a, l, LT_MOD_Q, a->xn1, a->qkv, QKV, n, train);
+    lora_fwd(m, a, l, LT_MOD_K, a->xn1, a->qkv + C, QKV, n, train);
+    lora_fwd(m, a, l, LT_MOD_V, a->xn1, a->qkv + C + KV, QKV, n, train);
+    o->rope(o, a->qkv, QKV, B, T, m->c.n_heads, m->HD, m->rope_cos, m->rope_sin,
+            m->c.rope_layout, 0);
+    o->rope(o, a->qkv + C, QKV, B, T, m->c.n_kv_heads, m->HD, m->rope_cos, m->rope_sin,
+            m->c.rope_layout, 0);
+    o->attention_fwd(o, a->atty, a->probs, a->qkv, B, T, m->c.n_heads, m->c.n_kv_heads, m->HD);
+    /* res = x + atty Wo^T: the residual is the GEMM's C operand (beta 1). */
+    o->copy(o, a->res, a->x, (size_t)n * C * sizeof(float));
+    o->gemm(o, 0, 1, n, C, C, 1.0f, a->atty, C, w->wo, C, 1.0f, a->res, C);
+    lora_fwd(m, a, l, LT_MOD_O, a->atty, a->res, C, n, train);
+
+    o->rmsnorm_fwd(o, a->xn2, a->rstd2, a->res, w->ffn_norm, n, C, m->c.norm_eps);
+    o->gemm(o, 0, 1, n, 2 * H, C, 1.0f, a->xn2, C, w->w13, C, 0.0f, a->gu, 2 * H);
+    lora_fwd(m, a, l, LT_MOD_GATE, a->xn2, a->gu, 2 * H, n, train);
+    lora_fwd(m, a, l, LT_MOD_UP, a->xn2, a->gu + H, 2 * H, n, train);
+    o->swiglu_fwd(o, a->h, a->gu, n, H);
+    o->copy(o, xout, a->res, (size_t)n * C * sizeof(float));
+    o->gemm(o, 0, 1, n, C, H, 1.0f, a->h, H, w->w2, H, 1.0f, xout, C);
+    lora_fwd(m, a, l, LT_MOD_DOWN, a->h, xout, C, n, train);
+}
+
+static lt_status check_tokens(const lt_model *m, const int32_t *ids, int64_t count,
+                              int allow_ignore, const char *what, lt_error *err) {
+    for (int64_t i = 0; i < count; i++) {
+        int32_t t = ids[i];
+        if (allow_ignore && t == LT_IGNORE_INDEX) continue;
+        if (t < 0 || t >= m->c.vocab_size)
+            return lt_fail(err, LT_ERR_INVALID, "%s[%lld] = %d: expected a token id in 0..%d%s",
+                           what, (long long)i, t, m->c.vocab_size - 1,
+                           allow_ignore ? " or -100 (ignored)" : "");
+    }
+    return LT_OK;
+}
+
+/* Embedding and all layers; leaves the final-norm output in m->xf. */
+static lt_status forward_body(lt_model *m, const int32_t *tokens, int B, int T, int train,
+                              lt_error *err) {
+    lt_status st = lt_model_reserve(m, B, T, err);
+    if (st != LT_OK) return st;
+    if ((st = check_tokens(m, tokens, (int64_t)B * T, 0, "tokens", err)) != LT_OK) return st;
+    const lt_ops *o = m->ops;
+    const int n = B * T;
+    o->upload(o, m->tokens, tokens, (size_t)n * sizeof(int32_t));
+    o->embedding_fwd(o, m->acts[0].x, m->tokens, m->tok_emb, n, m->C);
+    for (int l = 0; l < m->c.n_layers; l++) {
+        lt_layer_weights w;
+        if ((st = acquire(m, l, &w, err)) != LT_OK) return st;
+        layer_forward(m, l, &w, B, T, train);
+    }
+    o->rmsnorm_fwd(o, m->xf, m->rstdf, m->x_final, m->final_norm, n, m->C, m->c.norm_eps);
+    return LT_OK;
+}
+
+lt_status lt_model_logits(lt_model *m, const int32_t *tokens, int B, int T, int last_only,
+                          float *logits, lt_error *err) {
+    lt_status st = forward_body(m, tokens, B, T, 0, err);
+    if (st != LT_OK) return st;
+    const lt_ops *o = m->ops;
+    const int V = m->c.vocab_size, C = m->C;
+    if (last_only) {
+        for (int b = 0; b < B; b++) {
+            const float *row = m->xf + ((size_t)b * T + T - 1) * C;
+            o->gemm(o, 0, 1, 1, V, C, 1.0f, row, C, m->cls, C, 0.0f, m->logits, V);
+            o->download(o, logits + (size_t)b * V, m->logits, (size_t)V * sizeof(float));
+        }
+        return LT_OK;
+    }
+    const int n = B * T;
+    for (int r0 = 0; r0 < n; r0 += m->chunk) {
+        int rows = n - r0 < m->chunk ? n - r0 : m->chunk;
+        o->gemm(o, 0, 1, rows, V, C, 1.0f, m->xf + (size_t)r0 * C, C, m->cls, C, 0.0f, m->logits, V);
+        o->download(o, logits + (size_t)r0 * V, m->logits, (size_t)rows * V * sizeof(float));
+    }
+    return LT_OK;
+}
+
+/* Classifier and cross-entropy over chunks of rows; with grad_out, also
+ * d(loss)/d(xf) into grad_out, so [n, V] logits are never materialised. */
+static void head_loss(lt_model *m, int n, float grad_scale, float *grad_out) {
+    const lt_ops *o = m->ops;
+    const int V = m->c.vocab_size, C = m->C;
+    for (int r0 = 0; r0 < n; r0 += m->chunk) {
+        int rows = n - r0 < m->chunk ? n - r0 : m->chunk;
+        o->gemm(o, 0, 1, rows, V, C, 1.0f, m->xf + (size_t)r0 * C, C, m->cls, C, 0.0f, m->logits, V);
+        o->cross_entropy(o, m->logits, m->losses + r0, m->targets + r0, rows, V, grad_scale,
+                         grad_out != NULL);
+        if (grad_out)
+            o->gemm(o, 0, 0, rows, C, V, 1.0f, m->logits, V, m->cls, C, 0.0f,
+                    grad_out + (size_t)r0 * C, C);
+    }
+}
+
+static lt_status sum_losses(lt_model *m, const int32_t *targets, int n, double *loss_sum,
+                            int64_t *n_targets, lt_error *err) {
+    float *host = malloc((size_t)n * sizeof(float));
+    if (!host) return lt_fail(err, LT_ERR_NOMEM, "loss: out of memory");
+    m->ops->download(m->ops, host, m->losses, (size_t)n * sizeof(float));
+    double s = 0.0;
+    int64_t count = 0;
+    for (int i = 0; i < n; i++)
+        if (targets[i] != LT_IGNORE_INDEX) {
+            s += host[i];
+            count++;
+        }
+    free(host);
+    *loss_sum = s;
+    *n_targets = count;
+    return LT_OK;
+}
+
+static lt_status prepare_targets(lt_model *m, const int32_t *targets, int n, lt_error *err) {
+    lt_status st = check_tokens(m, targets, n, 1, "targets", err);
+    if (st != LT_OK) return st;
+    m->ops->upload(m->ops, m->targets, targets, (size_t)n * sizeof(int32_t));
+    return LT_OK;
+}
+
+lt_status lt_model_loss(lt_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                        double *loss_sum, int64_t *n_targets, lt_error *err) {
+    lt_status st = forward_body(m, inputs, B, T, 0, err);
+    if (st != LT_OK) return st;
+    const int n = B * T;
+    if ((st = prepare_targets(m, targets, n, err)) != LT_OK) return st;
+    head_loss(m, n, 0.0f, NULL);
+    return sum_losses(m, targets, n, loss_sum, n_targets, err);
+}
+
+/* ------------------------------------------------------------ backward */
+
+/* Given dy = d(loss)/d(adapter output) for the rows of module mod:
+ * dB += s dy^T u, dA += (s dy B)^T dropout(x), and dx += the adapter's
+ * share of d(loss)/dx when dx is non-NULL. */
+static void lora_bwd(lt_model *m, layer_acts *a, int l, int mod, const float *x, const float *dy,
+                     int ldy, float *dx, int n) {
+    if (!lora_on(m, l, mod)) return;
+    const lt_ops *o = m->ops;
+    int out, in, r = m->lc.r;
+    lt_module_shape(&m->c, (lt_module)mod, &out, &in);
+    const float *A = m->lora + m->lora_a[l][mod], *Bm = m->lora + m->lora_b[l][mod];
+    float *dA = m->lora_grad + m->lora_a[l][mod], *dB = m->lora_grad + m->lora_b[l][mod];
+    float *g = m->g.lora_g;
+    o->gemm(o, 1, 0, out, r, n, m->scale, dy, ldy, a->lora_u[mod], r, 1.0f, dB, r);
+    o->gemm(o, 0, 0, n, r, out, m->scale, dy, ldy, Bm, r, 0.0f, g, r);
+    const float *xd = lora_input(m, l, mod, x, n, in, 1);
+    o->gemm(o, 1, 0, r, in, n, 1.0f, g, r, xd, in, 1.0f, dA, in);
+    if (!dx) return;
+    if (m->lc.dropout <= 0.0f) {
+        o->gemm(o, 0, 0, n, in, r, 1.0f, g, r, A, in, 1.0f, dx, in);
+    } else {
+        o->gemm(o, 0, 0, n, in, r, 1.0f, g, r, A, in, 0.0f, m->g.lora_dx, in);
+        o->dropout(o, dx, m->g.lora_dx, n, in, m->lc.dropout, dropout_key(m, l, mod), 1);
+    }
+}
+
+/* On entry g.dres holds d(loss)/d(layer output); on exit d(loss)/d(layer
+ * input) when need_dx (the first layer's input gradient is never needed
+ * while the embedding is frozen). */
+static void layer_backward(lt_model *m, int l, const lt_layer_weights *w, int B, int T,
+                           int need_dx) {
+    const lt_ops *o = m->ops;
+    const int n = B * T, C = m->C, H = m->H, KV = m->KV, QKV = m->QKV;
+    layer_acts *a = &m->acts[l];
+    grad_scratch *g = &m->g;
+
+    /* MLP branch: out = res + h W2^T */
+    o->gemm(o, 0, 0, n, H, C, 1.0f, g->dres, C, w->w2, H, 0.0f, g->dh, H);
+    lora_bwd(m, a, l, LT_MOD_DOWN, a->h, g->dres, C, g->dh, n);
+    o->swiglu_bwd(o, g->dgu, g->dh, a->gu, n, H);
+    o->gemm(o, 0, 0, n, C, 2 * H, 1.0f, g->dgu, 2 * H, w->w13, C, 0.0f, g->dxn, C);
+    lora_bwd(m, a, l, LT_MOD_GATE, a->xn2, g->dgu, 2 * H, g->dxn, n);
+    lora_bwd(m, a, l, LT_MOD_UP, a->xn2, g->dgu + H, 2 * H, g->dxn, n);
+    o->rmsnorm_bwd(o, g->dres, NULL, g->dxn, a->res, w->ffn_norm, a->rstd2, n, C);
+
+    /* attention branch: res = x + atty Wo^T */
+    o->gemm(o, 0, 0, n, C, C, 1.0f, g->dres, C, w->wo, C, 0.0f, g->datty, C);
+    lora_bwd(m, a, l, LT_MOD_O, a->atty, g->dres, C, g->datty, n);
+    o->attention_bwd(o, g->dqkv, g->datty, a->atty, a->probs, a->qkv, B, T, m->c.n_heads,
+                     m->c.n_kv_heads, m->HD);
+    o->rope(o, g->dqkv, QKV, B, T, m->c.n_heads, m->HD, m->rope_cos, m->rope_sin,
+            m->c.rope_layout, 1);
+    o->rope(o, g->dqkv + C, QKV, B, T, m->c.n_kv_heads, m->HD, m->rope_cos, m->rope_sin,
+            m->c.rope_layout, 1);
+    float *dxn = need_dx ? g->dxn : NULL;
+    if (need_dx) o->gemm(o, 0, 0, n, C, QKV, 1.0f, g->dqkv, QKV, w->wqkv, C, 0.0f, g->dxn, C);
+    lora_bwd(m, a, l, LT_MOD_Q, a->xn1, g->dqkv, QKV, dxn, n);
+    lora_bwd(m, a, l, LT_MOD_K, a->xn1, g->dqkv + C, QKV, dxn, n);
+    lora_bwd(m, a, l, LT_MOD_V, a->xn1, g->dqkv + C + KV, QKV, dxn, n);
+    if (need_dx) o->rmsnorm_bwd(o, g->dres, NULL, g->dxn, a->x, w->attn_norm, a->rstd1, n, C);
+}
+
+lt_status lt_model_forward_backward(lt_model *m, const int32_t *inputs, const int32_t *targets,
+                                    int B, int T, float grad_scale, double *loss_sum,
+                                    int64_t *n_targets, lt_error *err) {
+    if (!m->has_lora)
+        return lt_fail(err, LT_ERR_INVALID, "training: the model has no trainable parameters");
+    if (m->merged)
+        return lt_fail(err, LT_ERR_INVALID, "training: LoRA adapters are merged; unmerge first");
+    lt_status st = forward_body(m, inputs, B, T, 1, err);
+    if (st != LT_OK) return st;
+    const lt_ops *o = m->ops;
+    const int n = B * T, C = m->C;
+    if ((st = prepare_targets(m, targets, n, err)) != LT_OK) return st;
+    head_loss(m, n, grad_scale, m->g.dxn);
+    o->zero(o, m->g.dres, (size_t)n * C * sizeof(float));
+    o->rmsnorm_bwd(o, m->g.dres, NULL, m->g.dxn, m->x_final, m->final_norm, m->rstdf, n, C);
+    for (int l = m->c.n_layers - 1; l >= 0; l--) {
+        lt_layer_weights w;
+        if ((st = acquire(m, l, &w, err)) != LT_OK) return st;
+        layer_backward(m, l, &w, B, T, l > 0);
+        if (m->hooks.grads_ready && (st = m->hooks.grads_ready(m->hooks.user, l, err)) != LT_OK)
+            return st;
+    }
+    return sum_losses(m, targets, n, loss_sum, n_targets, err);
+}
+
+int64_t lt_count_targets(const int32_t *targets, int64_t n) {
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; i++) c += targets[i] != LT_IGNORE_INDEX;
+    return c;
+}

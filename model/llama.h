@@ -1,0 +1,102 @@
+/* The Llama decoder with LoRA adapters: forward and backward written once,
+ * straight-line per layer, against the ops interface.
+ *
+ * Base weights live in one flat buffer described by a named-offset table
+ * (Hugging Face tensor names, layer-major order with q/k/v and gate/up rows
+ * adjacent so each pair is one GEMM). LoRA parameters and their gradients
+ * are two more flat buffers with their own table. The model reads no files
+ * and knows no communicator: the trainer hands it hooks instead. */
+#ifndef LT_MODEL_LLAMA_H
+#define LT_MODEL_LLAMA_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+#include "model/config.h"
+#include "model/lora.h"
+#include "model/ops.h"
+#include "model/params.h"
+
+#define LT_IGNORE_INDEX (-100) /* a target that contributes no loss (PyTorch's) */
+
+typedef struct lt_model lt_model;
+
+/* Where one layer's base weights are (device pointers). */
+typedef struct {
+    const float *attn_norm; /* [dim] */
+    const float *wqkv;      /* [dim + 2 kv_dim, dim]: q rows, then k, then v */
+    const float *wo;        /* [dim, dim] */
+    const float *ffn_norm;  /* [dim] */
+    const float *w13;       /* [2 hidden, dim]: gate rows, then up */
+    const float *w2;        /* [dim, hidden] */
+} lt_layer_weights;
+
+typedef struct {
+    /* Make layer l's base weights present (gather a shard, dequantize) and
+     * point w at them. Called before the layer runs forward and again before
+     * it runs backward. NULL: the resident fp32 base is used. */
+    lt_status (*acquire_layer)(void *user, int layer, lt_layer_weights *w, lt_error *err);
+    /* Layer l's LoRA gradients are final (its all-reduce bucket may start). */
+    lt_status (*grads_ready)(void *user, int layer, lt_error *err);
+    void *user;
+} lt_model_hooks;
+
+lt_status lt_model_create(const lt_model_config *cfg, const lt_ops *ops, lt_model **out,
+                          lt_error *err);
+void lt_model_free(lt_model *m);
+
+const lt_model_config *lt_model_get_config(const lt_model *m);
+const lt_ops *lt_model_get_ops(const lt_model *m);
+const lt_param_table *lt_model_base_table(const lt_model *m);
+float *lt_model_base(lt_model *m);
+void lt_model_set_hooks(lt_model *m, const lt_model_hooks *hooks);
+
+/* ---- LoRA ---- */
+
+/* Adds adapters to the targeted modules of every layer: A kaiming-uniform
+ * (a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in))) from seed, B = 0, as PEFT
+ * initialises them, and a zeroed gradient buffer. Base weights stay frozen. */
+lt_status lt_model_add_lora(lt_model *m, const lt_lora_config *lc, uint64_t seed, lt_error *err);
+const lt_lora_config *lt_model_lora_config(const lt_model *m); /* NULL without LoRA */
+float lt_model_lora_scale(const lt_model *m);
+const lt_param_table *lt_model_lora_table(const lt_model *m);
+float *lt_model_lora_params(lt_model *m);
+float *lt_model_lora_grads(lt_model *m);
+void lt_model_zero_grads(lt_model *m);
+
+/* W += s B A for every adapted module (unmerge: W -= s B A). While merged
+ * the adapters are not applied again and training is refused. */
+lt_status lt_model_merge_lora(lt_model *m, int unmerge, lt_error *err);
+int lt_model_lora_is_merged(const lt_model *m);
+
+/* Dropout masks come from (seed, step, layer, module); the trainer moves
+ * step forward once per micro-batch. Dropout acts only in
+ * lt_model_forward_backward, never in evaluation. */
+void lt_model_set_dropout_state(lt_model *m, uint64_t seed, uint64_t step);
+
+/* ---- compute ---- */
+
+/* Sizes activations for batches of up to B sequences of up to T tokens
+ * (done implicitly by the calls below when a batch does not fit). */
+lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err);
+
+/* Logits for tokens [B, T] into host memory: [B, T, V], or [B, V] for the
+ * last position of each sequence when last_only. No dropout. */
+lt_status lt_model_logits(lt_model *m, const int32_t *tokens, int B, int T, int last_only,
+                          float *logits, lt_error *err);
+
+/* Cross-entropy of targets [B, T] given inputs [B, T]: sum over the
+ * non-ignored targets and their count. No gradients, no dropout. */
+lt_status lt_model_loss(lt_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                        double *loss_sum, int64_t *n_targets, lt_error *err);
+
+/* Forward and backward: accumulates grad_scale * d(sum of losses)/d(LoRA)
+ * into the gradient buffer (pass 1/n_targets for the mean loss). */
+lt_status lt_model_forward_backward(lt_model *m, const int32_t *inputs, const int32_t *targets,
+                                    int B, int T, float grad_scale, double *loss_sum,
+                                    int64_t *n_targets, lt_error *err);
+
+/* Counts targets that are not LT_IGNORE_INDEX. */
+int64_t lt_count_targets(const int32_t *targets, int64_t n);
+
+#endif

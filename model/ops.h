@@ -1,0 +1,100 @@
+/* The ops interface: every computation the model performs, as a table of
+ * functions a backend implements (CPU now, CUDA later). Model code is
+ * written once against it and never dereferences a buffer pointer, because
+ * on a GPU backend those pointers are device memory.
+ *
+ * Conventions: matrices are row-major; an activation with n rows of width w
+ * is [n, w]; "n" counts tokens (batch * sequence). Backward ops accumulate
+ * (+=) into gradients of inputs so residual branches add up without copies;
+ * ops named _fwd overwrite their outputs. Sizes are element counts unless a
+ * parameter says bytes. */
+#ifndef LT_MODEL_OPS_H
+#define LT_MODEL_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+
+typedef struct lt_ops lt_ops;
+
+struct lt_ops {
+    const char *name;
+    void *ctx;
+
+    /* ---- memory (zero-filled, tracked by category) ---- */
+    void *(*alloc)(const lt_ops *o, lt_mem_category cat, size_t bytes);
+    void (*free)(const lt_ops *o, void *p);
+    void (*upload)(const lt_ops *o, void *dst, const void *host_src, size_t bytes);
+    void (*download)(const lt_ops *o, void *host_dst, const void *src, size_t bytes);
+    void (*copy)(const lt_ops *o, void *dst, const void *src, size_t bytes);
+    void (*zero)(const lt_ops *o, void *dst, size_t bytes);
+    void (*sync)(const lt_ops *o);
+
+    /* C[M,N] = alpha * op(A) op(B) + beta * C with op(X) = X or X^T;
+     * A is [M,K] (or [K,M] if trans_a), B is [K,N] (or [N,K] if trans_b). */
+    void (*gemm)(const lt_ops *o, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+    /* out[i,:] = table[tokens[i],:]; tokens were validated by the caller. */
+    void (*embedding_fwd)(const lt_ops *o, float *out, const int32_t *tokens, const float *table,
+                          int n, int dim);
+    /* dtable[tokens[i],:] += dout[i,:] */
+    void (*embedding_bwd)(const lt_ops *o, float *dtable, const int32_t *tokens,
+                          const float *dout, int n, int dim);
+
+    /* out = x * rstd * w with rstd = 1/sqrt(mean(x^2) + eps), saved per row. */
+    void (*rmsnorm_fwd)(const lt_ops *o, float *out, float *rstd, const float *x, const float *w,
+                        int n, int dim, float eps);
+    /* dx += d/dx, dw += d/dw (dw may be NULL when the weight is frozen). */
+    void (*rmsnorm_bwd)(const lt_ops *o, float *dx, float *dw, const float *dout, const float *x,
+                        const float *w, const float *rstd, int n, int dim);
+
+    /* Rotates n_heads heads of head_dim at the start of each of B*T rows of
+     * x (row stride `stride`), in place, by angle pos * freq (pos = row % T);
+     * inverse rotates by the negative angle (the backward of the forward).
+     * cos/sin are [T_max, head_dim/2]; layout is an lt_rope_layout. */
+    void (*rope)(const lt_ops *o, float *x, int stride, int B, int T, int n_heads, int head_dim,
+                 const float *cos_t, const float *sin_t, int layout, int inverse);
+
+    /* Causal grouped-query attention over packed rows qkv = [q | k | v]
+     * (widths nh*hd, nkv*hd, nkv*hd). out is [B*T, nh*hd]; probs [B, nh, T, T]
+     * keeps the softmax for backward. */
+    void (*attention_fwd)(const lt_ops *o, float *out, float *probs, const float *qkv, int B,
+                          int T, int nh, int nkv, int hd);
+    /* Writes (not accumulates) dqkv, same packed layout as qkv. */
+    void (*attention_bwd)(const lt_ops *o, float *dqkv, const float *dout, const float *out,
+                          const float *probs, const float *qkv, int B, int T, int nh, int nkv,
+                          int hd);
+
+    /* h = silu(g) * u where rows of gate_up are [g | u], each `hidden` wide. */
+    void (*swiglu_fwd)(const lt_ops *o, float *h, const float *gate_up, int n, int hidden);
+    /* Writes dgate_up. */
+    void (*swiglu_bwd)(const lt_ops *o, float *dgate_up, const float *dh, const float *gate_up,
+                       int n, int hidden);
+
+    /* y = a + b */
+    void (*add)(const lt_ops *o, float *y, const float *a, const float *b, size_t n);
+
+    /* out (= or +=) x * keep / (1 - p) over an [n, cols] block where
+     * keep = uniform(key, i * cols + j) >= p (see model/rng.h). */
+    void (*dropout)(const lt_ops *o, float *out, const float *x, int n, int cols, float p,
+                    uint64_t key, int accumulate);
+
+    /* Cross-entropy over n rows of V logits. For each row: losses[i] =
+     * logsumexp - logit[target] (0 when target < 0). With want_grad the
+     * logits are overwritten by grad_scale * (softmax - onehot) (0 rows for
+     * ignored targets). */
+    void (*cross_entropy)(const lt_ops *o, float *logits, float *losses, const int32_t *targets,
+                          int n, int V, float grad_scale, int want_grad);
+};
+
+/* The CPU backend: OpenBLAS GEMMs and OpenMP kernels on `threads` threads
+ * (0: leave the runtime's default). */
+const lt_ops *lt_ops_cpu(int threads);
+
+/* The OpenBLAS kernel family in use (e.g. "SkylakeX"), for reports. */
+const char *lt_ops_cpu_blas_core(void);
+
+#endif

@@ -1,0 +1,292 @@
+/* The CPU backend of the ops interface: OpenBLAS for GEMMs, OpenMP loops for
+ * everything else. Each output element is written by one thread with a
+ * fixed summation order, so results do not depend on scheduling. */
+#include "model/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "model/config.h"
+#include "model/ops_cpu_internal.h"
+#include "model/ops_cpu_simd.h"
+#include "model/rng.h"
+
+/* ---------------------------------------------------------------- memory */
+
+static void *cpu_alloc(const lt_ops *o, lt_mem_category cat, size_t bytes) {
+    (void)o;
+    return lt_alloc(cat, bytes);
+}
+static void cpu_free(const lt_ops *o, void *p) {
+    (void)o;
+    lt_free(p);
+}
+static void cpu_memcpy(const lt_ops *o, void *dst, const void *src, size_t bytes) {
+    (void)o;
+    if (bytes) memmove(dst, src, bytes);
+}
+static void cpu_zero(const lt_ops *o, void *dst, size_t bytes) {
+    (void)o;
+    if (bytes) memset(dst, 0, bytes);
+}
+static void cpu_sync(const lt_ops *o) { (void)o; }
+
+/* ------------------------------------------------------------------ math */
+
+static void cpu_gemm(const lt_ops *o, int ta, int tb, int M, int N, int K, float alpha,
+                     const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                     int ldc) {
+    (void)o;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        /* BLAS leaves C untouched for K = 0 only when beta = 1. */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] *= beta;
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static void cpu_embedding_fwd(const lt_ops *o, float *out, const int32_t *tokens,
+                              const float *table, int n, int dim) {
+    (void)o;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++)
+        memcpy(out + (size_t)i * dim, table + (size_t)tokens[i] * dim, (size_t)dim * sizeof(float));
+}
+
+static void cpu_embedding_bwd(const lt_ops *o, float *dtable, const int32_t *tokens,
+                              const float *dout, int n, int dim) {
+    (void)o;
+    /* Rows sharing a token add up; a serial pass keeps the order fixed. */
+    for (int i = 0; i < n; i++) {
+        float *d = dtable + (size_t)tokens[i] * dim;
+        const float *g = dout + (size_t)i * dim;
+        for (int j = 0; j < dim; j++) d[j] += g[j];
+    }
+}
+
+static void cpu_rmsnorm_fwd(const lt_ops *o, float *out, float *rstd, const float *x,
+                            const float *w, int n, int dim, float eps) {
+    (void)o;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim;
+        float *oi = out + (size_t)i * dim;
+        float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+        for (int j = 0; j < dim; j++) ss += xi[j] * xi[j];
+        float r = 1.0f / sqrtf(ss / (float)dim + eps);
+        rstd[i] = r;
+        for (int j = 0; j < dim; j++) oi[j] = xi[j] * r * w[j];
+    }
+}
+
+static void cpu_rmsnorm_bwd(const lt_ops *o, float *dx, float *dw, const float *dout,
+                            const float *x, const float *w, const float *rstd, int n, int dim) {
+    (void)o;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim, *gi = dout + (size_t)i * dim;
+        float *dxi = dx + (size_t)i * dim;
+        float r = rstd[i];
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int j = 0; j < dim; j++) dot += gi[j] * w[j] * xi[j];
+        float c = r * r * r * dot / (float)dim;
+        for (int j = 0; j < dim; j++) dxi[j] += gi[j] * w[j] * r - xi[j] * c;
+    }
+    if (dw) {
+        /* Columns are independent: parallel over columns, rows in order. */
+#pragma omp parallel for schedule(static)
+        for (int j = 0; j < dim; j++) {
+            float acc = 0.0f;
+            for (int i = 0; i < n; i++)
+                acc += dout[(size_t)i * dim + j] * x[(size_t)i * dim + j] * rstd[i];
+            dw[j] += acc;
+        }
+    }
+}
+
+static void cpu_rope(const lt_ops *o, float *x, int stride, int B, int T, int n_heads,
+                     int head_dim, const float *cos_t, const float *sin_t, int layout,
+                     int inverse) {
+    (void)o;
+    int half = head_dim / 2;
+    float sign = inverse ? -1.0f : 1.0f;
+#pragma omp parallel for schedule(static)
+    for (int row = 0; row < B * T; row++) {
+        int pos = row % T;
+        const float *c = cos_t + (size_t)pos * half, *s = sin_t + (size_t)pos * half;
+        float *xr = x + (size_t)row * stride;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = xr + (size_t)h * head_dim;
+            if (layout == LT_ROPE_INTERLEAVED) {
+                for (int i = 0; i < half; i++) {
+                    float a = v[2 * i], b = v[2 * i + 1], sn = sign * s[i];
+                    v[2 * i] = a * c[i] - b * sn;
+                    v[2 * i + 1] = a * sn + b * c[i];
+                }
+            } else {
+                for (int i = 0; i < half; i++) {
+                    float a = v[i], b = v[i + half], sn = sign * s[i];
+                    v[i] = a * c[i] - b * sn;
+                    v[i + half] = a * sn + b * c[i];
+                }
+            }
+        }
+    }
+}
+
+/* sigmoid(g) = 1 / (1 + exp(-g)); exp saturates at 88, so very negative g
+ * gives 0 rather than inf/inf. */
+static inline v16 v16_sigmoid(v16 g) { return 1.0f / (1.0f + v16_exp(-g)); }
+
+static void cpu_swiglu_fwd(const lt_ops *o, float *h, const float *gate_up, int n, int hidden) {
+    (void)o;
+    const int nv = hidden / LT_V * LT_V;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *g = gate_up + (size_t)i * 2 * hidden, *u = g + hidden;
+        float *hi = h + (size_t)i * hidden;
+        for (int j = 0; j < nv; j += LT_V) {
+            v16 gv = v16_load(g + j);
+            v16_store(hi + j, gv * v16_sigmoid(gv) * v16_load(u + j));
+        }
+        for (int j = nv; j < hidden; j++) hi[j] = g[j] / (1.0f + lt_expf_scalar(-g[j])) * u[j];
+    }
+}
+
+static void cpu_swiglu_bwd(const lt_ops *o, float *dgate_up, const float *dh,
+                           const float *gate_up, int n, int hidden) {
+    (void)o;
+    const int nv = hidden / LT_V * LT_V;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *g = gate_up + (size_t)i * 2 * hidden, *u = g + hidden;
+        const float *dhi = dh + (size_t)i * hidden;
+        float *dg = dgate_up + (size_t)i * 2 * hidden, *du = dg + hidden;
+        for (int j = 0; j < nv; j += LT_V) {
+            v16 gv = v16_load(g + j), sig = v16_sigmoid(gv), d = v16_load(dhi + j);
+            v16_store(du + j, d * gv * sig);
+            v16_store(dg + j, d * v16_load(u + j) * sig * (1.0f + gv * (1.0f - sig)));
+        }
+        for (int j = nv; j < hidden; j++) {
+            float sig = 1.0f / (1.0f + lt_expf_scalar(-g[j]));
+            du[j] = dhi[j] * g[j] * sig;
+            dg[j] = dhi[j] * u[j] * sig * (1.0f + g[j] * (1.0f - sig));
+        }
+    }
+}
+
+static void cpu_add(const lt_ops *o, float *y, const float *a, const float *b, size_t n) {
+    (void)o;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+static void cpu_dropout(const lt_ops *o, float *out, const float *x, int n, int cols, float p,
+                        uint64_t key, int accumulate) {
+    (void)o;
+    const float keep_scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * cols;
+        float *oi = out + (size_t)i * cols;
+        uint64_t base = (uint64_t)i * (uint64_t)cols;
+        for (int j = 0; j < cols; j++) {
+            float m = lt_rng_uniform(key, base + (uint64_t)j) >= p ? keep_scale : 0.0f;
+            oi[j] = accumulate ? oi[j] + xi[j] * m : xi[j] * m;
+        }
+    }
+}
+
+static void cpu_cross_entropy(const lt_ops *o, float *logits, float *losses,
+                              const int32_t *targets, int n, int V, float grad_scale,
+                              int want_grad) {
+    (void)o;
+    const int nv = V / LT_V * LT_V;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        float *x = logits + (size_t)i * V;
+        int t = targets[i];
+        if (t < 0) {
+            losses[i] = 0.0f;
+            if (want_grad) memset(x, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float xt = x[t]; /* the exp pass below overwrites it */
+        v16 mv = v16_set1(-INFINITY);
+        for (int j = 0; j < nv; j += LT_V) mv = v16_max(mv, v16_load(x + j));
+        float mx = v16_hmax(mv);
+        for (int j = nv; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+        /* sum exp(x - max) = ties + rest, where ties counts the maxima (each
+         * exp(0) = 1 exactly). A confident prediction's loss lives in rest;
+         * adding it up apart from the 1 keeps its digits, where a running
+         * sum starting at 1 would round the small terms away. The loss is
+         * then (max - x_t) + log(ties + rest), never (max + lse) - x_t. */
+        v16 rest = {0}, ties = {0};
+        const v16 mxv = v16_set1(mx);
+        for (int j = 0; j < nv; j += LT_V) {
+            v16 xv = v16_load(x + j), e = v16_exp(xv - mx);
+            v16i is_max = xv == mxv;
+            ties += v16_select(is_max, v16_set1(1.0f), (v16){0});
+            rest += v16_select(is_max, (v16){0}, e);
+            if (want_grad) v16_store(x + j, e);
+        }
+        double nties = v16_hsum(ties), sum_rest = v16_hsum(rest);
+        for (int j = nv; j < V; j++) {
+            float e = lt_expf_scalar(x[j] - mx);
+            if (x[j] == mx) nties += 1.0; else sum_rest += e;
+            if (want_grad) x[j] = e;
+        }
+        const double sum = nties + sum_rest;
+        losses[i] = (float)((double)(mx - xt) + log(nties) + log1p(sum_rest / nties));
+        if (want_grad) {
+            const float inv = (float)(grad_scale / sum);
+            for (int j = 0; j < nv; j += LT_V) v16_store(x + j, v16_load(x + j) * inv);
+            for (int j = nv; j < V; j++) x[j] *= inv;
+            x[t] -= grad_scale;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- table */
+
+static lt_ops g_cpu_ops = {
+    .name = "cpu",
+    .ctx = NULL,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_memcpy,
+    .download = cpu_memcpy,
+    .copy = cpu_memcpy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .gemm = cpu_gemm,
+    .embedding_fwd = cpu_embedding_fwd,
+    .embedding_bwd = cpu_embedding_bwd,
+    .rmsnorm_fwd = cpu_rmsnorm_fwd,
+    .rmsnorm_bwd = cpu_rmsnorm_bwd,
+    .rope = cpu_rope,
+    .attention_fwd = lt_cpu_attention_fwd,
+    .attention_bwd = lt_cpu_attention_bwd,
+    .swiglu_fwd = cpu_swiglu_fwd,
+    .swiglu_bwd = cpu_swiglu_bwd,
+    .add = cpu_add,
+    .dropout = cpu_dropout,
+    .cross_entropy = cpu_cross_entropy,
+};
+
+const char *lt_ops_cpu_blas_core(void) { return openblas_get_corename(); }
+
+const lt_ops *lt_ops_cpu(int threads) {
+    if (threads > 0) {
+        omp_set_num_threads(threads);
+        openblas_set_num_threads(threads);
+    }
+    return &g_cpu_ops;
+}

@@ -1,0 +1,96 @@
+#!/bin/bash
+# Bad input to the loratrain command: each case must end with exit status 1
+# or 2 (not a signal or sanitizer abort), exactly one line on stderr naming
+# the file, field or option and what was expected, and nothing on stdout.
+# Usage: bad_input.sh LORATRAIN REPO_ROOT
+set -u
+bin=${1:?usage: bad_input.sh LORATRAIN REPO_ROOT}
+root=${2:?usage: bad_input.sh LORATRAIN REPO_ROOT}
+model="$root/models/stories260K/stories260K.bin"
+tok="$root/models/stories260K/tok512.bin"
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+cases=0
+
+# expect NAME "substring1|substring2|..." command...
+expect() {
+  local name=$1 want=$2
+  shift 2
+  cases=$((cases + 1))
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  local lines
+  lines=$(wc -l <"$tmp/err")
+  local msg
+  msg=$(cat "$tmp/err")
+  if [[ $rc != 1 && $rc != 2 ]]; then
+    echo "FAIL $name: exit status $rc, expected 1 or 2"; fail=1
+  elif [[ $lines != 1 ]]; then
+    echo "FAIL $name: $lines lines on stderr, expected one:"; sed 's/^/    /' "$tmp/err"; fail=1
+  elif [[ -s "$tmp/out" ]]; then
+    echo "FAIL $name: wrote to stdout:"; sed 's/^/    /' "$tmp/out"; fail=1
+  else
+    IFS='|' read -ra parts <<<"$want"
+    for p in "${parts[@]}"; do
+      if [[ "$msg" != *"$p"* ]]; then
+        echo "FAIL $name: message lacks \"$p\": $msg"; fail=1; return
+      fi
+    done
+    echo "ok   $name: $msg"
+  fi
+}
+
+# patch FILE OUT INDEX VALUE: copy of FILE with int32 header field INDEX set
+patch_header() {
+  $py - "$1" "$2" "$3" "$4" <<'PY'
+import struct, sys
+src, dst, idx, val = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+b = bytearray(open(src, 'rb').read())
+struct.pack_into('<i', b, 4 * idx, val)
+open(dst, 'wb').write(b)
+PY
+}
+
+gen() { "$bin" generate --model "$1" --tokenizer "${2:-$tok}" --steps 4 --temperature 0; }
+
+head -c 1000000 "$model" >"$tmp/truncated.bin"
+expect "truncated checkpoint" "truncated.bin|1000000 bytes|implies 1056540 bytes" gen "$tmp/truncated.bin"
+cp "$model" "$tmp/oversized.bin"; printf 'garbage' >>"$tmp/oversized.bin"
+expect "oversized checkpoint" "oversized.bin|1056547 bytes|implies 1056540 bytes" gen "$tmp/oversized.bin"
+head -c 10 "$model" >"$tmp/tiny.bin"
+expect "header cut short" "tiny.bin|10 bytes|header" gen "$tmp/tiny.bin"
+patch_header "$model" "$tmp/dim0.bin" 0 0
+expect "zero dim" "dim0.bin|dim = 0|expected" gen "$tmp/dim0.bin"
+patch_header "$model" "$tmp/layers.bin" 2 -5
+expect "negative n_layers" "layers.bin|n_layers = -5" gen "$tmp/layers.bin"
+patch_header "$model" "$tmp/heads.bin" 3 3
+patch_header "$tmp/heads.bin" "$tmp/heads3.bin" 4 3
+expect "heads do not divide dim" "heads3.bin|n_heads = 3 does not divide dim = 64" gen "$tmp/heads3.bin"
+patch_header "$model" "$tmp/kv.bin" 4 3
+expect "kv heads do not divide heads" "kv.bin|n_kv_heads = 3 does not divide n_heads = 8" gen "$tmp/kv.bin"
+patch_header "$model" "$tmp/vocab.bin" 5 -512
+expect "negative vocab without classifier" "vocab.bin|implies" gen "$tmp/vocab.bin"
+$py - "$model" "$tmp/nan.bin" <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+struct.pack_into('<f', b, 28 + 4 * 100, float('nan'))
+open(sys.argv[2], 'wb').write(b)
+PY
+expect "NaN weight" "nan.bin|model.embed_tokens.weight|element 100|finite" gen "$tmp/nan.bin"
+expect "missing checkpoint" "$tmp/nope.bin|cannot open" gen "$tmp/nope.bin"
+expect "missing tokenizer" "$tmp/nope_tok.bin|cannot open" gen "$model" "$tmp/nope_tok.bin"
+head -c 3000 "$tok" >"$tmp/tok_trunc.bin"
+expect "truncated tokenizer" "tok_trunc.bin" gen "$model" "$tmp/tok_trunc.bin"
+expect "no tokenizer given" "--tokenizer|missing" "$bin" generate --model "$model"
+expect "LoRA rank zero" "r = 0|at least 1" "$bin" info --model "$model" --r 0
+expect "LoRA rank above min(in, out)" "r = 40|k_proj|min(in, out) = 32" "$bin" info --model "$model" --r 40 --target_modules q_proj,k_proj
+expect "unknown target module" "\"foo\"|did you mean" "$bin" info --model "$model" --target_modules q_proj,foo
+expect "LoRA dropout out of range" "lora_dropout = 1.5" "$bin" info --model "$model" --lora_dropout 1.5
+expect "non-numeric rank" "--r eight|integer" "$bin" info --model "$model" --r eight
+expect "unknown option" "--colour|unknown option" "$bin" generate --model "$model" --tokenizer "$tok" --colour red
+expect "unknown command" "unknown command \"trian\"" "$bin" trian
+
+echo "$cases cases"
+exit $fail

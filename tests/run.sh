@@ -1,0 +1,21 @@
+#!/bin/bash
+# The test command: installs what is missing, builds with warnings as
+# errors, runs every CTest suite, then builds with AddressSanitizer and
+# UndefinedBehaviorSanitizer and runs the suites that exercise C code again.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+jobs=$(nproc)
+
+"$root/launch/install_deps.sh"
+
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DLT_WERROR=ON
+cmake --build "$root/build" -j"$jobs"
+(cd "$root/build" && ctest --output-on-failure -j"$jobs")
+
+# The PyTorch self-check exercises no C code; everything else runs again.
+cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLT_WERROR=ON \
+  -DLT_SANITIZE=ON
+cmake --build "$root/build-asan" -j"$jobs"
+(cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+  ctest --output-on-failure -j"$jobs" -E torch_reference_selfcheck)
+echo "tests/run.sh: all suites passed (release and ASan+UBSan builds)"
