@@ -28,11 +28,12 @@ static double now_s(void) {
 
 /* ------------------------------------------------------- profiling ops */
 
-enum { P_GEMM, P_ATTN_F, P_ATTN_B, P_NORM, P_ROPE, P_SWIGLU, P_CE, P_OTHER, P_COUNT };
-static const char *k_pnames[P_COUNT] = {"gemm",    "attention_fwd", "attention_bwd", "rmsnorm",
-                                        "rope",    "swiglu",        "cross_entropy", "other"};
-static double g_ptime[P_COUNT];
+enum { P_GEMM, P_GEMM_CLS, P_GEMM_LORA, P_ATTN_F, P_ATTN_B, P_NORM, P_ROPE, P_SWIGLU, P_CE, P_OTHER, P_COUNT };
+static const char *k_pnames[P_COUNT] = {"gemm (base)", "gemm (classifier)", "gemm (lora)", "attention_fwd",
+                                        "attention_bwd", "rmsnorm", "rope", "swiglu", "cross_entropy", "other"};
+static double g_ptime[P_COUNT], g_pflops[P_COUNT];
 static double g_gemm_flops;
+static int g_rank, g_vocab;
 static const lt_ops *g_base;
 
 #define TIMED(cat, call)                \
@@ -45,18 +46,22 @@ static const lt_ops *g_base;
 static void p_gemm(const lt_ops *o, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     (void)o;
+    int cat = (M == g_rank || N == g_rank || K == g_rank) ? P_GEMM_LORA
+              : (N == g_vocab || K == g_vocab)           ? P_GEMM_CLS
+                                                         : P_GEMM;
     g_gemm_flops += 2.0 * M * N * K;
-    TIMED(P_GEMM, g_base->gemm(g_base, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+    g_pflops[cat] += 2.0 * M * N * K;
+    TIMED(cat, g_base->gemm(g_base, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
 }
-static void p_attn_f(const lt_ops *o, float *out, float *probs, const float *qkv, int B, int T,
+static void p_attn_f(const lt_ops *o, float *out, float *lse, const float *qkv, int B, int T,
                      int nh, int nkv, int hd) {
     (void)o;
-    TIMED(P_ATTN_F, g_base->attention_fwd(g_base, out, probs, qkv, B, T, nh, nkv, hd));
+    TIMED(P_ATTN_F, g_base->attention_fwd(g_base, out, lse, qkv, B, T, nh, nkv, hd));
 }
 static void p_attn_b(const lt_ops *o, float *dqkv, const float *dout, const float *out,
-                     const float *probs, const float *qkv, int B, int T, int nh, int nkv, int hd) {
+                     const float *lse, const float *qkv, int B, int T, int nh, int nkv, int hd) {
     (void)o;
-    TIMED(P_ATTN_B, g_base->attention_bwd(g_base, dqkv, dout, out, probs, qkv, B, T, nh, nkv, hd));
+    TIMED(P_ATTN_B, g_base->attention_bwd(g_base, dqkv, dout, out, lse, qkv, B, T, nh, nkv, hd));
 }
 static void p_norm_f(const lt_ops *o, float *out, float *rstd, const float *x, const float *w, int n,
                      int dim, float eps) {
@@ -226,6 +231,8 @@ int main(int argc, char **argv) {
         }
     }
     if (seq <= 0) seq = cfg.seq_len;
+    g_rank = 8;
+    g_vocab = cfg.vocab_size;
     lt_lora_config lc = {.r = 8, .alpha = 16, .dropout = 0, .use_rslora = 0,
                          .targets = (1u << LT_MOD_Q) | (1u << LT_MOD_K) | (1u << LT_MOD_V) | (1u << LT_MOD_O)};
     if (lt_model_add_lora(m, &lc, 1, &err) != LT_OK || lt_model_reserve(m, batch, seq, &err) != LT_OK) {
@@ -248,6 +255,7 @@ int main(int argc, char **argv) {
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
             memset(g_ptime, 0, sizeof g_ptime);
+            memset(g_pflops, 0, sizeof g_pflops);
             g_gemm_flops = 0;
         }
         double sum;
@@ -275,12 +283,15 @@ int main(int argc, char **argv) {
         double total = 0;
         for (int i = 0; i < P_COUNT; i++) total += g_ptime[i];
         fprintf(stderr, "per-step time by op (%d steps), of %.2f ms measured:\n", steps, med * 1e3);
-        for (int i = 0; i < P_COUNT; i++)
-            fprintf(stderr, "  %-14s %8.2f ms  %5.1f%%%s\n", k_pnames[i], g_ptime[i] / steps * 1e3,
-                    100 * g_ptime[i] / total,
-                    i == P_GEMM ? "" : "");
-        fprintf(stderr, "  gemm rate: %.1f GFLOP/s over %.2f GFLOP per step\n",
-                g_gemm_flops / g_ptime[P_GEMM] / 1e9, g_gemm_flops / steps / 1e9);
+        for (int i = 0; i < P_COUNT; i++) {
+            fprintf(stderr, "  %-18s %8.2f ms  %5.1f%%", k_pnames[i], g_ptime[i] / steps * 1e3,
+                    100 * g_ptime[i] / total);
+            if (g_pflops[i] > 0)
+                fprintf(stderr, "  %6.1f GFLOP/s (%.2f GFLOP)", g_pflops[i] / g_ptime[i] / 1e9,
+                        g_pflops[i] / steps / 1e9);
+            fprintf(stderr, "\n");
+        }
+        fprintf(stderr, "  all gemms: %.2f GFLOP per step\n", g_gemm_flops / steps / 1e9);
     }
     free(in), free(tg), free(times);
     lt_model_free(m);

@@ -13,7 +13,7 @@ typedef struct {
     float *xn1;   /* [n, C] attention RMSNorm output */
     float *rstd1; /* [n] */
     float *qkv;   /* [n, QKV] after RoPE */
-    float *probs; /* [B, nh, T, T] attention softmax */
+    float *lse;   /* [B, nh, T] attention log-sum-exp per query row */
     float *atty;  /* [n, C] attention output before o_proj */
     float *res;   /* [n, C] x + attention branch */
     float *xn2;   /* [n, C] MLP RMSNorm output */
@@ -308,7 +308,7 @@ lt_status lt_model_merge_lora(lt_model *m, int unmerge, lt_error *err) {
 /* --------------------------------------------------------- activations */
 
 static size_t layer_act_floats(const lt_model *m, size_t n, size_t B, size_t T) {
-    size_t per = n * (5u * m->C + m->QKV + 3u * m->H) + 2 * n + B * m->c.n_heads * T * T;
+    size_t per = n * (5u * m->C + m->QKV + 3u * m->H) + 2 * n + B * m->c.n_heads * T;
     if (m->has_lora) per += (size_t)LT_MOD_COUNT * n * m->lc.r;
     return per;
 }
@@ -366,7 +366,7 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
         TAKE(a->xn1, n * C);
         TAKE(a->rstd1, n);
         TAKE(a->qkv, n * m->QKV);
-        TAKE(a->probs, (size_t)B * m->c.n_heads * T * T);
+        TAKE(a->lse, (size_t)B * m->c.n_heads * T);
         TAKE(a->atty, n * C);
         TAKE(a->res, n * C);
         TAKE(a->xn2, n * C);
@@ -479,7 +479,7 @@ static void layer_forward(lt_model *m, int l, const lt_layer_weights *w, int B, 
             m->c.rope_layout, 0);
     o->rope(o, a->qkv + C, QKV, B, T, m->c.n_kv_heads, m->HD, m->rope_cos, m->rope_sin,
             m->c.rope_layout, 0);
-    o->attention_fwd(o, a->atty, a->probs, a->qkv, B, T, m->c.n_heads, m->c.n_kv_heads, m->HD);
+    o->attention_fwd(o, a->atty, a->lse, a->qkv, B, T, m->c.n_heads, m->c.n_kv_heads, m->HD);
     /* res = x + atty Wo^T: the residual is the GEMM's C operand (beta 1). */
     o->copy(o, a->res, a->x, (size_t)n * C * sizeof(float));
     o->gemm(o, 0, 1, n, C, C, 1.0f, a->atty, C, w->wo, C, 1.0f, a->res, C);
@@ -650,7 +650,7 @@ static void layer_backward(lt_model *m, int l, const lt_layer_weights *w, int B,
     /* attention branch: res = x + atty Wo^T */
     o->gemm(o, 0, 0, n, C, C, 1.0f, g->dres, C, w->wo, C, 0.0f, g->datty, C);
     lora_bwd(m, a, l, LT_MOD_O, a->atty, g->dres, C, g->datty, n);
-    o->attention_bwd(o, g->dqkv, g->datty, a->atty, a->probs, a->qkv, B, T, m->c.n_heads,
+    o->attention_bwd(o, g->dqkv, g->datty, a->atty, a->lse, a->qkv, B, T, m->c.n_heads,
                      m->c.n_kv_heads, m->HD);
     o->rope(o, g->dqkv, QKV, B, T, m->c.n_heads, m->HD, m->rope_cos, m->rope_sin,
             m->c.rope_layout, 1);

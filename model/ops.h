@@ -59,13 +59,14 @@ struct lt_ops {
                  const float *cos_t, const float *sin_t, int layout, int inverse);
 
     /* Causal grouped-query attention over packed rows qkv = [q | k | v]
-     * (widths nh*hd, nkv*hd, nkv*hd). out is [B*T, nh*hd]; probs [B, nh, T, T]
-     * keeps the softmax for backward. */
-    void (*attention_fwd)(const lt_ops *o, float *out, float *probs, const float *qkv, int B,
+     * (widths nh*hd, nkv*hd, nkv*hd). out is [B*T, nh*hd]; lse [B, nh, T]
+     * keeps each row's log-sum-exp of scores, from which backward
+     * recomputes the softmax (no [T, T] matrix is stored). */
+    void (*attention_fwd)(const lt_ops *o, float *out, float *lse, const float *qkv, int B,
                           int T, int nh, int nkv, int hd);
     /* Writes (not accumulates) dqkv, same packed layout as qkv. */
     void (*attention_bwd)(const lt_ops *o, float *dqkv, const float *dout, const float *out,
-                          const float *probs, const float *qkv, int B, int T, int nh, int nkv,
+                          const float *lse, const float *qkv, int B, int T, int nh, int nkv,
                           int hd);
 
     /* h = silu(g) * u where rows of gate_up are [g | u], each `hidden` wide. */

@@ -1,54 +1,57 @@
-/* Causal grouped-query attention on the CPU.
+/* Causal grouped-query attention on the CPU, FlashAttention-style: the
+ * forward keeps only each row's log-sum-exp, and the backward recomputes
+ * the probabilities from it, so no [T, T] matrix is ever stored (stories260K
+ * would otherwise keep 67 MB of probabilities per layer).
  *
- * Work is split by (batch, kv head) so each task gathers its group's K and
- * V once, transposed to [head_dim, T] and zero-padded to a multiple of 16
- * keys: the inner loops then run over key positions, sixteen at a time,
- * whatever the head dimension (8 in stories260K, where a loop over the head
- * dimension would leave most of each vector register empty). Each task
- * writes only its own rows, so the result does not depend on threads. */
+ * Work is split by (batch, kv head): a task gathers its group's K and V once
+ * and serves every query head of the group, writing only its own rows, so
+ * results do not depend on threads. Query rows go ROWS at a time so each
+ * load of K or V feeds several FMAs.
+ *
+ * Scores (q.k) and dO.v run over key positions, sixteen at a time, against
+ * K and V transposed to [hd, T]. Sums over keys into head-dimension vectors
+ * (P V, dS K, and the dK, dV updates) use K and V as [T, hd] rows when hd is
+ * a multiple of 16 (real models: 64, 128; stories15M: 48), and the
+ * transposed copies with horizontal sums otherwise (stories260K: 8). */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "model/ops.h"
 #include "model/ops_cpu_internal.h"
 #include "model/ops_cpu_simd.h"
 
-/* Query rows processed together so each K load feeds several FMAs. */
 #define ROWS 4
 
 typedef struct {
-    float *kt, *vt;   /* [hd, Tp] */
-    float *dkt, *dvt; /* [hd, Tp] (backward) */
-    float *s;         /* [ROWS, Tp] scores / probabilities */
-    v16 *dq;          /* [hd] per-dimension accumulators (backward) */
+    float *kt, *vt;   /* [hd, Tp] transposed, zero-padded */
+    float *kr, *vr;   /* [Tp, hd] rows */
+    float *dk, *dv;   /* backward accumulators: [hd, Tp] or [Tp, hd] as K is */
+    float *s, *ds;    /* [ROWS, Tp] probabilities and their gradient */
 } attn_scratch;
 
 static int pad16(int T) { return (T + LT_V - 1) / LT_V * LT_V; }
+static int row_path(int hd) { return hd % LT_V == 0; }
 
-static int scratch_alloc(attn_scratch *s, int T, int hd, int backward) {
-    const size_t Tp = (size_t)pad16(T);
+static float *scratch_alloc(attn_scratch *s, int T, int hd) {
+    const size_t Tp = (size_t)pad16(T), m = (size_t)hd * Tp;
     /* every part a multiple of 16 floats, so each stays 64-byte aligned */
-    size_t floats = (size_t)hd * LT_V + 2 * hd * Tp + ROWS * Tp + (backward ? 2 * hd * Tp : 0);
-    float *p = lt_alloc(LT_MEM_WORKSPACE, floats * sizeof(float));
-    if (!p) return -1;
-    s->dq = (v16 *)(void *)p;
-    s->kt = p + (size_t)hd * LT_V;
-    s->vt = s->kt + hd * Tp;
-    s->s = s->vt + hd * Tp;
-    s->dkt = backward ? s->s + ROWS * Tp : NULL;
-    s->dvt = backward ? s->dkt + hd * Tp : NULL;
-    return 0;
+    float *p = lt_alloc(LT_MEM_WORKSPACE, (6 * m + 2 * ROWS * Tp) * sizeof(float));
+    if (!p) return NULL;
+    s->kt = p, s->vt = p + m, s->kr = p + 2 * m, s->vr = p + 3 * m;
+    s->dk = p + 4 * m, s->dv = p + 5 * m;
+    s->s = p + 6 * m, s->ds = s->s + ROWS * Tp;
+    return p;
 }
 
-/* K and V of kv head g of batch b, transposed; padding stays zero. */
+/* K and V of kv head g of batch b, in both layouts; padding stays zero. */
 static void gather_kv(const attn_scratch *s, const float *qkv, int b, int g, int T, int nh,
                       int nkv, int hd) {
     const int C = nh * hd, W = C + 2 * nkv * hd, Tp = pad16(T);
     const float *base = qkv + (size_t)b * T * W;
     for (int j = 0; j < T; j++) {
-        const float *kj = base + (size_t)j * W + C + g * hd;
-        const float *vj = kj + nkv * hd;
+        const float *kj = base + (size_t)j * W + C + g * hd, *vj = kj + nkv * hd;
+        memcpy(s->kr + (size_t)j * hd, kj, (size_t)hd * sizeof(float));
+        memcpy(s->vr + (size_t)j * hd, vj, (size_t)hd * sizeof(float));
         for (int d = 0; d < hd; d++) {
             s->kt[(size_t)d * Tp + j] = kj[d];
             s->vt[(size_t)d * Tp + j] = vj[d];
@@ -58,70 +61,163 @@ static void gather_kv(const attn_scratch *s, const float *qkv, int b, int g, int
         for (int j = T; j < Tp; j++) s->kt[(size_t)d * Tp + j] = s->vt[(size_t)d * Tp + j] = 0.0f;
 }
 
-/* out[r][d] = sum_j p[r][j] vt[d][j] for ROWS rows of p (stride Tp) over
- * nch chunks of 16 keys; rows r >= rows are computed but not stored. Four
- * rows share each load of vt; four head dimensions at a time keep the
- * sixteen accumulators in registers. */
-static void weighted_sum_rows(float *const out[ROWS], int rows, const float *p, const float *vt,
-                              int Tp, int nch, int hd, float post_scale[ROWS]) {
+/* out[r][j] = scale * sum_d x[r][d] t[d][j] for chunks [0, nch), two chunks
+ * at a time: eight accumulators, two loads and four broadcasts per d. */
+static void dot_rows(float *out, int Tp, const float *const x[ROWS], const float *t, int hd,
+                     int nch, float scale) {
+    int c = 0;
+    for (; c + 1 < nch; c += 2) {
+        v16 a0[ROWS] = {{0}}, a1[ROWS] = {{0}};
+        const float *tc = t + (size_t)c * LT_V;
+        for (int d = 0; d < hd; d++) {
+            v16 k0 = v16_load(tc + (size_t)d * Tp), k1 = v16_load(tc + (size_t)d * Tp + LT_V);
+            for (int r = 0; r < ROWS; r++) {
+                a0[r] += x[r][d] * k0;
+                a1[r] += x[r][d] * k1;
+            }
+        }
+        for (int r = 0; r < ROWS; r++) {
+            v16_store(out + (size_t)r * Tp + (size_t)c * LT_V, a0[r] * scale);
+            v16_store(out + (size_t)r * Tp + (size_t)c * LT_V + LT_V, a1[r] * scale);
+        }
+    }
+    if (c < nch) {
+        v16 a0[ROWS] = {{0}};
+        const float *tc = t + (size_t)c * LT_V;
+        for (int d = 0; d < hd; d++) {
+            v16 k0 = v16_load(tc + (size_t)d * Tp);
+            for (int r = 0; r < ROWS; r++) a0[r] += x[r][d] * k0;
+        }
+        for (int r = 0; r < ROWS; r++) v16_store(out + (size_t)r * Tp + (size_t)c * LT_V, a0[r] * scale);
+    }
+}
+
+/* out[r][:] = post[r] * sum_{j < nkeys} w[r][j] x[j][:] with x as [T, hd]
+ * rows (hd a multiple of 16): up to three vectors of the head dimension and
+ * four rows, twelve accumulators, no horizontal sums. */
+static void wsum_rowlayout(float *const out[ROWS], int rows, const float *w, int Tp,
+                           const float *x, int nkeys, int hd, const float post[ROWS]) {
+    for (int d0 = 0; d0 < hd; d0 += 3 * LT_V) {
+        const int nvec = (hd - d0) / LT_V < 3 ? (hd - d0) / LT_V : 3;
+        v16 a[ROWS][3] = {{{0}}};
+        for (int j = 0; j < nkeys; j++) {
+            v16 xv[3];
+            for (int v = 0; v < nvec; v++) xv[v] = v16_load(x + (size_t)j * hd + d0 + v * LT_V);
+            for (int r = 0; r < ROWS; r++) {
+                float wr = w[(size_t)r * Tp + j];
+                for (int v = 0; v < nvec; v++) a[r][v] += wr * xv[v];
+            }
+        }
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < nvec; v++) v16_store(out[r] + d0 + v * LT_V, a[r][v] * post[r]);
+    }
+}
+
+/* The same sum with x transposed ([hd, Tp]): vectors over keys, four head
+ * dimensions at a time, then horizontal sums. */
+static void wsum_transposed(float *const out[ROWS], int rows, const float *w, int Tp,
+                            const float *xt, int nch, int hd, const float post[ROWS]) {
     for (int d0 = 0; d0 < hd; d0 += 4) {
         const int dn = hd - d0 < 4 ? hd - d0 : 4;
         v16 a[ROWS][4] = {{{0}}};
         for (int c = 0; c < nch; c++) {
-            v16 pc[ROWS];
-            for (int r = 0; r < ROWS; r++) pc[r] = v16_load(p + (size_t)r * Tp + c * LT_V);
+            v16 wc[ROWS];
+            for (int r = 0; r < ROWS; r++) wc[r] = v16_load(w + (size_t)r * Tp + c * LT_V);
             for (int dd = 0; dd < dn; dd++) {
-                v16 vv = v16_load(vt + (size_t)(d0 + dd) * Tp + c * LT_V);
-                for (int r = 0; r < ROWS; r++) a[r][dd] += pc[r] * vv;
+                v16 xv = v16_load(xt + (size_t)(d0 + dd) * Tp + c * LT_V);
+                for (int r = 0; r < ROWS; r++) a[r][dd] += wc[r] * xv;
             }
         }
         for (int r = 0; r < rows; r++)
-            for (int dd = 0; dd < dn; dd++) out[r][d0 + dd] = v16_hsum(a[r][dd]) * post_scale[r];
+            for (int dd = 0; dd < dn; dd++) out[r][d0 + dd] = v16_hsum(a[r][dd]) * post[r];
     }
 }
 
-void lt_cpu_attention_fwd(const lt_ops *o, float *out, float *probs, const float *qkv, int B,
-                          int T, int nh, int nkv, int hd) {
+static void wsum(const attn_scratch *s, float *const out[ROWS], int rows, const float *w, int Tp,
+                 int use_k, int nkeys, int hd, const float post[ROWS]) {
+    if (row_path(hd))
+        wsum_rowlayout(out, rows, w, Tp, use_k ? s->kr : s->vr, nkeys, hd, post);
+    else
+        wsum_transposed(out, rows, w, Tp, use_k ? s->kt : s->vt, (nkeys + LT_V - 1) / LT_V, hd, post);
+}
+
+/* acc[j][:] += sum_r w[r][j] x[r][:] (dK and dV), in K's layout. */
+static void outer_acc(const attn_scratch *s, float *acc, const float *w, int Tp,
+                      const float *const x[ROWS], int nkeys, int hd) {
+    if (row_path(hd)) {
+        for (int d0 = 0; d0 < hd; d0 += 3 * LT_V) {
+            const int nvec = (hd - d0) / LT_V < 3 ? (hd - d0) / LT_V : 3;
+            v16 xr[ROWS][3];
+            for (int r = 0; r < ROWS; r++)
+                for (int v = 0; v < nvec; v++) xr[r][v] = v16_load(x[r] + d0 + v * LT_V);
+            for (int j = 0; j < nkeys; j++) {
+                float *aj = acc + (size_t)j * hd + d0;
+                v16 a[3];
+                for (int v = 0; v < nvec; v++) a[v] = v16_load(aj + v * LT_V);
+                for (int r = 0; r < ROWS; r++) {
+                    float wr = w[(size_t)r * Tp + j];
+                    for (int v = 0; v < nvec; v++) a[v] += wr * xr[r][v];
+                }
+                for (int v = 0; v < nvec; v++) v16_store(aj + v * LT_V, a[v]);
+            }
+        }
+        return;
+    }
+    (void)s;
+    const int nch = (nkeys + LT_V - 1) / LT_V;
+    for (int c = 0; c < nch; c++) {
+        v16 wc[ROWS];
+        for (int r = 0; r < ROWS; r++) wc[r] = v16_load(w + (size_t)r * Tp + c * LT_V);
+        for (int d = 0; d < hd; d++) {
+            float *ad = acc + (size_t)d * Tp + c * LT_V;
+            v16 a = v16_load(ad);
+            for (int r = 0; r < ROWS; r++) a += wc[r] * x[r][d];
+            v16_store(ad, a);
+        }
+    }
+}
+
+/* Per row of a block: mask keys after the row (causal) and return the
+ * row's max score; rows past the end of the sequence get all -inf. */
+static void causal_mask(float *srow, int n, int nch) {
+    for (int j = n; j < nch * LT_V; j++) srow[j] = -INFINITY;
+}
+
+void lt_cpu_attention_fwd(const lt_ops *o, float *out, float *lse, const float *qkv, int B, int T,
+                          int nh, int nkv, int hd) {
     (void)o;
     const int C = nh * hd, W = C + 2 * nkv * hd, group = nh / nkv, Tp = pad16(T);
     const float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel
     {
         attn_scratch s;
-        int ok = scratch_alloc(&s, T, hd, 0) == 0;
+        float *mem = scratch_alloc(&s, T, hd);
 #pragma omp for schedule(dynamic, 1)
         for (int task = 0; task < B * nkv; task++) {
-            if (!ok) continue;
+            if (!mem) continue;
             const int b = task / nkv, g = task % nkv;
             gather_kv(&s, qkv, b, g, T, nh, nkv, hd);
             for (int hh = 0; hh < group; hh++) {
                 const int h = g * group + hh;
-                float *pbase = probs + ((size_t)b * nh + h) * T * T;
+                float *lse_h = lse + ((size_t)b * nh + h) * T;
                 for (int i0 = 0; i0 < T; i0 += ROWS) {
                     const int rows = T - i0 < ROWS ? T - i0 : ROWS;
                     const int nkeys = i0 + rows, nch = (nkeys + LT_V - 1) / LT_V;
                     const float *q[ROWS];
-                    for (int r = 0; r < ROWS; r++)
-                        q[r] = qkv + ((size_t)b * T + i0 + (r < rows ? r : 0)) * W + h * hd;
-                    /* scores for ROWS query rows against all keys they may see */
-                    for (int c = 0; c < nch; c++) {
-                        v16 acc[ROWS] = {{0}};
-                        for (int d = 0; d < hd; d++) {
-                            v16 kv = v16_load(s.kt + (size_t)d * Tp + c * LT_V);
-                            for (int r = 0; r < ROWS; r++) acc[r] += q[r][d] * kv;
-                        }
-                        for (int r = 0; r < ROWS; r++) v16_store(s.s + (size_t)r * Tp + c * LT_V, acc[r] * scale);
+                    float *orow[ROWS], inv[ROWS] = {0};
+                    for (int r = 0; r < ROWS; r++) {
+                        const size_t row = (size_t)b * T + i0 + (r < rows ? r : 0);
+                        q[r] = qkv + row * W + h * hd;
+                        orow[r] = out + row * C + h * hd;
                     }
-                    float inv[ROWS] = {0};
-                    float *orow[ROWS];
+                    dot_rows(s.s, Tp, q, s.kt, hd, nch, scale);
                     for (int r = 0; r < ROWS; r++) {
                         float *sr = s.s + (size_t)r * Tp;
                         if (r >= rows) { /* padding rows: zero weights */
                             memset(sr, 0, (size_t)nch * LT_V * sizeof(float));
                             continue;
                         }
-                        const int i = i0 + r, n = i + 1;
-                        for (int j = n; j < nch * LT_V; j++) sr[j] = -INFINITY;
+                        causal_mask(sr, i0 + r + 1, nch);
                         v16 mx = v16_set1(-INFINITY);
                         for (int c = 0; c < nch; c++) mx = v16_max(mx, v16_load(sr + c * LT_V));
                         const float m = v16_hmax(mx);
@@ -131,103 +227,95 @@ void lt_cpu_attention_fwd(const lt_ops *o, float *out, float *probs, const float
                             sum += e;
                             v16_store(sr + c * LT_V, e);
                         }
-                        inv[r] = 1.0f / v16_hsum(sum);
-                        float *pr = pbase + (size_t)i * T;
-                        for (int j = 0; j < n; j++) pr[j] = sr[j] * inv[r];
-                        orow[r] = out + ((size_t)b * T + i) * C + h * hd;
+                        const float total = v16_hsum(sum);
+                        inv[r] = 1.0f / total;
+                        lse_h[i0 + r] = m + logf(total);
                     }
-                    weighted_sum_rows(orow, rows, s.s, s.vt, Tp, nch, hd, inv);
+                    wsum(&s, orow, rows, s.s, Tp, 0, nkeys, hd, inv);
                 }
             }
         }
-        if (ok) lt_free(s.dq);
+        lt_free(mem);
     }
 }
 
-/* Backward for ROWS query rows at a time: for each chunk of 16 keys,
- * dS = P (dO V^T - D) for every row of the block, then one read-modify-write
- * of dK and dV per head dimension for the whole block; dQ = dS K afterwards,
- * row by row, with the same kernel as the forward's P V. */
 void lt_cpu_attention_bwd(const lt_ops *o, float *dqkv, const float *dout, const float *out,
-                          const float *probs, const float *qkv, int B, int T, int nh, int nkv,
+                          const float *lse, const float *qkv, int B, int T, int nh, int nkv,
                           int hd) {
     (void)o;
     const int C = nh * hd, W = C + 2 * nkv * hd, group = nh / nkv, Tp = pad16(T);
     const float scale = 1.0f / sqrtf((float)hd);
+    const size_t acc_floats = (size_t)hd * Tp;
 #pragma omp parallel
     {
         attn_scratch s;
-        int ok = scratch_alloc(&s, T, hd, 1) == 0;
-        float *ds = ok ? lt_alloc(LT_MEM_WORKSPACE, (size_t)ROWS * Tp * sizeof(float)) : NULL;
+        float *mem = scratch_alloc(&s, T, hd);
 #pragma omp for schedule(dynamic, 1)
         for (int task = 0; task < B * nkv; task++) {
-            if (!ok || !ds) continue;
+            if (!mem) continue;
             const int b = task / nkv, g = task % nkv;
             gather_kv(&s, qkv, b, g, T, nh, nkv, hd);
-            memset(s.dkt, 0, (size_t)2 * hd * Tp * sizeof(float));
+            memset(s.dk, 0, 2 * acc_floats * sizeof(float));
             for (int hh = 0; hh < group; hh++) {
                 const int h = g * group + hh;
-                const float *pbase = probs + ((size_t)b * nh + h) * T * T;
+                const float *lse_h = lse + ((size_t)b * nh + h) * T;
                 for (int i0 = 0; i0 < T; i0 += ROWS) {
                     const int rows = T - i0 < ROWS ? T - i0 : ROWS;
-                    const int nch = (i0 + rows + LT_V - 1) / LT_V;
-                    const float *doi[ROWS], *qi[ROWS];
-                    float Di[ROWS];
+                    const int nkeys = i0 + rows, nch = (nkeys + LT_V - 1) / LT_V;
+                    const float *q[ROWS], *dO[ROWS];
+                    float *dq[ROWS], Di[ROWS], one[ROWS];
                     for (int r = 0; r < ROWS; r++) {
-                        /* rows past the end repeat the last row with p = 0 */
-                        const size_t row = (size_t)b * T + i0 + (r < rows ? r : rows - 1);
-                        doi[r] = dout + row * C + h * hd;
-                        qi[r] = qkv + row * W + h * hd;
-                        const float *oi = out + row * C + h * hd;
-                        float *p = s.s + (size_t)r * Tp;
-                        const int n = r < rows ? i0 + r + 1 : 0;
-                        memcpy(p, pbase + (size_t)(i0 + (r < rows ? r : 0)) * T, (size_t)n * sizeof(float));
-                        for (int j = n; j < nch * LT_V; j++) p[j] = 0.0f;
+                        /* rows past the end repeat the first row with zero weight */
+                        const size_t row = (size_t)b * T + i0 + (r < rows ? r : 0);
+                        q[r] = qkv + row * W + h * hd;
+                        dO[r] = dout + row * C + h * hd;
+                        dq[r] = dqkv + row * W + h * hd;
+                        const float *orow = out + row * C + h * hd;
                         float d_ = 0.0f;
-                        for (int d = 0; d < hd; d++) d_ += doi[r][d] * oi[d];
+                        for (int d = 0; d < hd; d++) d_ += dO[r][d] * orow[d];
                         Di[r] = d_;
-                    }
-                    for (int c = 0; c < nch; c++) {
-                        const size_t off = (size_t)c * LT_V;
-                        v16 pc[ROWS], dsr[ROWS], dp[ROWS] = {{0}};
-                        for (int d = 0; d < hd; d++) {
-                            v16 vv = v16_load(s.vt + (size_t)d * Tp + off);
-                            for (int r = 0; r < ROWS; r++) dp[r] += doi[r][d] * vv;
-                        }
-                        for (int r = 0; r < ROWS; r++) {
-                            pc[r] = v16_load(s.s + (size_t)r * Tp + off);
-                            dsr[r] = pc[r] * (dp[r] - Di[r]) * scale;
-                            v16_store(ds + (size_t)r * Tp + off, dsr[r]);
-                        }
-                        for (int d = 0; d < hd; d++) {
-                            float *dk = s.dkt + (size_t)d * Tp + off, *dv = s.dvt + (size_t)d * Tp + off;
-                            v16 ak = v16_load(dk), av = v16_load(dv);
-                            for (int r = 0; r < ROWS; r++) {
-                                ak += dsr[r] * qi[r][d];
-                                av += pc[r] * doi[r][d];
-                            }
-                            v16_store(dk, ak);
-                            v16_store(dv, av);
-                        }
-                    }
-                    float *dqrow[ROWS], one[ROWS];
-                    for (int r = 0; r < ROWS; r++) {
-                        dqrow[r] = dqkv + ((size_t)b * T + i0 + (r < rows ? r : 0)) * W + h * hd;
                         one[r] = 1.0f;
                     }
-                    weighted_sum_rows(dqrow, rows, ds, s.kt, Tp, nch, hd, one);
+                    /* P recomputed from the saved log-sum-exp */
+                    dot_rows(s.s, Tp, q, s.kt, hd, nch, scale);
+                    for (int r = 0; r < ROWS; r++) {
+                        float *sr = s.s + (size_t)r * Tp;
+                        if (r >= rows) {
+                            memset(sr, 0, (size_t)nch * LT_V * sizeof(float));
+                            continue;
+                        }
+                        causal_mask(sr, i0 + r + 1, nch);
+                        const float l = lse_h[i0 + r];
+                        for (int c = 0; c < nch; c++)
+                            v16_store(sr + c * LT_V, v16_exp(v16_load(sr + c * LT_V) - l));
+                    }
+                    /* dS = P (dO V^T - D) * scale */
+                    dot_rows(s.ds, Tp, dO, s.vt, hd, nch, 1.0f);
+                    for (int r = 0; r < ROWS; r++) {
+                        float *dsr = s.ds + (size_t)r * Tp;
+                        const float *pr = s.s + (size_t)r * Tp;
+                        for (int c = 0; c < nch; c++)
+                            v16_store(dsr + c * LT_V,
+                                      v16_load(pr + c * LT_V) * (v16_load(dsr + c * LT_V) - Di[r]) * scale);
+                    }
+                    wsum(&s, dq, rows, s.ds, Tp, 1, nkeys, hd, one);
+                    outer_acc(&s, s.dk, s.ds, Tp, q, nkeys, hd);
+                    outer_acc(&s, s.dv, s.s, Tp, dO, nkeys, hd);
                 }
             }
             for (int j = 0; j < T; j++) {
-                float *dkj = dqkv + ((size_t)b * T + j) * W + C + g * hd;
-                float *dvj = dkj + nkv * hd;
-                for (int d = 0; d < hd; d++) {
-                    dkj[d] = s.dkt[(size_t)d * Tp + j];
-                    dvj[d] = s.dvt[(size_t)d * Tp + j];
+                float *dkj = dqkv + ((size_t)b * T + j) * W + C + g * hd, *dvj = dkj + nkv * hd;
+                if (row_path(hd)) {
+                    memcpy(dkj, s.dk + (size_t)j * hd, (size_t)hd * sizeof(float));
+                    memcpy(dvj, s.dv + (size_t)j * hd, (size_t)hd * sizeof(float));
+                } else {
+                    for (int d = 0; d < hd; d++) {
+                        dkj[d] = s.dk[(size_t)d * Tp + j];
+                        dvj[d] = s.dv[(size_t)d * Tp + j];
+                    }
                 }
             }
         }
-        lt_free(ds);
-        if (ok) lt_free(s.dq);
+        lt_free(mem);
     }
 }

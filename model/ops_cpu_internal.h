@@ -5,10 +5,10 @@
 
 #include "model/ops.h"
 
-void lt_cpu_attention_fwd(const lt_ops *o, float *out, float *probs, const float *qkv, int B,
+void lt_cpu_attention_fwd(const lt_ops *o, float *out, float *lse, const float *qkv, int B,
                           int T, int nh, int nkv, int hd);
 void lt_cpu_attention_bwd(const lt_ops *o, float *dqkv, const float *dout, const float *out,
-                          const float *probs, const float *qkv, int B, int T, int nh, int nkv,
+                          const float *lse, const float *qkv, int B, int T, int nh, int nkv,
                           int hd);
 
 #endif

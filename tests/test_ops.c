@@ -264,20 +264,20 @@ static void test_attention(int nh, int nkv, int hd, int T) {
     const int B = 2, C = nh * hd, W = C + 2 * nkv * hd;
     const size_t nq = (size_t)B * T * W, no = (size_t)B * T * C;
     float *qkv = frand(nq, 1.5), *g = frand(no, 1), *out = frand(no, 1);
-    float *probs = lt_alloc(LT_MEM_OTHER, (size_t)B * nh * T * T * 4), *dqkv = frand(nq, 1);
-    O->attention_fwd(O, out, probs, qkv, B, T, nh, nkv, hd);
+    float *lse = lt_alloc(LT_MEM_OTHER, (size_t)B * nh * T * 4), *dqkv = frand(nq, 1);
+    O->attention_fwd(O, out, lse, qkv, B, T, nh, nkv, hd);
     double *qd = to_double(qkv, nq), *gd = to_double(g, no);
     double *ref = malloc(no * sizeof(double)), *num = malloc(nq * sizeof(double));
     attn_ctx c = {B, T, nh, nkv, hd, gd};
     attn_ref(&c, qd, ref);
     double e = rel_err(out, ref, no, 1e-3);
     CHECK(e < 2e-6, "attention nh=%d nkv=%d forward error %g", nh, nkv, e);
-    O->attention_bwd(O, dqkv, g, out, probs, qkv, B, T, nh, nkv, hd);
+    O->attention_bwd(O, dqkv, g, out, lse, qkv, B, T, nh, nkv, hd);
     numeric_grad(attn_obj, qd, nq, &c, num);
     e = rel_err(dqkv, num, nq, 1e-3);
     CHECK(e < 2e-5, "attention nh=%d nkv=%d backward error %g", nh, nkv, e);
     free(qd), free(gd), free(ref), free(num);
-    lt_free(qkv), lt_free(g), lt_free(out), lt_free(probs), lt_free(dqkv);
+    lt_free(qkv), lt_free(g), lt_free(out), lt_free(lse), lt_free(dqkv);
 }
 
 /* ---------------------------------------------------------------- swiglu */
@@ -433,6 +433,9 @@ int main(void) {
     test_attention(4, 2, 8, 7);  /* grouped-query */
     test_attention(3, 3, 4, 5);  /* multi-head */
     test_attention(4, 1, 6, 6);  /* multi-query */
+    test_attention(2, 1, 16, 21); /* row-layout kernels, ragged row blocks */
+    test_attention(4, 2, 48, 19); /* stories15M's head size, three vectors */
+    test_attention(2, 2, 32, 40); /* more than two chunks of keys */
     test_swiglu();
     test_cross_entropy();
     test_embedding_add();
