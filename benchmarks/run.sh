@@ -18,7 +18,7 @@ for shape in stories260K stories15M; do
   model_arg=()
   [[ $shape == stories260K ]] && model_arg=(--model "$root/models/stories260K/stories260K.bin")
   for t in $threads; do
-    ours=$(OMP_WAIT_POLICY=PASSIVE "$build/benchmarks/bench_step" --shape "$shape" --threads "$t" \
+    ours=$("$build/benchmarks/bench_step" --shape "$shape" --threads "$t" \
              --steps "$steps" --warmup 2 "${model_arg[@]}")
     theirs=$("$py" "$root/benchmarks/bench_torch.py" --shape "$shape" --threads "$t" \
              --steps "$steps" --warmup 2)

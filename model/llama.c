@@ -7,6 +7,12 @@
 
 #include "model/rng.h"
 
+/* Adapters whose modules read the same input form a group: with dropout
+ * off, one GEMM computes all their x A^T, one all their dA and one their
+ * share of dx (A matrices of a group are adjacent in the flat buffer). */
+enum { LORA_GROUPS = 4 };
+static const int k_group_of[LT_MOD_COUNT] = {0, 0, 0, 1, 2, 2, 3}; /* qkv, o, gate+up, down */
+
 /* Activations one layer keeps for its backward pass. */
 typedef struct {
     float *x;     /* [n, C] layer input (residual stream) */
@@ -20,7 +26,7 @@ typedef struct {
     float *rstd2; /* [n] */
     float *gu;    /* [n, 2H] gate and up projections */
     float *h;     /* [n, H] silu(gate) * up */
-    float *lora_u[LT_MOD_COUNT]; /* [n, r] dropout(x) A^T, for dB */
+    float *lora_u[LORA_GROUPS]; /* [n, k r] dropout(x) A^T of a group's k adapters, for dB */
 } layer_acts;
 
 /* Buffers reused by every layer's backward pass. */
@@ -31,7 +37,7 @@ typedef struct {
     float *datty;  /* [n, C] */
     float *dh;     /* [n, H] */
     float *dgu;    /* [n, 2H] */
-    float *lora_g; /* [n, r] s * dy B */
+    float *lora_g; /* [n, 3 r] s * dy B of a group's adapters */
     float *lora_x; /* [n, max in] regenerated dropout(x) */
     float *lora_dx; /* [n, max in] */
 } grad_scratch;
@@ -203,23 +209,25 @@ lt_status lt_model_add_lora(lt_model *m, const lt_lora_config *lc, uint64_t seed
     m->lora_b = malloc((size_t)L * sizeof *m->lora_b);
     if (!m->lora_a || !m->lora_b) return lt_fail(err, LT_ERR_NOMEM, "LoRA: out of memory");
     /* Layer-major, so each layer's adapters form one contiguous bucket that
-     * is final as soon as backward leaves the layer. */
+     * is final as soon as backward leaves the layer; within a layer all A
+     * matrices in module order, then all B, so a group's A are adjacent. */
     char name[LT_TENSOR_NAME_MAX];
     for (int l = 0; l < L; l++) {
-        for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
-            m->lora_a[l][mod] = m->lora_b[l][mod] = -1;
-            if (!(lc->targets & (1u << mod))) continue;
-            int out, in;
-            lt_module_shape(&m->c, (lt_module)mod, &out, &in);
-            snprintf(name, sizeof name, "model.layers.%d.%s.%s.lora_A.weight", l,
-                     lt_module_block((lt_module)mod), lt_module_name((lt_module)mod));
-            if ((st = lt_table_add(&m->lora_tab, name, l, lc->r, in, err)) != LT_OK) return st;
-            m->lora_a[l][mod] = (int64_t)m->lora_tab.t[m->lora_tab.count - 1].offset;
-            snprintf(name, sizeof name, "model.layers.%d.%s.%s.lora_B.weight", l,
-                     lt_module_block((lt_module)mod), lt_module_name((lt_module)mod));
-            if ((st = lt_table_add(&m->lora_tab, name, l, out, lc->r, err)) != LT_OK) return st;
-            m->lora_b[l][mod] = (int64_t)m->lora_tab.t[m->lora_tab.count - 1].offset;
-        }
+        for (int ab = 0; ab < 2; ab++)
+            for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
+                int64_t *slot = ab ? &m->lora_b[l][mod] : &m->lora_a[l][mod];
+                *slot = -1;
+                if (!(lc->targets & (1u << mod))) continue;
+                int out, in;
+                lt_module_shape(&m->c, (lt_module)mod, &out, &in);
+                snprintf(name, sizeof name, "model.layers.%d.%s.%s.lora_%c.weight", l,
+                         lt_module_block((lt_module)mod), lt_module_name((lt_module)mod),
+                         ab ? 'B' : 'A');
+                st = ab ? lt_table_add(&m->lora_tab, name, l, out, lc->r, err)
+                        : lt_table_add(&m->lora_tab, name, l, lc->r, in, err);
+                if (st != LT_OK) return st;
+                *slot = (int64_t)m->lora_tab.t[m->lora_tab.count - 1].offset;
+            }
     }
     size_t bytes = m->lora_tab.numel * sizeof(float);
     const lt_ops *o = m->ops;
@@ -231,18 +239,22 @@ lt_status lt_model_add_lora(lt_model *m, const lt_lora_config *lc, uint64_t seed
         return lt_fail(err, LT_ERR_NOMEM, "LoRA: cannot allocate %zu bytes", bytes);
     }
     /* kaiming_uniform_(a=sqrt(5)) on A [r, in]: gain sqrt(2/(1+5)), bound
-     * gain*sqrt(3/fan_in) = 1/sqrt(in). B stays zero. Each tensor draws from
-     * its own stream so adding a module does not shift the others. */
+     * gain*sqrt(3/fan_in) = 1/sqrt(in). B stays zero. Each (layer, module)
+     * draws from its own stream, so targeting another module does not
+     * change the initial values of the others. */
     memset(host, 0, bytes);
-    for (int i = 0; i < m->lora_tab.count; i++) {
-        const lt_tensor_desc *d = &m->lora_tab.t[i];
-        if (!strstr(d->name, "lora_A")) continue;
-        float bound = 1.0f / sqrtf((float)d->cols);
-        lt_rng rng;
-        lt_rng_seed(&rng, seed, (uint64_t)i);
-        for (size_t k = 0; k < lt_tensor_numel(d); k++)
-            host[d->offset + k] = (2.0f * lt_rng_next_uniform(&rng) - 1.0f) * bound;
-    }
+    for (int l = 0; l < L; l++)
+        for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
+            if (m->lora_a[l][mod] < 0) continue;
+            int out, in;
+            lt_module_shape(&m->c, (lt_module)mod, &out, &in);
+            float bound = 1.0f / sqrtf((float)in);
+            lt_rng rng;
+            lt_rng_seed(&rng, seed, (uint64_t)l * LT_MOD_COUNT + (uint64_t)mod);
+            float *A = host + m->lora_a[l][mod];
+            for (size_t k = 0; k < (size_t)lc->r * (size_t)in; k++)
+                A[k] = (2.0f * lt_rng_next_uniform(&rng) - 1.0f) * bound;
+        }
     o->upload(o, m->lora, host, bytes);
     free(host);
     m->lc = *lc;
@@ -309,7 +321,7 @@ lt_status lt_model_merge_lora(lt_model *m, int unmerge, lt_error *err) {
 
 static size_t layer_act_floats(const lt_model *m, size_t n, size_t B, size_t T) {
     size_t per = n * (5u * m->C + m->QKV + 3u * m->H) + 2 * n + B * m->c.n_heads * T;
-    if (m->has_lora) per += (size_t)LT_MOD_COUNT * n * m->lc.r;
+    if (m->has_lora) per += (size_t)__builtin_popcount(m->lc.targets) * n * m->lc.r;
     return per;
 }
 
@@ -342,7 +354,7 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
     size_t int_floats = 2 * n; /* tokens and targets, stored as int32 in float slots */
     /* Regenerated dropout inputs need room only when dropout is on. */
     size_t max_in = m->has_lora && m->lc.dropout > 0.0f ? (H > C ? H : C) : 0;
-    size_t scratch_floats = 3 * n * C + n * (size_t)m->QKV + 3 * n * H + n * r + 2 * n * max_in;
+    size_t scratch_floats = 3 * n * C + n * (size_t)m->QKV + 3 * n * H + 3 * n * r + 2 * n * max_in;
     m->act_mem = o->alloc(o, LT_MEM_ACTIVATIONS, (act_floats + int_floats) * sizeof(float));
     m->scratch_mem = o->alloc(o, LT_MEM_ACTIVATIONS, scratch_floats * sizeof(float));
     m->acts = calloc(L, sizeof *m->acts);
@@ -373,9 +385,12 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
         TAKE(a->rstd2, n);
         TAKE(a->gu, n * 2 * H);
         TAKE(a->h, n * H);
-        for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
-            a->lora_u[mod] = NULL;
-            if (m->has_lora) TAKE(a->lora_u[mod], n * r);
+        for (int grp = 0; grp < LORA_GROUPS; grp++) {
+            a->lora_u[grp] = NULL;
+            int width = 0;
+            for (int mod = 0; mod < LT_MOD_COUNT; mod++)
+                width += m->has_lora && k_group_of[mod] == grp && (m->lc.targets & (1u << mod));
+            if (width) TAKE(a->lora_u[grp], n * r * width);
         }
     }
     TAKE(m->x_final, n * C);
@@ -394,7 +409,7 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
     TAKE(m->g.datty, n * C);
     TAKE(m->g.dh, n * H);
     TAKE(m->g.dgu, n * 2 * H);
-    TAKE(m->g.lora_g, n * r);
+    TAKE(m->g.lora_g, n * 3 * r);
     TAKE(m->g.lora_x, n * max_in);
     TAKE(m->g.lora_dx, n * max_in);
 #undef TAKE
@@ -450,31 +465,61 @@ static const float *lora_input(lt_model *m, int l, int mod, const float *x, int 
     return m->g.lora_x;
 }
 
-/* y[:, :out] (row stride ldy) += s * dropout(x) A^T B^T, keeping u = dropout(x) A^T. */
-static void lora_fwd(lt_model *m, layer_acts *a, int l, int mod, const float *x, float *y,
+/* A group's targeted modules, in order (the order of their A matrices). */
+static int group_modules(const lt_model *m, int l, int grp, int mods[3]) {
+    int k = 0;
+    for (int mod = 0; mod < LT_MOD_COUNT; mod++)
+        if (k_group_of[mod] == grp && lora_on(m, l, mod)) mods[k++] = mod;
+    return k;
+}
+
+/* Where module mod's output columns start within its group's output rows. */
+static int module_col(const lt_model *m, int mod) {
+    switch (mod) {
+    case LT_MOD_K: return m->C;
+    case LT_MOD_V: return m->C + m->KV;
+    case LT_MOD_UP: return m->H;
+    default: return 0;
+    }
+}
+
+/* For every adapter of group grp: y[:, col(mod)] += s dropout(x) A^T B^T
+ * (row stride ldy), keeping u = dropout(x) A^T for the backward pass. */
+static void lora_fwd(lt_model *m, layer_acts *a, int l, int grp, const float *x, float *y,
                      int ldy, int n, int train) {
-    if (!lora_on(m, l, mod)) return;
+    int mods[3];
+    const int k = group_modules(m, l, grp, mods), r = m->lc.r, w = k * r;
+    if (!k) return;
     const lt_ops *o = m->ops;
-    int out, in, r = m->lc.r;
-    lt_module_shape(&m->c, (lt_module)mod, &out, &in);
-    const float *A = m->lora + m->lora_a[l][mod], *Bm = m->lora + m->lora_b[l][mod];
-    const float *xd = lora_input(m, l, mod, x, n, in, train);
-    o->gemm(o, 0, 1, n, r, in, 1.0f, xd, in, A, in, 0.0f, a->lora_u[mod], r);
-    o->gemm(o, 0, 1, n, out, r, m->scale, a->lora_u[mod], r, Bm, r, 1.0f, y, ldy);
+    int out, in;
+    lt_module_shape(&m->c, (lt_module)mods[0], &out, &in);
+    float *u = a->lora_u[grp];
+    if (!train || m->lc.dropout <= 0.0f) {
+        o->gemm(o, 0, 1, n, w, in, 1.0f, x, in, m->lora + m->lora_a[l][mods[0]], in, 0.0f, u, w);
+    } else {
+        for (int i = 0; i < k; i++) {
+            const float *xd = lora_input(m, l, mods[i], x, n, in, train);
+            o->gemm(o, 0, 1, n, r, in, 1.0f, xd, in, m->lora + m->lora_a[l][mods[i]], in, 0.0f,
+                    u + i * r, w);
+        }
+    }
+    for (int i = 0; i < k; i++) {
+        lt_module_shape(&m->c, (lt_module)mods[i], &out, &in);
+        o->gemm(o, 0, 1, n, out, r, m->scale, u + i * r, w, m->lora + m->lora_b[l][mods[i]], r,
+                1.0f, y + module_col(m, mods[i]), ldy);
+    }
 }
 
 static void layer_forward(lt_model *m, int l, const lt_layer_weights *w, int B, int T,
                           int train) {
     const lt_ops *o = m->ops;
-    const int n = B * T, C = m->C, H = m->H, KV = m->KV, QKV = m->QKV;
+    const int n = B * T, C = m->C, H = m->H, QKV = m->QKV;
     layer_acts *a = &m->acts[l];
     float *xout = l + 1 < m->c.n_layers ? m->acts[l + 1].x : m->x_final;
 
     o->rmsnorm_fwd(o, a->xn1, a->rstd1, a->x, w->attn_norm, n, C, m->c.norm_eps);
     o->gemm(o, 0, 1, n, QKV, C, 1.0f, a->xn1, C, w->wqkv, C, 0.0f, a->qkv, QKV);
-    lora_fwd(m, a, l, LT_MOD_Q, a->xn1, a->qkv, QKV, n, train);
-    lora_fwd(m, a, l, LT_MOD_K, a->xn1, a->qkv + C, QKV, n, train);
-    lora_fwd(m, a, l, LT_MOD_V, a->xn1, a->qkv + C + KV, QKV, n, train);
+    lora_fwd(m, a, l, 0, a->xn1, a->qkv, QKV, n, train);
     o->rope(o, a->qkv, QKV, B, T, m->c.n_heads, m->HD, m->rope_cos, m->rope_sin,
             m->c.rope_layout, 0);
     o->rope(o, a->qkv + C, QKV, B, T, m->c.n_kv_heads, m->HD, m->rope_cos, m->rope_sin,
@@ -483,16 +528,15 @@ static void layer_forward(lt_model *m, int l, const lt_layer_weights *w, int B, 
     /* res = x + atty Wo^T: the residual is the GEMM's C operand (beta 1). */
     o->copy(o, a->res, a->x, (size_t)n * C * sizeof(float));
     o->gemm(o, 0, 1, n, C, C, 1.0f, a->atty, C, w->wo, C, 1.0f, a->res, C);
-    lora_fwd(m, a, l, LT_MOD_O, a->atty, a->res, C, n, train);
+    lora_fwd(m, a, l, 1, a->atty, a->res, C, n, train);
 
     o->rmsnorm_fwd(o, a->xn2, a->rstd2, a->res, w->ffn_norm, n, C, m->c.norm_eps);
     o->gemm(o, 0, 1, n, 2 * H, C, 1.0f, a->xn2, C, w->w13, C, 0.0f, a->gu, 2 * H);
-    lora_fwd(m, a, l, LT_MOD_GATE, a->xn2, a->gu, 2 * H, n, train);
-    lora_fwd(m, a, l, LT_MOD_UP, a->xn2, a->gu + H, 2 * H, n, train);
+    lora_fwd(m, a, l, 2, a->xn2, a->gu, 2 * H, n, train);
     o->swiglu_fwd(o, a->h, a->gu, n, H);
     o->copy(o, xout, a->res, (size_t)n * C * sizeof(float));
     o->gemm(o, 0, 1, n, C, H, 1.0f, a->h, H, w->w2, H, 1.0f, xout, C);
-    lora_fwd(m, a, l, LT_MOD_DOWN, a->h, xout, C, n, train);
+    lora_fwd(m, a, l, 3, a->h, xout, C, n, train);
 }
 
 static lt_status check_tokens(const lt_model *m, const int32_t *ids, int64_t count,
@@ -603,27 +647,42 @@ lt_status lt_model_loss(lt_model *m, const int32_t *inputs, const int32_t *targe
 
 /* ------------------------------------------------------------ backward */
 
-/* Given dy = d(loss)/d(adapter output) for the rows of module mod:
- * dB += s dy^T u, dA += (s dy B)^T dropout(x), and dx += the adapter's
- * share of d(loss)/dx when dx is non-NULL. */
-static void lora_bwd(lt_model *m, layer_acts *a, int l, int mod, const float *x, const float *dy,
+/* Given dy = d(loss)/d(group output) (row stride ldy), for every adapter
+ * of group grp: dB += s dy^T u, dA += (s dy B)^T dropout(x), and, when dx
+ * is non-NULL, dx += the adapters' share of d(loss)/dx. */
+static void lora_bwd(lt_model *m, layer_acts *a, int l, int grp, const float *x, const float *dy,
                      int ldy, float *dx, int n) {
-    if (!lora_on(m, l, mod)) return;
+    int mods[3];
+    const int k = group_modules(m, l, grp, mods), r = m->lc.r, w = k * r;
+    if (!k) return;
     const lt_ops *o = m->ops;
-    int out, in, r = m->lc.r;
-    lt_module_shape(&m->c, (lt_module)mod, &out, &in);
-    const float *A = m->lora + m->lora_a[l][mod], *Bm = m->lora + m->lora_b[l][mod];
-    float *dA = m->lora_grad + m->lora_a[l][mod], *dB = m->lora_grad + m->lora_b[l][mod];
+    int out, in;
     float *g = m->g.lora_g;
-    o->gemm(o, 1, 0, out, r, n, m->scale, dy, ldy, a->lora_u[mod], r, 1.0f, dB, r);
-    o->gemm(o, 0, 0, n, r, out, m->scale, dy, ldy, Bm, r, 0.0f, g, r);
-    const float *xd = lora_input(m, l, mod, x, n, in, 1);
-    o->gemm(o, 1, 0, r, in, n, 1.0f, g, r, xd, in, 1.0f, dA, in);
-    if (!dx) return;
+    const float *u = a->lora_u[grp];
+    for (int i = 0; i < k; i++) {
+        const int mod = mods[i];
+        lt_module_shape(&m->c, (lt_module)mod, &out, &in);
+        const float *dyi = dy + module_col(m, mod);
+        o->gemm(o, 1, 0, out, r, n, m->scale, dyi, ldy, u + i * r, w, 1.0f,
+                m->lora_grad + m->lora_b[l][mod], r);
+        o->gemm(o, 0, 0, n, r, out, m->scale, dyi, ldy, m->lora + m->lora_b[l][mod], r, 0.0f,
+                g + i * r, w);
+    }
+    const float *A = m->lora + m->lora_a[l][mods[0]];
+    float *dA = m->lora_grad + m->lora_a[l][mods[0]];
     if (m->lc.dropout <= 0.0f) {
-        o->gemm(o, 0, 0, n, in, r, 1.0f, g, r, A, in, 1.0f, dx, in);
-    } else {
-        o->gemm(o, 0, 0, n, in, r, 1.0f, g, r, A, in, 0.0f, m->g.lora_dx, in);
+        o->gemm(o, 1, 0, w, in, n, 1.0f, g, w, x, in, 1.0f, dA, in);
+        if (dx) o->gemm(o, 0, 0, n, in, w, 1.0f, g, w, A, in, 1.0f, dx, in);
+        return;
+    }
+    for (int i = 0; i < k; i++) {
+        const int mod = mods[i];
+        const float *xd = lora_input(m, l, mod, x, n, in, 1);
+        o->gemm(o, 1, 0, r, in, n, 1.0f, g + i * r, w, xd, in, 1.0f,
+                m->lora_grad + m->lora_a[l][mod], in);
+        if (!dx) continue;
+        o->gemm(o, 0, 0, n, in, r, 1.0f, g + i * r, w, m->lora + m->lora_a[l][mod], in, 0.0f,
+                m->g.lora_dx, in);
         o->dropout(o, dx, m->g.lora_dx, n, in, m->lc.dropout, dropout_key(m, l, mod), 1);
     }
 }
@@ -634,22 +693,21 @@ static void lora_bwd(lt_model *m, layer_acts *a, int l, int mod, const float *x,
 static void layer_backward(lt_model *m, int l, const lt_layer_weights *w, int B, int T,
                            int need_dx) {
     const lt_ops *o = m->ops;
-    const int n = B * T, C = m->C, H = m->H, KV = m->KV, QKV = m->QKV;
+    const int n = B * T, C = m->C, H = m->H, QKV = m->QKV;
     layer_acts *a = &m->acts[l];
     grad_scratch *g = &m->g;
 
     /* MLP branch: out = res + h W2^T */
     o->gemm(o, 0, 0, n, H, C, 1.0f, g->dres, C, w->w2, H, 0.0f, g->dh, H);
-    lora_bwd(m, a, l, LT_MOD_DOWN, a->h, g->dres, C, g->dh, n);
+    lora_bwd(m, a, l, 3, a->h, g->dres, C, g->dh, n);
     o->swiglu_bwd(o, g->dgu, g->dh, a->gu, n, H);
     o->gemm(o, 0, 0, n, C, 2 * H, 1.0f, g->dgu, 2 * H, w->w13, C, 0.0f, g->dxn, C);
-    lora_bwd(m, a, l, LT_MOD_GATE, a->xn2, g->dgu, 2 * H, g->dxn, n);
-    lora_bwd(m, a, l, LT_MOD_UP, a->xn2, g->dgu + H, 2 * H, g->dxn, n);
+    lora_bwd(m, a, l, 2, a->xn2, g->dgu, 2 * H, g->dxn, n);
     o->rmsnorm_bwd(o, g->dres, NULL, g->dxn, a->res, w->ffn_norm, a->rstd2, n, C);
 
     /* attention branch: res = x + atty Wo^T */
     o->gemm(o, 0, 0, n, C, C, 1.0f, g->dres, C, w->wo, C, 0.0f, g->datty, C);
-    lora_bwd(m, a, l, LT_MOD_O, a->atty, g->dres, C, g->datty, n);
+    lora_bwd(m, a, l, 1, a->atty, g->dres, C, g->datty, n);
     o->attention_bwd(o, g->dqkv, g->datty, a->atty, a->lse, a->qkv, B, T, m->c.n_heads,
                      m->c.n_kv_heads, m->HD);
     o->rope(o, g->dqkv, QKV, B, T, m->c.n_heads, m->HD, m->rope_cos, m->rope_sin,
@@ -658,9 +716,7 @@ static void layer_backward(lt_model *m, int l, const lt_layer_weights *w, int B,
             m->c.rope_layout, 1);
     float *dxn = need_dx ? g->dxn : NULL;
     if (need_dx) o->gemm(o, 0, 0, n, C, QKV, 1.0f, g->dqkv, QKV, w->wqkv, C, 0.0f, g->dxn, C);
-    lora_bwd(m, a, l, LT_MOD_Q, a->xn1, g->dqkv, QKV, dxn, n);
-    lora_bwd(m, a, l, LT_MOD_K, a->xn1, g->dqkv + C, QKV, dxn, n);
-    lora_bwd(m, a, l, LT_MOD_V, a->xn1, g->dqkv + C + KV, QKV, dxn, n);
+    lora_bwd(m, a, l, 0, a->xn1, g->dqkv, QKV, dxn, n);
     if (need_dx) o->rmsnorm_bwd(o, g->dres, NULL, g->dxn, a->x, w->attn_norm, a->rstd1, n, C);
 }
 

@@ -93,6 +93,21 @@ static void test_init(void) {
     const float *p = lt_model_lora_params(m);
     CHECK(memcmp(p, lt_model_lora_params(m2), t->numel * 4) == 0, "same seed, different init");
     CHECK(memcmp(p, lt_model_lora_params(m3), t->numel * 4) != 0, "different seeds, same init");
+    {
+        /* Targeting more modules must not change the others' initial A. */
+        lt_model *m4 = load(&err);
+        lt_lora_config lc4 = lc;
+        lc4.targets = LT_MOD_MASK_ALL;
+        CHECK(m4 && lt_model_add_lora(m4, &lc4, 77, &err) == LT_OK, "%s", err.msg);
+        const lt_param_table *t4 = lt_model_lora_table(m4);
+        for (int i = 0; m4 && i < t->count; i++) {
+            const lt_tensor_desc *d = &t->t[i], *d4 = lt_table_find(t4, d->name);
+            CHECK(d4 && memcmp(p + d->offset, lt_model_lora_params(m4) + d4->offset,
+                               lt_tensor_numel(d) * 4) == 0,
+                  "%s: initial values change when other modules are targeted", d->name);
+        }
+        lt_model_free(m4);
+    }
     for (int i = 0; i < t->count; i++) {
         const lt_tensor_desc *d = &t->t[i];
         size_t k = lt_tensor_numel(d);
