@@ -33,6 +33,17 @@ static void cpu_zero(const lt_ops *o, void *dst, size_t bytes) {
 }
 static void cpu_sync(const lt_ops *o) { (void)o; }
 
+static _Thread_local float *t_scratch;
+static _Thread_local size_t t_scratch_floats;
+
+float *lt_cpu_thread_scratch(size_t floats) {
+    if (floats <= t_scratch_floats) return t_scratch;
+    lt_free(t_scratch);
+    t_scratch = lt_alloc(LT_MEM_WORKSPACE, floats * sizeof(float));
+    t_scratch_floats = t_scratch ? floats : 0;
+    return t_scratch;
+}
+
 /* ------------------------------------------------------------------ math */
 
 static void cpu_gemm(const lt_ops *o, int ta, int tb, int M, int N, int K, float alpha,

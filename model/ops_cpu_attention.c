@@ -35,7 +35,7 @@ static int row_path(int hd) { return hd % LT_V == 0; }
 static float *scratch_alloc(attn_scratch *s, int T, int hd) {
     const size_t Tp = (size_t)pad16(T), m = (size_t)hd * Tp;
     /* every part a multiple of 16 floats, so each stays 64-byte aligned */
-    float *p = lt_alloc(LT_MEM_WORKSPACE, (6 * m + 2 * ROWS * Tp) * sizeof(float));
+    float *p = lt_cpu_thread_scratch(6 * m + 2 * ROWS * Tp);
     if (!p) return NULL;
     s->kt = p, s->vt = p + m, s->kr = p + 2 * m, s->vr = p + 3 * m;
     s->dk = p + 4 * m, s->dv = p + 5 * m;
@@ -92,24 +92,51 @@ static void dot_rows(float *out, int Tp, const float *const x[ROWS], const float
     }
 }
 
-/* out[r][:] = post[r] * sum_{j < nkeys} w[r][j] x[j][:] with x as [T, hd]
- * rows (hd a multiple of 16): up to three vectors of the head dimension and
- * four rows, twelve accumulators, no horizontal sums. */
+/* Row-layout kernels take NV vectors of the head dimension at a time as a
+ * compile-time constant: with a runtime count GCC keeps the accumulator
+ * arrays on the stack instead of in registers. */
+#define LT_INLINE static inline __attribute__((always_inline))
+
+/* out[r][d0 .. d0+16NV) = post[r] * sum_{j < nkeys} w[r][j] x[j][d0 ..]:
+ * x as [T, hd] rows, four rows of w, 4 NV accumulators in registers. */
+LT_INLINE void wsum_block(float *const out[ROWS], int rows, const float *w, int Tp, const float *x,
+                          int nkeys, int hd, int d0, const float post[ROWS], const int NV) {
+    v16 a[ROWS][4] = {{{0}}};
+    for (int j = 0; j < nkeys; j++) {
+        v16 xv[4];
+        for (int v = 0; v < NV; v++) xv[v] = v16_load(x + (size_t)j * hd + d0 + v * LT_V);
+        for (int r = 0; r < ROWS; r++) {
+            const float wr = w[(size_t)r * Tp + j];
+            for (int v = 0; v < NV; v++) a[r][v] += wr * xv[v];
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < NV; v++) v16_store(out[r] + d0 + v * LT_V, a[r][v] * post[r]);
+}
+
 static void wsum_rowlayout(float *const out[ROWS], int rows, const float *w, int Tp,
                            const float *x, int nkeys, int hd, const float post[ROWS]) {
-    for (int d0 = 0; d0 < hd; d0 += 3 * LT_V) {
-        const int nvec = (hd - d0) / LT_V < 3 ? (hd - d0) / LT_V : 3;
-        v16 a[ROWS][3] = {{{0}}};
-        for (int j = 0; j < nkeys; j++) {
-            v16 xv[3];
-            for (int v = 0; v < nvec; v++) xv[v] = v16_load(x + (size_t)j * hd + d0 + v * LT_V);
-            for (int r = 0; r < ROWS; r++) {
-                float wr = w[(size_t)r * Tp + j];
-                for (int v = 0; v < nvec; v++) a[r][v] += wr * xv[v];
-            }
+    int d0 = 0;
+    for (; d0 + 3 * LT_V <= hd; d0 += 3 * LT_V) wsum_block(out, rows, w, Tp, x, nkeys, hd, d0, post, 3);
+    if (hd - d0 == 2 * LT_V) wsum_block(out, rows, w, Tp, x, nkeys, hd, d0, post, 2);
+    if (hd - d0 == LT_V) wsum_block(out, rows, w, Tp, x, nkeys, hd, d0, post, 1);
+}
+
+/* acc[j][d0 .. d0+16NV) += sum_r w[r][j] x[r][d0 ..] for j < nkeys. */
+LT_INLINE void outer_block(float *acc, const float *w, int Tp, const float *const x[ROWS],
+                           int nkeys, int hd, int d0, const int NV) {
+    v16 xr[ROWS][4];
+    for (int r = 0; r < ROWS; r++)
+        for (int v = 0; v < NV; v++) xr[r][v] = v16_load(x[r] + d0 + v * LT_V);
+    for (int j = 0; j < nkeys; j++) {
+        float *aj = acc + (size_t)j * hd + d0;
+        v16 a[4];
+        for (int v = 0; v < NV; v++) a[v] = v16_load(aj + v * LT_V);
+        for (int r = 0; r < ROWS; r++) {
+            const float wr = w[(size_t)r * Tp + j];
+            for (int v = 0; v < NV; v++) a[v] += wr * xr[r][v];
         }
-        for (int r = 0; r < rows; r++)
-            for (int v = 0; v < nvec; v++) v16_store(out[r] + d0 + v * LT_V, a[r][v] * post[r]);
+        for (int v = 0; v < NV; v++) v16_store(aj + v * LT_V, a[v]);
     }
 }
 
@@ -145,22 +172,10 @@ static void wsum(const attn_scratch *s, float *const out[ROWS], int rows, const 
 static void outer_acc(const attn_scratch *s, float *acc, const float *w, int Tp,
                       const float *const x[ROWS], int nkeys, int hd) {
     if (row_path(hd)) {
-        for (int d0 = 0; d0 < hd; d0 += 3 * LT_V) {
-            const int nvec = (hd - d0) / LT_V < 3 ? (hd - d0) / LT_V : 3;
-            v16 xr[ROWS][3];
-            for (int r = 0; r < ROWS; r++)
-                for (int v = 0; v < nvec; v++) xr[r][v] = v16_load(x[r] + d0 + v * LT_V);
-            for (int j = 0; j < nkeys; j++) {
-                float *aj = acc + (size_t)j * hd + d0;
-                v16 a[3];
-                for (int v = 0; v < nvec; v++) a[v] = v16_load(aj + v * LT_V);
-                for (int r = 0; r < ROWS; r++) {
-                    float wr = w[(size_t)r * Tp + j];
-                    for (int v = 0; v < nvec; v++) a[v] += wr * xr[r][v];
-                }
-                for (int v = 0; v < nvec; v++) v16_store(aj + v * LT_V, a[v]);
-            }
-        }
+        int d0 = 0;
+        for (; d0 + 3 * LT_V <= hd; d0 += 3 * LT_V) outer_block(acc, w, Tp, x, nkeys, hd, d0, 3);
+        if (hd - d0 == 2 * LT_V) outer_block(acc, w, Tp, x, nkeys, hd, d0, 2);
+        if (hd - d0 == LT_V) outer_block(acc, w, Tp, x, nkeys, hd, d0, 1);
         return;
     }
     (void)s;
@@ -235,7 +250,6 @@ void lt_cpu_attention_fwd(const lt_ops *o, float *out, float *lse, const float *
                 }
             }
         }
-        lt_free(mem);
     }
 }
 
@@ -316,6 +330,5 @@ void lt_cpu_attention_bwd(const lt_ops *o, float *dqkv, const float *dout, const
                 }
             }
         }
-        lt_free(mem);
     }
 }

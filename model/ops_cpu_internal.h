@@ -3,7 +3,15 @@
 #ifndef LT_MODEL_OPS_CPU_INTERNAL_H
 #define LT_MODEL_OPS_CPU_INTERNAL_H
 
+#include <stddef.h>
+
 #include "model/ops.h"
+
+/* Scratch memory for the calling thread, at least `floats` long and 64-byte
+ * aligned, kept between calls (growing when needed): kernels run thousands
+ * of times per step, and freeing large blocks makes glibc return them to
+ * the OS and fault them back in on every call. NULL if allocation fails. */
+float *lt_cpu_thread_scratch(size_t floats);
 
 void lt_cpu_attention_fwd(const lt_ops *o, float *out, float *lse, const float *qkv, int B,
                           int T, int nh, int nkv, int hd);
