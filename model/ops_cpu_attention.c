@@ -140,23 +140,35 @@ LT_INLINE void outer_block(float *acc, const float *w, int Tp, const float *cons
     }
 }
 
-/* The same sum with x transposed ([hd, Tp]): vectors over keys, four head
- * dimensions at a time, then horizontal sums. */
+/* The same sum with x transposed ([hd, Tp]): vectors over keys, ND head
+ * dimensions at a time (a compile-time count, see above), then one shuffle
+ * tree for four horizontal sums. */
+LT_INLINE void wsumt_block(float *const out[ROWS], int rows, const float *w, int Tp,
+                           const float *xt, int nch, int d0, const float post[ROWS], const int ND) {
+    v16 a[ROWS][4] = {{{0}}};
+    for (int c = 0; c < nch; c++) {
+        v16 wc[ROWS];
+        for (int r = 0; r < ROWS; r++) wc[r] = v16_load(w + (size_t)r * Tp + c * LT_V);
+        for (int dd = 0; dd < ND; dd++) {
+            v16 xv = v16_load(xt + (size_t)(d0 + dd) * Tp + c * LT_V);
+            for (int r = 0; r < ROWS; r++) a[r][dd] += wc[r] * xv;
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        v4f t = v16_hsum4(a[r][0], a[r][1], a[r][2], a[r][3]);
+        for (int dd = 0; dd < ND; dd++) out[r][d0 + dd] = t[dd] * post[r];
+    }
+}
+
 static void wsum_transposed(float *const out[ROWS], int rows, const float *w, int Tp,
                             const float *xt, int nch, int hd, const float post[ROWS]) {
-    for (int d0 = 0; d0 < hd; d0 += 4) {
-        const int dn = hd - d0 < 4 ? hd - d0 : 4;
-        v16 a[ROWS][4] = {{{0}}};
-        for (int c = 0; c < nch; c++) {
-            v16 wc[ROWS];
-            for (int r = 0; r < ROWS; r++) wc[r] = v16_load(w + (size_t)r * Tp + c * LT_V);
-            for (int dd = 0; dd < dn; dd++) {
-                v16 xv = v16_load(xt + (size_t)(d0 + dd) * Tp + c * LT_V);
-                for (int r = 0; r < ROWS; r++) a[r][dd] += wc[r] * xv;
-            }
-        }
-        for (int r = 0; r < rows; r++)
-            for (int dd = 0; dd < dn; dd++) out[r][d0 + dd] = v16_hsum(a[r][dd]) * post[r];
+    int d0 = 0;
+    for (; d0 + 4 <= hd; d0 += 4) wsumt_block(out, rows, w, Tp, xt, nch, d0, post, 4);
+    switch (hd - d0) {
+    case 3: wsumt_block(out, rows, w, Tp, xt, nch, d0, post, 3); break;
+    case 2: wsumt_block(out, rows, w, Tp, xt, nch, d0, post, 2); break;
+    case 1: wsumt_block(out, rows, w, Tp, xt, nch, d0, post, 1); break;
+    default: break;
     }
 }
 
