@@ -568,7 +568,7 @@ static lt_status forward_body(lt_model *m, const int32_t *tokens, int B, int T, 
         layer_forward(m, l, &w, B, T, train);
     }
     o->rmsnorm_fwd(o, m->xf, m->rstdf, m->x_final, m->final_norm, n, m->C, m->c.norm_eps);
-    return LT_OK;
+    return o->check(o, err);
 }
 
 lt_status lt_model_logits(lt_model *m, const int32_t *tokens, int B, int T, int last_only,
@@ -739,6 +739,7 @@ lt_status lt_model_forward_backward(lt_model *m, const int32_t *inputs, const in
         lt_layer_weights w;
         if ((st = acquire(m, l, &w, err)) != LT_OK) return st;
         layer_backward(m, l, &w, B, T, l > 0);
+        if ((st = o->check(o, err)) != LT_OK) return st;
         if (m->hooks.grads_ready && (st = m->hooks.grads_ready(m->hooks.user, l, err)) != LT_OK)
             return st;
     }

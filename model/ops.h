@@ -31,6 +31,10 @@ struct lt_ops {
     void (*copy)(const lt_ops *o, void *dst, const void *src, size_t bytes);
     void (*zero)(const lt_ops *o, void *dst, size_t bytes);
     void (*sync)(const lt_ops *o);
+    /* Ops return nothing (on a GPU they run asynchronously); a failure inside
+     * one (no scratch memory, a kernel fault) is recorded and reported here,
+     * and cleared. The model checks after each forward and backward pass. */
+    lt_status (*check)(const lt_ops *o, lt_error *err);
 
     /* C[M,N] = alpha * op(A) op(B) + beta * C with op(X) = X or X^T;
      * A is [M,K] (or [K,M] if trans_a), B is [K,N] (or [N,K] if trans_b). */

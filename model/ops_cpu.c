@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "model/config.h"
@@ -36,11 +37,26 @@ static void cpu_sync(const lt_ops *o) { (void)o; }
 static _Thread_local float *t_scratch;
 static _Thread_local size_t t_scratch_floats;
 
+static _Atomic(const char *) g_failure;
+
+void lt_cpu_raise(const char *what) {
+    const char *none = NULL;
+    atomic_compare_exchange_strong(&g_failure, &none, what);
+}
+
+static lt_status cpu_check(const lt_ops *o, lt_error *err) {
+    (void)o;
+    const char *what = atomic_exchange(&g_failure, NULL);
+    if (!what) return LT_OK;
+    return lt_fail(err, LT_ERR_NOMEM, "CPU backend: %s", what);
+}
+
 float *lt_cpu_thread_scratch(size_t floats) {
     if (floats <= t_scratch_floats) return t_scratch;
     lt_free(t_scratch);
     t_scratch = lt_alloc(LT_MEM_WORKSPACE, floats * sizeof(float));
     t_scratch_floats = t_scratch ? floats : 0;
+    if (!t_scratch) lt_cpu_raise("cannot allocate kernel scratch memory");
     return t_scratch;
 }
 
@@ -277,6 +293,7 @@ static lt_ops g_cpu_ops = {
     .copy = cpu_memcpy,
     .zero = cpu_zero,
     .sync = cpu_sync,
+    .check = cpu_check,
     .gemm = cpu_gemm,
     .embedding_fwd = cpu_embedding_fwd,
     .embedding_bwd = cpu_embedding_bwd,
