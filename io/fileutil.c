@@ -1,9 +1,12 @@
 #include "io/fileutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 lt_status lt_file_size(const char *path, uint64_t *size, lt_error *err) {
     struct stat st;
@@ -55,5 +58,80 @@ lt_status lt_read_exact(FILE *f, void *dst, size_t n, const char *path, const ch
         return lt_fail(err, LT_ERR_FORMAT, "%s: truncated in %s: expected %zu bytes, got %zu",
                        path, what, n, got);
     }
+    return LT_OK;
+}
+
+lt_status lt_atomic_open(lt_atomic_file *af, const char *path, lt_error *err) {
+    memset(af, 0, sizeof *af);
+    if (strlen(path) >= sizeof af->path)
+        return lt_fail(err, LT_ERR_IO, "%.64s...: path too long", path);
+    snprintf(af->path, sizeof af->path, "%s", path);
+    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) return lt_fail(err, LT_ERR_IO, "%s: cannot create: %s", af->tmp, strerror(errno));
+    return LT_OK;
+}
+
+lt_status lt_atomic_write(lt_atomic_file *af, const void *data, size_t n, lt_error *err) {
+    if (n && fwrite(data, 1, n, af->f) != n)
+        return lt_fail(err, LT_ERR_IO, "%s: write failed: %s", af->tmp, strerror(errno));
+    return LT_OK;
+}
+
+static void fsync_parent(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    int fd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+lt_status lt_atomic_commit(lt_atomic_file *af, lt_error *err) {
+    FILE *f = af->f;
+    af->f = NULL;
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        int e = errno;
+        fclose(f);
+        unlink(af->tmp);
+        return lt_fail(err, LT_ERR_IO, "%s: cannot flush to disk: %s", af->tmp, strerror(e));
+    }
+    if (fclose(f) != 0) {
+        int e = errno;
+        unlink(af->tmp);
+        return lt_fail(err, LT_ERR_IO, "%s: close failed: %s", af->tmp, strerror(e));
+    }
+    if (rename(af->tmp, af->path) != 0) {
+        int e = errno;
+        unlink(af->tmp);
+        return lt_fail(err, LT_ERR_IO, "%s: cannot rename into place: %s", af->path, strerror(e));
+    }
+    fsync_parent(af->path);
+    return LT_OK;
+}
+
+void lt_atomic_abort(lt_atomic_file *af) {
+    if (af->f) fclose(af->f);
+    af->f = NULL;
+    if (af->tmp[0]) unlink(af->tmp);
+}
+
+lt_status lt_make_dirs(const char *path, lt_error *err) {
+    char buf[4096];
+    if (strlen(path) >= sizeof buf) return lt_fail(err, LT_ERR_IO, "%.64s...: path too long", path);
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return lt_fail(err, LT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return lt_fail(err, LT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+        return lt_fail(err, LT_ERR_IO, "%s: exists and is not a directory", buf);
     return LT_OK;
 }

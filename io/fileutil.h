@@ -20,4 +20,24 @@ lt_status lt_read_file(const char *path, uint64_t max_bytes, char **data, uint64
 lt_status lt_read_exact(FILE *f, void *dst, size_t n, const char *path, const char *what,
                         lt_error *err);
 
+/* Writing a file so that a crash at any moment leaves either the old file
+ * or the complete new one under the final name: write to a temporary name
+ * in the same directory, flush and fsync, rename over the target, fsync
+ * the directory. */
+typedef struct {
+    FILE *f;
+    char path[4096];
+    char tmp[4096 + 32];
+} lt_atomic_file;
+
+lt_status lt_atomic_open(lt_atomic_file *af, const char *path, lt_error *err);
+/* fwrite that records a failure naming the file. */
+lt_status lt_atomic_write(lt_atomic_file *af, const void *data, size_t n, lt_error *err);
+lt_status lt_atomic_commit(lt_atomic_file *af, lt_error *err);
+/* Drops the temporary file (after a failure). */
+void lt_atomic_abort(lt_atomic_file *af);
+
+/* mkdir -p; existing directories are fine. */
+lt_status lt_make_dirs(const char *path, lt_error *err);
+
 #endif

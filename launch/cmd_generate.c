@@ -3,14 +3,36 @@
 #include <string.h>
 #include <time.h>
 
+#include "io/adapter.h"
 #include "io/llama2c.h"
 #include "io/tokenizer.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "model/sample.h"
 
+void lt_help_generate(FILE *f) {
+    fprintf(f,
+            "usage: loratrain generate --model FILE --tokenizer FILE [options]\n"
+            "\n"
+            "Samples text from the model, starting from BOS and the prompt; with --adapter,\n"
+            "from the base model plus a LoRA adapter, so you can see what fine-tuning changed.\n"
+            "Output goes to stdout as it is generated; speed to stderr. Stops at BOS or EOS.\n"
+            "\n"
+            "  --model FILE          base model checkpoint (llama2.c format)\n"
+            "  --tokenizer FILE      tokenizer file (llama2.c format, e.g. tok512.bin)\n"
+            "  --adapter DIR         a PEFT-layout adapter (adapter_config.json and\n"
+            "                        adapter_model.safetensors), e.g. a training output_dir\n"
+            "  --prompt TEXT         text to continue [default: empty]\n"
+            "  --max_new_tokens N    tokens to generate (alias --steps) [default: 256]\n"
+            "  --temperature T       0 for greedy decoding [default: 1.0]\n"
+            "  --top_p P             nucleus sampling mass [default: 0.9]\n"
+            "  --seed S              sampling seed [default: 42]\n"
+            "  --threads N           CPU threads (0: all cores) [default: 0]\n"
+            "  --ids_out FILE        also write the generated token ids to FILE\n");
+}
+
 typedef struct {
-    const char *model, *tokenizer, *prompt, *ids_out;
+    const char *model, *tokenizer, *prompt, *ids_out, *adapter;
     int steps, threads;
     float temperature, top_p;
     unsigned long long seed;
@@ -23,14 +45,15 @@ static lt_status parse(int argc, char **argv, gen_opts *o, lt_error *err) {
     lt_status st;
     while (lt_cli_next(&c, err, &st)) {
         if (!strcmp(c.key, "model") || !strcmp(c.key, "tokenizer") || !strcmp(c.key, "prompt") ||
-            !strcmp(c.key, "ids_out")) {
+            !strcmp(c.key, "ids_out") || !strcmp(c.key, "adapter")) {
             if (strcmp(c.key, "prompt") && (st = lt_cli_need_value(&c, err)) != LT_OK) return st;
             const char *v = c.value ? c.value : "";
             if (!strcmp(c.key, "model")) o->model = v;
             else if (!strcmp(c.key, "tokenizer")) o->tokenizer = v;
             else if (!strcmp(c.key, "prompt")) o->prompt = v;
+            else if (!strcmp(c.key, "adapter")) o->adapter = v;
             else o->ids_out = v;
-        } else if (!strcmp(c.key, "steps")) {
+        } else if (!strcmp(c.key, "steps") || !strcmp(c.key, "max_new_tokens")) {
             if ((st = lt_cli_int(&c, 1, 1 << 22, &o->steps, err)) != LT_OK) return st;
         } else if (!strcmp(c.key, "threads")) {
             if ((st = lt_cli_int(&c, 0, 4096, &o->threads, err)) != LT_OK) return st;
@@ -70,6 +93,7 @@ lt_status lt_cmd_generate(int argc, char **argv, lt_error *err) {
     lt_prob_index *scratch = NULL;
     FILE *ids_file = NULL;
     if ((st = lt_llama2c_load(o.model, ops, &m, err)) != LT_OK) goto done;
+    if (o.adapter && (st = lt_adapter_load(m, o.adapter, err)) != LT_OK) goto done;
     const lt_model_config *cfg = lt_model_get_config(m);
     if ((st = lt_tokenizer_load_llama2c(o.tokenizer, cfg->vocab_size, &tok, err)) != LT_OK) goto done;
 

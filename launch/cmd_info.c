@@ -17,6 +17,21 @@ static void with_commas(uint64_t v, char *buf, size_t cap) {
     buf[o] = '\0';
 }
 
+void lt_help_info(FILE *f) {
+    fprintf(f,
+            "usage: loratrain info --model FILE [LoRA options]\n"
+            "\n"
+            "Prints the model's shape and parameter count, and the trainable parameters of\n"
+            "a LoRA setup in PEFT's print_trainable_parameters form.\n"
+            "\n"
+            "  --model FILE            checkpoint (llama2.c format)\n"
+            "  --r N                   adapter rank [default: 8]\n"
+            "  --lora_alpha A          scale numerator [default: 8]\n"
+            "  --lora_dropout P        adapter input dropout [default: 0]\n"
+            "  --target_modules LIST   comma-separated PEFT names or all-linear [default: q_proj,v_proj]\n"
+            "  --use_rslora            scale by lora_alpha / sqrt(r)\n");
+}
+
 lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
     const char *model_path = NULL;
     lt_lora_config lc = lt_lora_defaults();

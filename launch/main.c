@@ -7,45 +7,61 @@
 
 #define LT_VERSION "0.1.0"
 
+typedef struct {
+    const char *name;
+    lt_status (*run)(int argc, char **argv, lt_error *err);
+    void (*help)(FILE *f);
+    const char *summary;
+} command;
+
+static const command k_commands[] = {
+    {"train", lt_cmd_train, lt_help_train, "fine-tune LoRA adapters from a JSON config"},
+    {"generate", lt_cmd_generate, lt_help_generate, "sample text from a model, with or without an adapter"},
+    {"tokenize", lt_cmd_tokenize, lt_help_tokenize, "turn a text corpus into a token file for training"},
+    {"info", lt_cmd_info, lt_help_info, "print a model's shape and a LoRA setup's parameter counts"},
+};
+#define NCOMMANDS (sizeof k_commands / sizeof k_commands[0])
+
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: loratrain <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  generate  sample text from a model\n"
-            "            --model FILE --tokenizer FILE [--prompt TEXT] [--steps N]\n"
-            "            [--temperature T] [--top_p P] [--seed S] [--threads N] [--ids_out FILE]\n"
-            "  info      print a model's shape and the parameter counts of a LoRA setup\n"
-            "            --model FILE [--r N] [--lora_alpha A] [--lora_dropout P]\n"
-            "            [--target_modules q_proj,v_proj|all-linear] [--use_rslora]\n"
-            "  version   print the version\n");
+    fprintf(f, "usage: loratrain <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-9s %s\n", k_commands[i].name, k_commands[i].summary);
+    fprintf(f, "  version   print the version\n\n"
+               "`loratrain <command> --help` describes a command's options.\n"
+               "Options are --name value or --name=value; errors are one line on stderr and a\n"
+               "non-zero exit status (2: bad configuration or usage, 1: anything else).\n");
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-        !strcmp(argv[1], "help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    const char *cmd = argv[1];
-    lt_error err;
-    lt_error_clear(&err);
-    lt_status st;
-    if (!strcmp(cmd, "generate"))
-        st = lt_cmd_generate(argc - 2, argv + 2, &err);
-    else if (!strcmp(cmd, "info"))
-        st = lt_cmd_info(argc - 2, argv + 2, &err);
-    else if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("loratrain %s\n", LT_VERSION);
-        return 0;
-    } else {
-        fprintf(stderr, "loratrain: error: unknown command \"%s\" (expected generate, info or version)\n", cmd);
+    if (argc < 2) {
+        usage(stderr);
         return 2;
     }
-    if (st != LT_OK) {
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("loratrain %s\n", LT_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        const command *c = &k_commands[i];
+        if (strcmp(cmd, c->name) != 0) continue;
+        for (int a = 2; a < argc; a++)
+            if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+                c->help(stdout);
+                return 0;
+            }
+        lt_error err;
+        lt_error_clear(&err);
+        lt_status st = c->run(argc - 2, argv + 2, &err);
+        if (st == LT_OK) return 0;
         fflush(stdout);
         fprintf(stderr, "loratrain %s: error: %s\n", cmd, err.msg);
         return st == LT_ERR_CONFIG ? 2 : 1;
     }
-    return 0;
+    fprintf(stderr, "loratrain: error: unknown command \"%s\" (expected train, generate, tokenize, info or version)\n",
+            cmd);
+    return 2;
 }

@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Upper bounds keep size arithmetic inside 64 bits and catch garbage headers
  * before anything is allocated; the largest real models are far below them. */
@@ -43,4 +44,16 @@ lt_status lt_model_config_validate(const lt_model_config *c, const char *source,
         return lt_fail(err, LT_ERR_FORMAT, "%s: rope_layout = %d, expected 0 (interleaved) or 1 (half)",
                        s, (int)c->rope_layout);
     return LT_OK;
+}
+
+void lt_rope_permute_rows(const float *src, float *dst, int n_heads, int head_dim, int cols,
+                          int to_half) {
+    const int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++)
+        for (int i = 0; i < half; i++)
+            for (int c = 0; c < 2; c++) {
+                size_t inter = (size_t)h * head_dim + 2 * i + c, hf = (size_t)h * head_dim + c * half + i;
+                size_t from = to_half ? inter : hf, to = to_half ? hf : inter;
+                memcpy(dst + to * cols, src + from * cols, (size_t)cols * sizeof(float));
+            }
 }

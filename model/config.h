@@ -29,6 +29,13 @@ typedef struct {
  * breaks. source names the file the values came from, for the message. */
 lt_status lt_model_config_validate(const lt_model_config *c, const char *source, lt_error *err);
 
+/* Reorders the rows of a [n_heads * head_dim, cols] matrix whose rows are
+ * rotary dimensions (q_proj, k_proj weights and their LoRA B) between the
+ * two RoPE layouts: within each head, interleaved row 2i + c is half-layout
+ * row c * head_dim/2 + i. to_half = 0 goes back. dst must not alias src. */
+void lt_rope_permute_rows(const float *src, float *dst, int n_heads, int head_dim, int cols,
+                          int to_half);
+
 static inline int lt_head_dim(const lt_model_config *c) { return c->dim / c->n_heads; }
 static inline int lt_kv_dim(const lt_model_config *c) {
     return lt_head_dim(c) * c->n_kv_heads;

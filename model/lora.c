@@ -1,6 +1,7 @@
 #include "model/lora.h"
 
-#include <ctype.h>
+#include "core/strutil.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,32 +39,13 @@ static const struct {
                  {"up", "up_proj"},      {"down", "down_proj"},
                  {"all_linear", "all-linear"}, {"all", "all-linear"}};
 
-static int edit_distance(const char *a, const char *b) {
-    int la = (int)strlen(a), lb = (int)strlen(b);
-    if (la > 32 || lb > 32) return 99;
-    int d[33][33];
-    for (int i = 0; i <= la; i++) d[i][0] = i;
-    for (int j = 0; j <= lb; j++) d[0][j] = j;
-    for (int i = 1; i <= la; i++)
-        for (int j = 1; j <= lb; j++) {
-            int sub = d[i - 1][j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-            int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
-            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-        }
-    return d[la][lb];
-}
-
 static const char *suggest(const char *name) {
     for (size_t i = 0; i < sizeof k_aliases / sizeof k_aliases[0]; i++)
         if (strcmp(name, k_aliases[i].alias) == 0) return k_aliases[i].peft;
-    const char *best = "q_proj";
-    int best_d = 1 << 20;
-    for (int m = 0; m < LT_MOD_COUNT; m++) {
-        int dd = edit_distance(name, k_names[m]);
-        if (dd < best_d) best_d = dd, best = k_names[m];
-    }
-    if (edit_distance(name, "all-linear") < best_d) best = "all-linear";
-    return best;
+    const char *const all[] = {"q_proj",    "k_proj",  "v_proj",    "o_proj",
+                               "gate_proj", "up_proj", "down_proj", "all-linear"};
+    const char *best = lt_closest(name, all, sizeof all / sizeof all[0]);
+    return best ? best : "q_proj";
 }
 
 lt_status lt_lora_parse_targets(const char *list, unsigned *mask, lt_error *err) {

@@ -1,0 +1,231 @@
+#include "io/adapter.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/fileutil.h"
+#include "io/safetensors.h"
+
+#define PEFT_PREFIX "base_model.model."
+
+/* Rows of q_proj / k_proj B are rotary dimensions; others are not. */
+static int rope_heads(const lt_model_config *c, const char *name) {
+    if (c->rope_layout == LT_ROPE_HALF) return 0;
+    if (strstr(name, ".q_proj.lora_B")) return c->n_heads;
+    if (strstr(name, ".k_proj.lora_B")) return c->n_kv_heads;
+    return 0;
+}
+
+static lt_status write_config(const lt_lora_config *lc, const char *dir, const char *base_model,
+                              lt_error *err) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *targets = cJSON_CreateArray();
+    if (!root || !targets) {
+        cJSON_Delete(root);
+        cJSON_Delete(targets);
+        return lt_fail(err, LT_ERR_NOMEM, "adapter config: out of memory");
+    }
+    for (int m = 0; m < LT_MOD_COUNT; m++)
+        if (lc->targets & (1u << m))
+            cJSON_AddItemToArray(targets, cJSON_CreateString(lt_module_name((lt_module)m)));
+    cJSON_AddStringToObject(root, "peft_type", "LORA");
+    cJSON_AddStringToObject(root, "task_type", "CAUSAL_LM");
+    cJSON_AddStringToObject(root, "base_model_name_or_path", base_model ? base_model : "");
+    cJSON_AddNumberToObject(root, "r", lc->r);
+    cJSON_AddNumberToObject(root, "lora_alpha", lc->alpha);
+    cJSON_AddNumberToObject(root, "lora_dropout", lc->dropout);
+    cJSON_AddItemToObject(root, "target_modules", targets);
+    cJSON_AddBoolToObject(root, "use_rslora", lc->use_rslora);
+    cJSON_AddStringToObject(root, "bias", "none");
+    cJSON_AddBoolToObject(root, "fan_in_fan_out", 0);
+    cJSON_AddBoolToObject(root, "inference_mode", 1);
+    cJSON_AddBoolToObject(root, "init_lora_weights", 1);
+    cJSON_AddNullToObject(root, "modules_to_save");
+    cJSON_AddNullToObject(root, "layers_to_transform");
+    cJSON_AddItemToObject(root, "rank_pattern", cJSON_CreateObject());
+    cJSON_AddItemToObject(root, "alpha_pattern", cJSON_CreateObject());
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return lt_fail(err, LT_ERR_NOMEM, "adapter config: out of memory");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    lt_atomic_file af;
+    lt_status st = lt_atomic_open(&af, path, err);
+    if (st == LT_OK) st = lt_atomic_write(&af, text, strlen(text), err);
+    if (st == LT_OK) st = lt_atomic_write(&af, "\n", 1, err);
+    free(text);
+    if (st != LT_OK) {
+        lt_atomic_abort(&af);
+        return st;
+    }
+    return lt_atomic_commit(&af, err);
+}
+
+lt_status lt_adapter_save(lt_model *m, const char *dir, const char *base_model, lt_error *err) {
+    const lt_lora_config *lc = lt_model_lora_config(m);
+    if (!lc) return lt_fail(err, LT_ERR_INVALID, "saving an adapter: the model has no LoRA adapters");
+    if (lt_model_lora_is_merged(m))
+        return lt_fail(err, LT_ERR_INVALID, "saving an adapter: adapters are merged; unmerge first");
+    lt_status st = lt_make_dirs(dir, err);
+    if (st != LT_OK) return st;
+    const lt_param_table *t = lt_model_lora_table(m);
+    const lt_model_config *c = lt_model_get_config(m);
+    const lt_ops *o = lt_model_get_ops(m);
+    float *host = malloc(t->numel * sizeof(float)), *perm = malloc(t->numel * sizeof(float));
+    lt_st_out *outs = calloc((size_t)t->count, sizeof *outs);
+    char(*names)[LT_TENSOR_NAME_MAX + 32] = calloc((size_t)t->count, sizeof *names);
+    if (!host || !perm || !outs || !names) {
+        st = lt_fail(err, LT_ERR_NOMEM, "saving an adapter: out of memory");
+        goto done;
+    }
+    o->download(o, host, lt_model_lora_params(m), t->numel * sizeof(float));
+    for (int i = 0; i < t->count; i++) {
+        const lt_tensor_desc *d = &t->t[i];
+        snprintf(names[i], sizeof names[i], PEFT_PREFIX "%s", d->name);
+        const float *src = host + d->offset;
+        int heads = rope_heads(c, d->name);
+        if (heads) {
+            lt_rope_permute_rows(src, perm + d->offset, heads, lt_head_dim(c), d->cols, 1);
+            src = perm + d->offset;
+        }
+        outs[i] = (lt_st_out){.name = names[i], .data = src, .ndim = 2, .shape = {d->rows, d->cols}};
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    const char *meta[] = {"format", "pt"};
+    if ((st = lt_st_write_f32(path, outs, t->count, meta, 1, err)) != LT_OK) goto done;
+    st = write_config(lc, dir, base_model, err);
+done:
+    free(host);
+    free(perm);
+    free(outs);
+    free(names);
+    return st;
+}
+
+lt_status lt_adapter_read_config(const char *dir, lt_lora_config *lc, lt_error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    char *text = NULL;
+    uint64_t size = 0;
+    lt_status st = lt_read_file(path, 1u << 20, &text, &size, err);
+    if (st != LT_OK) return st;
+    cJSON *root = cJSON_ParseWithLength(text, (size_t)size);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return lt_fail(err, LT_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    memset(lc, 0, sizeof *lc);
+    const cJSON *v;
+#define FAIL(...)                                          \
+    do {                                                   \
+        st = lt_fail(err, LT_ERR_FORMAT, __VA_ARGS__);     \
+        goto done;                                         \
+    } while (0)
+    v = cJSON_GetObjectItemCaseSensitive(root, "peft_type");
+    if (!cJSON_IsString(v) || strcmp(v->valuestring, "LORA") != 0)
+        FAIL("%s: peft_type must be \"LORA\"", path);
+    v = cJSON_GetObjectItemCaseSensitive(root, "r");
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
+        v->valuedouble > 1 << 20)
+        FAIL("%s: r must be a positive integer", path);
+    lc->r = (int)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
+    if (!cJSON_IsNumber(v)) FAIL("%s: lora_alpha must be a number", path);
+    lc->alpha = (float)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(root, "lora_dropout");
+    lc->dropout = cJSON_IsNumber(v) ? (float)v->valuedouble : 0.0f;
+    v = cJSON_GetObjectItemCaseSensitive(root, "use_rslora");
+    lc->use_rslora = cJSON_IsTrue(v);
+    v = cJSON_GetObjectItemCaseSensitive(root, "bias");
+    if (v && !(cJSON_IsString(v) && !strcmp(v->valuestring, "none")))
+        FAIL("%s: bias must be \"none\" (trained biases are not supported)", path);
+    v = cJSON_GetObjectItemCaseSensitive(root, "fan_in_fan_out");
+    if (cJSON_IsTrue(v)) FAIL("%s: fan_in_fan_out must be false for Llama models", path);
+    const char *patterns[] = {"rank_pattern", "alpha_pattern"};
+    for (int i = 0; i < 2; i++) {
+        v = cJSON_GetObjectItemCaseSensitive(root, patterns[i]);
+        if (v && !cJSON_IsNull(v) && !(cJSON_IsObject(v) && !v->child))
+            FAIL("%s: %s must be empty (per-module ranks are not supported)", path, patterns[i]);
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "target_modules");
+    char list[512] = "";
+    if (cJSON_IsString(v)) {
+        snprintf(list, sizeof list, "%s", v->valuestring);
+    } else if (cJSON_IsArray(v)) {
+        for (const cJSON *it = v->child; it; it = it->next) {
+            if (!cJSON_IsString(it)) FAIL("%s: target_modules must hold strings", path);
+            size_t used = strlen(list);
+            snprintf(list + used, sizeof list - used, "%s%s", used ? "," : "", it->valuestring);
+        }
+    } else {
+        FAIL("%s: target_modules must be a list of module names", path);
+    }
+    st = lt_lora_parse_targets(list, &lc->targets, err);
+    if (st != LT_OK) lt_fail_context(err, "%s", path);
+done:
+#undef FAIL
+    cJSON_Delete(root);
+    return st;
+}
+
+lt_status lt_adapter_load(lt_model *m, const char *dir, lt_error *err) {
+    lt_lora_config lc;
+    lt_status st = lt_adapter_read_config(dir, &lc, err);
+    if (st != LT_OK) return st;
+    char cfg_path[4200];
+    snprintf(cfg_path, sizeof cfg_path, "%s/adapter_config.json", dir);
+    if ((st = lt_model_add_lora(m, &lc, 0, err)) != LT_OK) return lt_fail_context(err, "%s", cfg_path);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    lt_safetensors *sf = NULL;
+    if ((st = lt_st_open(path, &sf, err)) != LT_OK) return st;
+    const lt_param_table *t = lt_model_lora_table(m);
+    const lt_model_config *c = lt_model_get_config(m);
+    float *host = malloc(t->numel * sizeof(float)), *tmp = malloc(t->numel * sizeof(float));
+    if (!host || !tmp) {
+        st = lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    for (int i = 0; i < t->count; i++) {
+        const lt_tensor_desc *d = &t->t[i];
+        char name[LT_TENSOR_NAME_MAX + 32];
+        snprintf(name, sizeof name, PEFT_PREFIX "%s", d->name);
+        const lt_st_tensor *x = lt_st_find(sf, name);
+        if (!x) {
+            st = lt_fail(err, LT_ERR_FORMAT, "%s: missing tensor %s (the config targets it)", path, name);
+            goto done;
+        }
+        if (x->ndim != 2 || x->shape[0] != d->rows || x->shape[1] != d->cols) {
+            st = lt_fail(err, LT_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld], expected [%d, %d]",
+                         path, name, x->ndim > 0 ? (long long)x->shape[0] : 0LL,
+                         x->ndim > 1 ? (long long)x->shape[1] : 0LL, d->rows, d->cols);
+            goto done;
+        }
+        float *dst = host + d->offset;
+        int heads = rope_heads(c, d->name);
+        if ((st = lt_st_read_f32(sf, x, heads ? tmp : dst, lt_tensor_numel(d), err)) != LT_OK) goto done;
+        if (heads) lt_rope_permute_rows(tmp, dst, heads, lt_head_dim(c), d->cols, 0);
+        for (size_t k = 0; k < lt_tensor_numel(d); k++)
+            if (!isfinite(dst[k])) {
+                st = lt_fail(err, LT_ERR_FORMAT, "%s: tensor %s element %zu is not finite", path, name, k);
+                goto done;
+            }
+    }
+    if (lt_st_count(sf) != t->count) {
+        st = lt_fail(err, LT_ERR_FORMAT, "%s: holds %d tensors, the config implies %d", path,
+                     lt_st_count(sf), t->count);
+        goto done;
+    }
+    lt_model_get_ops(m)->upload(lt_model_get_ops(m), lt_model_lora_params(m), host,
+                                t->numel * sizeof(float));
+done:
+    free(host);
+    free(tmp);
+    lt_st_close(sf);
+    return st;
+}

@@ -1,0 +1,338 @@
+#include "launch/config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/strutil.h"
+#include "io/fileutil.h"
+
+typedef enum { K_STR, K_INT, K_I64, K_U64, K_FLOAT, K_DOUBLE, K_BOOL, K_TRISTATE } key_kind;
+
+typedef struct {
+    const char *name;
+    key_kind kind;
+    size_t offset;
+    size_t size; /* for strings: the buffer size */
+    const char *def;
+    double lo, hi;
+    const char *group;
+    const char *help;
+} key_desc;
+
+#define F(field) offsetof(lt_run_config, field), sizeof(((lt_run_config *)0)->field)
+#define BIG 9.0e15
+
+static const key_desc k_keys[] = {
+    {"model", K_STR, F(model), "", 0, 0, "model and data", "base model checkpoint (llama2.c format)"},
+    {"tokenizer", K_STR, F(tokenizer), "", 0, 0, "model and data", "tokenizer file (llama2.c format, e.g. tok512.bin)"},
+    {"train_file", K_STR, F(train_file), "", 0, 0, "model and data",
+     "training data: plain text, JSONL with \"text\" or \"prompt\"/\"completion\", or a token file from `loratrain tokenize`"},
+    {"validation_file", K_STR, F(validation_file), "", 0, 0, "model and data", "held-out data for eval_loss (same formats)"},
+    {"validation_split_percentage", K_DOUBLE, F(validation_split_percentage), "0", 0, 50, "model and data",
+     "without validation_file: hold out this percentage of train_file (its end) for evaluation"},
+    {"output_dir", K_STR, F(output_dir), "output", 0, 0, "model and data",
+     "where metrics.jsonl, checkpoints and the final adapter go"},
+    {"max_seq_length", K_INT, F(max_seq_length), "0", 0, 1 << 22, "model and data",
+     "tokens per sequence (0: the model's seq_len)"},
+    {"packing", K_TRISTATE, F(packing), "auto", 0, 0, "model and data",
+     "concatenate examples into full windows (auto: yes for text and token files, no for JSONL)"},
+    {"truncation", K_BOOL, F(truncation), "true", 0, 0, "model and data",
+     "cut examples longer than max_seq_length (false: reject them with an error)"},
+    {"text_field", K_STR, F(text_field), "text", 0, 0, "model and data", "JSONL field holding plain text"},
+    {"prompt_field", K_STR, F(prompt_field), "prompt", 0, 0, "model and data", "JSONL field holding the prompt (no loss)"},
+    {"completion_field", K_STR, F(completion_field), "completion", 0, 0, "model and data",
+     "JSONL field holding the completion (the loss is taken on it only)"},
+    {"response_template", K_STR, F(response_template), "", 0, 0, "model and data",
+     "for text records: no loss up to and including this string (as TRL's completion-only collator)"},
+    {"max_eval_samples", K_INT, F(max_eval_samples), "0", 0, 1 << 30, "model and data",
+     "evaluate on at most this many held-out sequences (0: all)"},
+
+    {"learning_rate", K_FLOAT, F(learning_rate), "5e-5", 0, 10, "optimisation", "AdamW peak learning rate"},
+    {"per_device_train_batch_size", K_INT, F(per_device_train_batch_size), "8", 1, 1 << 20, "optimisation",
+     "sequences per micro-batch"},
+    {"per_device_eval_batch_size", K_INT, F(per_device_eval_batch_size), "8", 1, 1 << 20, "optimisation",
+     "sequences per evaluation batch"},
+    {"gradient_accumulation_steps", K_INT, F(gradient_accumulation_steps), "1", 1, 1 << 20, "optimisation",
+     "micro-batches per optimizer step"},
+    {"max_steps", K_I64, F(max_steps), "-1", -1, BIG, "optimisation", "optimizer steps (-1: from num_train_epochs)"},
+    {"num_train_epochs", K_DOUBLE, F(num_train_epochs), "3", 0, 1e9, "optimisation",
+     "passes over the training data when max_steps is -1"},
+    {"warmup_steps", K_I64, F(warmup_steps), "0", 0, BIG, "optimisation", "linear warmup steps (overrides warmup_ratio)"},
+    {"warmup_ratio", K_DOUBLE, F(warmup_ratio), "0", 0, 1, "optimisation", "warmup as a fraction of all steps"},
+    {"lr_scheduler_type", K_STR, F(lr_scheduler_type), "linear", 0, 0, "optimisation",
+     "constant, constant_with_warmup, linear or cosine"},
+    {"weight_decay", K_FLOAT, F(weight_decay), "0", 0, 10, "optimisation", "AdamW decoupled weight decay"},
+    {"adam_beta1", K_FLOAT, F(adam_beta1), "0.9", 0, 0.999999, "optimisation", "AdamW beta1"},
+    {"adam_beta2", K_FLOAT, F(adam_beta2), "0.999", 0, 0.999999999, "optimisation", "AdamW beta2"},
+    {"adam_epsilon", K_FLOAT, F(adam_epsilon), "1e-8", 1e-30, 1, "optimisation", "AdamW epsilon"},
+    {"max_grad_norm", K_FLOAT, F(max_grad_norm), "1.0", 0, 1e30, "optimisation",
+     "clip the global gradient norm to this (0: no clipping)"},
+    {"seed", K_U64, F(seed), "42", 0, 0, "optimisation", "seed for LoRA init, data order and dropout"},
+
+    {"logging_steps", K_INT, F(logging_steps), "10", 1, 1 << 30, "reporting",
+     "print a progress line every this many steps (when not on a terminal)"},
+    {"eval_steps", K_INT, F(eval_steps), "0", 0, 1 << 30, "reporting",
+     "evaluate every this many steps (0: only before and after training)"},
+    {"save_steps", K_INT, F(save_steps), "0", 0, 1 << 30, "reporting",
+     "save the adapter every this many steps to output_dir/checkpoint-N (0: only at the end)"},
+    {"threads", K_INT, F(threads), "0", 0, 4096, "reporting", "CPU threads (0: all cores)"},
+    {"disable_tqdm", K_BOOL, F(disable_tqdm), "false", 0, 0, "reporting",
+     "plain progress lines even on a terminal"},
+
+    {"r", K_INT, F(r), "8", 1, 1 << 20, "LoRA", "adapter rank"},
+    {"lora_alpha", K_FLOAT, F(lora_alpha), "16", 1e-30, 1e30, "LoRA", "scale numerator: s = lora_alpha / r"},
+    {"lora_dropout", K_FLOAT, F(lora_dropout), "0", 0, 0.999999, "LoRA", "dropout on the adapter input"},
+    {"target_modules", K_STR, F(target_modules), "q_proj,v_proj", 0, 0, "LoRA",
+     "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj or all-linear"},
+    {"use_rslora", K_BOOL, F(use_rslora), "false", 0, 0, "LoRA", "rank-stabilised scale lora_alpha / sqrt(r)"},
+};
+
+#define NKEYS (sizeof k_keys / sizeof k_keys[0])
+
+static const key_desc *find_key(const char *name) {
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcmp(k_keys[i].name, name)) return &k_keys[i];
+    return NULL;
+}
+
+static lt_status unknown_key(const char *name, const char *source, lt_error *err) {
+    const char *names[NKEYS];
+    for (size_t i = 0; i < NKEYS; i++) names[i] = k_keys[i].name;
+    const char *best = lt_closest(name, names, NKEYS);
+    if (best)
+        return lt_fail(err, LT_ERR_CONFIG, "%s: unknown key \"%s\" (did you mean \"%s\"?)", source,
+                       name, best);
+    return lt_fail(err, LT_ERR_CONFIG, "%s: unknown key \"%s\" (loratrain train --help lists them)",
+                   source, name);
+}
+
+static lt_status set_value(lt_run_config *c, const key_desc *k, const char *v, const char *source,
+                           lt_error *err) {
+    char *base = (char *)c + k->offset, *end = NULL;
+    errno = 0;
+    switch (k->kind) {
+    case K_STR:
+        if (strlen(v) >= k->size)
+            return lt_fail(err, LT_ERR_CONFIG, "%s: %s is %zu characters, at most %zu allowed", source,
+                           k->name, strlen(v), k->size - 1);
+        memset(base, 0, k->size); /* no stale tail: configs compare bytewise */
+        memcpy(base, v, strlen(v) + 1);
+        return LT_OK;
+    case K_BOOL:
+    case K_TRISTATE: {
+        int val;
+        if (!strcmp(v, "true") || !strcmp(v, "1")) val = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "0")) val = 0;
+        else if (k->kind == K_TRISTATE && !strcmp(v, "auto")) val = -1;
+        else
+            return lt_fail(err, LT_ERR_CONFIG, "%s: %s = \"%s\", expected true or false%s", source,
+                           k->name, v, k->kind == K_TRISTATE ? " or auto" : "");
+        *(int *)(void *)base = val;
+        return LT_OK;
+    }
+    case K_U64: {
+        if (v[0] == '-') goto bad_int;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || end == v || *end) goto bad_int;
+        *(uint64_t *)(void *)base = x;
+        return LT_OK;
+    }
+    case K_INT:
+    case K_I64: {
+        long long x = strtoll(v, &end, 10);
+        if (errno || end == v || *end) goto bad_int;
+        if ((double)x < k->lo || (double)x > k->hi)
+            return lt_fail(err, LT_ERR_CONFIG, "%s: %s = %lld, expected %.0f..%.0f", source, k->name,
+                           x, k->lo, k->hi);
+        if (k->kind == K_INT)
+            *(int *)(void *)base = (int)x;
+        else
+            *(int64_t *)(void *)base = (int64_t)x;
+        return LT_OK;
+    }
+    case K_FLOAT:
+    case K_DOUBLE: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !isfinite(x))
+            return lt_fail(err, LT_ERR_CONFIG, "%s: %s = \"%s\", expected a number", source, k->name, v);
+        if (x < k->lo || x > k->hi)
+            return lt_fail(err, LT_ERR_CONFIG, "%s: %s = %g, expected %g..%g", source, k->name, x,
+                           k->lo, k->hi);
+        if (k->kind == K_FLOAT)
+            *(float *)(void *)base = (float)x;
+        else
+            *(double *)(void *)base = x;
+        return LT_OK;
+    }
+    }
+    return LT_ERR_INTERNAL;
+bad_int:
+    return lt_fail(err, LT_ERR_CONFIG, "%s: %s = \"%s\", expected an integer", source, k->name, v);
+}
+
+void lt_run_config_defaults(lt_run_config *c) {
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NKEYS; i++) {
+        lt_error err;
+        if (set_value(c, &k_keys[i], k_keys[i].def, "default", &err) != LT_OK) {
+            /* A bad default is a bug in the table above; the config tests
+             * catch it, so keep going with the zero value. */
+            continue;
+        }
+    }
+}
+
+lt_status lt_run_config_set(lt_run_config *c, const char *key, const char *value,
+                            const char *source, lt_error *err) {
+    const key_desc *k = find_key(key);
+    if (!k) return unknown_key(key, source, err);
+    if (!value) {
+        if (k->kind == K_BOOL || k->kind == K_TRISTATE) value = "true";
+        else return lt_fail(err, LT_ERR_CONFIG, "%s: %s needs a value", source, key);
+    }
+    return set_value(c, k, value, source, err);
+}
+
+lt_status lt_run_config_load_json(lt_run_config *c, const char *path, lt_error *err) {
+    char *text = NULL;
+    uint64_t size = 0;
+    lt_status st = lt_read_file(path, 16u << 20, &text, &size, err);
+    if (st != LT_OK) return st;
+    cJSON *root = cJSON_ParseWithLength(text, (size_t)size);
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr();
+        int line = 1;
+        for (const char *p = text; at && p < at && p < text + size; p++) line += *p == '\n';
+        free(text);
+        return lt_fail(err, LT_ERR_CONFIG, "%s: line %d: invalid JSON", path, line);
+    }
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return lt_fail(err, LT_ERR_CONFIG, "%s: expected a JSON object of settings", path);
+    }
+    for (const cJSON *it = root->child; it && st == LT_OK; it = it->next) {
+        const key_desc *k = find_key(it->string);
+        if (!k) {
+            st = unknown_key(it->string, path, err);
+            break;
+        }
+        char buf[1024];
+        if (cJSON_IsString(it)) {
+            snprintf(buf, sizeof buf, "%s", it->valuestring);
+            if (strlen(it->valuestring) >= sizeof buf) {
+                st = lt_fail(err, LT_ERR_CONFIG, "%s: %s is too long", path, k->name);
+                break;
+            }
+        } else if (cJSON_IsBool(it)) {
+            snprintf(buf, sizeof buf, "%s", cJSON_IsTrue(it) ? "true" : "false");
+        } else if (cJSON_IsNumber(it)) {
+            double x = it->valuedouble;
+            if ((k->kind == K_INT || k->kind == K_I64 || k->kind == K_U64) && x == floor(x) && fabs(x) < 9e15)
+                snprintf(buf, sizeof buf, "%.0f", x);
+            else
+                snprintf(buf, sizeof buf, "%.17g", x);
+        } else if (cJSON_IsArray(it) && k->kind == K_STR) {
+            /* a list of names (target_modules) */
+            buf[0] = '\0';
+            for (const cJSON *e = it->child; e; e = e->next) {
+                size_t used = strlen(buf);
+                if (!cJSON_IsString(e)) {
+                    st = lt_fail(err, LT_ERR_CONFIG, "%s: %s must list strings", path, k->name);
+                    break;
+                }
+                snprintf(buf + used, sizeof buf - used, "%s%s", used ? "," : "", e->valuestring);
+            }
+            if (st != LT_OK) break;
+        } else if (cJSON_IsNull(it)) {
+            continue; /* null keeps the default, as Hugging Face treats None */
+        } else {
+            st = lt_fail(err, LT_ERR_CONFIG, "%s: %s has a value of the wrong type", path, k->name);
+            break;
+        }
+        st = set_value(c, k, buf, path, err);
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
+lt_status lt_run_config_lora(const lt_run_config *c, lt_lora_config *lc, lt_error *err) {
+    lc->r = c->r;
+    lc->alpha = c->lora_alpha;
+    lc->dropout = c->lora_dropout;
+    lc->use_rslora = c->use_rslora;
+    return lt_lora_parse_targets(c->target_modules, &lc->targets, err);
+}
+
+lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err) {
+    const struct {
+        const char *name, *value, *what;
+    } required[] = {{"model", c->model, "a base model checkpoint"},
+                    {"tokenizer", c->tokenizer, "a tokenizer file"},
+                    {"train_file", c->train_file, "a training data file"},
+                    {"output_dir", c->output_dir, "an output directory"}};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (!required[i].value[0])
+            return lt_fail(err, LT_ERR_CONFIG, "%s: missing, expected %s", required[i].name,
+                           required[i].what);
+    if (c->max_steps < 0 && !(c->num_train_epochs > 0))
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "max_steps = -1 and num_train_epochs = %g: one of them must be positive",
+                       c->num_train_epochs);
+    if (c->max_steps == 0)
+        return lt_fail(err, LT_ERR_CONFIG, "max_steps = 0: expected a positive number or -1");
+    if (c->validation_file[0] && c->validation_split_percentage > 0)
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "validation_file and validation_split_percentage are both set; use one");
+    lt_lora_config lc;
+    return lt_run_config_lora(c, &lc, err);
+}
+
+void lt_run_config_write_json(const lt_run_config *c, FILE *f) {
+    cJSON *root = cJSON_CreateObject();
+    for (size_t i = 0; root && i < NKEYS; i++) {
+        const key_desc *k = &k_keys[i];
+        const char *base = (const char *)c + k->offset;
+        switch (k->kind) {
+        case K_STR: cJSON_AddStringToObject(root, k->name, base); break;
+        case K_BOOL: cJSON_AddBoolToObject(root, k->name, *(const int *)(const void *)base); break;
+        case K_TRISTATE: {
+            int v = *(const int *)(const void *)base;
+            if (v < 0) cJSON_AddStringToObject(root, k->name, "auto");
+            else cJSON_AddBoolToObject(root, k->name, v);
+            break;
+        }
+        case K_INT: cJSON_AddNumberToObject(root, k->name, *(const int *)(const void *)base); break;
+        case K_I64: cJSON_AddNumberToObject(root, k->name, (double)*(const int64_t *)(const void *)base); break;
+        case K_U64: cJSON_AddNumberToObject(root, k->name, (double)*(const uint64_t *)(const void *)base); break;
+        case K_FLOAT: cJSON_AddNumberToObject(root, k->name, *(const float *)(const void *)base); break;
+        case K_DOUBLE: cJSON_AddNumberToObject(root, k->name, *(const double *)(const void *)base); break;
+        }
+    }
+    char *s = root ? cJSON_PrintUnformatted(root) : NULL;
+    if (s) fprintf(f, "%s", s);
+    free(s);
+    cJSON_Delete(root);
+}
+
+void lt_run_config_print_help(FILE *f) {
+    const char *group = "";
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key_desc *k = &k_keys[i];
+        if (strcmp(group, k->group) != 0) {
+            group = k->group;
+            fprintf(f, "\n%s:\n", group);
+        }
+        const char *type = k->kind == K_STR ? "text"
+                           : k->kind == K_BOOL ? "bool"
+                           : k->kind == K_TRISTATE ? "bool|auto"
+                           : (k->kind == K_FLOAT || k->kind == K_DOUBLE) ? "number" : "integer";
+        fprintf(f, "  --%-29s %-9s %s", k->name, type, k->help);
+        if (k->def[0]) fprintf(f, " [default: %s]", k->def);
+        fprintf(f, "\n");
+    }
+}

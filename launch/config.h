@@ -1,0 +1,79 @@
+/* The run configuration of `loratrain train`: a JSON file whose keys follow
+ * Hugging Face TrainingArguments, LoraConfig and data-argument names, with
+ * command-line overrides of the same names. One table describes every key
+ * (type, default, range, help), so parsing, --help and errors agree. */
+#ifndef LT_LAUNCH_CONFIG_H
+#define LT_LAUNCH_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/status.h"
+#include "model/lora.h"
+
+#define LT_PATH_MAX 1024
+
+typedef struct {
+    /* model and data */
+    char model[LT_PATH_MAX];
+    char tokenizer[LT_PATH_MAX];
+    char train_file[LT_PATH_MAX];
+    char validation_file[LT_PATH_MAX];
+    double validation_split_percentage;
+    char output_dir[LT_PATH_MAX];
+    int max_seq_length;
+    int packing; /* -1: auto */
+    int truncation;
+    char text_field[64], prompt_field[64], completion_field[64];
+    char response_template[256];
+    int max_eval_samples;
+
+    /* optimisation */
+    float learning_rate;
+    int per_device_train_batch_size;
+    int per_device_eval_batch_size;
+    int gradient_accumulation_steps;
+    int64_t max_steps;
+    double num_train_epochs;
+    int64_t warmup_steps;
+    double warmup_ratio;
+    char lr_scheduler_type[32];
+    float weight_decay, adam_beta1, adam_beta2, adam_epsilon, max_grad_norm;
+    uint64_t seed;
+
+    /* reporting */
+    int logging_steps, eval_steps, save_steps;
+    int threads;
+    int disable_tqdm; /* plain lines even on a terminal */
+
+    /* LoRA */
+    int r;
+    float lora_alpha, lora_dropout;
+    char target_modules[256];
+    int use_rslora;
+} lt_run_config;
+
+/* Every key at its default. */
+void lt_run_config_defaults(lt_run_config *c);
+
+/* Applies a JSON config file (keys must be known; values checked). */
+lt_status lt_run_config_load_json(lt_run_config *c, const char *path, lt_error *err);
+
+/* Applies one key given as text (command-line override). source names it
+ * in errors, e.g. "--learning_rate". */
+lt_status lt_run_config_set(lt_run_config *c, const char *key, const char *value,
+                            const char *source, lt_error *err);
+
+/* Checks what single keys cannot: required paths, cross-key rules. */
+lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err);
+
+/* The LoRA part as the model takes it. */
+lt_status lt_run_config_lora(const lt_run_config *c, lt_lora_config *lc, lt_error *err);
+
+/* Writes the whole configuration as a JSON object (one line). */
+void lt_run_config_write_json(const lt_run_config *c, FILE *f);
+
+/* The key table as help text. */
+void lt_run_config_print_help(FILE *f);
+
+#endif

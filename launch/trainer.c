@@ -1,0 +1,325 @@
+#include "launch/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "io/adapter.h"
+#include "io/fileutil.h"
+#include "io/llama2c.h"
+#include "io/tokenizer.h"
+#include "optim/grad_clip.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched, int64_t step,
+                        float max_grad_norm, const int32_t *inputs, const int32_t *targets, int ga,
+                        int B, int T, uint64_t seed, lt_step_stats *out, lt_error *err) {
+    const size_t per = (size_t)B * T;
+    int64_t total = lt_count_targets(targets, (int64_t)per * ga);
+    if (total == 0)
+        return lt_fail(err, LT_ERR_INVALID,
+                       "step %lld: the batch has no target tokens (every label is masked)",
+                       (long long)step + 1);
+    lt_model_zero_grads(m);
+    double loss_sum = 0.0;
+    for (int g = 0; g < ga; g++) {
+        double s = 0.0;
+        int64_t n = 0;
+        lt_model_set_dropout_state(m, seed, (uint64_t)step * (uint64_t)ga + (uint64_t)g);
+        lt_status st = lt_model_forward_backward(m, inputs + g * per, targets + g * per, B, T,
+                                                 (float)(1.0 / (double)total), &s, &n, err);
+        if (st != LT_OK) return st;
+        loss_sum += s;
+    }
+    const lt_param_table *tab = lt_model_lora_table(m);
+    float *grads = lt_model_lora_grads(m);
+    float norm = lt_clip_grad_norm(grads, tab->numel, max_grad_norm);
+    if (!isfinite(norm) || !isfinite(loss_sum))
+        return lt_fail(err, LT_ERR_INVALID,
+                       "step %lld: the %s is not finite (loss %g, gradient norm %g); lower "
+                       "learning_rate or check the data",
+                       (long long)step + 1, isfinite(loss_sum) ? "gradient" : "loss",
+                       loss_sum / (double)total, (double)norm);
+    float lr = lt_lr_at(sched, step);
+    lt_adamw_step(opt, lt_model_lora_params(m), grads, lr);
+    out->loss = loss_sum / (double)total;
+    out->grad_norm = norm;
+    out->lr = lr;
+    out->tokens = total;
+    return LT_OK;
+}
+
+lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_rows, double *loss,
+                      int64_t *tokens, lt_error *err) {
+    const int T = lt_dataset_seq_len(ds);
+    size_t rows = lt_dataset_rows(ds);
+    if (max_rows && rows > max_rows) rows = max_rows;
+    int32_t *in = malloc((size_t)batch * T * sizeof *in), *tg = malloc((size_t)batch * T * sizeof *tg);
+    if (!in || !tg) {
+        free(in);
+        free(tg);
+        return lt_fail(err, LT_ERR_NOMEM, "evaluation: out of memory");
+    }
+    double sum = 0.0;
+    int64_t count = 0;
+    lt_status st = LT_OK;
+    for (size_t r0 = 0; r0 < rows && st == LT_OK; r0 += (size_t)batch) {
+        int b = rows - r0 < (size_t)batch ? (int)(rows - r0) : batch;
+        for (int i = 0; i < b; i++) lt_dataset_row(ds, r0 + (size_t)i, in + (size_t)i * T, tg + (size_t)i * T);
+        double s = 0.0;
+        int64_t n = 0;
+        st = lt_model_loss(m, in, tg, b, T, &s, &n, err);
+        sum += s;
+        count += n;
+    }
+    free(in);
+    free(tg);
+    if (st != LT_OK) return st;
+    *loss = count ? sum / (double)count : NAN;
+    *tokens = count;
+    return LT_OK;
+}
+
+/* ------------------------------------------------------------ progress */
+
+typedef struct {
+    int tty;
+    int every;
+    int64_t total;
+    double t0;
+} progress;
+
+static void fmt_duration(double s, char *buf, size_t cap) {
+    long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+    if (t >= 3600)
+        snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+}
+
+static double mem_mib(void) {
+    lt_mem_stats ms;
+    lt_mem_get_stats(&ms);
+    return (double)(ms.total_current[LT_SPACE_HOST] + ms.total_current[LT_SPACE_DEVICE]) / (1 << 20);
+}
+
+static void show(const progress *p, int64_t step, const lt_step_stats *s, double tok_s) {
+    double el = now_s() - p->t0, eta = el / (double)step * (double)(p->total - step);
+    char e1[32], e2[32];
+    fmt_duration(el, e1, sizeof e1);
+    fmt_duration(eta, e2, sizeof e2);
+    if (p->tty) {
+        const int width = 24;
+        int fill = (int)((double)width * (double)step / (double)p->total);
+        char bar[32];
+        for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+        bar[width] = '\0';
+        printf("\r[%s] %lld/%lld loss %.4f lr %.2e gnorm %.3f %.0f tok/s mem %.0f MiB %s<%s   ", bar,
+               (long long)step, (long long)p->total, s->loss, (double)s->lr, s->grad_norm, tok_s,
+               mem_mib(), e1, e2);
+        if (step == p->total) printf("\n");
+        fflush(stdout);
+    } else if (step == 1 || step == p->total || step % p->every == 0) {
+        printf("step %lld/%lld | loss %.4f | lr %.3e | grad_norm %.4f | %.0f tok/s | mem %.1f MiB | "
+               "elapsed %s | eta %s\n",
+               (long long)step, (long long)p->total, s->loss, (double)s->lr, s->grad_norm, tok_s,
+               mem_mib(), e1, e2);
+        fflush(stdout);
+    }
+}
+
+/* ------------------------------------------------------------ the run */
+
+typedef struct {
+    lt_model *model;
+    lt_tokenizer *tok;
+    lt_dataset *train, *eval;
+    lt_loader *loader;
+    lt_adamw opt;
+    int opt_ready;
+    int32_t *inputs, *targets;
+    FILE *metrics;
+} run_state;
+
+static void run_free(run_state *r) {
+    if (r->metrics) fclose(r->metrics);
+    free(r->inputs);
+    free(r->targets);
+    if (r->opt_ready) lt_adamw_free(&r->opt);
+    lt_loader_free(r->loader);
+    lt_dataset_free(r->train);
+    lt_dataset_free(r->eval);
+    lt_tokenizer_free(r->tok);
+    lt_model_free(r->model);
+}
+
+static lt_status load_data(const lt_run_config *c, run_state *r, int T, lt_error *err) {
+    lt_data_config dc = lt_data_config_defaults();
+    dc.seq_len = T;
+    dc.packing = c->packing;
+    dc.truncate = c->truncation;
+    dc.text_field = c->text_field;
+    dc.prompt_field = c->prompt_field;
+    dc.completion_field = c->completion_field;
+    dc.response_template = c->response_template[0] ? c->response_template : NULL;
+    const int V = lt_model_get_config(r->model)->vocab_size;
+    dc.holdout_fraction = c->validation_split_percentage / 100.0;
+    lt_status st = lt_dataset_load(c->train_file, r->tok, V, &dc, &r->train,
+                                   dc.holdout_fraction > 0 ? &r->eval : NULL, err);
+    if (st != LT_OK || !c->validation_file[0]) return st;
+    dc.holdout_fraction = 0;
+    return lt_dataset_load(c->validation_file, r->tok, V, &dc, &r->eval, NULL, err);
+}
+
+static void log_eval(run_state *r, int64_t step, double loss, int64_t tokens) {
+    fprintf(r->metrics, "{\"step\":%lld,\"eval_loss\":%.17g,\"eval_tokens\":%lld}\n", (long long)step,
+            loss, (long long)tokens);
+    fflush(r->metrics);
+}
+
+static lt_status evaluate_and_log(const lt_run_config *c, run_state *r, int64_t step, int tty,
+                                  double *loss_out, lt_error *err) {
+    if (!r->eval) return LT_OK;
+    double loss;
+    int64_t tokens;
+    lt_status st = lt_evaluate(r->model, r->eval, c->per_device_eval_batch_size,
+                               (size_t)c->max_eval_samples, &loss, &tokens, err);
+    if (st != LT_OK) return st;
+    log_eval(r, step, loss, tokens);
+    if (tty) printf("\n");
+    printf("eval at step %lld: eval_loss %.4f (perplexity %.2f) over %lld tokens\n", (long long)step,
+           loss, exp(loss), (long long)tokens);
+    fflush(stdout);
+    if (loss_out) *loss_out = loss;
+    return LT_OK;
+}
+
+lt_status lt_train(const lt_run_config *c, lt_error *err) {
+    run_state r;
+    memset(&r, 0, sizeof r);
+    const lt_ops *ops = lt_ops_cpu(c->threads);
+    lt_status st;
+    if ((st = lt_make_dirs(c->output_dir, err)) != LT_OK) return st;
+    if ((st = lt_llama2c_load(c->model, ops, &r.model, err)) != LT_OK) goto done;
+    const lt_model_config *mc = lt_model_get_config(r.model);
+    if ((st = lt_tokenizer_load_llama2c(c->tokenizer, mc->vocab_size, &r.tok, err)) != LT_OK) goto done;
+    lt_lora_config lc;
+    if ((st = lt_run_config_lora(c, &lc, err)) != LT_OK) goto done;
+    if ((st = lt_model_add_lora(r.model, &lc, c->seed, err)) != LT_OK) goto done;
+
+    const int T = c->max_seq_length ? c->max_seq_length : mc->seq_len;
+    if (T > mc->seq_len) {
+        st = lt_fail(err, LT_ERR_CONFIG, "max_seq_length = %d exceeds the model's seq_len %d", T,
+                     mc->seq_len);
+        goto done;
+    }
+    if ((st = load_data(c, &r, T, err)) != LT_OK) goto done;
+    const int B = c->per_device_train_batch_size, GA = c->gradient_accumulation_steps;
+    if ((st = lt_loader_create(r.train, B, c->seed, 1, &r.loader, err)) != LT_OK) goto done;
+    const uint64_t rows = lt_loader_rows_per_epoch(r.loader);
+    const int64_t total = c->max_steps > 0
+                              ? c->max_steps
+                              : (int64_t)ceil(c->num_train_epochs * (double)rows / ((double)B * GA));
+    if (total < 1) {
+        st = lt_fail(err, LT_ERR_CONFIG, "num_train_epochs = %g gives no optimizer step", c->num_train_epochs);
+        goto done;
+    }
+    lt_lr_schedule sched = {.lr = c->learning_rate, .total_steps = total,
+                            .warmup_steps = c->warmup_steps > 0
+                                                ? c->warmup_steps
+                                                : lt_warmup_steps_from_ratio(c->warmup_ratio, total)};
+    if ((st = lt_lr_schedule_parse(c->lr_scheduler_type, &sched.kind, err)) != LT_OK) {
+        lt_fail_context(err, "lr_scheduler_type");
+        goto done;
+    }
+    if ((st = lt_lr_schedule_validate(&sched, err)) != LT_OK) goto done;
+    const lt_param_table *tab = lt_model_lora_table(r.model);
+    lt_adamw_config ac = {.beta1 = c->adam_beta1, .beta2 = c->adam_beta2, .eps = c->adam_epsilon,
+                          .weight_decay = c->weight_decay};
+    if ((st = lt_adamw_init(&r.opt, tab->numel, &ac, err)) != LT_OK) goto done;
+    r.opt_ready = 1;
+    if ((st = lt_model_reserve(r.model, B, T, err)) != LT_OK) goto done;
+    r.inputs = malloc((size_t)GA * B * T * sizeof *r.inputs);
+    r.targets = malloc((size_t)GA * B * T * sizeof *r.targets);
+    if (!r.inputs || !r.targets) {
+        st = lt_fail(err, LT_ERR_NOMEM, "batch buffers: out of memory");
+        goto done;
+    }
+
+    char path[LT_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/run_config.json", c->output_dir);
+    FILE *cf = fopen(path, "w");
+    if (!cf) {
+        st = lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        goto done;
+    }
+    lt_run_config_write_json(c, cf);
+    fprintf(cf, "\n");
+    fclose(cf);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->output_dir);
+    if (!(r.metrics = fopen(path, "w"))) {
+        st = lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        goto done;
+    }
+
+    printf("training %s: %d layers, dim %d; LoRA r %d on %s: %zu trainable parameters\n", c->model,
+           mc->n_layers, mc->dim, lc.r, c->target_modules, tab->numel);
+    printf("data: %zu training sequences of %d tokens (%lld target tokens)%s; %lld steps of %d x %d "
+           "sequences, %s schedule, warmup %lld\n",
+           lt_dataset_rows(r.train), T, (long long)lt_dataset_target_tokens(r.train),
+           r.eval ? ", held-out set for eval_loss" : "", (long long)total, GA, B,
+           lt_lr_schedule_name(sched.kind), (long long)sched.warmup_steps);
+    fflush(stdout);
+    const int tty = isatty(STDOUT_FILENO) && !c->disable_tqdm;
+    if ((st = evaluate_and_log(c, &r, 0, 0, NULL, err)) != LT_OK) goto done;
+
+    progress p = {.tty = tty, .every = c->logging_steps, .total = total, .t0 = now_s()};
+    int64_t tokens_seen = 0;
+    for (int64_t step = 0; step < total; step++) {
+        for (int g = 0; g < GA; g++)
+            lt_loader_next(r.loader, r.inputs + (size_t)g * B * T, r.targets + (size_t)g * B * T);
+        double t0 = now_s();
+        lt_step_stats s;
+        st = lt_train_step(r.model, &r.opt, &sched, step, c->max_grad_norm, r.inputs, r.targets, GA,
+                           B, T, c->seed, &s, err);
+        if (st != LT_OK) goto done;
+        double dt = now_s() - t0;
+        tokens_seen += (int64_t)GA * B * T;
+        lt_data_cursor cur = lt_loader_cursor(r.loader);
+        double epoch = (double)cur.epoch + (double)cur.position / (double)rows;
+        fprintf(r.metrics,
+                "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.17g,\"learning_rate\":%.9g,\"grad_norm\":%.9g,"
+                "\"target_tokens\":%lld,\"tokens_seen\":%lld,\"tokens_per_s\":%.1f,\"mem_mib\":%.1f,"
+                "\"elapsed_s\":%.3f}\n",
+                (long long)step + 1, epoch, s.loss, (double)s.lr, s.grad_norm, (long long)s.tokens,
+                (long long)tokens_seen, (double)GA * B * T / dt, mem_mib(), now_s() - p.t0);
+        fflush(r.metrics);
+        show(&p, step + 1, &s, (double)GA * B * T / dt);
+        if (c->eval_steps && (step + 1) % c->eval_steps == 0 && step + 1 < total &&
+            (st = evaluate_and_log(c, &r, step + 1, tty, NULL, err)) != LT_OK)
+            goto done;
+        if (c->save_steps && (step + 1) % c->save_steps == 0 && step + 1 < total) {
+            char dir[LT_PATH_MAX + 64];
+            snprintf(dir, sizeof dir, "%s/checkpoint-%lld", c->output_dir, (long long)step + 1);
+            if ((st = lt_adapter_save(r.model, dir, c->model, err)) != LT_OK) goto done;
+        }
+    }
+    double final_loss = NAN;
+    if ((st = evaluate_and_log(c, &r, total, 0, &final_loss, err)) != LT_OK) goto done;
+    if ((st = lt_adapter_save(r.model, c->output_dir, c->model, err)) != LT_OK) goto done;
+    printf("done: %lld steps in %.1f s; adapter written to %s/adapter_model.safetensors\n",
+           (long long)total, now_s() - p.t0, c->output_dir);
+done:
+    run_free(&r);
+    return st;
+}
