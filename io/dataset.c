@@ -237,13 +237,13 @@ static lt_status add_record(record_ctx *x, record_kind kind, const char *head, s
     if (!x->packed && m > T1) {
         if (!x->cfg->truncate)
             return lt_fail(err, LT_ERR_FORMAT,
-                           "%s line %zu: record is %zu tokens, expected at most seq_len + 1 = "
+                           "%s line %zu: record is %zu tokens, expected at most max_seq_length + 1 = "
                            "%zu (or enable truncation)",
                            x->path, line, m, T1);
         if (L >= T1)
             return lt_fail(err, LT_ERR_FORMAT,
                            "%s line %zu: the prompt is %zu tokens, so truncating the record to "
-                           "seq_len + 1 = %zu tokens leaves nothing to train on; expected a "
+                           "max_seq_length + 1 = %zu tokens leaves nothing to train on; expected a "
                            "longer seq_len or a shorter prompt",
                            x->path, line, L, T1);
         keep = T1;
@@ -444,7 +444,7 @@ static lt_status read_all(const char *path, char **data, size_t *len, lt_error *
 
 static lt_status check_config(const lt_data_config *cfg, lt_error *err) {
     if (cfg->seq_len < 1 || cfg->seq_len > LT_DATA_MAX_SEQ_LEN)
-        return lt_fail(err, LT_ERR_CONFIG, "seq_len is %d, expected 1..%d", cfg->seq_len,
+        return lt_fail(err, LT_ERR_CONFIG, "max_seq_length is %d, expected 1..%d", cfg->seq_len,
                        LT_DATA_MAX_SEQ_LEN);
     if (cfg->packing < -1 || cfg->packing > 1)
         return lt_fail(err, LT_ERR_CONFIG, "packing is %d, expected -1 (auto), 0 or 1",
@@ -610,7 +610,7 @@ lt_status lt_dataset_load(const char *path, const lt_tokenizer *tok, int vocab_s
             const size_t have = c.ids.n;
             corpus_free(&c);
             return lt_fail(err, LT_ERR_FORMAT,
-                           "%s: %zu tokens, expected at least seq_len + 1 = %zu for one window",
+                           "%s: %zu tokens, expected at least max_seq_length + 1 = %zu for one window",
                            path, have, T + 1);
         }
     } else {

@@ -51,7 +51,7 @@ static const key_desc k_keys[] = {
     {"max_eval_samples", K_INT, F(max_eval_samples), "0", 0, 1 << 30, "model and data",
      "evaluate on at most this many held-out sequences (0: all)"},
 
-    {"learning_rate", K_FLOAT, F(learning_rate), "5e-5", 0, 10, "optimisation", "AdamW peak learning rate"},
+    {"learning_rate", K_DOUBLE, F(learning_rate), "5e-5", 0, 10, "optimisation", "AdamW peak learning rate"},
     {"per_device_train_batch_size", K_INT, F(per_device_train_batch_size), "8", 1, 1 << 20, "optimisation",
      "sequences per micro-batch"},
     {"per_device_eval_batch_size", K_INT, F(per_device_eval_batch_size), "8", 1, 1 << 20, "optimisation",

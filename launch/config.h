@@ -29,7 +29,7 @@ typedef struct {
     int max_eval_samples;
 
     /* optimisation */
-    float learning_rate;
+    double learning_rate;
     int per_device_train_batch_size;
     int per_device_eval_batch_size;
     int gradient_accumulation_steps;

@@ -238,10 +238,7 @@ lt_status lt_train(const lt_run_config *c, lt_error *err) {
                             .warmup_steps = c->warmup_steps > 0
                                                 ? c->warmup_steps
                                                 : lt_warmup_steps_from_ratio(c->warmup_ratio, total)};
-    if ((st = lt_lr_schedule_parse(c->lr_scheduler_type, &sched.kind, err)) != LT_OK) {
-        lt_fail_context(err, "lr_scheduler_type");
-        goto done;
-    }
+    if ((st = lt_lr_schedule_parse(c->lr_scheduler_type, &sched.kind, err)) != LT_OK) goto done;
     if ((st = lt_lr_schedule_validate(&sched, err)) != LT_OK) goto done;
     const lt_param_table *tab = lt_model_lora_table(r.model);
     lt_adamw_config ac = {.beta1 = c->adam_beta1, .beta2 = c->adam_beta2, .eps = c->adam_epsilon,

@@ -33,7 +33,7 @@ lt_status lt_lr_schedule_validate(const lt_lr_schedule *s, lt_error *err) {
                        "lr_scheduler_type = %d, expected 0..%d (constant, "
                        "constant_with_warmup, linear, cosine)",
                        (int)s->kind, K_NKINDS - 1);
-    if (!(s->lr >= 0.0f) || !isfinite(s->lr))
+    if (!(s->lr >= 0.0) || !isfinite(s->lr))
         return lt_fail(err, LT_ERR_CONFIG, "learning_rate = %g, expected a finite number >= 0",
                        (double)s->lr);
     if (s->total_steps < 1)
@@ -71,7 +71,7 @@ static double lr_lambda(const lt_lr_schedule *s, int64_t step) {
 }
 
 float lt_lr_at(const lt_lr_schedule *s, int64_t step) {
-    return (float)((double)s->lr * lr_lambda(s, step));
+    return (float)(s->lr * lr_lambda(s, step));
 }
 
 int64_t lt_warmup_steps_from_ratio(double warmup_ratio, int64_t total_steps) {

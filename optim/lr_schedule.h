@@ -28,7 +28,7 @@ typedef enum {
 
 typedef struct {
     lt_sched_kind kind;
-    float lr;              /* peak learning rate (HF learning_rate) */
+    double lr;             /* peak learning rate (HF learning_rate; double as in Python) */
     int64_t warmup_steps;  /* W */
     int64_t total_steps;   /* T: optimizer steps in the run (HF max_steps) */
 } lt_lr_schedule;

@@ -53,7 +53,11 @@ open(dst, 'wb').write(b)
 PY
 }
 
-gen() { "$bin" generate --model "$1" --tokenizer "${2:-$tok}" --steps 4 --temperature 0; }
+gen() {
+  local m=$1 t=${2:-$tok}
+  shift; [[ $# -gt 0 ]] && shift
+  "$bin" generate --model "$m" --tokenizer "$t" --steps 4 --temperature 0 "$@"
+}
 
 head -c 1000000 "$model" >"$tmp/truncated.bin"
 expect "truncated checkpoint" "truncated.bin|1000000 bytes|implies 1056540 bytes" gen "$tmp/truncated.bin"
@@ -91,6 +95,46 @@ expect "LoRA dropout out of range" "lora_dropout = 1.5" "$bin" info --model "$mo
 expect "non-numeric rank" "--r eight|integer" "$bin" info --model "$model" --r eight
 expect "unknown option" "--colour|unknown option" "$bin" generate --model "$model" --tokenizer "$tok" --colour red
 expect "unknown command" "unknown command \"trian\"" "$bin" trian
+
+# training data and configuration (loratrain train)
+train() { "$bin" train --model "$model" --tokenizer "$tok" --output_dir "$tmp/run" --max_steps 1 \
+          --disable_tqdm --max_seq_length 64 "$@"; }
+: >"$tmp/empty.txt"
+expect "empty training file" "empty.txt|empty" train --train_file "$tmp/empty.txt"
+printf 'line one\nline two \xff\xfe broken\n' >"$tmp/bad_utf8.txt"
+expect "invalid UTF-8" "bad_utf8.txt|line 2|UTF-8" train --train_file "$tmp/bad_utf8.txt"
+printf '{"text": "fine"}\n{"text": "broken\n' >"$tmp/bad.jsonl"
+expect "invalid JSON line" "bad.jsonl|line 2|JSON" train --train_file "$tmp/bad.jsonl"
+printf '{"text": "fine"}\n{"prompt": "no completion here"}\n' >"$tmp/missing.jsonl"
+expect "missing field" "missing.jsonl|line 2|completion" train --train_file "$tmp/missing.jsonl"
+printf '{"text": "fine"}\n{"text": 42}\n' >"$tmp/type.jsonl"
+expect "field not a string" "type.jsonl|line 2|text" train --train_file "$tmp/type.jsonl"
+$py - "$tmp/long.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    f.write(json.dumps({"text": "Once upon a time."}) + "\n")
+    f.write(json.dumps({"text": "Once upon a time, " * 40}) + "\n")
+PY
+expect "sequence longer than max_seq_length" "long.jsonl|line 2|max_seq_length" \
+  train --train_file "$tmp/long.jsonl" --truncation false
+$py - "$tmp/oov.bin" <<'PY'
+import struct, sys
+ids = [1, 5, 600, 7] + [9] * 200
+with open(sys.argv[1], "wb") as f:
+    f.write(b"LTTK" + struct.pack("<IIIQ", 1, 2, 512, len(ids)) + struct.pack("<%dH" % len(ids), *ids))
+PY
+expect "token id out of the vocabulary" "oov.bin|600" train --train_file "$tmp/oov.bin"
+printf '{"learning_rte": 1e-4}' >"$tmp/typo.json"
+expect "unknown config key" "typo.json|learning_rte|did you mean \"learning_rate\"" \
+  "$bin" train --config "$tmp/typo.json"
+printf '{\n "r": 8,\n "max_steps": \n}' >"$tmp/broken.json"
+expect "config not JSON" "broken.json|line 4|invalid JSON" "$bin" train --config "$tmp/broken.json"
+expect "unknown override" "--per_device_batch_size|did you mean" \
+  train --train_file "$root/data/tinystories/tinystories_v2_sample.txt" --per_device_batch_size 4
+expect "missing train_file" "train_file|missing" "$bin" train --model "$model" --tokenizer "$tok"
+expect "bad scheduler" "lr_scheduler_type|cosine_with_restarts" \
+  train --train_file "$root/data/tinystories/tinystories_v2_sample.txt" --lr_scheduler_type cosine_with_restarts
+expect "adapter missing" "nope_adapter|adapter_config.json" gen "$model" "$tok" --adapter "$tmp/nope_adapter"
 
 echo "$cases cases"
 exit $fail

@@ -31,7 +31,7 @@ int main(int argc, char **argv) {
     lt_error err;
     lt_run_config c;
     lt_run_config_defaults(&c);
-    CHECK(c.learning_rate == 5e-5f && c.per_device_train_batch_size == 8 && c.max_steps == -1 &&
+    CHECK(c.learning_rate == 5e-5 && c.per_device_train_batch_size == 8 && c.max_steps == -1 &&
               c.num_train_epochs == 3.0 && c.adam_beta2 == 0.999f && c.max_grad_norm == 1.0f &&
               c.seed == 42 && c.r == 8 && !strcmp(c.lr_scheduler_type, "linear") && c.packing == -1 &&
               c.truncation == 1 && !strcmp(c.target_modules, "q_proj,v_proj") &&
@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
                                   " \"use_rslora\": true, \"packing\": false, \"warmup_ratio\": 0.1,\n"
                                   " \"validation_file\": null, \"seed\": 7}\n");
     CHECK_OK(lt_run_config_load_json(&c, good, &err), &err);
-    CHECK(c.learning_rate == 3e-4f && c.max_steps == 120 && c.r == 4 && c.use_rslora == 1 &&
+    CHECK(c.learning_rate == 3e-4 && c.max_steps == 120 && c.r == 4 && c.use_rslora == 1 &&
               c.packing == 0 && c.warmup_ratio == 0.1 && c.seed == 7 && !c.validation_file[0],
           "values from the JSON file were not applied");
     CHECK(!strcmp(c.target_modules, "q_proj,k_proj,down_proj"), "target list became \"%s\"", c.target_modules);
@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
     /* overrides */
     CHECK_OK(lt_run_config_set(&c, "learning_rate", "1e-3", "--learning_rate", &err), &err);
     CHECK_OK(lt_run_config_set(&c, "use_rslora", NULL, "--use_rslora", &err), &err);
-    CHECK(c.learning_rate == 1e-3f && c.use_rslora == 1, "overrides not applied");
+    CHECK(c.learning_rate == 1e-3 && c.use_rslora == 1, "overrides not applied");
 
     /* round trip through the recorded JSON */
     const char *rt = write_file("roundtrip.json", "");

@@ -843,9 +843,9 @@ static int test_bad_input(void) {
         {"emptytext.jsonl", "{\"text\": \"\"}\n", "empty text record", "emptytext.jsonl",
          "line 1: the text is empty", LT_ERR_FORMAT, -1},
         {"tiny.txt", "Hi", "text shorter than one window", "tiny.txt",
-         "tokens, expected at least seq_len + 1 = 9", LT_ERR_FORMAT, -1},
+         "tokens, expected at least max_seq_length + 1 = 9", LT_ERR_FORMAT, -1},
         {"tiny2.jsonl", "{\"text\": \"Hi\"}\n", "packed JSONL shorter than one window",
-         "tiny2.jsonl", "tokens, expected at least seq_len + 1 = 9", LT_ERR_FORMAT, 1},
+         "tiny2.jsonl", "tokens, expected at least max_seq_length + 1 = 9", LT_ERR_FORMAT, 1},
         {"nopack.txt", "Some plain text that is long enough for a window or two.",
          "packing=0 on text", "nopack.txt", "packing is off", LT_ERR_CONFIG, 0},
     };
@@ -865,7 +865,7 @@ static int test_bad_input(void) {
     char *ok = write_text("ok.txt", "Some plain text that is long enough for a window or two.");
     c.seq_len = 0;
     st = load(ok, &c, &ds, NULL, &err);
-    expect_fail(st, &err, LT_ERR_CONFIG, "seq_len 0", "seq_len is 0", NULL);
+    expect_fail(st, &err, LT_ERR_CONFIG, "seq_len 0", "max_seq_length is 0", NULL);
     c = cfg_t(8);
     st = lt_dataset_load(ok, NULL, VOCAB, &c, &ds, NULL, &err);
     expect_fail(st, &err, LT_ERR_INVALID, "text without a tokenizer", "ok.txt", "tokenizer");
