@@ -79,9 +79,6 @@ struct lt_ops {
     void (*swiglu_bwd)(const lt_ops *o, float *dgate_up, const float *dh, const float *gate_up,
                        int n, int hidden);
 
-    /* y = a + b */
-    void (*add)(const lt_ops *o, float *y, const float *a, const float *b, size_t n);
-
     /* out (= or +=) x * keep / (1 - p) over an [n, cols] block where
      * keep = uniform(key, i * cols + j) >= p (see model/rng.h). */
     void (*dropout)(const lt_ops *o, float *out, const float *x, int n, int cols, float p,

@@ -209,12 +209,6 @@ static void cpu_swiglu_bwd(const lt_ops *o, float *dgate_up, const float *dh,
     }
 }
 
-static void cpu_add(const lt_ops *o, float *y, const float *a, const float *b, size_t n) {
-    (void)o;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
-}
-
 static void cpu_dropout(const lt_ops *o, float *out, const float *x, int n, int cols, float p,
                         uint64_t key, int accumulate) {
     (void)o;
@@ -304,7 +298,6 @@ static lt_ops g_cpu_ops = {
     .attention_bwd = lt_cpu_attention_bwd,
     .swiglu_fwd = cpu_swiglu_fwd,
     .swiglu_bwd = cpu_swiglu_bwd,
-    .add = cpu_add,
     .dropout = cpu_dropout,
     .cross_entropy = cpu_cross_entropy,
 };
