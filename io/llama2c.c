@@ -74,24 +74,30 @@ typedef struct {
 } file_tensor;
 
 static lt_status read_slice(FILE *f, const char *path, const char *name, float *staging,
-                            size_t count, const lt_ops *ops, float *dst, lt_error *err) {
+                            size_t count, lt_model *m, lt_error *err) {
     lt_status st = lt_read_exact(f, staging, count * sizeof(float), path, name, err);
     if (st != LT_OK) return st;
     for (size_t i = 0; i < count; i++)
         if (!isfinite(staging[i]))
             return lt_fail(err, LT_ERR_FORMAT, "%s: tensor %s element %zu is %g, expected a finite value",
                            path, name, i, (double)staging[i]);
-    ops->upload(ops, dst, staging, count * sizeof(float));
+    if ((st = lt_model_set_base_tensor(m, name, staging, count, err)) != LT_OK)
+        return lt_fail_context(err, "%s", path);
     return LT_OK;
 }
 
 lt_status lt_llama2c_load(const char *path, const lt_ops *ops, lt_model **out, lt_error *err) {
+    return lt_llama2c_load_quantized(path, NULL, ops, out, err);
+}
+
+lt_status lt_llama2c_load_quantized(const char *path, const lt_quant_config *qc, const lt_ops *ops,
+                                    lt_model **out, lt_error *err) {
     *out = NULL;
     lt_model_config cfg;
     lt_status st = lt_llama2c_read_config(path, &cfg, NULL, err);
     if (st != LT_OK) return st;
     lt_model *m = NULL;
-    if ((st = lt_model_create(&cfg, ops, &m, err)) != LT_OK) return st;
+    if ((st = lt_model_create_quantized(&cfg, qc, ops, &m, err)) != LT_OK) return st;
     const int C = cfg.dim, H = cfg.hidden_dim, KV = lt_kv_dim(&cfg), V = cfg.vocab_size;
     const file_tensor order[] = {
         {"model.embed_tokens.weight", 0, V, C},
@@ -121,8 +127,6 @@ lt_status lt_llama2c_load(const char *path, const lt_ops *ops, lt_model **out, l
         st = lt_fail(err, LT_ERR_IO, "%s: seek failed", path);
         goto done;
     }
-    const lt_param_table *tab = lt_model_base_table(m);
-    float *base = lt_model_base(m);
     char name[LT_TENSOR_NAME_MAX];
     for (size_t t = 0; t < sizeof order / sizeof order[0]; t++) {
         int layers = order[t].per_layer ? cfg.n_layers : 1;
@@ -131,25 +135,19 @@ lt_status lt_llama2c_load(const char *path, const lt_ops *ops, lt_model **out, l
                 snprintf(name, sizeof name, "model.layers.%d.%s", l, order[t].name);
             else
                 snprintf(name, sizeof name, "%s", order[t].name);
-            const lt_tensor_desc *d = lt_table_find(tab, name);
-            if (!d || d->rows != order[t].rows || d->cols != order[t].cols) {
-                st = lt_fail(err, LT_ERR_INTERNAL, "llama2.c loader: no tensor %s in the model", name);
-                goto done;
-            }
-            st = read_slice(f, path, name, staging, lt_tensor_numel(d), ops, base + d->offset, err);
+            st = read_slice(f, path, name, staging, (size_t)order[t].rows * (size_t)order[t].cols,
+                            m, err);
             if (st != LT_OK) goto done;
         }
     }
     if (!cfg.shared_classifier) {
         /* Skip the RoPE tables: angles are recomputed from rope_theta. */
         long skip = (long)cfg.seq_len * (lt_head_dim(&cfg) / 2) * 2 * (long)sizeof(float);
-        const lt_tensor_desc *d = lt_table_find(tab, "lm_head.weight");
-        if (fseek(f, skip, SEEK_CUR) != 0 || !d) {
+        if (fseek(f, skip, SEEK_CUR) != 0) {
             st = lt_fail(err, LT_ERR_IO, "%s: cannot seek to the classifier", path);
             goto done;
         }
-        st = read_slice(f, path, "lm_head.weight", staging, lt_tensor_numel(d), ops,
-                        base + d->offset, err);
+        st = read_slice(f, path, "lm_head.weight", staging, (size_t)V * (size_t)C, m, err);
     }
 done:
     if (f) fclose(f);

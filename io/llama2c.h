@@ -20,4 +20,9 @@ lt_status lt_llama2c_read_config(const char *path, lt_model_config *cfg, uint64_
  * tensor slice at a time (never a second full copy of the weights). */
 lt_status lt_llama2c_load(const char *path, const lt_ops *ops, lt_model **out, lt_error *err);
 
+/* The same with the decoder linears quantized as they are read (qc NULL:
+ * fp32); at most one tensor slice is ever held in fp32. */
+lt_status lt_llama2c_load_quantized(const char *path, const lt_quant_config *qc, const lt_ops *ops,
+                                    lt_model **out, lt_error *err);
+
 #endif

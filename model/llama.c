@@ -50,8 +50,17 @@ struct lt_model {
     lt_param_table base_tab;
     float *base;
     const float *tok_emb, *final_norm, *cls;
-    lt_layer_weights *resident; /* per layer, into base */
+    lt_layer_weights *resident; /* per layer, into base (norms only when quantized) */
     lt_model_hooks hooks;
+
+    /* quantized base: the same layout in every layer's blob */
+    int quantized;
+    lt_quant_config qc;
+    lt_qtensor qt[LT_MOD_COUNT];
+    uint64_t blob_bytes;
+    uint8_t *qbase; /* [n_layers * blob_bytes] */
+    float *ws;      /* one layer's linears in fp32, laid out as the fp32 base */
+    int ws_layer;   /* the layer ws holds, -1 for none */
 
     /* LoRA */
     int has_lora, merged;
@@ -77,7 +86,7 @@ struct lt_model {
 
 /* ------------------------------------------------------------ creation */
 
-static lt_status build_base_table(lt_model *m, lt_error *err) {
+static lt_status build_base_table(lt_model *m, int with_linears, lt_error *err) {
     lt_param_table *t = &m->base_tab;
     const int C = m->C, H = m->H, KV = m->KV, V = m->c.vocab_size;
     char name[LT_TENSOR_NAME_MAX];
@@ -91,6 +100,10 @@ static lt_status build_base_table(lt_model *m, lt_error *err) {
     ADD(-1, V, C, "model.embed_tokens.weight");
     for (int l = 0; l < m->c.n_layers; l++) {
         ADD(l, 1, C, "model.layers.%d.input_layernorm.weight", l);
+        if (!with_linears) {
+            ADD(l, 1, C, "model.layers.%d.post_attention_layernorm.weight", l);
+            continue;
+        }
         ADD(l, C, C, "model.layers.%d.self_attn.q_proj.weight", l);
         ADD(l, KV, C, "model.layers.%d.self_attn.k_proj.weight", l);
         ADD(l, KV, C, "model.layers.%d.self_attn.v_proj.weight", l);
@@ -117,11 +130,47 @@ static const float *base_ptr(const lt_model *m, int layer, const char *what) {
     return d ? m->base + d->offset : NULL;
 }
 
+/* Floats of one layer's linears in the fused layout: wqkv, wo, w13, w2. */
+static size_t layer_linear_floats(const lt_model *m) {
+    return (size_t)m->QKV * m->C + (size_t)m->C * m->C + 2u * (size_t)m->H * m->C +
+           (size_t)m->C * m->H;
+}
+
+static lt_status setup_quantized(lt_model *m, const lt_quant_config *qc, lt_error *err) {
+    lt_status st = lt_quant_config_validate(qc, err);
+    if (st != LT_OK) return st;
+    m->quantized = 1;
+    m->qc = *qc;
+    uint64_t at = 0;
+    for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
+        int out, in;
+        lt_module_shape(&m->c, (lt_module)mod, &out, &in);
+        if ((st = lt_qtensor_layout(qc, out, in, at, &m->qt[mod], err)) != LT_OK) return st;
+        at = m->qt[mod].end;
+    }
+    m->blob_bytes = (at + 63) / 64 * 64;
+    const size_t total = (size_t)m->blob_bytes * (size_t)m->c.n_layers;
+    m->qbase = m->ops->alloc(m->ops, LT_MEM_QUANT_BASE, total);
+    m->ws = m->ops->alloc(m->ops, LT_MEM_WORKSPACE, layer_linear_floats(m) * sizeof(float));
+    m->ws_layer = -1;
+    if (!m->qbase || !m->ws)
+        return lt_fail(err, LT_ERR_NOMEM,
+                       "model: cannot allocate %zu bytes of quantized base and its %zu-byte workspace",
+                       total, layer_linear_floats(m) * sizeof(float));
+    return LT_OK;
+}
+
 lt_status lt_model_create(const lt_model_config *cfg, const lt_ops *ops, lt_model **out,
                           lt_error *err) {
+    return lt_model_create_quantized(cfg, NULL, ops, out, err);
+}
+
+lt_status lt_model_create_quantized(const lt_model_config *cfg, const lt_quant_config *qc,
+                                    const lt_ops *ops, lt_model **out, lt_error *err) {
     *out = NULL;
     lt_status st = lt_model_config_validate(cfg, NULL, err);
     if (st != LT_OK) return st;
+    if (qc && qc->format == LT_QUANT_NONE) qc = NULL;
     lt_model *m = calloc(1, sizeof *m);
     if (!m) return lt_fail(err, LT_ERR_NOMEM, "model: cannot allocate the model structure");
     m->c = *cfg;
@@ -133,7 +182,8 @@ lt_status lt_model_create(const lt_model_config *cfg, const lt_ops *ops, lt_mode
     m->QKV = m->C + 2 * m->KV;
     lt_table_init(&m->base_tab);
     lt_table_init(&m->lora_tab);
-    if ((st = build_base_table(m, err)) != LT_OK) goto fail;
+    if ((st = build_base_table(m, qc == NULL, err)) != LT_OK) goto fail;
+    if (qc && (st = setup_quantized(m, qc, err)) != LT_OK) goto fail;
     m->base = ops->alloc(ops, LT_MEM_BASE_WEIGHTS, m->base_tab.numel * sizeof(float));
     m->resident = calloc((size_t)cfg->n_layers, sizeof *m->resident);
     if (!m->base || !m->resident) {
@@ -147,11 +197,18 @@ lt_status lt_model_create(const lt_model_config *cfg, const lt_ops *ops, lt_mode
     for (int l = 0; l < cfg->n_layers; l++) {
         lt_layer_weights *w = &m->resident[l];
         w->attn_norm = base_ptr(m, l, "input_layernorm.weight");
-        w->wqkv = base_ptr(m, l, "self_attn.q_proj.weight");
-        w->wo = base_ptr(m, l, "self_attn.o_proj.weight");
         w->ffn_norm = base_ptr(m, l, "post_attention_layernorm.weight");
-        w->w13 = base_ptr(m, l, "mlp.gate_proj.weight");
-        w->w2 = base_ptr(m, l, "mlp.down_proj.weight");
+        if (m->quantized) {
+            w->wqkv = m->ws;
+            w->wo = w->wqkv + (size_t)m->QKV * m->C;
+            w->w13 = w->wo + (size_t)m->C * m->C;
+            w->w2 = w->w13 + 2u * (size_t)m->H * m->C;
+        } else {
+            w->wqkv = base_ptr(m, l, "self_attn.q_proj.weight");
+            w->wo = base_ptr(m, l, "self_attn.o_proj.weight");
+            w->w13 = base_ptr(m, l, "mlp.gate_proj.weight");
+            w->w2 = base_ptr(m, l, "mlp.down_proj.weight");
+        }
     }
     *out = m;
     return LT_OK;
@@ -177,6 +234,8 @@ void lt_model_free(lt_model *m) {
     const lt_ops *o = m->ops;
     free_activations(m);
     o->free(o, m->base);
+    o->free(o, m->qbase);
+    o->free(o, m->ws);
     o->free(o, m->lora);
     o->free(o, m->lora_grad);
     free(m->resident);
@@ -191,6 +250,80 @@ const lt_model_config *lt_model_get_config(const lt_model *m) { return &m->c; }
 const lt_ops *lt_model_get_ops(const lt_model *m) { return m->ops; }
 const lt_param_table *lt_model_base_table(const lt_model *m) { return &m->base_tab; }
 float *lt_model_base(lt_model *m) { return m->base; }
+const lt_quant_config *lt_model_quant_config(const lt_model *m) {
+    return m->quantized ? &m->qc : NULL;
+}
+const lt_qtensor *lt_model_qtensor(const lt_model *m, int mod) {
+    return m->quantized && mod >= 0 && mod < LT_MOD_COUNT ? &m->qt[mod] : NULL;
+}
+const uint8_t *lt_model_layer_blob(const lt_model *m, int layer) {
+    if (!m->quantized || layer < 0 || layer >= m->c.n_layers) return NULL;
+    return m->qbase + (size_t)layer * m->blob_bytes;
+}
+
+void lt_model_base_memory(const lt_model *m, lt_base_memory *out) {
+    memset(out, 0, sizeof *out);
+    out->fp32_params = m->base_tab.numel;
+    out->fp32_bytes = m->base_tab.numel * sizeof(float);
+    if (!m->quantized) return;
+    for (int mod = 0; mod < LT_MOD_COUNT; mod++)
+        out->quant_params += (uint64_t)m->qt[mod].numel * (uint64_t)m->c.n_layers;
+    out->layer_blob_bytes = m->blob_bytes;
+    out->quant_bytes = m->blob_bytes * (uint64_t)m->c.n_layers;
+    out->workspace_bytes = layer_linear_floats(m) * sizeof(float);
+}
+
+/* "model.layers.<l>.<block>.<module>.weight" -> (l, module), or -1. */
+static int parse_linear_name(const lt_model *m, const char *name, int *layer) {
+    int l = -1, used = 0;
+    if (sscanf(name, "model.layers.%d.%n", &l, &used) != 1 || used == 0 || l < 0 ||
+        l >= m->c.n_layers)
+        return -1;
+    for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
+        char want[64];
+        snprintf(want, sizeof want, "%s.%s.weight", lt_module_block((lt_module)mod),
+                 lt_module_name((lt_module)mod));
+        if (!strcmp(name + used, want)) {
+            *layer = l;
+            return mod;
+        }
+    }
+    return -1;
+}
+
+lt_status lt_model_set_base_tensor(lt_model *m, const char *name, const float *host, size_t count,
+                                   lt_error *err) {
+    const lt_tensor_desc *d = lt_table_find(&m->base_tab, name);
+    if (d) {
+        if (count != lt_tensor_numel(d))
+            return lt_fail(err, LT_ERR_INVALID, "base tensor %s: %zu values, expected %d x %d", name,
+                           count, d->rows, d->cols);
+        m->ops->upload(m->ops, m->base + d->offset, host, count * sizeof(float));
+        return LT_OK;
+    }
+    int layer = -1, mod = m->quantized ? parse_linear_name(m, name, &layer) : -1;
+    if (mod < 0)
+        return lt_fail(err, LT_ERR_INVALID, "base tensor %s: not a tensor of this model", name);
+    const lt_qtensor *t = &m->qt[mod];
+    if (count != (size_t)t->numel)
+        return lt_fail(err, LT_ERR_INVALID, "base tensor %s: %zu values, expected %d x %d", name,
+                       count, t->rows, t->cols);
+    /* Quantize on the host (exactly, in the reference code), then move the
+     * tensor's bytes to where the backend keeps the blob. */
+    const size_t bytes = (size_t)(t->end - t->begin);
+    uint8_t *staging = lt_alloc(LT_MEM_WORKSPACE, (size_t)t->end);
+    if (!staging)
+        return lt_fail(err, LT_ERR_NOMEM, "quantizing %s: cannot allocate %zu bytes", name,
+                       (size_t)t->end);
+    lt_status st = lt_quantize(t, host, staging, name, err);
+    if (st == LT_OK)
+        m->ops->upload(m->ops, m->qbase + (size_t)layer * m->blob_bytes + t->begin,
+                       staging + t->begin, bytes);
+    lt_free(staging);
+    if (layer == m->ws_layer) m->ws_layer = -1;
+    return st;
+}
+
 void lt_model_set_hooks(lt_model *m, const lt_model_hooks *hooks) {
     if (hooks)
         m->hooks = *hooks;
@@ -300,9 +433,13 @@ lt_status lt_model_merge_lora(lt_model *m, int unmerge, lt_error *err) {
     if (m->merged == !unmerge)
         return lt_fail(err, LT_ERR_INVALID, "merge: adapters are already %s",
                        unmerge ? "unmerged" : "merged");
+    if (m->quantized)
+        return lt_fail(err, LT_ERR_UNSUPPORTED,
+                       "merge: the base is quantized (%s); merge into the fp32 base model instead",
+                       lt_quant_format_name(m->qc.format));
     if (m->hooks.acquire_layer)
         return lt_fail(err, LT_ERR_UNSUPPORTED,
-                       "merge: base weights are not resident fp32 (quantized or sharded)");
+                       "merge: base weights are not resident fp32 (sharded)");
     const float s = unmerge ? -m->scale : m->scale;
     for (int l = 0; l < m->c.n_layers; l++)
         for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
@@ -442,9 +579,31 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
 
 /* ------------------------------------------------------------- forward */
 
+/* Module mod's rows within the fused fp32 layout of one layer's linears. */
+static size_t fused_offset(const lt_model *m, int mod) {
+    const size_t C = (size_t)m->C, H = (size_t)m->H, QKV = (size_t)m->QKV;
+    switch (mod) {
+    case LT_MOD_Q: return 0;
+    case LT_MOD_K: return C * C;
+    case LT_MOD_V: return (C + (size_t)m->KV) * C;
+    case LT_MOD_O: return QKV * C;
+    case LT_MOD_GATE: return QKV * C + C * C;
+    case LT_MOD_UP: return QKV * C + C * C + H * C;
+    default: return QKV * C + C * C + 2 * H * C;
+    }
+}
+
 static lt_status acquire(lt_model *m, int l, lt_layer_weights *w, lt_error *err) {
     if (m->hooks.acquire_layer) return m->hooks.acquire_layer(m->hooks.user, l, w, err);
     *w = m->resident[l];
+    /* The last layer of the forward pass is the first of the backward:
+     * the workspace still holds it. */
+    if (m->quantized && m->ws_layer != l) {
+        const uint8_t *blob = m->qbase + (size_t)l * m->blob_bytes;
+        for (int mod = 0; mod < LT_MOD_COUNT; mod++)
+            m->ops->dequantize(m->ops, m->ws + fused_offset(m, mod), blob, &m->qt[mod]);
+        m->ws_layer = l;
+    }
     return LT_OK;
 }
 

@@ -3,7 +3,9 @@
  *
  * Base weights live in one flat buffer described by a named-offset table
  * (Hugging Face tensor names, layer-major order with q/k/v and gate/up rows
- * adjacent so each pair is one GEMM). LoRA parameters and their gradients
+ * adjacent so each pair is one GEMM) -- or, with a quantized base, the
+ * seven linears in one blob per layer and the rest in that buffer. LoRA
+ * parameters and their gradients
  * are two more flat buffers with their own table. The model reads no files
  * and knows no communicator: the trainer hands it hooks instead. */
 #ifndef LT_MODEL_LLAMA_H
@@ -16,12 +18,14 @@
 #include "model/lora.h"
 #include "model/ops.h"
 #include "model/params.h"
+#include "model/quant.h"
 
 #define LT_IGNORE_INDEX (-100) /* a target that contributes no loss (PyTorch's) */
 
 typedef struct lt_model lt_model;
 
-/* Where one layer's base weights are (device pointers). */
+/* Where one layer's base weights are (device pointers). With a quantized
+ * base the linears point into the dequantization workspace. */
 typedef struct {
     const float *attn_norm; /* [dim] */
     const float *wqkv;      /* [dim + 2 kv_dim, dim]: q rows, then k, then v */
@@ -43,7 +47,38 @@ typedef struct {
 
 lt_status lt_model_create(const lt_model_config *cfg, const lt_ops *ops, lt_model **out,
                           lt_error *err);
+/* With qc (non-NULL, format not NONE) the seven decoder linears of every
+ * layer are stored quantized, one blob per layer, and dequantized into one
+ * reusable fp32 workspace before the layer runs; embeddings, norms and the
+ * classifier stay fp32, as QLoRA keeps them. */
+lt_status lt_model_create_quantized(const lt_model_config *cfg, const lt_quant_config *qc,
+                                    const lt_ops *ops, lt_model **out, lt_error *err);
 void lt_model_free(lt_model *m);
+
+/* Sets base tensor `name` (Hugging Face name, e.g.
+ * "model.layers.0.self_attn.q_proj.weight") from count fp32 values in host
+ * memory: copied into the fp32 base, or quantized into its layer's blob.
+ * Loaders call it one tensor at a time, so the fp32 model never exists
+ * whole when the base is quantized. */
+lt_status lt_model_set_base_tensor(lt_model *m, const char *name, const float *host, size_t count,
+                                   lt_error *err);
+
+/* NULL when the base is fp32. */
+const lt_quant_config *lt_model_quant_config(const lt_model *m);
+
+/* Where the frozen base's bytes are. */
+typedef struct {
+    uint64_t fp32_params, fp32_bytes;   /* resident fp32 tensors */
+    uint64_t quant_params, quant_bytes; /* quantized linears, every byte of their blobs */
+    uint64_t layer_blob_bytes;          /* one layer's blob (quant_bytes / n_layers) */
+    uint64_t workspace_bytes;           /* the fp32 dequantization workspace */
+} lt_base_memory;
+void lt_model_base_memory(const lt_model *m, lt_base_memory *out);
+
+/* Layer l's quantized tensor for module mod and its blob (device memory);
+ * NULL when the base is fp32. For tests and exporters. */
+const lt_qtensor *lt_model_qtensor(const lt_model *m, int mod);
+const uint8_t *lt_model_layer_blob(const lt_model *m, int layer);
 
 const lt_model_config *lt_model_get_config(const lt_model *m);
 const lt_ops *lt_model_get_ops(const lt_model *m);

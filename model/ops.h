@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "model/quant.h"
 
 typedef struct lt_ops lt_ops;
 
@@ -40,6 +41,11 @@ struct lt_ops {
      * A is [M,K] (or [K,M] if trans_a), B is [K,N] (or [N,K] if trans_b). */
     void (*gemm)(const lt_ops *o, int trans_a, int trans_b, int M, int N, int K, float alpha,
                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+    /* out [t->rows, t->cols] = the quantized tensor t of blob (a device
+     * pointer; t's offsets are bytes into it), bit for bit what
+     * lt_dequantize_ref gives. */
+    void (*dequantize)(const lt_ops *o, float *out, const uint8_t *blob, const lt_qtensor *t);
 
     /* out[i,:] = table[tokens[i],:]; tokens were validated by the caller. */
     void (*embedding_fwd)(const lt_ops *o, float *out, const int32_t *tokens, const float *table,

@@ -289,6 +289,7 @@ static lt_ops g_cpu_ops = {
     .sync = cpu_sync,
     .check = cpu_check,
     .gemm = cpu_gemm,
+    .dequantize = lt_cpu_dequantize,
     .embedding_fwd = cpu_embedding_fwd,
     .embedding_bwd = cpu_embedding_bwd,
     .rmsnorm_fwd = cpu_rmsnorm_fwd,

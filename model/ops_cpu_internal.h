@@ -16,6 +16,8 @@ float *lt_cpu_thread_scratch(size_t floats);
 /* Records a failure for the next ops->check (kernels cannot return one). */
 void lt_cpu_raise(const char *what);
 
+void lt_cpu_dequantize(const lt_ops *o, float *out, const uint8_t *blob, const lt_qtensor *t);
+
 void lt_cpu_attention_fwd(const lt_ops *o, float *out, float *lse, const float *qkv, int B,
                           int T, int nh, int nkv, int hd);
 void lt_cpu_attention_bwd(const lt_ops *o, float *dqkv, const float *dout, const float *out,
