@@ -29,13 +29,19 @@ void lt_help_info(FILE *f) {
             "  --lora_alpha A          scale numerator [default: 8]\n"
             "  --lora_dropout P        adapter input dropout [default: 0]\n"
             "  --target_modules LIST   comma-separated PEFT names or all-linear [default: q_proj,v_proj]\n"
-            "  --use_rslora            scale by lora_alpha / sqrt(r)\n");
+            "  --use_rslora            scale by lora_alpha / sqrt(r)\n"
+            "  --load_in_4bit          report the base with its linears in 4 bits\n"
+            "  --bnb_4bit_quant_type T nf4 or fp4 [default: nf4]\n"
+            "  --bnb_4bit_use_double_quant  8-bit absmax in blocks of 256\n"
+            "  --bnb_4bit_blocksize N  elements per absmax block [default: 64]\n"
+            "  --load_in_8bit          report the base with its linears in int8\n");
 }
 
 lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
     const char *model_path = NULL;
     lt_lora_config lc = lt_lora_defaults();
-    int lora_given = 0;
+    int lora_given = 0, in4 = 0, in8 = 0;
+    lt_quant_config qc = lt_quant_defaults(LT_QUANT_NF4);
     lt_cli c;
     lt_cli_init(&c, argc, argv);
     lt_status st;
@@ -44,6 +50,19 @@ lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
         if (!strcmp(c.key, "model")) {
             if ((st = lt_cli_need_value(&c, err)) != LT_OK) return st;
             model_path = c.value;
+        } else if (!strcmp(c.key, "load_in_4bit")) {
+            if ((st = lt_cli_bool(&c, &in4, err)) != LT_OK) return st;
+        } else if (!strcmp(c.key, "load_in_8bit")) {
+            if ((st = lt_cli_bool(&c, &in8, err)) != LT_OK) return st;
+        } else if (!strcmp(c.key, "bnb_4bit_use_double_quant")) {
+            if ((st = lt_cli_bool(&c, &qc.double_quant, err)) != LT_OK) return st;
+        } else if (!strcmp(c.key, "bnb_4bit_blocksize")) {
+            if ((st = lt_cli_int(&c, -(1L << 30), 1L << 30, &qc.blocksize, err)) != LT_OK) return st;
+        } else if (!strcmp(c.key, "bnb_4bit_quant_type")) {
+            if ((st = lt_cli_need_value(&c, err)) != LT_OK) return st;
+            if ((st = lt_quant_format_parse(c.value, &qc.format, err)) != LT_OK) return st;
+            if (qc.format == LT_QUANT_INT8)
+                return lt_fail(err, LT_ERR_CONFIG, "--bnb_4bit_quant_type int8: expected nf4 or fp4");
         } else if ((st = lt_cli_lora_option(&c, &lc, &handled, err)) != LT_OK) {
             return st;
         } else if (handled) {
@@ -59,6 +78,14 @@ lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
     uint64_t bytes = 0;
     if ((st = lt_llama2c_read_config(model_path, &cfg, &bytes, err)) != LT_OK) return st;
     if ((st = lt_lora_config_validate(&lc, &cfg, err)) != LT_OK) return st;
+    if (in4 && in8) return lt_fail(err, LT_ERR_CONFIG, "--load_in_4bit and --load_in_8bit: choose one");
+    if (in8) qc = lt_quant_defaults(LT_QUANT_INT8);
+    lt_qtensor qt[LT_MOD_COUNT];
+    uint64_t blob = 0, qparams = 0;
+    if (in4 || in8) {
+        if ((st = lt_quant_layer_layout(&cfg, &qc, qt, &blob, err)) != LT_OK) return st;
+        for (int m = 0; m < LT_MOD_COUNT; m++) qparams += (uint64_t)qt[m].numel;
+    }
 
     const uint64_t C = (uint64_t)cfg.dim, H = (uint64_t)cfg.hidden_dim, L = (uint64_t)cfg.n_layers;
     const uint64_t V = (uint64_t)cfg.vocab_size, KV = (uint64_t)lt_kv_dim(&cfg);
@@ -88,5 +115,18 @@ lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
            lc.use_rslora ? "true" : "false", (double)lt_lora_scale(&lc), targets);
     printf("trainable params: %s || all params: %s || trainable%%: %.4f\n", b2, b3,
            100.0 * (double)lora / (double)(base + lora));
+    if (!in4 && !in8) return LT_OK;
+    const uint64_t qbytes = blob * L, fp32 = (base - qparams * L) * 4;
+    char how[64] = "";
+    if (qc.format != LT_QUANT_INT8)
+        snprintf(how, sizeof how, ", blocks of %d%s", qc.blocksize,
+                 qc.double_quant ? ", double quant" : "");
+    printf("quantized base (%s%s): decoder linears %.4f bits per parameter, %.2f MiB for %" PRIu64
+           " parameters (fp32: %.2f MiB); with the fp32 embeddings, norms and classifier %.2f MiB "
+           "in all (fp32 model: %.2f MiB), plus a %.2f MiB dequantization workspace\n",
+           lt_quant_format_name(qc.format), how, 8.0 * (double)qbytes / (double)(qparams * L),
+           (double)qbytes / (1 << 20), qparams * L, (double)(qparams * L * 4) / (1 << 20),
+           (double)(qbytes + fp32) / (1 << 20), (double)base * 4.0 / (1 << 20),
+           (double)(qparams * 4) / (1 << 20));
     return LT_OK;
 }

@@ -89,6 +89,19 @@ static const key_desc k_keys[] = {
     {"target_modules", K_STR, F(target_modules), "q_proj,v_proj", 0, 0, "LoRA",
      "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj or all-linear"},
     {"use_rslora", K_BOOL, F(use_rslora), "false", 0, 0, "LoRA", "rank-stabilised scale lora_alpha / sqrt(r)"},
+
+    {"load_in_4bit", K_BOOL, F(load_in_4bit), "false", 0, 0, "quantization",
+     "QLoRA: store the decoder linears in 4 bits (bnb_4bit_quant_type); embeddings, norms and the classifier stay fp32"},
+    {"load_in_8bit", K_BOOL, F(load_in_8bit), "false", 0, 0, "quantization",
+     "store the decoder linears as int8 with one absmax per row"},
+    {"bnb_4bit_quant_type", K_STR, F(bnb_4bit_quant_type), "nf4", 0, 0, "quantization",
+     "nf4 (QLoRA's NormalFloat) or fp4, the values bitsandbytes defines"},
+    {"bnb_4bit_use_double_quant", K_BOOL, F(bnb_4bit_use_double_quant), "false", 0, 0, "quantization",
+     "quantize the absmax values too (8 bits, blocks of 256): 4.127 instead of 4.5 bits per parameter"},
+    {"bnb_4bit_blocksize", K_INT, F(bnb_4bit_blocksize), "64", -(1 << 30), 1 << 30, "quantization",
+     "elements per 4-bit absmax block (even; bitsandbytes uses 64)"},
+    {"bnb_4bit_compute_dtype", K_STR, F(bnb_4bit_compute_dtype), "float32", 0, 0, "quantization",
+     "dtype of the dequantized weights in the matmuls (float32 on the CPU backend)"},
 };
 
 #define NKEYS (sizeof k_keys / sizeof k_keys[0])
@@ -268,6 +281,31 @@ lt_status lt_run_config_lora(const lt_run_config *c, lt_lora_config *lc, lt_erro
     return lt_lora_parse_targets(c->target_modules, &lc->targets, err);
 }
 
+lt_status lt_run_config_quant(const lt_run_config *c, lt_quant_config *qc, lt_error *err) {
+    *qc = lt_quant_defaults(LT_QUANT_NONE);
+    if (c->load_in_4bit && c->load_in_8bit)
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "load_in_4bit and load_in_8bit are both true; choose one (as BitsAndBytesConfig)");
+    if (strcmp(c->bnb_4bit_compute_dtype, "float32") && strcmp(c->bnb_4bit_compute_dtype, "fp32"))
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "bnb_4bit_compute_dtype = \"%s\": the CPU backend computes in float32; expected "
+                       "float32",
+                       c->bnb_4bit_compute_dtype);
+    if (c->load_in_8bit) {
+        *qc = lt_quant_defaults(LT_QUANT_INT8);
+        return LT_OK;
+    }
+    if (!c->load_in_4bit) return LT_OK;
+    lt_quant_format f;
+    if (lt_quant_format_parse(c->bnb_4bit_quant_type, &f, err) != LT_OK || f == LT_QUANT_INT8)
+        return lt_fail(err, LT_ERR_CONFIG, "bnb_4bit_quant_type = \"%s\": expected nf4 or fp4",
+                       c->bnb_4bit_quant_type);
+    qc->format = f;
+    qc->blocksize = c->bnb_4bit_blocksize;
+    qc->double_quant = c->bnb_4bit_use_double_quant;
+    return lt_quant_config_validate(qc, err);
+}
+
 lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err) {
     const struct {
         const char *name, *value, *what;
@@ -288,6 +326,9 @@ lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err) {
     if (c->validation_file[0] && c->validation_split_percentage > 0)
         return lt_fail(err, LT_ERR_CONFIG,
                        "validation_file and validation_split_percentage are both set; use one");
+    lt_quant_config qc;
+    lt_status st = lt_run_config_quant(c, &qc, err);
+    if (st != LT_OK) return st;
     lt_lora_config lc;
     return lt_run_config_lora(c, &lc, err);
 }

@@ -10,6 +10,7 @@
 
 #include "core/status.h"
 #include "model/lora.h"
+#include "model/quant.h"
 
 #define LT_PATH_MAX 1024
 
@@ -51,6 +52,13 @@ typedef struct {
     float lora_alpha, lora_dropout;
     char target_modules[256];
     int use_rslora;
+
+    /* quantized base (Hugging Face BitsAndBytesConfig names) */
+    int load_in_4bit, load_in_8bit;
+    char bnb_4bit_quant_type[16];
+    int bnb_4bit_use_double_quant;
+    int bnb_4bit_blocksize;
+    char bnb_4bit_compute_dtype[16];
 } lt_run_config;
 
 /* Every key at its default. */
@@ -69,6 +77,9 @@ lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err);
 
 /* The LoRA part as the model takes it. */
 lt_status lt_run_config_lora(const lt_run_config *c, lt_lora_config *lc, lt_error *err);
+
+/* The quantization part: format LT_QUANT_NONE for an fp32 base. */
+lt_status lt_run_config_quant(const lt_run_config *c, lt_quant_config *qc, lt_error *err);
 
 /* Writes the whole configuration as a JSON object (one line). */
 void lt_run_config_write_json(const lt_run_config *c, FILE *f);

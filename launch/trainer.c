@@ -13,6 +13,7 @@
 #include "io/fileutil.h"
 #include "io/llama2c.h"
 #include "io/tokenizer.h"
+#include "launch/memory_report.h"
 #include "optim/grad_clip.h"
 
 static double now_s(void) {
@@ -210,7 +211,9 @@ lt_status lt_train(const lt_run_config *c, lt_error *err) {
     const lt_ops *ops = lt_ops_cpu(c->threads);
     lt_status st;
     if ((st = lt_make_dirs(c->output_dir, err)) != LT_OK) return st;
-    if ((st = lt_llama2c_load(c->model, ops, &r.model, err)) != LT_OK) goto done;
+    lt_quant_config qc;
+    if ((st = lt_run_config_quant(c, &qc, err)) != LT_OK) goto done;
+    if ((st = lt_llama2c_load_quantized(c->model, &qc, ops, &r.model, err)) != LT_OK) goto done;
     const lt_model_config *mc = lt_model_get_config(r.model);
     if ((st = lt_tokenizer_load_llama2c(c->tokenizer, mc->vocab_size, &r.tok, err)) != LT_OK) goto done;
     lt_lora_config lc;
@@ -271,6 +274,9 @@ lt_status lt_train(const lt_run_config *c, lt_error *err) {
 
     printf("training %s: %d layers, dim %d; LoRA r %d on %s: %zu trainable parameters\n", c->model,
            mc->n_layers, mc->dim, lc.r, c->target_modules, tab->numel);
+    char base[320];
+    lt_describe_base(r.model, base, sizeof base);
+    printf("base: %s\n", base);
     printf("data: %zu training sequences of %d tokens (%lld target tokens)%s; %lld steps of %d x %d "
            "sequences, %s schedule, warmup %lld\n",
            lt_dataset_rows(r.train), T, (long long)lt_dataset_target_tokens(r.train),
@@ -316,6 +322,9 @@ lt_status lt_train(const lt_run_config *c, lt_error *err) {
     if ((st = lt_adapter_save(r.model, c->output_dir, c->model, err)) != LT_OK) goto done;
     printf("done: %lld steps in %.1f s; adapter written to %s/adapter_model.safetensors\n",
            (long long)total, now_s() - p.t0, c->output_dir);
+    snprintf(path, sizeof path, "%s/memory.json", c->output_dir);
+    if ((st = lt_memory_report_write(path, r.model, err)) != LT_OK) goto done;
+    lt_memory_report_print(stdout, r.model);
 done:
     run_free(&r);
     return st;

@@ -136,19 +136,25 @@ static size_t layer_linear_floats(const lt_model *m) {
            (size_t)m->C * m->H;
 }
 
-static lt_status setup_quantized(lt_model *m, const lt_quant_config *qc, lt_error *err) {
-    lt_status st = lt_quant_config_validate(qc, err);
-    if (st != LT_OK) return st;
-    m->quantized = 1;
-    m->qc = *qc;
+lt_status lt_quant_layer_layout(const lt_model_config *cfg, const lt_quant_config *qc,
+                                lt_qtensor qt[LT_MOD_COUNT], uint64_t *blob_bytes, lt_error *err) {
     uint64_t at = 0;
     for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
         int out, in;
-        lt_module_shape(&m->c, (lt_module)mod, &out, &in);
-        if ((st = lt_qtensor_layout(qc, out, in, at, &m->qt[mod], err)) != LT_OK) return st;
-        at = m->qt[mod].end;
+        lt_module_shape(cfg, (lt_module)mod, &out, &in);
+        lt_status st = lt_qtensor_layout(qc, out, in, at, &qt[mod], err);
+        if (st != LT_OK) return st;
+        at = qt[mod].end;
     }
-    m->blob_bytes = (at + 63) / 64 * 64;
+    *blob_bytes = (at + 63) / 64 * 64;
+    return LT_OK;
+}
+
+static lt_status setup_quantized(lt_model *m, const lt_quant_config *qc, lt_error *err) {
+    lt_status st = lt_quant_layer_layout(&m->c, qc, m->qt, &m->blob_bytes, err);
+    if (st != LT_OK) return st;
+    m->quantized = 1;
+    m->qc = *qc;
     const size_t total = (size_t)m->blob_bytes * (size_t)m->c.n_layers;
     m->qbase = m->ops->alloc(m->ops, LT_MEM_QUANT_BASE, total);
     m->ws = m->ops->alloc(m->ops, LT_MEM_WORKSPACE, layer_linear_floats(m) * sizeof(float));

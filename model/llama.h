@@ -55,6 +55,12 @@ lt_status lt_model_create_quantized(const lt_model_config *cfg, const lt_quant_c
                                     const lt_ops *ops, lt_model **out, lt_error *err);
 void lt_model_free(lt_model *m);
 
+/* The quantized layout of one decoder layer: module m's tensor at qt[m]
+ * (its own absmax blocks and double-quant state, as bitsandbytes quantizes
+ * each Linear), all in one blob of *blob_bytes (a multiple of 64). */
+lt_status lt_quant_layer_layout(const lt_model_config *cfg, const lt_quant_config *qc,
+                                lt_qtensor qt[LT_MOD_COUNT], uint64_t *blob_bytes, lt_error *err);
+
 /* Sets base tensor `name` (Hugging Face name, e.g.
  * "model.layers.0.self_attn.q_proj.weight") from count fp32 values in host
  * memory: copied into the fp32 base, or quantized into its layer's blob.

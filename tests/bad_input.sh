@@ -134,6 +134,29 @@ expect "unknown override" "--per_device_batch_size|did you mean" \
 expect "missing train_file" "train_file|missing" "$bin" train --model "$model" --tokenizer "$tok"
 expect "bad scheduler" "lr_scheduler_type|cosine_with_restarts" \
   train --train_file "$root/data/tinystories/tinystories_v2_sample.txt" --lr_scheduler_type cosine_with_restarts
+# quantized base
+shk="$root/data/tinyshakespeare/input.txt"
+expect "4-bit block size odd" "bnb_4bit_blocksize = 63|even" \
+  train --train_file "$shk" --load_in_4bit --bnb_4bit_blocksize 63
+expect "4-bit and 8-bit together" "load_in_4bit|load_in_8bit|choose one" \
+  train --train_file "$shk" --load_in_4bit --load_in_8bit
+expect "unknown 4-bit type" "bnb_4bit_quant_type = \"nf2\"|nf4 or fp4" \
+  train --train_file "$shk" --load_in_4bit --bnb_4bit_quant_type nf2
+expect "compute dtype the CPU lacks" "bnb_4bit_compute_dtype = \"bfloat16\"|float32" \
+  train --train_file "$shk" --load_in_4bit --bnb_4bit_compute_dtype bfloat16
+expect "info: odd block size" "bnb_4bit_blocksize = 7|even" \
+  "$bin" info --model "$model" --load_in_4bit --bnb_4bit_blocksize 7
+$py - "$model" "$tmp/inf.bin" <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+# the first element of layers.0 q_proj (after the header, the embedding and the first norm)
+dim, vocab = struct.unpack_from('<i', b, 0)[0], struct.unpack_from('<i', b, 20)[0]
+off = 28 + 4 * (vocab * dim + 5 * dim) + 4 * 17
+struct.pack_into('<f', b, off, float('inf'))
+open(sys.argv[2], 'wb').write(b)
+PY
+expect "non-finite weight in a quantized base" "inf.bin|q_proj|finite" \
+  "$bin" train --model "$tmp/inf.bin" --tokenizer "$tok" --train_file "$shk" --load_in_4bit
 expect "adapter missing" "nope_adapter|adapter_config.json" gen "$model" "$tok" --adapter "$tmp/nope_adapter"
 
 echo "$cases cases"

@@ -18,7 +18,12 @@ Case file (all optional except tokens):
   lora.dropout float (must be 0 when present), rope.layout int32[1] (0 interleaved, 1 half),
   tokens int32[B,T], targets int32[B,T] (-100 = ignored),
   layers.{l}.self_attn.{q,k,v,o}_proj.lora_A float32[r,in] / .lora_B float32[out,r],
-  layers.{l}.mlp.{gate,up,down}_proj.lora_A / .lora_B (a module absent has no LoRA).
+  layers.{l}.mlp.{gate,up,down}_proj.lora_A / .lora_B (a module absent has no LoRA),
+  quant.config int32[3] (format 1 nf4 / 2 fp4 / 3 int8, blocksize, double quant) with, for
+  every decoder linear, <module>.quant.codes int32 (bytes), .quant.absmax (float32, or
+  int32 codes with double quant), .quant.absmax2, .quant.offset: the base linears are then
+  these quantized weights, dequantized by tests/ref_quant.py (QLoRA: autograd through the
+  dequantized frozen weights).
 Output file:
   logits f64[B,T,V], loss f64[1] (only with targets), <lora name>.grad f64 (only with
   targets), base_logits f64[B,T,V] (the model without any LoRA).
@@ -364,6 +369,30 @@ def _scalar(case, name, default, kind):
     return kind(a.reshape(-1)[0])
 
 
+def dequantize_case_base(case, weights, cfg):
+    """Replace every decoder linear by the dequantized quantized weights of the case."""
+    import ref_quant
+    fmt, bs, dq = (int(v) for v in case["quant.config"])
+    code8 = ref_quant.create_dynamic_map()
+    count = 0
+    for mod in lora_module_names(cfg["n_layers"]):
+        key = mod + ".weight"
+        shape = weights[key].shape
+        q = mod + ".quant."
+        if q + "codes" not in case or q + "absmax" not in case:
+            raise RefError("case: %scodes / absmax missing for a quantized base" % q)
+        codes = case[q + "codes"].astype(np.uint8)
+        if fmt == ref_quant.INT8:
+            w = ref_quant.dequantize_int8(codes.view(np.int8).reshape(shape), case[q + "absmax"])
+        else:
+            state = ({"absmax_q": case[q + "absmax"].astype(np.uint8), "absmax2": case[q + "absmax2"],
+                      "offset": case[q + "offset"]} if dq else {"absmax": case[q + "absmax"]})
+            w = ref_quant.dequantize_4bit(codes, state, fmt, bs, int(np.prod(shape)), code8)
+        weights[key] = w.reshape(shape)
+        count += 1
+    return count
+
+
 def run_case(args):
     cfg, weights = load_llama2c(resolve_model_path(args.model))
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
@@ -411,6 +440,9 @@ def run_case(args):
     alpha = _scalar(case, "lora.alpha", None, float)
     r_case = _scalar(case, "lora.r", None, int)
 
+    n_quant = 0
+    if "quant.config" in case:
+        n_quant = dequantize_case_base(case, weights, cfg)
     model = Llama(cfg, rope_layout)
     model.load_base(weights)
     model.to(dtype)
@@ -424,6 +456,8 @@ def run_case(args):
                 raise RefError("case %s: no module %s in a %d-layer model"
                                % (name, mod, cfg["n_layers"]))
             lora_names.append(name)
+        elif ".quant." in name or name == "quant.config":
+            continue
         elif name not in ("tokens", "targets", "lora.r", "lora.alpha", "lora.use_rslora",
                           "lora.dropout", "rope.layout"):
             raise RefError("case %s: unknown tensor name" % name)
@@ -468,8 +502,8 @@ def run_case(args):
         out["base_logits"] = model(tok).to(torch.float64).numpy()
         model.set_lora_enabled(True)
     tensorfile.write(args.out, out)
-    msg = "ref_llama_torch: B=%d T=%d V=%d dtype=%s rope=%s lora_modules=%d" % (
-        B, T, V, args.dtype, rope_layout, len(mods))
+    msg = "ref_llama_torch: B=%d T=%d V=%d dtype=%s rope=%s lora_modules=%d quantized_linears=%d" % (
+        B, T, V, args.dtype, rope_layout, len(mods), n_quant)
     if "loss" in out:
         msg += " loss=%.9g" % out["loss"][0]
     print(msg)

@@ -1,9 +1,12 @@
 /* Parity with an independent PyTorch implementation (tests/ref_llama_torch.py,
  * float64) on the bundled model with LoRA on all seven module types and
- * grouped-query attention.
+ * grouped-query attention. Variants 2-4 quantize the base (NF4 with double
+ * quantization, FP4, int8); the reference dequantizes our codes with its own
+ * numpy implementation (tests/ref_quant.py), so QLoRA's gradients are held
+ * to autograd through the dequantized frozen weights, with the same bounds.
  *
  *   test_parity gen MODEL VARIANT CASE.ltt          writes tokens, targets, A, B
- *   test_parity check MODEL CASE REF64.ltt REF32.ltt compares with the references
+ *   test_parity check MODEL VARIANT CASE REF64.ltt REF32.ltt  compares with them
  *
  * The truth is the float64 reference. Bounds: logits max |diff| <= 1e-5,
  * loss relative <= 1e-6, every LoRA gradient tensor max |diff| / max |ref|
@@ -28,9 +31,54 @@ typedef struct {
     int r;
     float alpha;
     int use_rslora;
+    lt_quant_config quant; /* QLoRA: gradients through the dequantized frozen base */
 } variant;
 
-static const variant k_variants[] = {{8, 16.0f, 0}, {4, 6.0f, 1}};
+static const variant k_variants[] = {
+    {8, 16.0f, 0, {LT_QUANT_NONE, 0, 0}},
+    {4, 6.0f, 1, {LT_QUANT_NONE, 0, 0}},
+    {8, 16.0f, 0, {LT_QUANT_NF4, 64, 1}},
+    {8, 16.0f, 0, {LT_QUANT_FP4, 128, 0}},
+    {4, 8.0f, 0, {LT_QUANT_INT8, 0, 0}},
+};
+
+static lt_status load(const char *path, const variant *v, lt_model **m, lt_error *err) {
+    return lt_llama2c_load_quantized(path, &v->quant, lt_ops_cpu(1), m, err);
+}
+
+/* The quantized linears as the reference reads them. */
+static void add_quantized_base(tf_archive *a, const lt_model *m) {
+    const lt_quant_config *qc = lt_model_quant_config(m);
+    if (!qc) return;
+    int32_t cfg[3] = {(int32_t)qc->format, qc->blocksize, qc->double_quant};
+    int64_t three = 3, one = 1;
+    tf_add(a, "quant.config", TF_I32, 1, &three, cfg);
+    for (int l = 0; l < lt_model_get_config(m)->n_layers; l++)
+        for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
+            const lt_qtensor *t = lt_model_qtensor(m, mod);
+            const uint8_t *blob = lt_model_layer_blob(m, l);
+            char base[96], name[160];
+            snprintf(base, sizeof base, "layers.%d.%s.%s.quant.", l, lt_module_block((lt_module)mod),
+                     lt_module_name((lt_module)mod));
+            int64_t nc = t->format == LT_QUANT_INT8 ? t->numel : (t->numel + 1) / 2;
+            int32_t *v = malloc((size_t)(nc > t->nblocks ? nc : t->nblocks) * sizeof *v);
+            for (int64_t i = 0; i < nc; i++) v[i] = blob[t->codes + (uint64_t)i];
+            snprintf(name, sizeof name, "%scodes", base);
+            tf_add(a, name, TF_I32, 1, &nc, v);
+            snprintf(name, sizeof name, "%sabsmax", base);
+            if (t->double_quant) {
+                for (int64_t i = 0; i < t->nblocks; i++) v[i] = blob[t->absmax + (uint64_t)i];
+                tf_add(a, name, TF_I32, 1, &t->nblocks, v);
+                snprintf(name, sizeof name, "%sabsmax2", base);
+                tf_add(a, name, TF_F32, 1, &t->nblocks2, blob + t->absmax2);
+                snprintf(name, sizeof name, "%soffset", base);
+                tf_add(a, name, TF_F32, 1, &one, blob + t->offset);
+            } else {
+                tf_add(a, name, TF_F32, 1, &t->nblocks, blob + t->absmax);
+            }
+            free(v);
+        }
+}
 
 /* The reference names adapters as "layers.N.self_attn.q_proj.lora_A". */
 static void ref_name(const char *table_name, const char *suffix, char *out, size_t cap) {
@@ -51,8 +99,8 @@ static int read_ids(const char *path, int32_t *ids, int cap) {
 static int gen(const char *model_path, int vi, const char *out) {
     lt_error err;
     lt_model *m = NULL;
-    CHECK_OK(lt_llama2c_load(model_path, lt_ops_cpu(1), &m, &err), &err);
     const variant *v = &k_variants[vi];
+    CHECK_OK(load(model_path, v, &m, &err), &err);
     lt_lora_config lc = {.r = v->r, .alpha = v->alpha, .dropout = 0, .use_rslora = v->use_rslora,
                          .targets = LT_MOD_MASK_ALL};
     CHECK_OK(lt_model_add_lora(m, &lc, 31 + (uint64_t)vi, &err), &err);
@@ -85,6 +133,7 @@ static int gen(const char *model_path, int vi, const char *out) {
     tf_add(&a, "rope.layout", TF_I32, 1, &one, &layout);
     tf_add(&a, "tokens", TF_I32, 2, bt, tokens);
     tf_add(&a, "targets", TF_I32, 2, bt, targets);
+    add_quantized_base(&a, m);
     /* A from our PEFT-style init; B random so every gradient is non-trivial
      * and the adapters move the logits by O(0.1). */
     const lt_param_table *tab = lt_model_lora_table(m);
@@ -123,7 +172,7 @@ static double max_abs_diff64(const double *a, const double *b, size_t n) {
     return d;
 }
 
-static int check(const char *model_path, const char *case_path, const char *ref_path,
+static int check(const char *model_path, int vi, const char *case_path, const char *ref_path,
                  const char *ref32_path) {
     lt_error err;
     tf_archive c, r, r32;
@@ -132,7 +181,7 @@ static int check(const char *model_path, const char *case_path, const char *ref_
     CHECK(tf_read(&r32, ref32_path) == 0, "cannot read %s", ref32_path);
     if (check_failures_) return check_exit_code();
     lt_model *m = NULL;
-    CHECK_OK(lt_llama2c_load(model_path, lt_ops_cpu(1), &m, &err), &err);
+    CHECK_OK(load(model_path, &k_variants[vi], &m, &err), &err);
     const lt_model_config *cfg = lt_model_get_config(m);
     const size_t V = (size_t)cfg->vocab_size, nl = (size_t)B * T * V;
     const int32_t *tokens = tf_get(&c, "tokens")->data, *targets = tf_get(&c, "targets")->data;
@@ -226,7 +275,12 @@ int main(int argc, char **argv) {
         if (vi < 0 || vi >= (int)(sizeof k_variants / sizeof k_variants[0])) return 2;
         return gen(argv[2], vi, argv[4]);
     }
-    if (argc == 6 && !strcmp(argv[1], "check")) return check(argv[2], argv[3], argv[4], argv[5]);
-    fprintf(stderr, "usage: %s gen MODEL VARIANT CASE | check MODEL CASE REF64 REF32\n", argv[0]);
+    if (argc == 7 && !strcmp(argv[1], "check")) {
+        int vi = atoi(argv[3]);
+        if (vi < 0 || vi >= (int)(sizeof k_variants / sizeof k_variants[0])) return 2;
+        return check(argv[2], vi, argv[4], argv[5], argv[6]);
+    }
+    fprintf(stderr, "usage: %s gen MODEL VARIANT CASE | check MODEL VARIANT CASE REF64 REF32\n",
+            argv[0]);
     return 2;
 }

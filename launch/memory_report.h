@@ -1,0 +1,22 @@
+/* The end-of-run memory report: peak bytes per tracked category, the
+ * process's measured peak resident set (VmHWM), and where the frozen base's
+ * bytes are, printed and written to output_dir/memory.json. */
+#ifndef LT_LAUNCH_MEMORY_REPORT_H
+#define LT_LAUNCH_MEMORY_REPORT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/status.h"
+#include "model/llama.h"
+
+/* VmHWM and VmRSS of this process in bytes (0 where /proc is unreadable). */
+void lt_process_memory(uint64_t *hwm, uint64_t *rss);
+
+/* One line describing the base: format, bits per quantized parameter, bytes. */
+void lt_describe_base(const lt_model *m, char *buf, size_t cap);
+
+void lt_memory_report_print(FILE *f, const lt_model *m);
+lt_status lt_memory_report_write(const char *path, const lt_model *m, lt_error *err);
+
+#endif
