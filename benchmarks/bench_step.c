@@ -2,11 +2,13 @@
  *
  *   bench_step --shape stories15M|stories260K [--model FILE] [--batch 8]
  *              [--seq T] [--threads 1] [--steps 10] [--warmup 2] [--profile]
+ *              [--quant nf4|nf4dq|fp4|int8]
  *
  * stories15M is a randomly initialised model of that shape; stories260K
  * loads the bundled pretrained model when --model is given (random
  * otherwise). LoRA r=8, alpha=16 on q,k,v,o with non-zero B so every
- * gradient is computed. One step = forward, loss, backward into the LoRA
+ * gradient is computed; --quant stores the base linears quantized (QLoRA),
+ * dequantized layer by layer as training does. One step = forward, loss, backward into the LoRA
  * gradients (the AdamW update over ~100k LoRA parameters is noise next to
  * it). Prints one JSON line; with --profile, a per-op time breakdown on
  * stderr taken through a timing wrapper around the ops table. */
@@ -28,9 +30,10 @@ static double now_s(void) {
 
 /* ------------------------------------------------------- profiling ops */
 
-enum { P_GEMM, P_GEMM_CLS, P_GEMM_LORA, P_ATTN_F, P_ATTN_B, P_NORM, P_ROPE, P_SWIGLU, P_CE, P_OTHER, P_COUNT };
+enum { P_GEMM, P_GEMM_CLS, P_GEMM_LORA, P_ATTN_F, P_ATTN_B, P_NORM, P_ROPE, P_SWIGLU, P_CE, P_DEQUANT, P_OTHER, P_COUNT };
 static const char *k_pnames[P_COUNT] = {"gemm (base)", "gemm (classifier)", "gemm (lora)", "attention_fwd",
-                                        "attention_bwd", "rmsnorm", "rope", "swiglu", "cross_entropy", "other"};
+                                        "attention_bwd", "rmsnorm", "rope", "swiglu", "cross_entropy",
+                                        "dequantize", "other"};
 static double g_ptime[P_COUNT], g_pflops[P_COUNT];
 static double g_gemm_flops;
 static int g_rank, g_vocab;
@@ -100,6 +103,11 @@ static void p_embed(const lt_ops *o, float *out, const int32_t *tok, const float
     TIMED(P_OTHER, g_base->embedding_fwd(g_base, out, tok, tab, n, dim));
 }
 
+static void p_dequant(const lt_ops *o, float *out, const uint8_t *blob, const lt_qtensor *t) {
+    (void)o;
+    TIMED(P_DEQUANT, g_base->dequantize(g_base, out, blob, t));
+}
+
 static lt_ops make_profiling_ops(const lt_ops *base) {
     g_base = base;
     lt_ops p = *base;
@@ -115,6 +123,7 @@ static lt_ops make_profiling_ops(const lt_ops *base) {
     p.cross_entropy = p_ce;
     p.copy = p_copy;
     p.embedding_fwd = p_embed;
+    p.dequantize = p_dequant;
     return p;
 }
 
@@ -165,13 +174,49 @@ static double gemm_peak(const lt_ops *o) {
     return best;
 }
 
+/* Uniform(-1/sqrt(cols), 1/sqrt(cols)) weights, norms 1, set tensor by
+ * tensor as a loader does (so a quantized base is quantized). */
+static lt_status random_init(lt_model *m, lt_rng *rng, lt_error *err) {
+    const lt_model_config *c = lt_model_get_config(m);
+    const int C = c->dim;
+    size_t cap = (size_t)c->vocab_size * C;
+    if ((size_t)c->hidden_dim * C > cap) cap = (size_t)c->hidden_dim * C;
+    float *w = malloc(cap * sizeof *w);
+    if (!w) return lt_fail(err, LT_ERR_NOMEM, "bench_step: out of memory");
+    char name[128];
+    lt_status st = LT_OK;
+    for (int l = -1; l <= c->n_layers && st == LT_OK; l++) {
+        for (int k = 0; k < LT_MOD_COUNT + 2 && st == LT_OK; k++) {
+            int rows = 1, cols = C;
+            if (l < 0 || l == c->n_layers) {
+                if (k) break;
+                snprintf(name, sizeof name, l < 0 ? "model.embed_tokens.weight" : "model.norm.weight");
+                rows = l < 0 ? c->vocab_size : 1;
+            } else if (k >= LT_MOD_COUNT) {
+                snprintf(name, sizeof name, "model.layers.%d.%s", l,
+                         k == LT_MOD_COUNT ? "input_layernorm.weight" : "post_attention_layernorm.weight");
+            } else {
+                lt_module_shape(c, (lt_module)k, &rows, &cols);
+                snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l,
+                         lt_module_block((lt_module)k), lt_module_name((lt_module)k));
+            }
+            const float s = rows == 1 ? 0.0f : 1.0f / sqrtf((float)cols);
+            for (size_t i = 0; i < (size_t)rows * cols; i++)
+                w[i] = (rows == 1 ? 1.0f : 0.0f) + s * (2 * lt_rng_next_uniform(rng) - 1);
+            st = lt_model_set_base_tensor(m, name, w, (size_t)rows * cols, err);
+        }
+    }
+    free(w);
+    return st;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {
-    const char *shape = "stories15M", *model_path = NULL;
+    const char *shape = "stories15M", *model_path = NULL, *quant = "none";
     int batch = 8, seq = 0, threads = 1, steps = 10, warmup = 2, profile = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -184,6 +229,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--steps")) steps = atoi(v);
         else if (!strcmp(a, "--warmup")) warmup = atoi(v);
+        else if (!strcmp(a, "--quant")) quant = v;
         else { fprintf(stderr, "bench_step: unknown option %s\n", a); return 2; }
         i++;
     }
@@ -203,6 +249,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: unknown shape %s (stories15M or stories260K)\n", shape);
         return 2;
     }
+    lt_quant_config qc = lt_quant_defaults(LT_QUANT_NONE);
+    if (!strcmp(quant, "nf4") || !strcmp(quant, "nf4dq")) {
+        qc = lt_quant_defaults(LT_QUANT_NF4);
+        qc.double_quant = !strcmp(quant, "nf4dq");
+    } else if (!strcmp(quant, "fp4")) {
+        qc = lt_quant_defaults(LT_QUANT_FP4);
+    } else if (!strcmp(quant, "int8")) {
+        qc = lt_quant_defaults(LT_QUANT_INT8);
+    } else if (strcmp(quant, "none")) {
+        fprintf(stderr, "bench_step: --quant %s: expected none, nf4, nf4dq, fp4 or int8\n", quant);
+        return 2;
+    }
     const lt_ops *cpu = lt_ops_cpu(threads);
     lt_ops prof = make_profiling_ops(cpu);
     const lt_ops *ops = profile ? &prof : cpu;
@@ -211,23 +269,16 @@ int main(int argc, char **argv) {
     lt_rng rng;
     lt_rng_seed(&rng, 1234, 0);
     if (model_path) {
-        if (lt_llama2c_load(model_path, ops, &m, &err) != LT_OK) {
+        if (lt_llama2c_load_quantized(model_path, &qc, ops, &m, &err) != LT_OK) {
             fprintf(stderr, "bench_step: %s\n", err.msg);
             return 1;
         }
         cfg = *lt_model_get_config(m);
     } else {
-        if (lt_model_create(&cfg, ops, &m, &err) != LT_OK) {
+        if (lt_model_create_quantized(&cfg, &qc, ops, &m, &err) != LT_OK ||
+            random_init(m, &rng, &err) != LT_OK) {
             fprintf(stderr, "bench_step: %s\n", err.msg);
             return 1;
-        }
-        const lt_param_table *t = lt_model_base_table(m);
-        float *w = lt_model_base(m);
-        for (int i = 0; i < t->count; i++) {
-            const lt_tensor_desc *d = &t->t[i];
-            float s = d->rows == 1 ? 0.0f : 1.0f / sqrtf((float)d->cols);
-            for (size_t k = 0; k < lt_tensor_numel(d); k++)
-                w[d->offset + k] = (d->rows == 1 ? 1.0f : 0.0f) + s * (2 * lt_rng_next_uniform(&rng) - 1);
         }
     }
     if (seq <= 0) seq = cfg.seq_len;
@@ -274,10 +325,10 @@ int main(int argc, char **argv) {
     double flops = step_flops(&cfg, batch, seq, lc.r, lc.targets);
     double peak = gemm_peak(cpu);
     double gflops = flops / med / 1e9;
-    printf("{\"impl\":\"loratrain\",\"shape\":\"%s\",\"threads\":%d,\"batch\":%d,\"seq\":%d,"
+    printf("{\"impl\":\"loratrain\",\"quant\":\"%s\",\"shape\":\"%s\",\"threads\":%d,\"batch\":%d,\"seq\":%d,"
            "\"tokens_per_s\":%.1f,\"step_ms_median\":%.2f,\"step_ms_min\":%.2f,\"gflops\":%.1f,"
            "\"gemm_peak_gflops\":%.1f,\"peak_fraction\":%.3f,\"blas_core\":\"%s\",\"loss\":%.4f}\n",
-           shape, threads, batch, seq, n / med, med * 1e3, times[0] * 1e3, gflops, peak,
+           quant, shape, threads, batch, seq, n / med, med * 1e3, times[0] * 1e3, gflops, peak,
            gflops / peak, lt_ops_cpu_blas_core(), loss);
     if (profile) {
         double total = 0;

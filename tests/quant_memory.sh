@@ -1,0 +1,64 @@
+#!/bin/bash
+# Memory of a quantized base, measured: the same random 25.6M-parameter Llama
+# (tests/make_random_model.py) trained two steps with an fp32 base and with
+# NF4 + double quantization. From output_dir/memory.json of each run:
+#   - NF4 + DQ stores the decoder linears in 0.515..0.520 bytes per parameter
+#     (QLoRA's 4.127 bits = 0.516), fp32 in exactly 4, and the tracked
+#     allocator's categories hold exactly those bytes;
+#   - the process peak (VmHWM) falls by what that predicts -- the fp32
+#     linears minus the quantized blob and the one-layer dequantization
+#     workspace -- within 10%.
+# Usage: quant_memory.sh LORATRAIN REPO_ROOT
+set -u
+bin=${1:?usage: quant_memory.sh LORATRAIN REPO_ROOT}
+root=${2:?}
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$py" "$root/tests/make_random_model.py" "$tmp/model.bin" --dim 512 --hidden 1376 --layers 8 || exit 1
+run() { # out_dir, extra args...
+  local out=$1
+  shift
+  "$bin" train --model "$tmp/model.bin" --tokenizer "$root/models/stories260K/tok512.bin" \
+    --train_file "$root/data/tinyshakespeare/input.txt" --max_seq_length 64 \
+    --per_device_train_batch_size 2 --max_steps 2 --threads 1 --disable_tqdm \
+    --output_dir "$out" "$@" >"$out.log" 2>&1 || { echo "FAIL loratrain train:"; tail -5 "$out.log"; exit 1; }
+}
+run "$tmp/fp32"
+run "$tmp/nf4" --load_in_4bit --bnb_4bit_use_double_quant
+"$py" - "$tmp/fp32/memory.json" "$tmp/nf4/memory.json" <<'PY'
+import json, sys
+f, q = (json.load(open(p)) for p in sys.argv[1:3])
+fb, qb = f["base"], q["base"]
+fail = []
+MiB = 2.0 ** 20
+per = qb["quant_bytes"] / qb["quant_params"]
+print("NF4 + DQ: %d decoder-linear parameters in %d bytes: %.4f bytes (%.4f bits) per parameter"
+      % (qb["quant_params"], qb["quant_bytes"], per, 8 * per))
+if not 0.515 <= per <= 0.520:
+    fail.append("NF4+DQ bytes per parameter %.4f outside 0.515..0.520" % per)
+fper = f["tracked"]["base_weights"]["peak_bytes"] / fb["fp32_params"]
+print("fp32: %d parameters in %d tracked bytes: %.4f bytes per parameter"
+      % (fb["fp32_params"], f["tracked"]["base_weights"]["peak_bytes"], fper))
+if fper != 4.0:
+    fail.append("fp32 base is %.4f bytes per parameter, expected 4" % fper)
+if q["tracked"]["quantized_base"]["peak_bytes"] != qb["quant_bytes"]:
+    fail.append("tracked quantized_base %d bytes, the model reports %d"
+                % (q["tracked"]["quantized_base"]["peak_bytes"], qb["quant_bytes"]))
+if q["tracked"]["base_weights"]["peak_bytes"] != qb["fp32_bytes"]:
+    fail.append("tracked base_weights %d bytes with NF4, the model reports %d fp32 bytes"
+                % (q["tracked"]["base_weights"]["peak_bytes"], qb["fp32_bytes"]))
+resident = (qb["quant_bytes"] + qb["fp32_bytes"]) / (qb["quant_params"] + qb["fp32_params"])
+print("whole base resident with NF4: %.4f bytes per parameter (embeddings, norms in fp32); "
+      "dequantization workspace %.2f MiB (one layer in fp32)" % (resident, qb["workspace_bytes"] / MiB))
+expect = qb["quant_params"] * 4 - qb["quant_bytes"] - qb["workspace_bytes"]
+got = f["vm_hwm_bytes"] - q["vm_hwm_bytes"]
+print("process peak (VmHWM): fp32 %.2f MiB, NF4 %.2f MiB: %.2f MiB less, %.2f MiB predicted (%+.1f%%)"
+      % (f["vm_hwm_bytes"] / MiB, q["vm_hwm_bytes"] / MiB, got / MiB, expect / MiB,
+         100.0 * (got - expect) / expect))
+if abs(got - expect) > 0.10 * expect:
+    fail.append("measured saving %.2f MiB is not within 10%% of %.2f MiB" % (got / MiB, expect / MiB))
+for m in fail:
+    print("FAIL " + m)
+sys.exit(1 if fail else 0)
+PY
