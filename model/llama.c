@@ -314,17 +314,20 @@ lt_status lt_model_set_base_tensor(lt_model *m, const char *name, const float *h
     if (count != (size_t)t->numel)
         return lt_fail(err, LT_ERR_INVALID, "base tensor %s: %zu values, expected %d x %d", name,
                        count, t->rows, t->cols);
-    /* Quantize on the host (exactly, in the reference code), then move the
-     * tensor's bytes to where the backend keeps the blob. */
-    const size_t bytes = (size_t)(t->end - t->begin);
-    uint8_t *staging = lt_alloc(LT_MEM_WORKSPACE, (size_t)t->end);
+    /* Quantize on the host into a buffer of just this tensor (its offsets
+     * moved to start at 0), then move the bytes to where the backend keeps
+     * the layer's blob. */
+    lt_qtensor local = *t;
+    local.codes -= t->begin, local.absmax -= t->begin, local.end -= t->begin;
+    if (t->double_quant) local.absmax2 -= t->begin, local.offset -= t->begin;
+    local.begin = 0;
+    const size_t bytes = (size_t)local.end;
+    uint8_t *staging = lt_alloc(LT_MEM_WORKSPACE, bytes);
     if (!staging)
-        return lt_fail(err, LT_ERR_NOMEM, "quantizing %s: cannot allocate %zu bytes", name,
-                       (size_t)t->end);
-    lt_status st = lt_quantize(t, host, staging, name, err);
+        return lt_fail(err, LT_ERR_NOMEM, "quantizing %s: cannot allocate %zu bytes", name, bytes);
+    lt_status st = lt_quantize(&local, host, staging, name, err);
     if (st == LT_OK)
-        m->ops->upload(m->ops, m->qbase + (size_t)layer * m->blob_bytes + t->begin,
-                       staging + t->begin, bytes);
+        m->ops->upload(m->ops, m->qbase + (size_t)layer * m->blob_bytes + t->begin, staging, bytes);
     lt_free(staging);
     if (layer == m->ws_layer) m->ws_layer = -1;
     return st;
