@@ -113,3 +113,36 @@ lt_status lt_cli_lora_option(const lt_cli *c, lt_lora_config *lc, int *handled, 
     *handled = 0;
     return LT_OK;
 }
+
+void lt_cli_quant_init(lt_cli_quant *q) {
+    q->in4 = q->in8 = 0;
+    q->qc = lt_quant_defaults(LT_QUANT_NF4);
+}
+
+lt_status lt_cli_quant_option(const lt_cli *c, lt_cli_quant *q, int *handled, lt_error *err) {
+    *handled = 1;
+    if (!strcmp(c->key, "load_in_4bit")) return lt_cli_bool(c, &q->in4, err);
+    if (!strcmp(c->key, "load_in_8bit")) return lt_cli_bool(c, &q->in8, err);
+    if (!strcmp(c->key, "bnb_4bit_use_double_quant")) return lt_cli_bool(c, &q->qc.double_quant, err);
+    /* Any integer: lt_quant_config_validate says what a block size must be. */
+    if (!strcmp(c->key, "bnb_4bit_blocksize"))
+        return lt_cli_int(c, -(1L << 30), 1L << 30, &q->qc.blocksize, err);
+    if (!strcmp(c->key, "bnb_4bit_quant_type")) {
+        lt_status st = lt_cli_need_value(c, err);
+        if (st == LT_OK) st = lt_quant_format_parse(c->value, &q->qc.format, err);
+        if (st == LT_OK && q->qc.format == LT_QUANT_INT8)
+            st = lt_fail(err, LT_ERR_CONFIG, "--bnb_4bit_quant_type int8: expected nf4 or fp4");
+        return st;
+    }
+    *handled = 0;
+    return LT_OK;
+}
+
+lt_status lt_cli_quant_resolve(const lt_cli_quant *q, lt_quant_config *qc, lt_error *err) {
+    if (q->in4 && q->in8)
+        return lt_fail(err, LT_ERR_CONFIG, "--load_in_4bit and --load_in_8bit: choose one");
+    *qc = q->in8 ? lt_quant_defaults(LT_QUANT_INT8)
+          : q->in4 ? q->qc
+                   : lt_quant_defaults(LT_QUANT_NONE);
+    return qc->format == LT_QUANT_NONE ? LT_OK : lt_quant_config_validate(qc, err);
+}

@@ -28,7 +28,9 @@ void lt_help_generate(FILE *f) {
             "  --top_p P             nucleus sampling mass [default: 0.9]\n"
             "  --seed S              sampling seed [default: 42]\n"
             "  --threads N           CPU threads (0: all cores) [default: 0]\n"
-            "  --ids_out FILE        also write the generated token ids to FILE\n");
+            "  --ids_out FILE        also write the generated token ids to FILE\n"
+            "with the base quantized as in training (the adapter of a QLoRA run on the\n"
+            "weights it was trained against):\n" LT_CLI_QUANT_HELP);
 }
 
 typedef struct {
@@ -36,14 +38,20 @@ typedef struct {
     int steps, threads;
     float temperature, top_p;
     unsigned long long seed;
+    lt_quant_config quant;
 } gen_opts;
 
 static lt_status parse(int argc, char **argv, gen_opts *o, lt_error *err) {
     *o = (gen_opts){.prompt = "", .steps = 256, .temperature = 1.0f, .top_p = 0.9f, .seed = 42};
     lt_cli c;
     lt_cli_init(&c, argc, argv);
+    lt_cli_quant cq;
+    lt_cli_quant_init(&cq);
     lt_status st;
+    int handled = 0;
     while (lt_cli_next(&c, err, &st)) {
+        if ((st = lt_cli_quant_option(&c, &cq, &handled, err)) != LT_OK) return st;
+        if (handled) continue;
         if (!strcmp(c.key, "model") || !strcmp(c.key, "tokenizer") || !strcmp(c.key, "prompt") ||
             !strcmp(c.key, "ids_out") || !strcmp(c.key, "adapter")) {
             if (strcmp(c.key, "prompt") && (st = lt_cli_need_value(&c, err)) != LT_OK) return st;
@@ -72,7 +80,7 @@ static lt_status parse(int argc, char **argv, gen_opts *o, lt_error *err) {
     if (!o->model) return lt_fail(err, LT_ERR_CONFIG, "--model: missing, expected a checkpoint file");
     if (!o->tokenizer)
         return lt_fail(err, LT_ERR_CONFIG, "--tokenizer: missing, expected a tokenizer file (e.g. tok512.bin)");
-    return LT_OK;
+    return lt_cli_quant_resolve(&cq, &o->quant, err);
 }
 
 static double now_s(void) {
@@ -92,7 +100,7 @@ lt_status lt_cmd_generate(int argc, char **argv, lt_error *err) {
     float *logits = NULL;
     lt_prob_index *scratch = NULL;
     FILE *ids_file = NULL;
-    if ((st = lt_llama2c_load(o.model, ops, &m, err)) != LT_OK) goto done;
+    if ((st = lt_llama2c_load_quantized(o.model, &o.quant, ops, &m, err)) != LT_OK) goto done;
     if (o.adapter && (st = lt_adapter_load(m, o.adapter, err)) != LT_OK) goto done;
     const lt_model_config *cfg = lt_model_get_config(m);
     if ((st = lt_tokenizer_load_llama2c(o.tokenizer, cfg->vocab_size, &tok, err)) != LT_OK) goto done;

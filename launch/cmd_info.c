@@ -30,18 +30,15 @@ void lt_help_info(FILE *f) {
             "  --lora_dropout P        adapter input dropout [default: 0]\n"
             "  --target_modules LIST   comma-separated PEFT names or all-linear [default: q_proj,v_proj]\n"
             "  --use_rslora            scale by lora_alpha / sqrt(r)\n"
-            "  --load_in_4bit          report the base with its linears in 4 bits\n"
-            "  --bnb_4bit_quant_type T nf4 or fp4 [default: nf4]\n"
-            "  --bnb_4bit_use_double_quant  8-bit absmax in blocks of 256\n"
-            "  --bnb_4bit_blocksize N  elements per absmax block [default: 64]\n"
-            "  --load_in_8bit          report the base with its linears in int8\n");
+            "and, to report the quantized base's size and bits per parameter:\n" LT_CLI_QUANT_HELP);
 }
 
 lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
     const char *model_path = NULL;
     lt_lora_config lc = lt_lora_defaults();
-    int lora_given = 0, in4 = 0, in8 = 0;
-    lt_quant_config qc = lt_quant_defaults(LT_QUANT_NF4);
+    int lora_given = 0;
+    lt_cli_quant cq;
+    lt_cli_quant_init(&cq);
     lt_cli c;
     lt_cli_init(&c, argc, argv);
     lt_status st;
@@ -50,19 +47,10 @@ lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
         if (!strcmp(c.key, "model")) {
             if ((st = lt_cli_need_value(&c, err)) != LT_OK) return st;
             model_path = c.value;
-        } else if (!strcmp(c.key, "load_in_4bit")) {
-            if ((st = lt_cli_bool(&c, &in4, err)) != LT_OK) return st;
-        } else if (!strcmp(c.key, "load_in_8bit")) {
-            if ((st = lt_cli_bool(&c, &in8, err)) != LT_OK) return st;
-        } else if (!strcmp(c.key, "bnb_4bit_use_double_quant")) {
-            if ((st = lt_cli_bool(&c, &qc.double_quant, err)) != LT_OK) return st;
-        } else if (!strcmp(c.key, "bnb_4bit_blocksize")) {
-            if ((st = lt_cli_int(&c, -(1L << 30), 1L << 30, &qc.blocksize, err)) != LT_OK) return st;
-        } else if (!strcmp(c.key, "bnb_4bit_quant_type")) {
-            if ((st = lt_cli_need_value(&c, err)) != LT_OK) return st;
-            if ((st = lt_quant_format_parse(c.value, &qc.format, err)) != LT_OK) return st;
-            if (qc.format == LT_QUANT_INT8)
-                return lt_fail(err, LT_ERR_CONFIG, "--bnb_4bit_quant_type int8: expected nf4 or fp4");
+        } else if ((st = lt_cli_quant_option(&c, &cq, &handled, err)) != LT_OK) {
+            return st;
+        } else if (handled) {
+            continue;
         } else if ((st = lt_cli_lora_option(&c, &lc, &handled, err)) != LT_OK) {
             return st;
         } else if (handled) {
@@ -78,11 +66,11 @@ lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
     uint64_t bytes = 0;
     if ((st = lt_llama2c_read_config(model_path, &cfg, &bytes, err)) != LT_OK) return st;
     if ((st = lt_lora_config_validate(&lc, &cfg, err)) != LT_OK) return st;
-    if (in4 && in8) return lt_fail(err, LT_ERR_CONFIG, "--load_in_4bit and --load_in_8bit: choose one");
-    if (in8) qc = lt_quant_defaults(LT_QUANT_INT8);
+    lt_quant_config qc;
+    if ((st = lt_cli_quant_resolve(&cq, &qc, err)) != LT_OK) return st;
     lt_qtensor qt[LT_MOD_COUNT];
     uint64_t blob = 0, qparams = 0;
-    if (in4 || in8) {
+    if (qc.format != LT_QUANT_NONE) {
         if ((st = lt_quant_layer_layout(&cfg, &qc, qt, &blob, err)) != LT_OK) return st;
         for (int m = 0; m < LT_MOD_COUNT; m++) qparams += (uint64_t)qt[m].numel;
     }
@@ -115,7 +103,7 @@ lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
            lc.use_rslora ? "true" : "false", (double)lt_lora_scale(&lc), targets);
     printf("trainable params: %s || all params: %s || trainable%%: %.4f\n", b2, b3,
            100.0 * (double)lora / (double)(base + lora));
-    if (!in4 && !in8) return LT_OK;
+    if (qc.format == LT_QUANT_NONE) return LT_OK;
     const uint64_t qbytes = blob * L, fp32 = (base - qparams * L) * 4;
     char how[64] = "";
     if (qc.format != LT_QUANT_INT8)

@@ -56,6 +56,23 @@ int main(int argc, char **argv) {
               lc.use_rslora,
           "LoRA part not carried over");
 
+    /* the quantized base: BitsAndBytesConfig keys to a quantization config */
+    lt_quant_config qc;
+    CHECK_OK(lt_run_config_quant(&c, &qc, &err), &err);
+    CHECK(qc.format == LT_QUANT_NONE, "no load_in_* key, yet format %d", (int)qc.format);
+    const char *q4 = write_file("q4.json", "{\"load_in_4bit\": true, \"bnb_4bit_quant_type\": \"fp4\", "
+                                           "\"bnb_4bit_use_double_quant\": true, \"bnb_4bit_blocksize\": 128}");
+    lt_run_config cq = c;
+    CHECK_OK(lt_run_config_load_json(&cq, q4, &err), &err);
+    CHECK_OK(lt_run_config_quant(&cq, &qc, &err), &err);
+    CHECK(qc.format == LT_QUANT_FP4 && qc.double_quant == 1 && qc.blocksize == 128,
+          "4-bit keys became format %d, double quant %d, blocks %d", (int)qc.format, qc.double_quant,
+          qc.blocksize);
+    CHECK_OK(lt_run_config_set(&cq, "load_in_4bit", "false", "--load_in_4bit", &err), &err);
+    CHECK_OK(lt_run_config_set(&cq, "load_in_8bit", NULL, "--load_in_8bit", &err), &err);
+    CHECK(lt_run_config_quant(&cq, &qc, &err) == LT_OK && qc.format == LT_QUANT_INT8,
+          "load_in_8bit did not select int8");
+
     /* overrides */
     CHECK_OK(lt_run_config_set(&c, "learning_rate", "1e-3", "--learning_rate", &err), &err);
     CHECK_OK(lt_run_config_set(&c, "use_rslora", NULL, "--use_rslora", &err), &err);
