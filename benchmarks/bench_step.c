@@ -174,8 +174,16 @@ static double gemm_peak(const lt_ops *o) {
     return best;
 }
 
-/* Uniform(-1/sqrt(cols), 1/sqrt(cols)) weights, norms 1, set tensor by
- * tensor as a loader does (so a quantized base is quantized). */
+/* One tensor: Uniform(-1/sqrt(cols), 1/sqrt(cols)), or 1 for a norm (one
+ * row), handed over as a loader does (so a quantized base is quantized). */
+static lt_status init_tensor(lt_model *m, lt_rng *rng, float *w, const char *name, int rows, int cols,
+                             lt_error *err) {
+    const float s = rows == 1 ? 0.0f : 1.0f / sqrtf((float)cols);
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        w[i] = (rows == 1 ? 1.0f : 0.0f) + s * (2 * lt_rng_next_uniform(rng) - 1);
+    return lt_model_set_base_tensor(m, name, w, (size_t)rows * cols, err);
+}
+
 static lt_status random_init(lt_model *m, lt_rng *rng, lt_error *err) {
     const lt_model_config *c = lt_model_get_config(m);
     const int C = c->dim;
@@ -184,28 +192,21 @@ static lt_status random_init(lt_model *m, lt_rng *rng, lt_error *err) {
     float *w = malloc(cap * sizeof *w);
     if (!w) return lt_fail(err, LT_ERR_NOMEM, "bench_step: out of memory");
     char name[128];
-    lt_status st = LT_OK;
-    for (int l = -1; l <= c->n_layers && st == LT_OK; l++) {
-        for (int k = 0; k < LT_MOD_COUNT + 2 && st == LT_OK; k++) {
-            int rows = 1, cols = C;
-            if (l < 0 || l == c->n_layers) {
-                if (k) break;
-                snprintf(name, sizeof name, l < 0 ? "model.embed_tokens.weight" : "model.norm.weight");
-                rows = l < 0 ? c->vocab_size : 1;
-            } else if (k >= LT_MOD_COUNT) {
-                snprintf(name, sizeof name, "model.layers.%d.%s", l,
-                         k == LT_MOD_COUNT ? "input_layernorm.weight" : "post_attention_layernorm.weight");
-            } else {
-                lt_module_shape(c, (lt_module)k, &rows, &cols);
-                snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l,
-                         lt_module_block((lt_module)k), lt_module_name((lt_module)k));
-            }
-            const float s = rows == 1 ? 0.0f : 1.0f / sqrtf((float)cols);
-            for (size_t i = 0; i < (size_t)rows * cols; i++)
-                w[i] = (rows == 1 ? 1.0f : 0.0f) + s * (2 * lt_rng_next_uniform(rng) - 1);
-            st = lt_model_set_base_tensor(m, name, w, (size_t)rows * cols, err);
+    lt_status st = init_tensor(m, rng, w, "model.embed_tokens.weight", c->vocab_size, C, err);
+    for (int l = 0; l < c->n_layers && st == LT_OK; l++) {
+        for (int k = 0; k < LT_MOD_COUNT && st == LT_OK; k++) {
+            int rows, cols;
+            lt_module_shape(c, (lt_module)k, &rows, &cols);
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l,
+                     lt_module_block((lt_module)k), lt_module_name((lt_module)k));
+            st = init_tensor(m, rng, w, name, rows, cols, err);
         }
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        if (st == LT_OK) st = init_tensor(m, rng, w, name, 1, C, err);
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        if (st == LT_OK) st = init_tensor(m, rng, w, name, 1, C, err);
     }
+    if (st == LT_OK) st = init_tensor(m, rng, w, "model.norm.weight", 1, C, err);
     free(w);
     return st;
 }

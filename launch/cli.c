@@ -139,10 +139,5 @@ lt_status lt_cli_quant_option(const lt_cli *c, lt_cli_quant *q, int *handled, lt
 }
 
 lt_status lt_cli_quant_resolve(const lt_cli_quant *q, lt_quant_config *qc, lt_error *err) {
-    if (q->in4 && q->in8)
-        return lt_fail(err, LT_ERR_CONFIG, "--load_in_4bit and --load_in_8bit: choose one");
-    *qc = q->in8 ? lt_quant_defaults(LT_QUANT_INT8)
-          : q->in4 ? q->qc
-                   : lt_quant_defaults(LT_QUANT_NONE);
-    return qc->format == LT_QUANT_NONE ? LT_OK : lt_quant_config_validate(qc, err);
+    return lt_quant_select(q->in4, q->in8, &q->qc, qc, err);
 }

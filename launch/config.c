@@ -282,28 +282,20 @@ lt_status lt_run_config_lora(const lt_run_config *c, lt_lora_config *lc, lt_erro
 }
 
 lt_status lt_run_config_quant(const lt_run_config *c, lt_quant_config *qc, lt_error *err) {
-    *qc = lt_quant_defaults(LT_QUANT_NONE);
-    if (c->load_in_4bit && c->load_in_8bit)
-        return lt_fail(err, LT_ERR_CONFIG,
-                       "load_in_4bit and load_in_8bit are both true; choose one (as BitsAndBytesConfig)");
     if (strcmp(c->bnb_4bit_compute_dtype, "float32") && strcmp(c->bnb_4bit_compute_dtype, "fp32"))
         return lt_fail(err, LT_ERR_CONFIG,
                        "bnb_4bit_compute_dtype = \"%s\": the CPU backend computes in float32; expected "
                        "float32",
                        c->bnb_4bit_compute_dtype);
-    if (c->load_in_8bit) {
-        *qc = lt_quant_defaults(LT_QUANT_INT8);
-        return LT_OK;
-    }
-    if (!c->load_in_4bit) return LT_OK;
-    lt_quant_format f;
-    if (lt_quant_format_parse(c->bnb_4bit_quant_type, &f, err) != LT_OK || f == LT_QUANT_INT8)
+    lt_quant_config four = lt_quant_defaults(LT_QUANT_NF4);
+    if (c->load_in_4bit &&
+        (lt_quant_format_parse(c->bnb_4bit_quant_type, &four.format, err) != LT_OK ||
+         four.format == LT_QUANT_INT8))
         return lt_fail(err, LT_ERR_CONFIG, "bnb_4bit_quant_type = \"%s\": expected nf4 or fp4",
                        c->bnb_4bit_quant_type);
-    qc->format = f;
-    qc->blocksize = c->bnb_4bit_blocksize;
-    qc->double_quant = c->bnb_4bit_use_double_quant;
-    return lt_quant_config_validate(qc, err);
+    four.blocksize = c->bnb_4bit_blocksize;
+    four.double_quant = c->bnb_4bit_use_double_quant;
+    return lt_quant_select(c->load_in_4bit, c->load_in_8bit, &four, qc, err);
 }
 
 lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err) {

@@ -274,7 +274,6 @@ void lt_model_base_memory(const lt_model *m, lt_base_memory *out) {
     if (!m->quantized) return;
     for (int mod = 0; mod < LT_MOD_COUNT; mod++)
         out->quant_params += (uint64_t)m->qt[mod].numel * (uint64_t)m->c.n_layers;
-    out->layer_blob_bytes = m->blob_bytes;
     out->quant_bytes = m->blob_bytes * (uint64_t)m->c.n_layers;
     out->workspace_bytes = layer_linear_floats(m) * sizeof(float);
 }
@@ -422,19 +421,26 @@ void lt_model_set_dropout_state(lt_model *m, uint64_t seed, uint64_t step) {
     m->dropout_step = step;
 }
 
-/* Base weight rows of module mod within the fused layout of layer l. */
-static float *module_weight(lt_model *m, int l, int mod) {
-    lt_layer_weights *w = &m->resident[l];
-    float *wqkv = (float *)(uintptr_t)w->wqkv, *w13 = (float *)(uintptr_t)w->w13;
+/* Where module mod's output columns start within its group's output rows
+ * (q, k, v share the qkv GEMM; gate, up the gate_up GEMM). */
+static int module_col(const lt_model *m, int mod) {
     switch (mod) {
-    case LT_MOD_Q: return wqkv;
-    case LT_MOD_K: return wqkv + (size_t)m->C * m->C;
-    case LT_MOD_V: return wqkv + (size_t)(m->C + m->KV) * m->C;
-    case LT_MOD_O: return (float *)(uintptr_t)w->wo;
-    case LT_MOD_GATE: return w13;
-    case LT_MOD_UP: return w13 + (size_t)m->H * m->C;
-    default: return (float *)(uintptr_t)w->w2;
+    case LT_MOD_K: return m->C;
+    case LT_MOD_V: return m->C + m->KV;
+    case LT_MOD_UP: return m->H;
+    default: return 0;
     }
+}
+
+/* Base weight rows of module mod within the fused layout of layer l: the
+ * fp32 base, or the dequantization workspace when the base is quantized. */
+static float *module_weight(lt_model *m, int l, int mod) {
+    const lt_layer_weights *w = &m->resident[l];
+    const float *group = mod <= LT_MOD_V ? w->wqkv : mod == LT_MOD_O ? w->wo
+                       : mod <= LT_MOD_UP ? w->w13 : w->w2;
+    int out, in;
+    lt_module_shape(&m->c, (lt_module)mod, &out, &in);
+    return (float *)(uintptr_t)(group + (size_t)module_col(m, mod) * (size_t)in);
 }
 
 lt_status lt_model_merge_lora(lt_model *m, int unmerge, lt_error *err) {
@@ -588,20 +594,6 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
 
 /* ------------------------------------------------------------- forward */
 
-/* Module mod's rows within the fused fp32 layout of one layer's linears. */
-static size_t fused_offset(const lt_model *m, int mod) {
-    const size_t C = (size_t)m->C, H = (size_t)m->H, QKV = (size_t)m->QKV;
-    switch (mod) {
-    case LT_MOD_Q: return 0;
-    case LT_MOD_K: return C * C;
-    case LT_MOD_V: return (C + (size_t)m->KV) * C;
-    case LT_MOD_O: return QKV * C;
-    case LT_MOD_GATE: return QKV * C + C * C;
-    case LT_MOD_UP: return QKV * C + C * C + H * C;
-    default: return QKV * C + C * C + 2 * H * C;
-    }
-}
-
 static lt_status acquire(lt_model *m, int l, lt_layer_weights *w, lt_error *err) {
     if (m->hooks.acquire_layer) return m->hooks.acquire_layer(m->hooks.user, l, w, err);
     *w = m->resident[l];
@@ -610,7 +602,7 @@ static lt_status acquire(lt_model *m, int l, lt_layer_weights *w, lt_error *err)
     if (m->quantized && m->ws_layer != l) {
         const uint8_t *blob = m->qbase + (size_t)l * m->blob_bytes;
         for (int mod = 0; mod < LT_MOD_COUNT; mod++)
-            m->ops->dequantize(m->ops, m->ws + fused_offset(m, mod), blob, &m->qt[mod]);
+            m->ops->dequantize(m->ops, module_weight(m, l, mod), blob, &m->qt[mod]);
         m->ws_layer = l;
     }
     return LT_OK;
@@ -639,16 +631,6 @@ static int group_modules(const lt_model *m, int l, int grp, int mods[3]) {
     for (int mod = 0; mod < LT_MOD_COUNT; mod++)
         if (k_group_of[mod] == grp && lora_on(m, l, mod)) mods[k++] = mod;
     return k;
-}
-
-/* Where module mod's output columns start within its group's output rows. */
-static int module_col(const lt_model *m, int mod) {
-    switch (mod) {
-    case LT_MOD_K: return m->C;
-    case LT_MOD_V: return m->C + m->KV;
-    case LT_MOD_UP: return m->H;
-    default: return 0;
-    }
 }
 
 /* For every adapter of group grp: y[:, col(mod)] += s dropout(x) A^T B^T

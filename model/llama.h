@@ -76,7 +76,6 @@ const lt_quant_config *lt_model_quant_config(const lt_model *m);
 typedef struct {
     uint64_t fp32_params, fp32_bytes;   /* resident fp32 tensors */
     uint64_t quant_params, quant_bytes; /* quantized linears, every byte of their blobs */
-    uint64_t layer_blob_bytes;          /* one layer's blob (quant_bytes / n_layers) */
     uint64_t workspace_bytes;           /* the fp32 dequantization workspace */
 } lt_base_memory;
 void lt_model_base_memory(const lt_model *m, lt_base_memory *out);

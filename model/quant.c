@@ -122,6 +122,17 @@ lt_status lt_quant_config_validate(const lt_quant_config *qc, lt_error *err) {
     return LT_OK;
 }
 
+lt_status lt_quant_select(int load_in_4bit, int load_in_8bit, const lt_quant_config *four_bit,
+                          lt_quant_config *out, lt_error *err) {
+    if (load_in_4bit && load_in_8bit)
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "load_in_4bit and load_in_8bit are both set; choose one (as in BitsAndBytesConfig)");
+    *out = load_in_8bit   ? lt_quant_defaults(LT_QUANT_INT8)
+           : load_in_4bit ? *four_bit
+                          : lt_quant_defaults(LT_QUANT_NONE);
+    return out->format == LT_QUANT_NONE ? LT_OK : lt_quant_config_validate(out, err);
+}
+
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 lt_status lt_qtensor_layout(const lt_quant_config *qc, int rows, int cols, uint64_t at,
@@ -166,6 +177,8 @@ double lt_qtensor_bits(const lt_qtensor *t) {
 
 /* --------------------------------------------------- value quantizers */
 
+/* bitsandbytes' per-value quantizers; x is already scaled by 1/absmax. */
+
 /* dQuantizeNF4's decision tree: its thresholds in ascending order; the
  * tree returns how many of them x exceeds (NaN exceeds none). */
 static const float k_nf4_thresholds[15] = {
@@ -174,14 +187,14 @@ static const float k_nf4_thresholds[15] = {
     0.1202552504837513f, 0.2035212516784668f, 0.2920137718319893f, 0.3893125355243683f,
     0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f};
 
-uint8_t lt_nf4_quantize(float x) {
+static uint8_t lt_nf4_quantize(float x) {
     unsigned c = 0;
     for (int i = 0; i < 15; i++) c += x > k_nf4_thresholds[i];
     return (uint8_t)c;
 }
 
 /* dQuantizeFP4: a sign bit, then a tree over |x| with its own pivots. */
-uint8_t lt_fp4_quantize(float x) {
+static uint8_t lt_fp4_quantize(float x) {
     const unsigned sign = x < 0.0f ? 8u : 0u;
     const float a = fabsf(x);
     unsigned m;
@@ -194,7 +207,7 @@ uint8_t lt_fp4_quantize(float x) {
 
 /* kQuantizeBlockwise's dQuantize<0>: a seven-step binary search over the
  * sorted map, then the nearer neighbour by float midpoint. */
-uint8_t lt_dynamic8_quantize(float x) {
+static uint8_t lt_dynamic8_quantize(float x) {
     const float *code = lt_dynamic8_code;
     int pivot = 127, upper_pivot = 255, lower_pivot = 0;
     float lower = -1.0f, upper = 1.0f, val = code[pivot];

@@ -80,6 +80,12 @@ lt_status lt_quant_format_parse(const char *name, lt_quant_format *f, lt_error *
 /* Format f with bitsandbytes' defaults: blocks of 64, no double quantization. */
 lt_quant_config lt_quant_defaults(lt_quant_format f);
 
+/* The configuration BitsAndBytesConfig's flags ask for: int8 with
+ * load_in_8bit, four_bit with load_in_4bit, format NONE with neither;
+ * validated, and an error with both. */
+lt_status lt_quant_select(int load_in_4bit, int load_in_8bit, const lt_quant_config *four_bit,
+                          lt_quant_config *out, lt_error *err);
+
 /* Block size even (so blocks start on a byte), 2..LT_QUANT_BLOCKSIZE_MAX. */
 lt_status lt_quant_config_validate(const lt_quant_config *qc, lt_error *err);
 
@@ -103,10 +109,5 @@ void lt_dequantize_ref(const lt_qtensor *t, const uint8_t *blob, float *out);
 
 /* Block b's absmax as dequantization uses it (double quant undone). */
 float lt_qtensor_block_absmax(const lt_qtensor *t, const uint8_t *blob, int64_t b);
-
-/* The per-value quantizers of bitsandbytes (x already scaled by 1/absmax). */
-uint8_t lt_nf4_quantize(float x);
-uint8_t lt_fp4_quantize(float x);
-uint8_t lt_dynamic8_quantize(float x);
 
 #endif

@@ -144,7 +144,7 @@ expect "unknown 4-bit type" "bnb_4bit_quant_type = \"nf2\"|nf4 or fp4" \
   train --train_file "$shk" --load_in_4bit --bnb_4bit_quant_type nf2
 expect "compute dtype the CPU lacks" "bnb_4bit_compute_dtype = \"bfloat16\"|float32" \
   train --train_file "$shk" --load_in_4bit --bnb_4bit_compute_dtype bfloat16
-expect "generate: 4-bit and 8-bit together" "--load_in_4bit and --load_in_8bit|choose one" \
+expect "generate: 4-bit and 8-bit together" "load_in_4bit and load_in_8bit|choose one" \
   gen "$model" "$tok" --load_in_4bit --load_in_8bit
 expect "info: odd block size" "bnb_4bit_blocksize = 7|even" \
   "$bin" info --model "$model" --load_in_4bit --bnb_4bit_blocksize 7

@@ -23,6 +23,7 @@
 #include "io/llama2c.h"
 #include "model/rng.h"
 #include "tests/check.h"
+#include "tests/quant_export.h"
 #include "tests/tensorfile.h"
 
 enum { B = 2, T = 128 };
@@ -51,32 +52,14 @@ static void add_quantized_base(tf_archive *a, const lt_model *m) {
     const lt_quant_config *qc = lt_model_quant_config(m);
     if (!qc) return;
     int32_t cfg[3] = {(int32_t)qc->format, qc->blocksize, qc->double_quant};
-    int64_t three = 3, one = 1;
+    int64_t three = 3;
     tf_add(a, "quant.config", TF_I32, 1, &three, cfg);
     for (int l = 0; l < lt_model_get_config(m)->n_layers; l++)
         for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
-            const lt_qtensor *t = lt_model_qtensor(m, mod);
-            const uint8_t *blob = lt_model_layer_blob(m, l);
-            char base[96], name[160];
-            snprintf(base, sizeof base, "layers.%d.%s.%s.quant.", l, lt_module_block((lt_module)mod),
-                     lt_module_name((lt_module)mod));
-            int64_t nc = t->format == LT_QUANT_INT8 ? t->numel : (t->numel + 1) / 2;
-            int32_t *v = malloc((size_t)(nc > t->nblocks ? nc : t->nblocks) * sizeof *v);
-            for (int64_t i = 0; i < nc; i++) v[i] = blob[t->codes + (uint64_t)i];
-            snprintf(name, sizeof name, "%scodes", base);
-            tf_add(a, name, TF_I32, 1, &nc, v);
-            snprintf(name, sizeof name, "%sabsmax", base);
-            if (t->double_quant) {
-                for (int64_t i = 0; i < t->nblocks; i++) v[i] = blob[t->absmax + (uint64_t)i];
-                tf_add(a, name, TF_I32, 1, &t->nblocks, v);
-                snprintf(name, sizeof name, "%sabsmax2", base);
-                tf_add(a, name, TF_F32, 1, &t->nblocks2, blob + t->absmax2);
-                snprintf(name, sizeof name, "%soffset", base);
-                tf_add(a, name, TF_F32, 1, &one, blob + t->offset);
-            } else {
-                tf_add(a, name, TF_F32, 1, &t->nblocks, blob + t->absmax);
-            }
-            free(v);
+            char prefix[96];
+            snprintf(prefix, sizeof prefix, "layers.%d.%s.%s.quant.", l,
+                     lt_module_block((lt_module)mod), lt_module_name((lt_module)mod));
+            tf_add_qtensor(a, prefix, lt_model_qtensor(m, mod), lt_model_layer_blob(m, l));
         }
 }
 
