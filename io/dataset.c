@@ -696,6 +696,20 @@ void lt_dataset_row(const lt_dataset *ds, size_t i, int32_t *inputs, int32_t *ta
     }
 }
 
+/* The number of targets lt_dataset_row gives row i, without copying it. */
+static int64_t row_targets(const lt_dataset *ds, size_t i) {
+    const store *s = ds->s;
+    const size_t T = (size_t)s->T;
+    if (i >= ds->rows) return 0;
+    const size_t r = ds->first + i;
+    const size_t start = s->packed ? r * T : s->off[r];
+    const size_t n = s->packed ? T + 1 : s->off[r + 1] - start;
+    if (!s->mask) return n > 0 ? (int64_t)n - 1 : 0;
+    int64_t c = 0;
+    for (size_t j = 1; j < n; j++) c += s->mask[start + j] != 0;
+    return c;
+}
+
 void lt_dataset_free(lt_dataset *ds) {
     if (!ds) return;
     store_release(ds->s);
@@ -800,7 +814,13 @@ lt_status lt_loader_create(const lt_dataset *ds, int batch_size, uint64_t seed, 
 }
 
 void lt_loader_next(lt_loader *ld, int32_t *inputs, int32_t *targets) {
+    lt_loader_next_part(ld, 0, ld->batch, inputs, targets, NULL);
+}
+
+void lt_loader_next_part(lt_loader *ld, int first, int count, int32_t *inputs, int32_t *targets,
+                         int64_t *batch_targets) {
     const size_t T = (size_t)ld->ds->s->T;
+    int64_t n = 0;
     for (int b = 0; b < ld->batch; b++) {
         if (ld->position >= ld->rows) {
             ld->epoch++;
@@ -809,8 +829,17 @@ void lt_loader_next(lt_loader *ld, int32_t *inputs, int32_t *targets) {
         make_order(ld, ld->epoch);
         size_t row = ld->shuffle ? ld->perm[ld->position] : (size_t)ld->position;
         ld->position++;
-        lt_dataset_row(ld->ds, row, inputs + (size_t)b * T, targets + (size_t)b * T);
+        int mine = b >= first && b < first + count;
+        if (!mine && !batch_targets) continue;
+        const size_t at = mine ? (size_t)(b - first) * T : 0;
+        if (mine) {
+            lt_dataset_row(ld->ds, row, inputs + at, targets + at);
+            if (batch_targets) n += lt_count_targets(targets + at, (int64_t)T);
+        } else {
+            n += row_targets(ld->ds, row);
+        }
     }
+    if (batch_targets) *batch_targets = n;
 }
 
 lt_data_cursor lt_loader_cursor(const lt_loader *ld) {

@@ -130,6 +130,15 @@ lt_status lt_loader_create(const lt_dataset *ds, int batch_size, uint64_t seed, 
  * are never split; when an epoch runs out mid-batch the batch continues
  * with the next epoch's order. */
 void lt_loader_next(lt_loader *ld, int32_t *inputs, int32_t *targets);
+/* The distributed sampler: takes the next batch_size rows exactly as
+ * lt_loader_next does, but fills only rows [first, first + count) of it
+ * (rank r of N with micro-batch b: first = r b, count = b, batch_size =
+ * N b), so every rank walks the same global order, no row is seen twice
+ * in an epoch, and N ranks x b rows are the rows 1 rank x N b would take.
+ * *batch_targets (may be NULL) counts the targets of the whole batch, so
+ * each rank can normalise by the global count without communicating. */
+void lt_loader_next_part(lt_loader *ld, int first, int count, int32_t *inputs, int32_t *targets,
+                         int64_t *batch_targets);
 lt_data_cursor lt_loader_cursor(const lt_loader *ld);
 /* After a seek, next() produces exactly what an uninterrupted loader at that
  * cursor would. position > rows is LT_ERR_INVALID. */

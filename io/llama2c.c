@@ -92,12 +92,20 @@ lt_status lt_llama2c_load(const char *path, const lt_ops *ops, lt_model **out, l
 
 lt_status lt_llama2c_load_quantized(const char *path, const lt_quant_config *qc, const lt_ops *ops,
                                     lt_model **out, lt_error *err) {
+    return lt_llama2c_load_sharded(path, qc, 0, 1, ops, out, NULL, err);
+}
+
+lt_status lt_llama2c_load_sharded(const char *path, const lt_quant_config *qc, int shard_rank,
+                                  int shard_count, const lt_ops *ops, lt_model **out,
+                                  uint64_t *bytes_read, lt_error *err) {
     *out = NULL;
+    if (bytes_read) *bytes_read = 0;
     lt_model_config cfg;
     lt_status st = lt_llama2c_read_config(path, &cfg, NULL, err);
     if (st != LT_OK) return st;
     lt_model *m = NULL;
-    if ((st = lt_model_create_quantized(&cfg, qc, ops, &m, err)) != LT_OK) return st;
+    if ((st = lt_model_create_sharded(&cfg, qc, shard_rank, shard_count, ops, &m, err)) != LT_OK)
+        return st;
     const int C = cfg.dim, H = cfg.hidden_dim, KV = lt_kv_dim(&cfg), V = cfg.vocab_size;
     const file_tensor order[] = {
         {"model.embed_tokens.weight", 0, V, C},
@@ -135,9 +143,16 @@ lt_status lt_llama2c_load_quantized(const char *path, const lt_quant_config *qc,
                 snprintf(name, sizeof name, "model.layers.%d.%s", l, order[t].name);
             else
                 snprintf(name, sizeof name, "%s", order[t].name);
-            st = read_slice(f, path, name, staging, (size_t)order[t].rows * (size_t)order[t].cols,
-                            m, err);
-            if (st != LT_OK) goto done;
+            const size_t count = (size_t)order[t].rows * (size_t)order[t].cols;
+            if (!lt_model_base_tensor_needed(m, name)) {
+                if (fseek(f, (long)(count * sizeof(float)), SEEK_CUR) != 0) {
+                    st = lt_fail(err, LT_ERR_IO, "%s: cannot seek past %s", path, name);
+                    goto done;
+                }
+                continue;
+            }
+            if ((st = read_slice(f, path, name, staging, count, m, err)) != LT_OK) goto done;
+            if (bytes_read) *bytes_read += count * sizeof(float);
         }
     }
     if (!cfg.shared_classifier) {
@@ -148,6 +163,7 @@ lt_status lt_llama2c_load_quantized(const char *path, const lt_quant_config *qc,
             goto done;
         }
         st = read_slice(f, path, "lm_head.weight", staging, (size_t)V * (size_t)C, m, err);
+        if (st == LT_OK && bytes_read) *bytes_read += (uint64_t)V * (uint64_t)C * sizeof(float);
     }
 done:
     if (f) fclose(f);

@@ -25,4 +25,11 @@ lt_status lt_llama2c_load(const char *path, const lt_ops *ops, lt_model **out, l
 lt_status lt_llama2c_load_quantized(const char *path, const lt_quant_config *qc, const lt_ops *ops,
                                     lt_model **out, lt_error *err);
 
+/* The same for shard shard_rank of shard_count (lt_model_create_sharded):
+ * tensors of which this shard keeps no byte are skipped, never read.
+ * *bytes_read (may be NULL): the tensor bytes this rank read. */
+lt_status lt_llama2c_load_sharded(const char *path, const lt_quant_config *qc, int shard_rank,
+                                  int shard_count, const lt_ops *ops, lt_model **out,
+                                  uint64_t *bytes_read, lt_error *err);
+
 #endif

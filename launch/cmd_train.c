@@ -18,12 +18,17 @@ void lt_help_train(FILE *f) {
             "adapter_model.safetensors) to output_dir, and to output_dir/checkpoint-N\n"
             "every save_steps.\n"
             "\n"
+            "Data parallel: `mpirun -np N loratrain train ...` or `srun --mpi=pmix loratrain\n"
+            "train ...` runs N ranks; each takes per_device_train_batch_size sequences of\n"
+            "every global micro-batch, only the LoRA gradients are all-reduced, and rank 0\n"
+            "writes the outputs. shard_base splits a quantized base across the ranks.\n"
+            "\n"
             "example: loratrain train --config launch/configs/stories260K_shakespeare.json \\\n"
             "             --max_steps 100 --output_dir out/shakespeare\n");
     lt_run_config_print_help(f);
 }
 
-lt_status lt_cmd_train(int argc, char **argv, lt_error *err) {
+lt_status lt_cmd_train(int argc, char **argv, lt_comm *world, lt_error *err) {
     lt_run_config c;
     lt_run_config_defaults(&c);
     lt_cli cli;
@@ -49,5 +54,5 @@ lt_status lt_cmd_train(int argc, char **argv, lt_error *err) {
     }
     if (st != LT_OK) return st;
     if ((st = lt_run_config_validate(&c, err)) != LT_OK) return st;
-    return lt_train(&c, err);
+    return lt_train(&c, world, err);
 }

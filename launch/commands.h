@@ -6,8 +6,10 @@
 #include <stdio.h>
 
 #include "core/status.h"
+#include "dist/comm.h"
 
-lt_status lt_cmd_train(int argc, char **argv, lt_error *err);
+/* Runs on every rank of world (mpirun -np N, srun). */
+lt_status lt_cmd_train(int argc, char **argv, lt_comm *world, lt_error *err);
 lt_status lt_cmd_generate(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_tokenize(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_info(int argc, char **argv, lt_error *err);

@@ -102,6 +102,13 @@ static const key_desc k_keys[] = {
      "elements per 4-bit absmax block (even; bitsandbytes uses 64)"},
     {"bnb_4bit_compute_dtype", K_STR, F(bnb_4bit_compute_dtype), "float32", 0, 0, "quantization",
      "dtype of the dequantized weights in the matmuls (float32 on the CPU backend)"},
+
+    {"shard_base", K_BOOL, F(shard_base), "false", 0, 0, "data parallel",
+     "each rank stores 1/N of every layer's quantized blocks and all-gathers a layer before it runs"},
+    {"ddp_bucket_cap_mb", K_DOUBLE, F(ddp_bucket_cap_mb), "0", 0, 1e6, "data parallel",
+     "merge consecutive layers' LoRA gradients into all-reduce buckets of at least this many MiB (0: one per layer)"},
+    {"ddp_check_replicas", K_BOOL, F(ddp_check_replicas), "false", 0, 0, "data parallel",
+     "after every step, check that all ranks hold bitwise-identical LoRA parameters and moments (debug)"},
 };
 
 #define NKEYS (sizeof k_keys / sizeof k_keys[0])

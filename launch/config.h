@@ -59,6 +59,11 @@ typedef struct {
     int bnb_4bit_use_double_quant;
     int bnb_4bit_blocksize;
     char bnb_4bit_compute_dtype[16];
+
+    /* data parallelism (mpirun -np N / srun) */
+    int shard_base;
+    double ddp_bucket_cap_mb;
+    int ddp_check_replicas;
 } lt_run_config;
 
 /* Every key at its default. */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "dist/comm.h"
 #include "launch/commands.h"
 
 #define LT_VERSION "0.1.0"
@@ -10,15 +11,16 @@
 typedef struct {
     const char *name;
     lt_status (*run)(int argc, char **argv, lt_error *err);
+    lt_status (*run_parallel)(int argc, char **argv, lt_comm *world, lt_error *err);
     void (*help)(FILE *f);
     const char *summary;
 } command;
 
 static const command k_commands[] = {
-    {"train", lt_cmd_train, lt_help_train, "fine-tune LoRA adapters from a JSON config"},
-    {"generate", lt_cmd_generate, lt_help_generate, "sample text from a model, with or without an adapter"},
-    {"tokenize", lt_cmd_tokenize, lt_help_tokenize, "turn a text corpus into a token file for training"},
-    {"info", lt_cmd_info, lt_help_info, "print a model's shape and a LoRA setup's parameter counts"},
+    {"train", NULL, lt_cmd_train, lt_help_train, "fine-tune LoRA adapters from a JSON config"},
+    {"generate", lt_cmd_generate, NULL, lt_help_generate, "sample text from a model, with or without an adapter"},
+    {"tokenize", lt_cmd_tokenize, NULL, lt_help_tokenize, "turn a text corpus into a token file for training"},
+    {"info", lt_cmd_info, NULL, lt_help_info, "print a model's shape and a LoRA setup's parameter counts"},
 };
 #define NCOMMANDS (sizeof k_commands / sizeof k_commands[0])
 
@@ -55,11 +57,29 @@ int main(int argc, char **argv) {
             }
         lt_error err;
         lt_error_clear(&err);
-        lt_status st = c->run(argc - 2, argv + 2, &err);
-        if (st == LT_OK) return 0;
-        fflush(stdout);
-        fprintf(stderr, "loratrain %s: error: %s\n", cmd, err.msg);
-        return st == LT_ERR_CONFIG ? 2 : 1;
+        lt_comm *world = NULL;
+        lt_status st = LT_OK;
+        if (c->run_parallel) {
+            st = lt_comm_init_world(&argc, &argv, &world, &err);
+            if (st == LT_OK) st = c->run_parallel(argc - 2, argv + 2, world, &err);
+        } else {
+            st = c->run(argc - 2, argv + 2, &err);
+        }
+        const int code = st == LT_OK ? 0 : st == LT_ERR_CONFIG ? 2 : 1;
+        if (st != LT_OK) {
+            fflush(stdout);
+            if (world && lt_comm_size(world) > 1)
+                fprintf(stderr, "loratrain %s: rank %d of %d (%s): error: %s\n", cmd,
+                        lt_comm_rank(world), lt_comm_size(world), lt_comm_info(world)->host, err.msg);
+            else
+                fprintf(stderr, "loratrain %s: error: %s\n", cmd, err.msg);
+            fflush(stderr);
+            /* The other ranks may be waiting in a collective for this one:
+             * end them all rather than leave the job hanging. */
+            if (world && lt_comm_size(world) > 1) lt_comm_abort(world, code);
+        }
+        lt_comm_free(world);
+        return code;
     }
     fprintf(stderr, "loratrain: error: unknown command \"%s\" (expected train, generate, tokenize, info or version)\n",
             cmd);

@@ -42,7 +42,7 @@ void lt_describe_base(const lt_model *m, char *buf, size_t cap) {
              (unsigned long long)bm.quant_params, mib(bm.fp32_bytes), mib(bm.workspace_bytes));
 }
 
-void lt_memory_report_print(FILE *f, const lt_model *m) {
+void lt_memory_report_print(FILE *f, const lt_model *m, const lt_rank_memory *ranks, int n) {
     lt_mem_stats ms;
     lt_mem_get_stats(&ms);
     uint64_t hwm, rss;
@@ -57,9 +57,15 @@ void lt_memory_report_print(FILE *f, const lt_model *m) {
     char base[320];
     lt_describe_base(m, base, sizeof base);
     fprintf(f, "base: %s\n", base);
+    for (int r = 0; ranks && n > 1 && r < n; r++)
+        fprintf(f, "rank %d: quantized base resident %.2f MiB, tracked peak %.2f MiB, process peak "
+                   "%.2f MiB, read %.2f MiB of model tensors\n",
+                r, mib(ranks[r].quant_resident_bytes), mib(ranks[r].tracked_total_peak),
+                mib(ranks[r].vm_hwm), mib(ranks[r].model_bytes_read));
 }
 
-lt_status lt_memory_report_write(const char *path, const lt_model *m, lt_error *err) {
+lt_status lt_memory_report_write(const char *path, const lt_model *m, const lt_rank_memory *ranks,
+                                 int n, lt_error *err) {
     lt_mem_stats ms;
     lt_mem_get_stats(&ms);
     uint64_t hwm, rss;
@@ -87,9 +93,24 @@ lt_status lt_memory_report_write(const char *path, const lt_model *m, lt_error *
     cJSON_AddNumberToObject(b, "quant_params", (double)bm.quant_params);
     cJSON_AddNumberToObject(b, "quant_bytes", (double)bm.quant_bytes);
     cJSON_AddNumberToObject(b, "workspace_bytes", (double)bm.workspace_bytes);
+    cJSON_AddNumberToObject(b, "quant_resident_bytes", (double)bm.quant_resident_bytes);
+    cJSON_AddNumberToObject(b, "shards", bm.shard_count);
     if (bm.quant_params)
         cJSON_AddNumberToObject(b, "quant_bits_per_param",
                                 8.0 * (double)bm.quant_bytes / (double)bm.quant_params);
+    cJSON *rs = cJSON_AddArrayToObject(root, "ranks");
+    for (int r = 0; ranks && r < n; r++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *t = cJSON_AddObjectToObject(o, "tracked_peak_bytes");
+        for (int c = 0; c < LT_MEM_NCATEGORIES; c++)
+            cJSON_AddNumberToObject(t, lt_mem_category_name((lt_mem_category)c),
+                                    (double)ranks[r].tracked_peak[c]);
+        cJSON_AddNumberToObject(o, "tracked_total_peak_bytes", (double)ranks[r].tracked_total_peak);
+        cJSON_AddNumberToObject(o, "vm_hwm_bytes", (double)ranks[r].vm_hwm);
+        cJSON_AddNumberToObject(o, "quant_resident_bytes", (double)ranks[r].quant_resident_bytes);
+        cJSON_AddNumberToObject(o, "model_bytes_read", (double)ranks[r].model_bytes_read);
+        cJSON_AddItemToArray(rs, o);
+    }
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return lt_fail(err, LT_ERR_NOMEM, "%s: cannot format the memory report", path);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "core/status.h"
+#include "launch/data_parallel.h"
 #include "model/llama.h"
 
 /* VmHWM and VmRSS of this process in bytes (0 where /proc is unreadable). */
@@ -16,7 +17,10 @@ void lt_process_memory(uint64_t *hwm, uint64_t *rss);
 /* One line describing the base: format, bits per quantized parameter, bytes. */
 void lt_describe_base(const lt_model *m, char *buf, size_t cap);
 
-void lt_memory_report_print(FILE *f, const lt_model *m);
-lt_status lt_memory_report_write(const char *path, const lt_model *m, lt_error *err);
+/* ranks: every rank's figures (n of them; NULL for none), listed in the
+ * report so a sharded run shows each rank's resident base. */
+void lt_memory_report_print(FILE *f, const lt_model *m, const lt_rank_memory *ranks, int n);
+lt_status lt_memory_report_write(const char *path, const lt_model *m, const lt_rank_memory *ranks,
+                                 int n, lt_error *err);
 
 #endif

@@ -24,9 +24,11 @@ static double now_s(void) {
 
 lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched, int64_t step,
                         float max_grad_norm, const int32_t *inputs, const int32_t *targets, int ga,
-                        int B, int T, uint64_t seed, lt_step_stats *out, lt_error *err) {
+                        int B, int T, uint64_t seed, lt_dp *dp, lt_step_stats *out, lt_error *err) {
     const size_t per = (size_t)B * T;
-    int64_t total = lt_count_targets(targets, (int64_t)per * ga);
+    int64_t total = dp ? dp->global_targets : lt_count_targets(targets, (int64_t)per * ga);
+    const uint64_t first_token = dp ? dp->first_row * (uint64_t)T : 0;
+    lt_grad_sync *sync = dp ? dp->sync : NULL;
     if (total == 0)
         return lt_fail(err, LT_ERR_INVALID,
                        "step %lld: the batch has no target tokens (every label is masked)",
@@ -36,11 +38,19 @@ lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched,
     for (int g = 0; g < ga; g++) {
         double s = 0.0;
         int64_t n = 0;
-        lt_model_set_dropout_state(m, seed, (uint64_t)step * (uint64_t)ga + (uint64_t)g);
+        lt_model_set_dropout_state(m, seed, (uint64_t)step * (uint64_t)ga + (uint64_t)g,
+                                   first_token);
+        if (sync && g == ga - 1) lt_grad_sync_arm(sync);
         lt_status st = lt_model_forward_backward(m, inputs + g * per, targets + g * per, B, T,
                                                  (float)(1.0 / (double)total), &s, &n, err);
         if (st != LT_OK) return st;
         loss_sum += s;
+    }
+    out->grad_wait_s = 0;
+    if (sync) {
+        lt_status st = lt_grad_sync_finish(sync, &out->grad_wait_s, err);
+        if (st == LT_OK) st = lt_comm_reduce(dp->comm, &loss_sum, &loss_sum, 1, LT_DT_F64, LT_RED_SUM, 0, err);
+        if (st != LT_OK) return st;
     }
     const lt_param_table *tab = lt_model_lora_table(m);
     float *grads = lt_model_lora_grads(m);
@@ -60,11 +70,19 @@ lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched,
     return LT_OK;
 }
 
-lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_rows, double *loss,
-                      int64_t *tokens, lt_error *err) {
+lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_rows, lt_dp *dp,
+                      double *loss, int64_t *tokens, lt_error *err) {
     const int T = lt_dataset_seq_len(ds);
     size_t rows = lt_dataset_rows(ds);
     if (max_rows && rows > max_rows) rows = max_rows;
+    /* Rank r evaluates rows [lo, hi); every rank runs the same number of
+     * batches, because a sharded base gathers each layer collectively (a
+     * rank out of rows runs one padding row and drops it). */
+    const int N = dp ? dp->size : 1, r = dp ? dp->rank : 0;
+    const size_t share = (rows + (size_t)N - 1) / (size_t)N;
+    const size_t lo = share * (size_t)r < rows ? share * (size_t)r : rows;
+    const size_t hi = lo + share < rows ? lo + share : rows;
+    const size_t batches = (share + (size_t)batch - 1) / (size_t)batch;
     int32_t *in = malloc((size_t)batch * T * sizeof *in), *tg = malloc((size_t)batch * T * sizeof *tg);
     if (!in || !tg) {
         free(in);
@@ -74,18 +92,28 @@ lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_r
     double sum = 0.0;
     int64_t count = 0;
     lt_status st = LT_OK;
-    for (size_t r0 = 0; r0 < rows && st == LT_OK; r0 += (size_t)batch) {
-        int b = rows - r0 < (size_t)batch ? (int)(rows - r0) : batch;
+    for (size_t k = 0; k < batches && st == LT_OK; k++) {
+        const size_t r0 = lo + k * (size_t)batch;
+        int b = r0 >= hi ? 0 : (hi - r0 < (size_t)batch ? (int)(hi - r0) : batch);
+        if (b == 0 && !(dp && dp->gather)) continue;
         for (int i = 0; i < b; i++) lt_dataset_row(ds, r0 + (size_t)i, in + (size_t)i * T, tg + (size_t)i * T);
+        if (b == 0) lt_dataset_row(ds, 0, in, tg);
         double s = 0.0;
         int64_t n = 0;
-        st = lt_model_loss(m, in, tg, b, T, &s, &n, err);
+        st = lt_model_loss(m, in, tg, b ? b : 1, T, &s, &n, err);
+        if (b == 0) s = 0.0, n = 0;
         sum += s;
         count += n;
     }
     free(in);
     free(tg);
     if (st != LT_OK) return st;
+    if (dp && dp->size > 1) {
+        double v[2] = {sum, (double)count};
+        if ((st = lt_comm_reduce(dp->comm, v, v, 2, LT_DT_F64, LT_RED_SUM, 0, err)) != LT_OK) return st;
+        sum = v[0];
+        count = (int64_t)v[1];
+    }
     *loss = count ? sum / (double)count : NAN;
     *tokens = count;
     return LT_OK;
@@ -150,6 +178,9 @@ typedef struct {
     int opt_ready;
     int32_t *inputs, *targets;
     FILE *metrics;
+    lt_dp dp;
+    int lead; /* rank 0: prints and writes the outputs */
+    uint64_t model_bytes_read;
 } run_state;
 
 static void run_free(run_state *r) {
@@ -157,6 +188,7 @@ static void run_free(run_state *r) {
     free(r->inputs);
     free(r->targets);
     if (r->opt_ready) lt_adamw_free(&r->opt);
+    lt_dp_free(&r->dp);
     lt_loader_free(r->loader);
     lt_dataset_free(r->train);
     lt_dataset_free(r->eval);
@@ -194,8 +226,8 @@ static lt_status evaluate_and_log(const lt_run_config *c, run_state *r, int64_t 
     double loss;
     int64_t tokens;
     lt_status st = lt_evaluate(r->model, r->eval, c->per_device_eval_batch_size,
-                               (size_t)c->max_eval_samples, &loss, &tokens, err);
-    if (st != LT_OK) return st;
+                               (size_t)c->max_eval_samples, &r->dp, &loss, &tokens, err);
+    if (st != LT_OK || !r->lead) return st;
     log_eval(r, step, loss, tokens);
     if (tty) printf("\n");
     printf("eval at step %lld: eval_loss %.4f (perplexity %.2f) over %lld tokens\n", (long long)step,
@@ -205,20 +237,80 @@ static lt_status evaluate_and_log(const lt_run_config *c, run_state *r, int64_t 
     return LT_OK;
 }
 
-lt_status lt_train(const lt_run_config *c, lt_error *err) {
+/* Writes the run's files: only rank 0 does, the others return at once. */
+static lt_status write_start_files(const lt_run_config *c, run_state *r, lt_error *err) {
+    if (!r->lead) return LT_OK;
+    char path[LT_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/run_config.json", c->output_dir);
+    FILE *cf = fopen(path, "w");
+    if (!cf) return lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    lt_run_config_write_json(c, cf);
+    fprintf(cf, "\n");
+    fclose(cf);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->output_dir);
+    if (!(r->metrics = fopen(path, "w")))
+        return lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    return LT_OK;
+}
+
+static void counters_delta(const lt_comm_counters *now, const lt_comm_counters *before,
+                           lt_comm_counters *d) {
+    for (int k = 0; k < LT_COLL_COUNT; k++) {
+        d->calls[k] = now->calls[k] - before->calls[k];
+        d->bytes[k] = now->bytes[k] - before->bytes[k];
+    }
+    d->wait_s = now->wait_s - before->wait_s;
+}
+
+/* The run summary's communication part: what a step moved and what the
+ * same model would all-reduce as a full fine-tune. */
+static void print_comm_summary(const run_state *r, int64_t steps, const lt_comm_counters *step1,
+                               double comm_s, double grad_wait_s, double step_s) {
+    const lt_comm_counters *d = step1;
+    lt_base_memory bm;
+    lt_model_base_memory(r->model, &bm);
+    const double lora_bytes = (double)lt_model_lora_table(r->model)->numel * 4.0;
+    const double full_bytes = (double)(bm.fp32_params + bm.quant_params) * 4.0;
+    printf("communication: %d ranks (%s); per step: all-reduce %.0f bytes (LoRA gradients %.0f "
+           "bytes; a full fine-tune would all-reduce %.0f bytes, %.0fx more), all-gather %.0f "
+           "bytes, reduce %.0f bytes\n",
+           r->dp.size, lt_comm_backend_name(r->dp.comm), (double)d->bytes[LT_COLL_ALLREDUCE], lora_bytes,
+           full_bytes, full_bytes / lora_bytes, (double)d->bytes[LT_COLL_ALLGATHER],
+           (double)d->bytes[LT_COLL_REDUCE]);
+    printf("communication time on rank 0 over %lld steps: %.3f s blocked in collectives (%.1f%% of "
+           "step time; includes waiting for slower ranks), of which %.3f s waiting for gradient "
+           "buckets after backward",
+           (long long)steps, comm_s, step_s > 0 ? 100.0 * comm_s / step_s : 0.0, grad_wait_s);
+    if (r->dp.gather) {
+        lt_shard_gather_stats gs;
+        lt_shard_gather_get_stats(r->dp.gather, &gs);
+        printf("; sharded base (whole run, evaluation included): %llu layer gathers, %llu "
+               "prefetched, %.3f s blocked",
+               (unsigned long long)gs.gathers, (unsigned long long)gs.prefetched, gs.exposed_s);
+    }
+    printf("\n");
+}
+
+lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     run_state r;
     memset(&r, 0, sizeof r);
     const lt_ops *ops = lt_ops_cpu(c->threads);
+    const int rank = lt_comm_rank(world), N = lt_comm_size(world);
+    r.lead = rank == 0;
     lt_status st;
-    if ((st = lt_make_dirs(c->output_dir, err)) != LT_OK) return st;
+    if (r.lead && (st = lt_make_dirs(c->output_dir, err)) != LT_OK) return st;
     lt_quant_config qc;
     if ((st = lt_run_config_quant(c, &qc, err)) != LT_OK) goto done;
-    if ((st = lt_llama2c_load_quantized(c->model, &qc, ops, &r.model, err)) != LT_OK) goto done;
+    const int shards = c->shard_base ? N : 1;
+    if ((st = lt_llama2c_load_sharded(c->model, &qc, shards > 1 ? rank : 0, shards, ops, &r.model,
+                                      &r.model_bytes_read, err)) != LT_OK)
+        goto done;
     const lt_model_config *mc = lt_model_get_config(r.model);
     if ((st = lt_tokenizer_load_llama2c(c->tokenizer, mc->vocab_size, &r.tok, err)) != LT_OK) goto done;
     lt_lora_config lc;
     if ((st = lt_run_config_lora(c, &lc, err)) != LT_OK) goto done;
     if ((st = lt_model_add_lora(r.model, &lc, c->seed, err)) != LT_OK) goto done;
+    if ((st = lt_dp_setup(&r.dp, world, r.model, c->ddp_bucket_cap_mb, err)) != LT_OK) goto done;
 
     const int T = c->max_seq_length ? c->max_seq_length : mc->seq_len;
     if (T > mc->seq_len) {
@@ -228,11 +320,13 @@ lt_status lt_train(const lt_run_config *c, lt_error *err) {
     }
     if ((st = load_data(c, &r, T, err)) != LT_OK) goto done;
     const int B = c->per_device_train_batch_size, GA = c->gradient_accumulation_steps;
-    if ((st = lt_loader_create(r.train, B, c->seed, 1, &r.loader, err)) != LT_OK) goto done;
+    /* The global micro-batch is N x B rows; this rank takes its B. */
+    if ((st = lt_loader_create(r.train, B * N, c->seed, 1, &r.loader, err)) != LT_OK) goto done;
     const uint64_t rows = lt_loader_rows_per_epoch(r.loader);
     const int64_t total = c->max_steps > 0
                               ? c->max_steps
-                              : (int64_t)ceil(c->num_train_epochs * (double)rows / ((double)B * GA));
+                              : (int64_t)ceil(c->num_train_epochs * (double)rows /
+                                              ((double)B * N * GA));
     if (total < 1) {
         st = lt_fail(err, LT_ERR_CONFIG, "num_train_epochs = %g gives no optimizer step", c->num_train_epochs);
         goto done;
@@ -255,63 +349,84 @@ lt_status lt_train(const lt_run_config *c, lt_error *err) {
         st = lt_fail(err, LT_ERR_NOMEM, "batch buffers: out of memory");
         goto done;
     }
+    if ((st = write_start_files(c, &r, err)) != LT_OK) goto done;
 
-    char path[LT_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/run_config.json", c->output_dir);
-    FILE *cf = fopen(path, "w");
-    if (!cf) {
-        st = lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        goto done;
+    if (r.lead) {
+        printf("training %s: %d layers, dim %d; LoRA r %d on %s: %zu trainable parameters\n", c->model,
+               mc->n_layers, mc->dim, lc.r, c->target_modules, tab->numel);
+        char base[320];
+        lt_describe_base(r.model, base, sizeof base);
+        printf("base: %s\n", base);
+        if (N > 1) {
+            const lt_rank_info *ri = lt_comm_info(world);
+            printf("data parallel: %d ranks (%s, %s backend), %d per node; global batch %d x %d x %d "
+                   "sequences; %d gradient buckets%s\n",
+                   N, ri->launcher, lt_comm_backend_name(world), ri->local_size, N, GA, B,
+                   lt_grad_sync_buckets(r.dp.sync),
+                   r.dp.gather ? "; base sharded: each rank stores 1/N of every layer" : "");
+        }
+        printf("data: %zu training sequences of %d tokens (%lld target tokens)%s; %lld steps of %d x %d "
+               "sequences, %s schedule, warmup %lld\n",
+               lt_dataset_rows(r.train), T, (long long)lt_dataset_target_tokens(r.train),
+               r.eval ? ", held-out set for eval_loss" : "", (long long)total, GA, B * N,
+               lt_lr_schedule_name(sched.kind), (long long)sched.warmup_steps);
+        fflush(stdout);
     }
-    lt_run_config_write_json(c, cf);
-    fprintf(cf, "\n");
-    fclose(cf);
-    snprintf(path, sizeof path, "%s/metrics.jsonl", c->output_dir);
-    if (!(r.metrics = fopen(path, "w"))) {
-        st = lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        goto done;
-    }
-
-    printf("training %s: %d layers, dim %d; LoRA r %d on %s: %zu trainable parameters\n", c->model,
-           mc->n_layers, mc->dim, lc.r, c->target_modules, tab->numel);
-    char base[320];
-    lt_describe_base(r.model, base, sizeof base);
-    printf("base: %s\n", base);
-    printf("data: %zu training sequences of %d tokens (%lld target tokens)%s; %lld steps of %d x %d "
-           "sequences, %s schedule, warmup %lld\n",
-           lt_dataset_rows(r.train), T, (long long)lt_dataset_target_tokens(r.train),
-           r.eval ? ", held-out set for eval_loss" : "", (long long)total, GA, B,
-           lt_lr_schedule_name(sched.kind), (long long)sched.warmup_steps);
-    fflush(stdout);
-    const int tty = isatty(STDOUT_FILENO) && !c->disable_tqdm;
+    const int tty = r.lead && isatty(STDOUT_FILENO) && !c->disable_tqdm;
     if ((st = evaluate_and_log(c, &r, 0, 0, NULL, err)) != LT_OK) goto done;
 
     progress p = {.tty = tty, .every = c->logging_steps, .total = total, .t0 = now_s()};
     int64_t tokens_seen = 0;
+    const double global_tokens = (double)GA * B * T * N;
+    lt_comm_counters first_step = {{0}, {0}, 0};
+    double grad_wait_total = 0, step_time_total = 0, comm_total = 0;
     for (int64_t step = 0; step < total; step++) {
-        for (int g = 0; g < GA; g++)
-            lt_loader_next(r.loader, r.inputs + (size_t)g * B * T, r.targets + (size_t)g * B * T);
+        r.dp.global_targets = 0;
+        r.dp.first_row = (uint64_t)rank * (uint64_t)B;
+        for (int g = 0; g < GA; g++) {
+            int64_t bt = 0;
+            lt_loader_next_part(r.loader, rank * B, B, r.inputs + (size_t)g * B * T,
+                                r.targets + (size_t)g * B * T, &bt);
+            r.dp.global_targets += bt;
+        }
+        lt_comm_counters before, after, d;
+        lt_comm_get_counters(world, &before);
         double t0 = now_s();
         lt_step_stats s;
         st = lt_train_step(r.model, &r.opt, &sched, step, c->max_grad_norm, r.inputs, r.targets, GA,
-                           B, T, c->seed, &s, err);
+                           B, T, c->seed, &r.dp, &s, err);
         if (st != LT_OK) goto done;
         double dt = now_s() - t0;
-        tokens_seen += (int64_t)GA * B * T;
+        lt_comm_get_counters(world, &after);
+        counters_delta(&after, &before, &d);
+        if (step == 0) first_step = d;
+        grad_wait_total += s.grad_wait_s;
+        comm_total += d.wait_s;
+        step_time_total += dt;
+        if (c->ddp_check_replicas && N > 1 &&
+            (st = lt_dp_check_replicas(&r.dp, lt_model_lora_params(r.model), &r.opt, step, err)) != LT_OK)
+            goto done;
+        tokens_seen += (int64_t)global_tokens;
         lt_data_cursor cur = lt_loader_cursor(r.loader);
         double epoch = (double)cur.epoch + (double)cur.position / (double)rows;
-        fprintf(r.metrics,
-                "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.17g,\"learning_rate\":%.9g,\"grad_norm\":%.9g,"
-                "\"target_tokens\":%lld,\"tokens_seen\":%lld,\"tokens_per_s\":%.1f,\"mem_mib\":%.1f,"
-                "\"elapsed_s\":%.3f}\n",
-                (long long)step + 1, epoch, s.loss, (double)s.lr, s.grad_norm, (long long)s.tokens,
-                (long long)tokens_seen, (double)GA * B * T / dt, mem_mib(), now_s() - p.t0);
-        fflush(r.metrics);
-        show(&p, step + 1, &s, (double)GA * B * T / dt);
+        if (r.lead) {
+            fprintf(r.metrics,
+                    "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.17g,\"learning_rate\":%.9g,\"grad_norm\":%.9g,"
+                    "\"target_tokens\":%lld,\"tokens_seen\":%lld,\"tokens_per_s\":%.1f,\"mem_mib\":%.1f,"
+                    "\"elapsed_s\":%.3f,\"ranks\":%d,\"allreduce_bytes\":%llu,\"allgather_bytes\":%llu,"
+                    "\"reduce_bytes\":%llu,\"comm_wait_s\":%.6f,\"grad_wait_s\":%.6f}\n",
+                    (long long)step + 1, epoch, s.loss, (double)s.lr, s.grad_norm, (long long)s.tokens,
+                    (long long)tokens_seen, global_tokens / dt, mem_mib(), now_s() - p.t0, N,
+                    (unsigned long long)d.bytes[LT_COLL_ALLREDUCE],
+                    (unsigned long long)d.bytes[LT_COLL_ALLGATHER],
+                    (unsigned long long)d.bytes[LT_COLL_REDUCE], d.wait_s, s.grad_wait_s);
+            fflush(r.metrics);
+            show(&p, step + 1, &s, global_tokens / dt);
+        }
         if (c->eval_steps && (step + 1) % c->eval_steps == 0 && step + 1 < total &&
             (st = evaluate_and_log(c, &r, step + 1, tty, NULL, err)) != LT_OK)
             goto done;
-        if (c->save_steps && (step + 1) % c->save_steps == 0 && step + 1 < total) {
+        if (r.lead && c->save_steps && (step + 1) % c->save_steps == 0 && step + 1 < total) {
             char dir[LT_PATH_MAX + 64];
             snprintf(dir, sizeof dir, "%s/checkpoint-%lld", c->output_dir, (long long)step + 1);
             if ((st = lt_adapter_save(r.model, dir, c->model, err)) != LT_OK) goto done;
@@ -319,12 +434,27 @@ lt_status lt_train(const lt_run_config *c, lt_error *err) {
     }
     double final_loss = NAN;
     if ((st = evaluate_and_log(c, &r, total, 0, &final_loss, err)) != LT_OK) goto done;
-    if ((st = lt_adapter_save(r.model, c->output_dir, c->model, err)) != LT_OK) goto done;
-    printf("done: %lld steps in %.1f s; adapter written to %s/adapter_model.safetensors\n",
-           (long long)total, now_s() - p.t0, c->output_dir);
-    snprintf(path, sizeof path, "%s/memory.json", c->output_dir);
-    if ((st = lt_memory_report_write(path, r.model, err)) != LT_OK) goto done;
-    lt_memory_report_print(stdout, r.model);
+    lt_rank_memory *mem = calloc((size_t)N, sizeof *mem);
+    if (!mem) {
+        st = lt_fail(err, LT_ERR_NOMEM, "memory report: out of memory");
+        goto done;
+    }
+    st = lt_dp_gather_memory(&r.dp, r.model_bytes_read, mem, err);
+    if (st == LT_OK && r.lead) {
+        char path[LT_PATH_MAX + 64];
+        st = lt_adapter_save(r.model, c->output_dir, c->model, err);
+        if (st == LT_OK)
+            printf("done: %lld steps in %.1f s; adapter written to %s/adapter_model.safetensors\n",
+                   (long long)total, now_s() - p.t0, c->output_dir);
+        snprintf(path, sizeof path, "%s/memory.json", c->output_dir);
+        if (st == LT_OK) st = lt_memory_report_write(path, r.model, mem, N, err);
+        if (st == LT_OK) {
+            lt_memory_report_print(stdout, r.model, mem, N);
+            if (N > 1) print_comm_summary(&r, total, &first_step, comm_total, grad_wait_total,
+                                          step_time_total);
+        }
+    }
+    free(mem);
 done:
     run_free(&r);
     return st;

@@ -5,7 +5,10 @@
  *   zero the gradients; for each of GA micro-batches, forward and backward
  *   with every token weighted 1 / (targets in the whole accumulated batch)
  *   (token-level mean, as Hugging Face Trainer's num_items_in_batch);
- *   clip the global gradient norm; AdamW at the scheduled learning rate. */
+ *   clip the global gradient norm; AdamW at the scheduled learning rate.
+ * With N data-parallel ranks each runs its part of every micro-batch, the
+ * last micro-batch's backward starts the bucketed all-reduce of the LoRA
+ * gradients, and every rank clips and steps the same summed gradient. */
 #ifndef LT_LAUNCH_TRAINER_H
 #define LT_LAUNCH_TRAINER_H
 
@@ -13,7 +16,9 @@
 
 #include "core/status.h"
 #include "io/dataset.h"
+#include "dist/comm.h"
 #include "launch/config.h"
+#include "launch/data_parallel.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
@@ -22,21 +27,26 @@ typedef struct {
     double loss;      /* mean cross-entropy over the step's target tokens */
     double grad_norm; /* global L2 norm before clipping */
     float lr;         /* learning rate applied */
-    int64_t tokens;   /* target tokens in the step */
+    int64_t tokens;   /* target tokens in the step (all ranks) */
+    double grad_wait_s; /* time blocked waiting for the gradient all-reduce */
 } lt_step_stats;
 
-/* inputs and targets hold ga micro-batches of [B, T] each, back to back.
- * step counts optimizer steps already taken (it selects the learning rate
- * and the dropout masks). */
+/* inputs and targets hold ga micro-batches of [B, T] each, back to back
+ * (this rank's rows). step counts optimizer steps already taken (it selects
+ * the learning rate and the dropout masks). dp NULL: one process; else its
+ * global_targets and first_row describe this step. The loss in *out is the
+ * global one on rank 0 (a reduce), this rank's elsewhere. */
 lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched, int64_t step,
                         float max_grad_norm, const int32_t *inputs, const int32_t *targets, int ga,
-                        int B, int T, uint64_t seed, lt_step_stats *out, lt_error *err);
+                        int B, int T, uint64_t seed, lt_dp *dp, lt_step_stats *out, lt_error *err);
 
-/* Mean loss over a dataset's rows (at most max_rows; 0: all). */
-lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_rows, double *loss,
-                      int64_t *tokens, lt_error *err);
+/* Mean loss over a dataset's rows (at most max_rows; 0: all). With dp the
+ * rows are split across ranks and the result is rank 0's. */
+lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_rows, lt_dp *dp,
+                      double *loss, int64_t *tokens, lt_error *err);
 
-/* Runs `loratrain train` for a validated configuration. */
-lt_status lt_train(const lt_run_config *cfg, lt_error *err);
+/* Runs `loratrain train` for a validated configuration on the ranks of
+ * world (every rank calls it). */
+lt_status lt_train(const lt_run_config *cfg, lt_comm *world, lt_error *err);
 
 #endif

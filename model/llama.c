@@ -58,7 +58,9 @@ struct lt_model {
     lt_quant_config qc;
     lt_qtensor qt[LT_MOD_COUNT];
     uint64_t blob_bytes;
-    uint8_t *qbase; /* [n_layers * blob_bytes] */
+    int shard_rank, shard_count;
+    uint64_t shard_bytes; /* per layer stored: blob_bytes padded / shard_count */
+    uint8_t *qbase;       /* [n_layers * shard_bytes] */
     float *ws;      /* one layer's linears in fp32, laid out as the fp32 base */
     int ws_layer;   /* the layer ws holds, -1 for none */
 
@@ -70,7 +72,7 @@ struct lt_model {
     float *lora, *lora_grad;
     int64_t (*lora_a)[LT_MOD_COUNT]; /* offsets into lora, -1 if absent */
     int64_t (*lora_b)[LT_MOD_COUNT];
-    uint64_t dropout_seed, dropout_step;
+    uint64_t dropout_seed, dropout_step, dropout_row0;
 
     /* activations, sized for cap_B x cap_T */
     int cap_B, cap_T, chunk;
@@ -150,12 +152,17 @@ lt_status lt_quant_layer_layout(const lt_model_config *cfg, const lt_quant_confi
     return LT_OK;
 }
 
-static lt_status setup_quantized(lt_model *m, const lt_quant_config *qc, lt_error *err) {
+static lt_status setup_quantized(lt_model *m, const lt_quant_config *qc, int rank, int count,
+                                 lt_error *err) {
     lt_status st = lt_quant_layer_layout(&m->c, qc, m->qt, &m->blob_bytes, err);
     if (st != LT_OK) return st;
     m->quantized = 1;
     m->qc = *qc;
-    const size_t total = (size_t)m->blob_bytes * (size_t)m->c.n_layers;
+    m->shard_rank = rank;
+    m->shard_count = count;
+    const uint64_t unit = 64u * (uint64_t)count;
+    m->shard_bytes = (m->blob_bytes + unit - 1) / unit * 64u;
+    const size_t total = (size_t)m->shard_bytes * (size_t)m->c.n_layers;
     m->qbase = m->ops->alloc(m->ops, LT_MEM_QUANT_BASE, total);
     m->ws = m->ops->alloc(m->ops, LT_MEM_WORKSPACE, layer_linear_floats(m) * sizeof(float));
     m->ws_layer = -1;
@@ -173,10 +180,23 @@ lt_status lt_model_create(const lt_model_config *cfg, const lt_ops *ops, lt_mode
 
 lt_status lt_model_create_quantized(const lt_model_config *cfg, const lt_quant_config *qc,
                                     const lt_ops *ops, lt_model **out, lt_error *err) {
+    return lt_model_create_sharded(cfg, qc, 0, 1, ops, out, err);
+}
+
+lt_status lt_model_create_sharded(const lt_model_config *cfg, const lt_quant_config *qc,
+                                  int shard_rank, int shard_count, const lt_ops *ops,
+                                  lt_model **out, lt_error *err) {
     *out = NULL;
     lt_status st = lt_model_config_validate(cfg, NULL, err);
     if (st != LT_OK) return st;
     if (qc && qc->format == LT_QUANT_NONE) qc = NULL;
+    if (shard_count < 1 || shard_rank < 0 || shard_rank >= shard_count)
+        return lt_fail(err, LT_ERR_INVALID, "model: shard %d of %d does not exist", shard_rank,
+                       shard_count);
+    if (shard_count > 1 && !qc)
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "shard_base needs a quantized base (load_in_4bit or load_in_8bit); an fp32 "
+                       "base is kept whole on every rank");
     lt_model *m = calloc(1, sizeof *m);
     if (!m) return lt_fail(err, LT_ERR_NOMEM, "model: cannot allocate the model structure");
     m->c = *cfg;
@@ -189,7 +209,7 @@ lt_status lt_model_create_quantized(const lt_model_config *cfg, const lt_quant_c
     lt_table_init(&m->base_tab);
     lt_table_init(&m->lora_tab);
     if ((st = build_base_table(m, qc == NULL, err)) != LT_OK) goto fail;
-    if (qc && (st = setup_quantized(m, qc, err)) != LT_OK) goto fail;
+    if (qc && (st = setup_quantized(m, qc, shard_rank, shard_count, err)) != LT_OK) goto fail;
     m->base = ops->alloc(ops, LT_MEM_BASE_WEIGHTS, m->base_tab.numel * sizeof(float));
     m->resident = calloc((size_t)cfg->n_layers, sizeof *m->resident);
     if (!m->base || !m->resident) {
@@ -264,17 +284,22 @@ const lt_qtensor *lt_model_qtensor(const lt_model *m, int mod) {
 }
 const uint8_t *lt_model_layer_blob(const lt_model *m, int layer) {
     if (!m->quantized || layer < 0 || layer >= m->c.n_layers) return NULL;
-    return m->qbase + (size_t)layer * m->blob_bytes;
+    return m->qbase + (size_t)layer * m->shard_bytes;
 }
+uint64_t lt_model_shard_bytes(const lt_model *m) { return m->quantized ? m->shard_bytes : 0; }
+int lt_model_shard_count(const lt_model *m) { return m->quantized ? m->shard_count : 1; }
 
 void lt_model_base_memory(const lt_model *m, lt_base_memory *out) {
     memset(out, 0, sizeof *out);
+    out->shard_count = 1;
     out->fp32_params = m->base_tab.numel;
     out->fp32_bytes = m->base_tab.numel * sizeof(float);
     if (!m->quantized) return;
     for (int mod = 0; mod < LT_MOD_COUNT; mod++)
         out->quant_params += (uint64_t)m->qt[mod].numel * (uint64_t)m->c.n_layers;
     out->quant_bytes = m->blob_bytes * (uint64_t)m->c.n_layers;
+    out->quant_resident_bytes = m->shard_bytes * (uint64_t)m->c.n_layers;
+    out->shard_count = m->shard_count;
     out->workspace_bytes = layer_linear_floats(m) * sizeof(float);
 }
 
@@ -325,11 +350,23 @@ lt_status lt_model_set_base_tensor(lt_model *m, const char *name, const float *h
     if (!staging)
         return lt_fail(err, LT_ERR_NOMEM, "quantizing %s: cannot allocate %zu bytes", name, bytes);
     lt_status st = lt_quantize(&local, host, staging, name, err);
-    if (st == LT_OK)
-        m->ops->upload(m->ops, m->qbase + (size_t)layer * m->blob_bytes + t->begin, staging, bytes);
+    /* Keep the part of the tensor's bytes that falls in this model's shard. */
+    const uint64_t lo = (uint64_t)m->shard_rank * m->shard_bytes, hi = lo + m->shard_bytes;
+    const uint64_t from = t->begin > lo ? t->begin : lo, to = t->end < hi ? t->end : hi;
+    if (st == LT_OK && from < to)
+        m->ops->upload(m->ops, m->qbase + (size_t)layer * m->shard_bytes + (from - lo),
+                       staging + (from - t->begin), (size_t)(to - from));
     lt_free(staging);
     if (layer == m->ws_layer) m->ws_layer = -1;
     return st;
+}
+
+int lt_model_base_tensor_needed(const lt_model *m, const char *name) {
+    if (lt_table_find(&m->base_tab, name)) return 1;
+    int layer = -1, mod = m->quantized ? parse_linear_name(m, name, &layer) : -1;
+    if (mod < 0) return 1;
+    const uint64_t lo = (uint64_t)m->shard_rank * m->shard_bytes, hi = lo + m->shard_bytes;
+    return m->qt[mod].begin < hi && m->qt[mod].end > lo;
 }
 
 void lt_model_set_hooks(lt_model *m, const lt_model_hooks *hooks) {
@@ -416,9 +453,10 @@ void lt_model_zero_grads(lt_model *m) {
     if (m->has_lora) m->ops->zero(m->ops, m->lora_grad, m->lora_tab.numel * sizeof(float));
 }
 int lt_model_lora_is_merged(const lt_model *m) { return m->merged; }
-void lt_model_set_dropout_state(lt_model *m, uint64_t seed, uint64_t step) {
+void lt_model_set_dropout_state(lt_model *m, uint64_t seed, uint64_t step, uint64_t first_token) {
     m->dropout_seed = seed;
     m->dropout_step = step;
+    m->dropout_row0 = first_token;
 }
 
 /* Where module mod's output columns start within its group's output rows
@@ -452,9 +490,6 @@ lt_status lt_model_merge_lora(lt_model *m, int unmerge, lt_error *err) {
         return lt_fail(err, LT_ERR_UNSUPPORTED,
                        "merge: the base is quantized (%s); merge into the fp32 base model instead",
                        lt_quant_format_name(m->qc.format));
-    if (m->hooks.acquire_layer)
-        return lt_fail(err, LT_ERR_UNSUPPORTED,
-                       "merge: base weights are not resident fp32 (sharded)");
     const float s = unmerge ? -m->scale : m->scale;
     for (int l = 0; l < m->c.n_layers; l++)
         for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
@@ -594,13 +629,21 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
 
 /* ------------------------------------------------------------- forward */
 
-static lt_status acquire(lt_model *m, int l, lt_layer_weights *w, lt_error *err) {
-    if (m->hooks.acquire_layer) return m->hooks.acquire_layer(m->hooks.user, l, w, err);
+/* next: the layer wanted after this one, for the shard gather's prefetch. */
+static lt_status acquire(lt_model *m, int l, int next, lt_layer_weights *w, lt_error *err) {
     *w = m->resident[l];
     /* The last layer of the forward pass is the first of the backward:
      * the workspace still holds it. */
     if (m->quantized && m->ws_layer != l) {
-        const uint8_t *blob = m->qbase + (size_t)l * m->blob_bytes;
+        const uint8_t *blob = m->qbase + (size_t)l * m->shard_bytes;
+        if (m->shard_count > 1) {
+            if (!m->hooks.acquire_layer)
+                return lt_fail(err, LT_ERR_INVALID,
+                               "model: the base is sharded %d ways but no acquire_layer hook "
+                               "gathers its layers", m->shard_count);
+            lt_status st = m->hooks.acquire_layer(m->hooks.user, l, next, &blob, err);
+            if (st != LT_OK) return st;
+        }
         for (int mod = 0; mod < LT_MOD_COUNT; mod++)
             m->ops->dequantize(m->ops, module_weight(m, l, mod), blob, &m->qt[mod]);
         m->ws_layer = l;
@@ -621,7 +664,8 @@ static int lora_on(const lt_model *m, int l, int mod) {
 static const float *lora_input(lt_model *m, int l, int mod, const float *x, int n, int in,
                                int train) {
     if (!train || m->lc.dropout <= 0.0f) return x;
-    m->ops->dropout(m->ops, m->g.lora_x, x, n, in, m->lc.dropout, dropout_key(m, l, mod), 0);
+    m->ops->dropout(m->ops, m->g.lora_x, x, n, in, m->lc.dropout, dropout_key(m, l, mod),
+                    m->dropout_row0, 0);
     return m->g.lora_x;
 }
 
@@ -714,7 +758,12 @@ static lt_status forward_body(lt_model *m, const int32_t *tokens, int B, int T, 
     o->embedding_fwd(o, m->acts[0].x, m->tokens, m->tok_emb, n, m->C);
     for (int l = 0; l < m->c.n_layers; l++) {
         lt_layer_weights w;
-        if ((st = acquire(m, l, &w, err)) != LT_OK) return st;
+        /* After the last layer: backward starts on it (still in the
+         * workspace) and then wants the one below; any later forward starts
+         * at layer 0. */
+        const int L = m->c.n_layers;
+        int next = l + 1 < L ? l + 1 : (train ? L - 2 : (L > 1 ? 0 : -1));
+        if ((st = acquire(m, l, next, &w, err)) != LT_OK) return st;
         layer_forward(m, l, &w, B, T, train);
     }
     o->rmsnorm_fwd(o, m->xf, m->rstdf, m->x_final, m->final_norm, n, m->C, m->c.norm_eps);
@@ -833,7 +882,8 @@ static void lora_bwd(lt_model *m, layer_acts *a, int l, int grp, const float *x,
         if (!dx) continue;
         o->gemm(o, 0, 0, n, in, r, 1.0f, g + i * r, w, m->lora + m->lora_a[l][mod], in, 0.0f,
                 m->g.lora_dx, in);
-        o->dropout(o, dx, m->g.lora_dx, n, in, m->lc.dropout, dropout_key(m, l, mod), 1);
+        o->dropout(o, dx, m->g.lora_dx, n, in, m->lc.dropout, dropout_key(m, l, mod),
+                      m->dropout_row0, 1);
     }
 }
 
@@ -887,7 +937,8 @@ lt_status lt_model_forward_backward(lt_model *m, const int32_t *inputs, const in
     o->rmsnorm_bwd(o, m->g.dres, NULL, m->g.dxn, m->x_final, m->final_norm, m->rstdf, n, C);
     for (int l = m->c.n_layers - 1; l >= 0; l--) {
         lt_layer_weights w;
-        if ((st = acquire(m, l, &w, err)) != LT_OK) return st;
+        /* Backward ends on layer 0, where the next forward starts. */
+        if ((st = acquire(m, l, l - 1, &w, err)) != LT_OK) return st;
         layer_backward(m, l, &w, B, T, l > 0);
         if ((st = o->check(o, err)) != LT_OK) return st;
         if (m->hooks.grads_ready && (st = m->hooks.grads_ready(m->hooks.user, l, err)) != LT_OK)

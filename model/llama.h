@@ -36,10 +36,17 @@ typedef struct {
 } lt_layer_weights;
 
 typedef struct {
-    /* Make layer l's base weights present (gather a shard, dequantize) and
-     * point w at them. Called before the layer runs forward and again before
-     * it runs backward. NULL: the resident fp32 base is used. */
-    lt_status (*acquire_layer)(void *user, int layer, lt_layer_weights *w, lt_error *err);
+    /* A sharded quantized base: make layer's whole quantized blob present
+     * (the all-gather of every rank's shard) and point *blob at it (device
+     * memory, valid until the next call). next is the layer the model will
+     * ask for after this one (-1: none known), so its gather can start
+     * while this layer computes. Called before a layer runs forward and
+     * again before it runs backward, except when the dequantization
+     * workspace still holds the layer (the last layer of forward is the
+     * first of backward; the first of backward's end is the first of the
+     * next forward). Not called for a resident base. */
+    lt_status (*acquire_layer)(void *user, int layer, int next, const uint8_t **blob,
+                               lt_error *err);
     /* Layer l's LoRA gradients are final (its all-reduce bucket may start). */
     lt_status (*grads_ready)(void *user, int layer, lt_error *err);
     void *user;
@@ -53,7 +60,20 @@ lt_status lt_model_create(const lt_model_config *cfg, const lt_ops *ops, lt_mode
  * classifier stay fp32, as QLoRA keeps them. */
 lt_status lt_model_create_quantized(const lt_model_config *cfg, const lt_quant_config *qc,
                                     const lt_ops *ops, lt_model **out, lt_error *err);
+/* The same with every layer's quantized blob split into shard_count equal
+ * shards of lt_model_shard_bytes (the blob padded to a multiple of
+ * 64 * shard_count bytes): this model stores only shard shard_rank of each
+ * layer, and the acquire_layer hook supplies whole blobs. shard_count 1 is
+ * lt_model_create_quantized. Needs a quantized base. */
+lt_status lt_model_create_sharded(const lt_model_config *cfg, const lt_quant_config *qc,
+                                  int shard_rank, int shard_count, const lt_ops *ops,
+                                  lt_model **out, lt_error *err);
 void lt_model_free(lt_model *m);
+
+/* Bytes of one layer's shard this model stores (the whole blob unsharded;
+ * 0 for an fp32 base) and the number of shards. */
+uint64_t lt_model_shard_bytes(const lt_model *m);
+int lt_model_shard_count(const lt_model *m);
 
 /* The quantized layout of one decoder layer: module m's tensor at qt[m]
  * (its own absmax blocks and double-quant state, as bitsandbytes quantizes
@@ -68,6 +88,10 @@ lt_status lt_quant_layer_layout(const lt_model_config *cfg, const lt_quant_confi
  * whole when the base is quantized. */
 lt_status lt_model_set_base_tensor(lt_model *m, const char *name, const float *host, size_t count,
                                    lt_error *err);
+/* 0 when this model's shard holds no byte of tensor `name` (a loader may
+ * skip reading it); 1 otherwise, including names it does not know (so
+ * lt_model_set_base_tensor can report them). */
+int lt_model_base_tensor_needed(const lt_model *m, const char *name);
 
 /* NULL when the base is fp32. */
 const lt_quant_config *lt_model_quant_config(const lt_model *m);
@@ -76,12 +100,15 @@ const lt_quant_config *lt_model_quant_config(const lt_model *m);
 typedef struct {
     uint64_t fp32_params, fp32_bytes;   /* resident fp32 tensors */
     uint64_t quant_params, quant_bytes; /* quantized linears, every byte of their blobs */
+    uint64_t quant_resident_bytes;      /* of those, what this model stores (its shards) */
+    int shard_count;
     uint64_t workspace_bytes;           /* the fp32 dequantization workspace */
 } lt_base_memory;
 void lt_model_base_memory(const lt_model *m, lt_base_memory *out);
 
-/* Layer l's quantized tensor for module mod and its blob (device memory);
- * NULL when the base is fp32. For tests and exporters. */
+/* Layer l's quantized tensor for module mod and its blob (device memory;
+ * with a sharded base, this model's shard of it); NULL when the base is
+ * fp32. For tests, exporters and the shard gather. */
 const lt_qtensor *lt_model_qtensor(const lt_model *m, int mod);
 const uint8_t *lt_model_layer_blob(const lt_model *m, int layer);
 
@@ -109,10 +136,12 @@ void lt_model_zero_grads(lt_model *m);
 lt_status lt_model_merge_lora(lt_model *m, int unmerge, lt_error *err);
 int lt_model_lora_is_merged(const lt_model *m);
 
-/* Dropout masks come from (seed, step, layer, module); the trainer moves
- * step forward once per micro-batch. Dropout acts only in
- * lt_model_forward_backward, never in evaluation. */
-void lt_model_set_dropout_state(lt_model *m, uint64_t seed, uint64_t step);
+/* Dropout masks come from (seed, step, layer, module) and the token's
+ * index in the global micro-batch, where this rank's tokens start at
+ * first_token (0 in one process); the trainer moves step forward once per
+ * micro-batch. Dropout acts only in lt_model_forward_backward, never in
+ * evaluation. */
+void lt_model_set_dropout_state(lt_model *m, uint64_t seed, uint64_t step, uint64_t first_token);
 
 /* ---- compute ---- */
 

@@ -86,9 +86,11 @@ struct lt_ops {
                        int n, int hidden);
 
     /* out (= or +=) x * keep / (1 - p) over an [n, cols] block where
-     * keep = uniform(key, i * cols + j) >= p (see model/rng.h). */
+     * keep = uniform(key, (first_row + i) * cols + j) >= p (model/rng.h):
+     * rows are numbered in the whole global batch, so a rank holding rows
+     * from first_row on draws the masks one process would. */
     void (*dropout)(const lt_ops *o, float *out, const float *x, int n, int cols, float p,
-                    uint64_t key, int accumulate);
+                    uint64_t key, uint64_t first_row, int accumulate);
 
     /* Cross-entropy over n rows of V logits. For each row: losses[i] =
      * logsumexp - logit[target] (0 when target < 0). With want_grad the

@@ -210,14 +210,14 @@ static void cpu_swiglu_bwd(const lt_ops *o, float *dgate_up, const float *dh,
 }
 
 static void cpu_dropout(const lt_ops *o, float *out, const float *x, int n, int cols, float p,
-                        uint64_t key, int accumulate) {
+                        uint64_t key, uint64_t first_row, int accumulate) {
     (void)o;
     const float keep_scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * cols;
         float *oi = out + (size_t)i * cols;
-        uint64_t base = (uint64_t)i * (uint64_t)cols;
+        uint64_t base = (first_row + (uint64_t)i) * (uint64_t)cols;
         for (int j = 0; j < cols; j++) {
             float m = lt_rng_uniform(key, base + (uint64_t)j) >= p ? keep_scale : 0.0f;
             oi[j] = accumulate ? oi[j] + xi[j] * m : xi[j] * m;

@@ -61,7 +61,7 @@ static void test_zero_B_is_exact(void) {
     CHECK(differ == 0, "B = 0: %zu of %zu logits differ from the base model", differ, nl);
     /* Training mode, dropout on: the adapter path still adds exactly zero. */
     double train_loss;
-    lt_model_set_dropout_state(m, 3, 0);
+    lt_model_set_dropout_state(m, 3, 0, 0);
     CHECK(lt_model_forward_backward(m, in, tg, B, T, 1.0f / (float)cnt, &train_loss, &cnt, &err) == LT_OK,
           "%s", err.msg);
     CHECK(train_loss == base_loss, "B = 0: training loss %.17g differs from base %.17g", train_loss,
@@ -237,7 +237,7 @@ static void test_determinism_and_hooks(void) {
     float *g1 = malloc(t->numel * 4);
     double l1, l2;
     int64_t cnt;
-    lt_model_set_dropout_state(m, 11, 5);
+    lt_model_set_dropout_state(m, 11, 5, 0);
     lt_model_zero_grads(m);
     CHECK(lt_model_forward_backward(m, in, tg, B, T, 0.01f, &l1, &cnt, &err) == LT_OK, "%s", err.msg);
     memcpy(g1, lt_model_lora_grads(m), t->numel * 4);
@@ -250,11 +250,11 @@ static void test_determinism_and_hooks(void) {
     CHECK(l1 == l2, "same step twice: loss %.17g vs %.17g", l1, l2);
     CHECK(memcmp(g1, lt_model_lora_grads(m), t->numel * 4) == 0, "same step twice: gradients differ");
     /* Another dropout step draws other masks. */
-    lt_model_set_dropout_state(m, 11, 6);
+    lt_model_set_dropout_state(m, 11, 6, 0);
     CHECK(lt_model_forward_backward(m, in, tg, B, T, 0.01f, &l2, &cnt, &err) == LT_OK, "%s", err.msg);
     CHECK(l1 != l2, "dropout step 6 gave the same loss as step 5");
     /* Gradients accumulate across calls (gradient accumulation). */
-    lt_model_set_dropout_state(m, 11, 5);
+    lt_model_set_dropout_state(m, 11, 5, 0);
     lt_model_zero_grads(m);
     CHECK(lt_model_forward_backward(m, in, tg, B, T, 0.01f, &l2, &cnt, &err) == LT_OK, "%s", err.msg);
     CHECK(lt_model_forward_backward(m, in, tg, B, T, 0.01f, &l2, &cnt, &err) == LT_OK, "%s", err.msg);

@@ -56,7 +56,7 @@ static lt_model *make_model(const scenario *s, lt_rng *rng, lt_error *err) {
         for (size_t k = 0; k < lt_tensor_numel(d); k++)
             p[d->offset + k] = 0.4f * (2 * lt_rng_next_uniform(rng) - 1);
     }
-    lt_model_set_dropout_state(m, 7, 3);
+    lt_model_set_dropout_state(m, 7, 3, 0);
     return m;
 }
 

@@ -398,8 +398,8 @@ static void test_dropout(void) {
     float *acc0 = lt_alloc(LT_MEM_OTHER, (size_t)n * cols * 4);
     memcpy(acc0, acc, (size_t)n * cols * 4);
     uint64_t key = lt_rng_key(123, 7);
-    O->dropout(O, y, x, n, cols, p, key, 0);
-    O->dropout(O, acc, x, n, cols, p, key, 1);
+    O->dropout(O, y, x, n, cols, p, key, 0, 0);
+    O->dropout(O, acc, x, n, cols, p, key, 0, 1);
     int zeros = 0, consistent = 1, scaled = 1;
     for (int i = 0; i < n * cols; i++) {
         if (y[i] == 0.0f) zeros++;
@@ -413,7 +413,16 @@ static void test_dropout(void) {
     CHECK(fabs(frac - p) < 0.0156, "dropout zeroed %.4f of elements, expected %.2f", frac, (double)p);
     CHECK(scaled, "kept elements are not x / (1 - p)");
     CHECK(consistent, "accumulating dropout does not use the same mask");
-    O->dropout(O, acc, x, n, cols, p, lt_rng_key(123, 8), 0);
+    /* Rows from first_row on draw the masks of those rows of the whole
+     * block (a rank's part of a global batch). */
+    const int k = 24;
+    O->dropout(O, acc, x + (size_t)k * cols, n - k, cols, p, key, (uint64_t)k, 0);
+    CHECK(memcmp(acc, y + (size_t)k * cols, (size_t)(n - k) * cols * 4) == 0,
+          "dropout of rows %d.. with first_row %d differs from those rows of the whole block", k, k);
+    O->dropout(O, acc, x + (size_t)k * cols, n - k, cols, p, key, 0, 0);
+    CHECK(memcmp(acc, y + (size_t)k * cols, (size_t)(n - k) * cols * 4) != 0,
+          "first_row does not move the mask");
+    O->dropout(O, acc, x, n, cols, p, lt_rng_key(123, 8), 0, 0);
     CHECK(memcmp(acc, y, (size_t)n * cols * 4) != 0, "another stream gave the same mask");
     lt_free(x), lt_free(y), lt_free(acc), lt_free(acc0);
 }

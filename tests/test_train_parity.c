@@ -128,7 +128,7 @@ static int check(const char *model_path, const char *case_path, const char *r64_
     for (int s = 0; s < S; s++) {
         lt_step_stats st;
         CHECK_OK(lt_train_step(m, &opt, &sched, s, (float)MAXNORM, tokens + (size_t)s * GA * B * T,
-                               targets + (size_t)s * GA * B * T, GA, B, T, 0, &st, &err),
+                               targets + (size_t)s * GA * B * T, GA, B, T, 0, NULL, &st, &err),
                  &err);
         double el = fabs(st.loss - rl[s]) / fabs(rl[s]), en = fabs(st.grad_norm - rn[s]) / fabs(rn[s]);
         CHECK(el <= 1e-5, "step %d: loss %.9g vs PyTorch %.9g", s + 1, st.loss, rl[s]);

@@ -1,0 +1,100 @@
+/* The communicator: the one interface for collectives the rest of the code
+ * uses, with the transport behind a function table (as the ops are behind
+ * theirs). MPI is the transport now; a single process not started by a
+ * launcher gets a self communicator that needs no MPI at all. NCCL slots in
+ * behind the same table later: buffers passed here live in the memory the
+ * communicator allocates (lt_comm_alloc: host for MPI, device for NCCL) and
+ * non-blocking calls return a handle that lt_comm_wait completes.
+ *
+ * Every collective is counted: calls and payload bytes per kind (the size
+ * of the buffer the collective produces, as nccl-tests' "size": for an
+ * all-reduce the buffer, for an all-gather the whole gathered buffer), so
+ * the trainer can report what a step moved. */
+#ifndef LT_DIST_COMM_H
+#define LT_DIST_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+
+typedef struct lt_comm lt_comm;
+typedef struct lt_comm_req lt_comm_req;
+
+typedef enum { LT_DT_F32 = 0, LT_DT_F64, LT_DT_I64, LT_DT_U64, LT_DT_COUNT } lt_dtype;
+typedef enum { LT_RED_SUM = 0, LT_RED_MAX, LT_RED_MIN } lt_redop;
+
+typedef enum {
+    LT_COLL_ALLREDUCE = 0,
+    LT_COLL_ALLGATHER,
+    LT_COLL_BROADCAST,
+    LT_COLL_REDUCE,
+    LT_COLL_BARRIER,
+    LT_COLL_COUNT
+} lt_coll_kind;
+
+typedef struct {
+    uint64_t calls[LT_COLL_COUNT];
+    uint64_t bytes[LT_COLL_COUNT];
+    double wait_s; /* time blocked in collectives and waits on this rank */
+} lt_comm_counters;
+
+/* Who this process is. */
+typedef struct {
+    int rank, size;             /* world */
+    int local_rank, local_size; /* on this node, for binding a device later */
+    char launcher[16];          /* "mpirun", "srun" or "single" */
+    char host[64];
+} lt_rank_info;
+
+/* Discovers the ranks: under mpirun (Open MPI's OMPI_COMM_WORLD_*, or any
+ * PMI/PMIx environment) or srun (SLURM_PROCID/SLURM_NTASKS) it initialises
+ * MPI; otherwise the process is rank 0 of 1 without MPI. srun starting
+ * several tasks that MPI does not see as one job (no PMIx plugin) is an
+ * error, not N independent runs. Call once per process. */
+lt_status lt_comm_init_world(int *argc, char ***argv, lt_comm **out, lt_error *err);
+/* Finalises the transport and frees c. */
+void lt_comm_free(lt_comm *c);
+/* Ends every rank of the job with code, from the command's main only:
+ * a failing rank must not leave the others blocked in a collective. */
+void lt_comm_abort(lt_comm *c, int code);
+
+const lt_rank_info *lt_comm_info(const lt_comm *c);
+int lt_comm_rank(const lt_comm *c);
+int lt_comm_size(const lt_comm *c);
+const char *lt_comm_backend_name(const lt_comm *c); /* "mpi", "self" */
+
+/* Buffers collectives read and write (zero-filled, tracked by category). */
+void *lt_comm_alloc(const lt_comm *c, lt_mem_category cat, size_t bytes);
+void lt_comm_free_buffer(const lt_comm *c, void *p);
+
+size_t lt_dtype_size(lt_dtype t);
+
+/* In place over count elements of buf. */
+lt_status lt_comm_allreduce(lt_comm *c, void *buf, size_t count, lt_dtype t, lt_redop op,
+                            lt_error *err);
+/* Starts the same; buf must stay untouched until lt_comm_wait(*req). */
+lt_status lt_comm_iallreduce(lt_comm *c, void *buf, size_t count, lt_dtype t, lt_redop op,
+                             lt_comm_req **req, lt_error *err);
+/* recv[r * bytes .. (r+1) * bytes) = rank r's send; send may be recv + rank * bytes. */
+lt_status lt_comm_allgather(lt_comm *c, const void *send, void *recv, size_t bytes,
+                            lt_error *err);
+lt_status lt_comm_iallgather(lt_comm *c, const void *send, void *recv, size_t bytes,
+                             lt_comm_req **req, lt_error *err);
+lt_status lt_comm_broadcast(lt_comm *c, void *buf, size_t bytes, int root, lt_error *err);
+/* recv (on root only; may be NULL elsewhere) = op over the ranks' send. */
+lt_status lt_comm_reduce(lt_comm *c, const void *send, void *recv, size_t count, lt_dtype t,
+                         lt_redop op, int root, lt_error *err);
+lt_status lt_comm_barrier(lt_comm *c, lt_error *err);
+
+/* Completes and frees req (NULL is a no-op). */
+lt_status lt_comm_wait(lt_comm *c, lt_comm_req *req, lt_error *err);
+/* *done = 1 (and req freed) when req has completed; lets the transport
+ * progress the operation meanwhile. */
+lt_status lt_comm_test(lt_comm *c, lt_comm_req *req, int *done, lt_error *err);
+
+void lt_comm_get_counters(const lt_comm *c, lt_comm_counters *out);
+const char *lt_coll_kind_name(lt_coll_kind k);
+
+#endif

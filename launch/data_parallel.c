@@ -1,0 +1,129 @@
+#include "launch/data_parallel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "launch/memory_report.h"
+
+static lt_status on_acquire(void *user, int layer, int next, const uint8_t **blob, lt_error *err) {
+    lt_dp *dp = user;
+    if (dp->sync) {
+        lt_status st = lt_grad_sync_progress(dp->sync, err);
+        if (st != LT_OK) return st;
+    }
+    return lt_shard_gather_get(dp->gather, layer, next, blob, err);
+}
+
+static lt_status on_grads_ready(void *user, int layer, lt_error *err) {
+    lt_dp *dp = user;
+    return lt_grad_sync_layer_ready(dp->sync, layer, err);
+}
+
+lt_status lt_dp_setup(lt_dp *dp, lt_comm *comm, lt_model *m, double bucket_cap_mb,
+                      lt_error *err) {
+    memset(dp, 0, sizeof *dp);
+    dp->comm = comm;
+    dp->rank = lt_comm_rank(comm);
+    dp->size = lt_comm_size(comm);
+    dp->model = m;
+    const int L = lt_model_get_config(m)->n_layers;
+    lt_model_hooks h = {.acquire_layer = NULL, .grads_ready = NULL, .user = dp};
+    lt_status st;
+    if (dp->size > 1) {
+        const lt_param_table *tab = lt_model_lora_table(m);
+        size_t *begin = malloc(((size_t)L + 1) * sizeof *begin);
+        if (!begin) return lt_fail(err, LT_ERR_NOMEM, "gradient buckets: out of memory");
+        /* The table is layer-major: layer l's tensors are one range, right
+         * after layer l - 1's, and together they are the whole buffer. */
+        begin[0] = 0;
+        for (int l = 0; l < L; l++) {
+            size_t lo = 0, hi = 0;
+            int found = lt_table_layer_range(tab, l, &lo, &hi);
+            if (found && lo != begin[l]) {
+                free(begin);
+                return lt_fail(err, LT_ERR_INVALID, "gradient buckets: LoRA tensors of layer %d "
+                               "do not follow layer %d's", l, l - 1);
+            }
+            begin[l + 1] = found ? hi : begin[l];
+        }
+        if (begin[L] != tab->numel) {
+            const size_t outside = tab->numel - begin[L];
+            free(begin);
+            return lt_fail(err, LT_ERR_INVALID, "gradient buckets: %zu LoRA parameters outside "
+                           "the layers", outside);
+        }
+        st = lt_grad_sync_create(comm, lt_model_lora_grads(m), begin, L,
+                                 (size_t)(bucket_cap_mb * 1048576.0), &dp->sync, err);
+        free(begin);
+        if (st != LT_OK) return st;
+        h.grads_ready = on_grads_ready;
+    }
+    if (lt_model_shard_count(m) > 1) {
+        if (lt_model_shard_count(m) != dp->size)
+            return lt_fail(err, LT_ERR_INVALID, "the base is sharded %d ways on %d ranks",
+                           lt_model_shard_count(m), dp->size);
+        st = lt_shard_gather_create(comm, lt_model_layer_blob(m, 0), lt_model_shard_bytes(m), L,
+                                    &dp->gather, err);
+        if (st != LT_OK) return st;
+        h.acquire_layer = on_acquire;
+    }
+    lt_model_set_hooks(m, &h);
+    return LT_OK;
+}
+
+void lt_dp_free(lt_dp *dp) {
+    if (dp->model) lt_model_set_hooks(dp->model, NULL);
+    lt_grad_sync_free(dp->sync);
+    lt_shard_gather_free(dp->gather);
+    dp->sync = NULL;
+    dp->gather = NULL;
+}
+
+/* FNV-1a over bytes: any flipped bit changes it. */
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+lt_status lt_dp_check_replicas(lt_dp *dp, const float *params, const lt_adamw *opt, int64_t step,
+                               lt_error *err) {
+    uint64_t h[3] = {0xcbf29ce484222325ULL, 0xcbf29ce484222325ULL, 0xcbf29ce484222325ULL};
+    h[0] = hash_bytes(h[0], params, opt->n * sizeof(float));
+    h[1] = hash_bytes(h[1], opt->m, opt->n * sizeof(float));
+    h[2] = hash_bytes(h[2], opt->v, opt->n * sizeof(float));
+    uint64_t *all = malloc((size_t)dp->size * sizeof h);
+    if (!all) return lt_fail(err, LT_ERR_NOMEM, "replica check: out of memory");
+    lt_status st = lt_comm_allgather(dp->comm, h, all, sizeof h, err);
+    for (int r = 1; r < dp->size && st == LT_OK; r++)
+        for (int k = 0; k < 3; k++)
+            if (all[3 * r + k] != all[k]) {
+                static const char *what[3] = {"LoRA parameters", "first moments", "second moments"};
+                st = lt_fail(err, LT_ERR_INVALID,
+                             "ddp_check_replicas: after step %lld the %s of rank %d differ from "
+                             "rank 0's (hash %016llx vs %016llx)",
+                             (long long)step + 1, what[k], r, (unsigned long long)all[3 * r + k],
+                             (unsigned long long)all[k]);
+                break;
+            }
+    free(all);
+    return st;
+}
+
+lt_status lt_dp_gather_memory(lt_dp *dp, uint64_t model_bytes_read, lt_rank_memory *out,
+                              lt_error *err) {
+    lt_rank_memory me;
+    memset(&me, 0, sizeof me);
+    lt_mem_stats ms;
+    lt_mem_get_stats(&ms);
+    for (int c = 0; c < LT_MEM_NCATEGORIES; c++) me.tracked_peak[c] = ms.peak[LT_SPACE_HOST][c];
+    me.tracked_total_peak = ms.total_peak[LT_SPACE_HOST];
+    uint64_t rss;
+    lt_process_memory(&me.vm_hwm, &rss);
+    lt_base_memory bm;
+    lt_model_base_memory(dp->model, &bm);
+    me.quant_resident_bytes = bm.quant_resident_bytes;
+    me.model_bytes_read = model_bytes_read;
+    return lt_comm_allgather(dp->comm, &me, out, sizeof me, err);
+}
