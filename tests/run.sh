@@ -19,5 +19,5 @@ cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLT_WE
   -DLT_SANITIZE=ON
 cmake --build "$root/build-asan" -j"$jobs"
 (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-  ctest --output-on-failure -j"$jobs" -E 'torch_reference_selfcheck|train_reference_selfcheck|quant_memory')
+  ctest --output-on-failure -j"$jobs" -E 'torch_reference_selfcheck|train_reference_selfcheck|quant_memory|dist_memory')
 echo "tests/run.sh: all suites passed (release and ASan+UBSan builds)"
