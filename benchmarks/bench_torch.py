@@ -2,6 +2,7 @@
 """PyTorch side of the LoRA training-step speed benchmark (CPU).
 
     bench_torch.py --shape stories15M|stories260K --batch 8 --threads N --steps S --warmup W
+                   [--ddp P]
 
 Builds a randomly initialised Llama of the named shape with a frozen base and
 PEFT-style LoRA (r=8, alpha=16, dropout 0) on q_proj, k_proj, v_proj, o_proj,
@@ -14,6 +15,32 @@ The model is written the way Hugging Face's LlamaForCausalLM is (separate q/k/v
 Linears, rotate_half RoPE, repeat_kv for grouped-query attention, tied embedding
 for these llama2.c shapes), with the attention as matmul + masked softmax since
 torch 1.13 has no scaled_dot_product_attention.
+
+--ddp P (default 0 = off): data-parallel over P local processes, the strong-scaling
+reference. The launcher (the tuned, re-executed process; it never imports torch)
+starts P children of this script with the SAME environment (tcmalloc, OMP/OPENBLAS/MKL
+_NUM_THREADS = --threads, OpenBLAS build and core type; so --threads threads per rank)
+plus RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1, MASTER_PORT (a free port picked by
+binding port 0) and GLOO_SOCKET_IFNAME=lo when unset. Each rank: torch.distributed
+gloo (init_process_group timeout 60 s, which gloo also applies to every collective,
+so a dead or stuck rank makes the others fail instead of hang), the model wrapped in
+DistributedDataParallel (default buckets, find_unused_parameters=False,
+gradient_as_bucket_view=True, broadcast_buffers=False: the buffers are constant RoPE
+tables and mask), same seed so identical init. --batch stays the GLOBAL batch: every
+rank builds the same global token data and trains on its batch/P rows (error if not
+divisible), so the averaged gradients, and the losses, equal the single-process run's.
+Step = forward + CE + backward (DDP all-reduces the LoRA grads) + AdamW, timed on
+every rank with its own wall clock (no barrier). Only rank 0 prints, one JSON line
+with the keys above (batch = global, tokens_per_s from the global batch x seq over
+rank 0's median step, loss_* = mean over ranks) plus "ddp":P, "backend":"gloo",
+"batch_per_rank" and "rank_step_ms_median" (every rank's median); the launcher holds
+it back and writes it to stdout only if every rank exits 0 (else to stderr), and the
+other ranks' stdout goes to stderr, so stdout gets at most one line. Exit status 0 only
+when every rank exits 0; when one fails the launcher terminates the rest after 10 s
+and exits non-zero, and it also fails ranks still running 60 s after one finished.
+Ranks end with os._exit after flushing: torch 1.13 can deadlock in interpreter
+teardown (the DDP Reducer's ProcessGroupGloo destructor joins a gloo thread that waits
+for the GIL the main thread holds; seen once here, a rank spinning after its work).
 
 CPU tuning done here (so a caller cannot forget it):
   - the script re-executes itself with LD_PRELOAD=Debian's tcmalloc and
@@ -51,6 +78,18 @@ is unset): stories15M 2,174 tokens/s at 1 thread, 3,256 at 2; stories260K 10,144
 Profile (1 thread, Haswell kernels): stories15M is GEMM-bound (aten::mm 76 %, bmm 9 %,
 log_softmax fwd+bwd over the 2048 x 32000 logits 6 %); stories260K is attention-bound
 (bmm with head_size 8 47 %, softmax fwd+bwd over [8,8,512,512] 27 %, mm 12 %).
+
+MEASURED --ddp (later, on a 2-vCPU KVM guest whose lscpu says "Intel(R) Xeon(R)
+Processor", so not comparable with the numbers above; OPENBLAS_CORETYPE unset, so auto
+picked SkylakeX; OpenMP OpenBLAS, tcmalloc; global batch 8; --steps 6 --warmup 2; median):
+  stories15M  --threads 1 --ddp 2:  2,617 tokens/s (783 ms; rank medians 783 / 786 ms)
+                                   [an earlier run: 2,559 tokens/s, 800 ms]
+  stories15M  --threads 1:          1,309 tokens/s (1,564 ms)  [earlier: 1,256]
+  stories15M  --threads 2:          2,340 tokens/s (875 ms)
+  stories260K --threads 1 --ddp 2: 11,366 tokens/s (360 ms)    [earlier: 11,066]
+  stories260K --threads 1:          5,530 tokens/s (741 ms)    [earlier: 6,141]
+so 2 ranks x 1 thread is 2.0x one process at 1 thread and beats 1 process x 2 threads;
+loss_first / loss_last are the same as the single-process run's (same global data).
 """
 
 import argparse
@@ -89,12 +128,20 @@ def parse_args(argv):
                          "when installed; system: whatever libblas.so.3 the alternatives pick")
     ap.add_argument("--no-reexec", action="store_true",
                     help="do not re-exec with tcmalloc and thread env vars (for experiments)")
+    ap.add_argument("--ddp", type=int, default=0,
+                    help="data-parallel: N processes (torch.distributed gloo + DistributedDataParallel), "
+                         "--threads threads each, --batch is the GLOBAL batch split batch/N per rank; "
+                         "0 (default): single process")
     a = ap.parse_args(argv)
     for k in ("batch", "threads", "steps", "rank"):
         if getattr(a, k) < 1:
             ap.error("--%s must be >= 1" % k)
     if a.warmup < 0 or a.seq < 0:
         ap.error("--warmup and --seq must be >= 0")
+    if a.ddp < 0:
+        ap.error("--ddp must be >= 0")
+    if a.ddp and a.batch % a.ddp:
+        ap.error("--batch %d (the global batch) is not divisible by --ddp %d" % (a.batch, a.ddp))
     return a
 
 
@@ -153,8 +200,102 @@ def ensure_env(args):
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
 
 
+DDP_CHILD_MARK = "LT_BENCH_TORCH_DDP_CHILD"
+DDP_TIMEOUT_S = 60  # init_process_group timeout; gloo also applies it to every collective
+
+
+def _free_port():
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_ddp(args):
+    """--ddp N launcher (runs after ensure_env, so the environment is already tuned; it never
+    imports torch): start N children of this script with that same environment plus
+    RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT. Rank 0's stdout (the one JSON line) is
+    held in a temporary file and copied to our stdout only when every rank exited 0 (to
+    stderr otherwise); the other ranks' stdout goes to stderr. Exit status: 0 only when every
+    rank exits 0; when one fails, the others are terminated after a short grace period."""
+    import signal
+    import subprocess
+    import tempfile
+    import time as _time
+    n = args.ddp
+    base = dict(os.environ)
+    base.update({DDP_CHILD_MARK: "1", "WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1",
+                 "MASTER_PORT": str(_free_port())})
+    if "GLOO_SOCKET_IFNAME" not in base and os.path.exists("/sys/class/net/lo"):
+        base["GLOO_SOCKET_IFNAME"] = "lo"  # all ranks are local: do not depend on hostname lookup
+    cmd = [sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    procs = []
+    out0 = tempfile.TemporaryFile()
+    # a SIGTERM to the launcher unwinds through the finally below, which kills the ranks
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        for r in range(n):
+            env = dict(base, RANK=str(r), LOCAL_RANK=str(r))
+            procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                          stdout=out0 if r == 0 else sys.stderr.fileno()))
+        rc = 0
+        fail_t = None  # when the first rank failed
+        done_t = None  # when the first rank exited 0
+        while True:
+            codes = [p.poll() for p in procs]
+            bad = [c for c in codes if c not in (None, 0)]
+            if bad and fail_t is None:
+                fail_t = _time.monotonic()
+                rc = bad[0] if bad[0] > 0 else 128 - bad[0]
+            if all(c is not None for c in codes):
+                break
+            if done_t is None and 0 in codes:
+                done_t = _time.monotonic()
+            if (fail_t is None and done_t is not None
+                    and _time.monotonic() - done_t > DDP_TIMEOUT_S):
+                # a finished rank's peers have nothing left to wait for: a rank still running
+                # this long after is stuck (e.g. in torch's process-group teardown)
+                print("bench_torch: error: ddp ranks still running %d s after one finished"
+                      % DDP_TIMEOUT_S, file=sys.stderr)
+                fail_t, rc = 0.0, 1
+            if fail_t is not None and _time.monotonic() - fail_t > 10:
+                for p in procs:
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGTERM)
+                _time.sleep(2)
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+                for p in procs:
+                    p.wait()
+                break
+            _time.sleep(0.05)
+        if rc == 0 and any(p.returncode for p in procs):
+            rc = 1
+        out0.seek(0)
+        text = out0.read().decode("utf-8", "replace")
+        if rc:
+            sys.stderr.write(text)
+            print("bench_torch: error: ddp rank exit codes %s" % [p.returncode for p in procs],
+                  file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        return rc
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        out0.close()
+
+
 ARGS = parse_args(sys.argv[1:])
 ensure_env(ARGS)
+if ARGS.ddp and not os.environ.get(DDP_CHILD_MARK):
+    sys.exit(launch_ddp(ARGS))
 
 import json  # noqa: E402
 import math  # noqa: E402
@@ -314,7 +455,22 @@ def main():
     a = ARGS
     c = SHAPES[a.shape]
     T = a.seq or c["seq_len"]
-    B = a.batch
+    B = a.batch  # global batch (= the per-process batch without --ddp)
+    ddp = a.ddp > 0
+    rank, world = 0, 1
+    if ddp:
+        import datetime
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        if world != a.ddp:
+            print("bench_torch: error: WORLD_SIZE %d != --ddp %d" % (world, a.ddp), file=sys.stderr)
+            return 1
+        dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world,
+                                timeout=datetime.timedelta(seconds=DDP_TIMEOUT_S))
+    B_local = B // world
+    # same seed on every rank: identical model (DDP broadcasts rank 0's anyway) and identical
+    # global data, of which each rank takes its own batch/N rows
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)
     model = build(c, T, a.rank, a.alpha, gen)
@@ -322,10 +478,15 @@ def main():
     params = [p for p in model.parameters() if p.requires_grad]
     n_lora = sum(p.numel() for p in params)
     n_total = sum(p.numel() for p in model.parameters())
+    if ddp:
+        # buffers (RoPE tables, causal mask) are constant and identical: no per-step broadcast
+        model = DDP(model, broadcast_buffers=False, find_unused_parameters=False,
+                    gradient_as_bucket_view=True)
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0, foreach=True)
 
     n_steps = a.warmup + a.steps
     data = torch.randint(0, c["vocab_size"], (n_steps, B, T + 1), generator=gen)
+    data = data[:, rank * B_local:(rank + 1) * B_local]
     inputs = [data[i, :, :-1].contiguous() for i in range(n_steps)]
     targets = [data[i, :, 1:].reshape(-1).contiguous() for i in range(n_steps)]
     del data
@@ -344,6 +505,19 @@ def main():
         del logits, loss
         if i >= a.warmup:
             times.append(t1 - t0)
+    rank_medians = None
+    if ddp:
+        # after the timed loop: global mean loss per step (equal shards, so the mean of the
+        # rank means) and every rank's median step time
+        lt = torch.tensor(losses, dtype=torch.float64)
+        dist.all_reduce(lt)
+        losses = (lt / world).tolist()
+        meds = [torch.zeros(1, dtype=torch.float64) for _ in range(world)]
+        dist.all_gather(meds, torch.tensor([statistics.median(times)], dtype=torch.float64))
+        rank_medians = [round(m.item() * 1e3, 2) for m in meds]
+        # no destroy_process_group / DDP teardown: see _ddp_child_exit
+        if rank != 0:
+            return 0 if all(math.isfinite(v) for v in losses) else 1
     if not all(math.isfinite(v) for v in losses):
         print("bench_torch: error: non-finite loss %s" % losses, file=sys.stderr)
         return 1
@@ -369,9 +543,32 @@ def main():
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
         "blas": loaded_blas(),
     }
+    if ddp:
+        out.update({"ddp": world, "backend": "gloo", "batch_per_rank": B_local,
+                    "rank_step_ms_median": rank_medians})
     print(json.dumps(out))
     return 0
 
 
+def _ddp_child_exit(rc):
+    """End a --ddp rank without interpreter teardown. Torch 1.13 can deadlock there: the main
+    thread (holding the GIL) destroys the DDP Reducer, whose ProcessGroupGloo destructor joins
+    a gloo worker thread that is waiting for the GIL to free a tensor (seen here: rank 1 spun
+    forever after rank 0 had printed its line). Every collective has completed by now."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(rc)
+
+
 if __name__ == "__main__":
+    if ARGS.ddp:  # a rank (the launcher exited above)
+        try:
+            status = main()
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            status = 1
+        _ddp_child_exit(status)
     sys.exit(main())

@@ -17,6 +17,7 @@ struct lt_grad_sync {
     int nb, armed;
     int *of_layer; /* layer -> bucket it completes, -1 if none */
     int n_layers;
+    uint64_t early, last_early, total; /* bytes reduced before finish() */
 };
 
 static double now_s(void) {
@@ -52,6 +53,7 @@ lt_status lt_grad_sync_create(lt_comm *c, float *grads, const size_t *layer_begi
         while (lo > 0 && (layer_begin[hi + 1] - layer_begin[lo]) * sizeof(float) < bucket_cap_bytes)
             lo--;
         size_t begin = layer_begin[lo], count = layer_begin[hi + 1] - begin;
+        g->total += count * sizeof(float);
         if (count > 0) {
             g->b[g->nb] = (bucket){.low = lo, .begin = begin, .count = count};
             g->of_layer[lo] = g->nb++;
@@ -73,8 +75,14 @@ void lt_grad_sync_free(lt_grad_sync *g) {
 
 int lt_grad_sync_buckets(const lt_grad_sync *g) { return g->nb; }
 
+void lt_grad_sync_overlap(const lt_grad_sync *g, uint64_t *overlapped_bytes, uint64_t *total_bytes) {
+    *overlapped_bytes = g->last_early;
+    *total_bytes = g->total;
+}
+
 void lt_grad_sync_arm(lt_grad_sync *g) {
     g->armed = 1;
+    g->early = 0;
     for (int i = 0; i < g->nb; i++) g->b[i].started = 0;
 }
 
@@ -90,6 +98,7 @@ lt_status lt_grad_sync_progress(lt_grad_sync *g, lt_error *err) {
         int done = 0;
         lt_status st = lt_comm_test(g->comm, g->b[i].req, &done, err);
         if (done || st != LT_OK) g->b[i].req = NULL;
+        if (done && st == LT_OK) g->early += g->b[i].count * sizeof(float);
         if (st != LT_OK) return st;
     }
     return LT_OK;
@@ -106,6 +115,7 @@ lt_status lt_grad_sync_layer_ready(lt_grad_sync *g, int layer, lt_error *err) {
 lt_status lt_grad_sync_finish(lt_grad_sync *g, double *exposed_s, lt_error *err) {
     double t0 = now_s();
     lt_status st = LT_OK;
+    g->last_early = g->armed ? g->early : 0;
     for (int i = 0; i < g->nb && st == LT_OK; i++)
         if (!g->armed || !g->b[i].started) st = start(g, &g->b[i], err);
     for (int i = 0; i < g->nb; i++) {

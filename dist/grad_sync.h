@@ -40,7 +40,11 @@ lt_status lt_grad_sync_layer_ready(lt_grad_sync *g, int layer, lt_error *err);
 /* Lets in-flight buckets progress (between layers). */
 lt_status lt_grad_sync_progress(lt_grad_sync *g, lt_error *err);
 /* Starts the rest and waits for every bucket; disarms. *exposed_s: the
- * time this call spent blocked (communication not hidden by backward). */
+ * time this call spent blocked (communication not hidden by backward, and
+ * waiting for slower ranks). */
 lt_status lt_grad_sync_finish(lt_grad_sync *g, double *exposed_s, lt_error *err);
+/* Of the last finished step's gradient bytes, those whose all-reduce had
+ * completed before finish() was called: reduced while backward ran. */
+void lt_grad_sync_overlap(const lt_grad_sync *g, uint64_t *overlapped_bytes, uint64_t *total_bytes);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "core/strutil.h"
 #include "io/fileutil.h"
+#include "io/token_file.h"
 
 typedef enum { K_STR, K_INT, K_I64, K_U64, K_FLOAT, K_DOUBLE, K_BOOL, K_TRISTATE } key_kind;
 
@@ -28,7 +29,7 @@ typedef struct {
 
 static const key_desc k_keys[] = {
     {"model", K_STR, F(model), "", 0, 0, "model and data", "base model checkpoint (llama2.c format)"},
-    {"tokenizer", K_STR, F(tokenizer), "", 0, 0, "model and data", "tokenizer file (llama2.c format, e.g. tok512.bin)"},
+    {"tokenizer", K_STR, F(tokenizer), "", 0, 0, "model and data", "tokenizer file (llama2.c format, e.g. tok512.bin); not needed when the data are token files"},
     {"train_file", K_STR, F(train_file), "", 0, 0, "model and data",
      "training data: plain text, JSONL with \"text\" or \"prompt\"/\"completion\", or a token file from `loratrain tokenize`"},
     {"validation_file", K_STR, F(validation_file), "", 0, 0, "model and data", "held-out data for eval_loss (same formats)"},
@@ -309,13 +310,18 @@ lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err) {
     const struct {
         const char *name, *value, *what;
     } required[] = {{"model", c->model, "a base model checkpoint"},
-                    {"tokenizer", c->tokenizer, "a tokenizer file"},
                     {"train_file", c->train_file, "a training data file"},
                     {"output_dir", c->output_dir, "an output directory"}};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!required[i].value[0])
             return lt_fail(err, LT_ERR_CONFIG, "%s: missing, expected %s", required[i].name,
                            required[i].what);
+    /* Token files hold ids already: only text needs the tokenizer. */
+    if (!c->tokenizer[0] &&
+        !(lt_token_file_is(c->train_file) && (!c->validation_file[0] || lt_token_file_is(c->validation_file))))
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "tokenizer: missing, expected a tokenizer file (only token files from `loratrain "
+                       "tokenize` train without one)");
     if (c->max_steps < 0 && !(c->num_train_epochs > 0))
         return lt_fail(err, LT_ERR_CONFIG,
                        "max_steps = -1 and num_train_epochs = %g: one of them must be positive",

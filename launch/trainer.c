@@ -47,8 +47,11 @@ lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched,
         loss_sum += s;
     }
     out->grad_wait_s = 0;
+    out->grad_overlapped_bytes = 0;
     if (sync) {
         lt_status st = lt_grad_sync_finish(sync, &out->grad_wait_s, err);
+        uint64_t total_bytes;
+        lt_grad_sync_overlap(sync, &out->grad_overlapped_bytes, &total_bytes);
         if (st == LT_OK) st = lt_comm_reduce(dp->comm, &loss_sum, &loss_sum, 1, LT_DT_F64, LT_RED_SUM, 0, err);
         if (st != LT_OK) return st;
     }
@@ -265,7 +268,8 @@ static void counters_delta(const lt_comm_counters *now, const lt_comm_counters *
 /* The run summary's communication part: what a step moved and what the
  * same model would all-reduce as a full fine-tune. */
 static void print_comm_summary(const run_state *r, int64_t steps, const lt_comm_counters *step1,
-                               double comm_s, double grad_wait_s, double step_s) {
+                               double comm_s, double grad_wait_s, double step_s,
+                               double overlapped_bytes) {
     const lt_comm_counters *d = step1;
     lt_base_memory bm;
     lt_model_base_memory(r->model, &bm);
@@ -281,6 +285,8 @@ static void print_comm_summary(const run_state *r, int64_t steps, const lt_comm_
            "step time; includes waiting for slower ranks), of which %.3f s waiting for gradient "
            "buckets after backward",
            (long long)steps, comm_s, step_s > 0 ? 100.0 * comm_s / step_s : 0.0, grad_wait_s);
+    printf("; %.0f%% of the gradient bytes were all-reduced while backward ran",
+           100.0 * overlapped_bytes / (lora_bytes * (double)steps));
     if (r->dp.gather) {
         lt_shard_gather_stats gs;
         lt_shard_gather_get_stats(r->dp.gather, &gs);
@@ -306,7 +312,9 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
                                       &r.model_bytes_read, err)) != LT_OK)
         goto done;
     const lt_model_config *mc = lt_model_get_config(r.model);
-    if ((st = lt_tokenizer_load_llama2c(c->tokenizer, mc->vocab_size, &r.tok, err)) != LT_OK) goto done;
+    if (c->tokenizer[0] &&
+        (st = lt_tokenizer_load_llama2c(c->tokenizer, mc->vocab_size, &r.tok, err)) != LT_OK)
+        goto done;
     lt_lora_config lc;
     if ((st = lt_run_config_lora(c, &lc, err)) != LT_OK) goto done;
     if ((st = lt_model_add_lora(r.model, &lc, c->seed, err)) != LT_OK) goto done;
@@ -379,7 +387,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     int64_t tokens_seen = 0;
     const double global_tokens = (double)GA * B * T * N;
     lt_comm_counters first_step = {{0}, {0}, 0};
-    double grad_wait_total = 0, step_time_total = 0, comm_total = 0;
+    double grad_wait_total = 0, step_time_total = 0, comm_total = 0, overlapped_total = 0;
     for (int64_t step = 0; step < total; step++) {
         r.dp.global_targets = 0;
         r.dp.first_row = (uint64_t)rank * (uint64_t)B;
@@ -401,6 +409,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         counters_delta(&after, &before, &d);
         if (step == 0) first_step = d;
         grad_wait_total += s.grad_wait_s;
+        overlapped_total += (double)s.grad_overlapped_bytes;
         comm_total += d.wait_s;
         step_time_total += dt;
         if (c->ddp_check_replicas && N > 1 &&
@@ -414,12 +423,14 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
                     "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.17g,\"learning_rate\":%.9g,\"grad_norm\":%.9g,"
                     "\"target_tokens\":%lld,\"tokens_seen\":%lld,\"tokens_per_s\":%.1f,\"mem_mib\":%.1f,"
                     "\"elapsed_s\":%.3f,\"ranks\":%d,\"allreduce_bytes\":%llu,\"allgather_bytes\":%llu,"
-                    "\"reduce_bytes\":%llu,\"comm_wait_s\":%.6f,\"grad_wait_s\":%.6f}\n",
+                    "\"reduce_bytes\":%llu,\"comm_wait_s\":%.6f,\"grad_wait_s\":%.6f,"
+                    "\"grad_overlapped_bytes\":%llu}\n",
                     (long long)step + 1, epoch, s.loss, (double)s.lr, s.grad_norm, (long long)s.tokens,
                     (long long)tokens_seen, global_tokens / dt, mem_mib(), now_s() - p.t0, N,
                     (unsigned long long)d.bytes[LT_COLL_ALLREDUCE],
                     (unsigned long long)d.bytes[LT_COLL_ALLGATHER],
-                    (unsigned long long)d.bytes[LT_COLL_REDUCE], d.wait_s, s.grad_wait_s);
+                    (unsigned long long)d.bytes[LT_COLL_REDUCE], d.wait_s, s.grad_wait_s,
+                    (unsigned long long)s.grad_overlapped_bytes);
             fflush(r.metrics);
             show(&p, step + 1, &s, global_tokens / dt);
         }
@@ -451,7 +462,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         if (st == LT_OK) {
             lt_memory_report_print(stdout, r.model, mem, N);
             if (N > 1) print_comm_summary(&r, total, &first_step, comm_total, grad_wait_total,
-                                          step_time_total);
+                                          step_time_total, overlapped_total);
         }
     }
     free(mem);
