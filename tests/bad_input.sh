@@ -132,6 +132,8 @@ expect "config not JSON" "broken.json|line 4|invalid JSON" "$bin" train --config
 expect "unknown override" "--per_device_batch_size|did you mean" \
   train --train_file "$root/data/tinystories/tinystories_v2_sample.txt" --per_device_batch_size 4
 expect "missing train_file" "train_file|missing" "$bin" train --model "$model" --tokenizer "$tok"
+expect "text data without a tokenizer" "tokenizer: missing|token files" "$bin" train --model "$model" \
+  --train_file "$root/data/tinystories/tinystories_v2_sample.txt" --output_dir "$tmp/run"
 expect "bad scheduler" "lr_scheduler_type|cosine_with_restarts" \
   train --train_file "$root/data/tinystories/tinystories_v2_sample.txt" --lr_scheduler_type cosine_with_restarts
 # quantized base

@@ -645,6 +645,56 @@ static int test_loader(void) {
     return 0;
 }
 
+/* The distributed sampler: rank r of N taking rows [r b, (r + 1) b) of
+ * each global batch of N b gets exactly those rows of what one loader of
+ * N b takes, and every rank sees the whole batch's target count. Prompt /
+ * completion records of varying length, so rows differ in their targets. */
+static int test_distributed_sampler(void) {
+    lt_error err;
+    char buf[8192] = "";
+    for (int i = 0; i < 13; i++) {
+        char line[256];
+        snprintf(line, sizeof line, "{\"prompt\": \"Q%d: %.*s\", \"completion\": \" answer %.*s\"}\n", i,
+                 1 + i % 5, "abcdefgh", 1 + (i * 3) % 7, "xyzxyzxyz");
+        strcat(buf, line);
+    }
+    char *p = write_text("dist.jsonl", buf);
+    lt_data_config c = cfg_t(24);
+    lt_dataset *ds = NULL;
+    CHECK_OK(load(p, &c, &ds, NULL, &err), &err);
+    const int T = 24, b = 2;
+    for (int N = 2; N <= 3; N++) {
+        const int G = N * b;
+        lt_loader *whole = NULL, *part[3] = {NULL, NULL, NULL};
+        CHECK_OK(lt_loader_create(ds, G, 5, 1, &whole, &err), &err);
+        for (int r = 0; r < N; r++) CHECK_OK(lt_loader_create(ds, G, 5, 1, &part[r], &err), &err);
+        int32_t *wi = malloc((size_t)G * T * 4), *wt = malloc((size_t)G * T * 4);
+        int32_t *pi = malloc((size_t)b * T * 4), *pt = malloc((size_t)b * T * 4);
+        int same = 1, counts = 1;
+        for (int step = 0; step < 9; step++) { /* 9 x G rows: several epochs, batches across ends */
+            lt_loader_next(whole, wi, wt);
+            const int64_t want = lt_count_targets(wt, (int64_t)G * T);
+            for (int r = 0; r < N; r++) {
+                int64_t got = -1;
+                lt_loader_next_part(part[r], r * b, b, pi, pt, &got);
+                same &= !memcmp(pi, wi + (size_t)r * b * T, (size_t)b * T * 4) &&
+                        !memcmp(pt, wt + (size_t)r * b * T, (size_t)b * T * 4);
+                counts &= got == want;
+            }
+        }
+        CHECK(same, "%d ranks: a rank's part differs from its rows of the global batch", N);
+        CHECK(counts, "%d ranks: a rank's count of the global batch's targets is wrong", N);
+        lt_data_cursor a = lt_loader_cursor(whole), z = lt_loader_cursor(part[N - 1]);
+        CHECK(a.epoch == z.epoch && a.position == z.position, "%d ranks: cursors part ways", N);
+        lt_loader_free(whole);
+        for (int r = 0; r < N; r++) lt_loader_free(part[r]);
+        free(wi), free(wt), free(pi), free(pt);
+    }
+    lt_dataset_free(ds);
+    free(p);
+    return 0;
+}
+
 /* ----------------------------------------------------------- token files */
 
 static char *mutate(const char *src, const char *name, long at, const void *bytes, size_t n,
@@ -983,6 +1033,7 @@ int main(int argc, char **argv) {
     test_truncation();
     test_holdout();
     test_loader();
+    test_distributed_sampler();
     test_token_files();
     test_bad_input();
     test_wikisql();

@@ -97,7 +97,8 @@ if not ok or count != 693364 or first[0] != 1:
     sys.exit(1)
 print(f"token file: {count} uint16 ids, starts {first}")
 PY
-  train "$tmp/tok" --config launch/configs/stories260K_shakespeare.json --train_file "$tmp/shk.tok" \
+  # (a token file needs no tokenizer)
+  train "$tmp/tok" --config launch/configs/stories260K_shakespeare.json --train_file "$tmp/shk.tok" --tokenizer "" \
     --max_steps 30 --eval_steps 0
   train "$tmp/txt" --config launch/configs/stories260K_shakespeare.json --max_steps 30 --eval_steps 0
   "$py" - "$tmp/tok/metrics.jsonl" "$tmp/txt/metrics.jsonl" <<'PY' || exit 1
