@@ -160,7 +160,19 @@ static int test_grad_sync(lt_comm *c) {
         lt_comm_counters before, after;
         lt_comm_get_counters(c, &before);
         lt_grad_sync_arm(gs);
-        for (int l = L - 1; l >= 0; l--) CHECK_OK(lt_grad_sync_layer_ready(gs, l, &err), &err);
+        /* Buckets in backward order: layer 3's starts when layer 3 is
+         * ready, layer 2's with layer 2, layers 1 and 0 (one bucket, layer
+         * 1 being empty) with layer 0. */
+        const int started_after[4] = {3, 2, 2, 1}; /* indexed by layer */
+        for (int l = L - 1; l >= 0; l--) {
+            CHECK_OK(lt_grad_sync_layer_ready(gs, l, &err), &err);
+            lt_comm_counters now;
+            lt_comm_get_counters(c, &now);
+            CHECK(now.calls[LT_COLL_ALLREDUCE] - before.calls[LT_COLL_ALLREDUCE] == (uint64_t)started_after[l],
+                  "after layer %d is ready %llu buckets started, expected %d", l,
+                  (unsigned long long)(now.calls[LT_COLL_ALLREDUCE] - before.calls[LT_COLL_ALLREDUCE]),
+                  started_after[l]);
+        }
         double exposed;
         CHECK_OK(lt_grad_sync_finish(gs, &exposed, &err), &err);
         lt_comm_get_counters(c, &after);
