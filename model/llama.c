@@ -61,8 +61,8 @@ struct lt_model {
     int shard_rank, shard_count;
     uint64_t shard_bytes; /* per layer stored: blob_bytes padded / shard_count */
     uint8_t *qbase;       /* [n_layers * shard_bytes] */
-    float *ws;      /* one layer's linears in fp32, laid out as the fp32 base */
-    int ws_layer;   /* the layer ws holds, -1 for none */
+    float *ws;            /* one layer's linears in fp32, laid out as the fp32 base */
+    int ws_layer;         /* the layer ws holds, -1 for none */
 
     /* LoRA */
     int has_lora, merged;
@@ -72,7 +72,7 @@ struct lt_model {
     float *lora, *lora_grad;
     int64_t (*lora_a)[LT_MOD_COUNT]; /* offsets into lora, -1 if absent */
     int64_t (*lora_b)[LT_MOD_COUNT];
-    uint64_t dropout_seed, dropout_step, dropout_row0;
+    uint64_t dropout_seed, dropout_step, dropout_row0; /* row0: this rank's first token */
 
     /* activations, sized for cap_B x cap_T */
     int cap_B, cap_T, chunk;

@@ -43,8 +43,8 @@ typedef struct {
      * while this layer computes. Called before a layer runs forward and
      * again before it runs backward, except when the dequantization
      * workspace still holds the layer (the last layer of forward is the
-     * first of backward; the first of backward's end is the first of the
-     * next forward). Not called for a resident base. */
+     * first of backward; backward ends on layer 0, where the next forward
+     * starts). Not called for a resident base. */
     lt_status (*acquire_layer)(void *user, int layer, int next, const uint8_t **blob,
                                lt_error *err);
     /* Layer l's LoRA gradients are final (its all-reduce bucket may start). */

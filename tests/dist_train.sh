@@ -13,6 +13,8 @@
 #   - every step all-reduces exactly the LoRA gradient bytes (4 x trainable
 #     parameters) and nothing on one rank; ddp_check_replicas confirms
 #     every step that all ranks hold the same bits;
+#     (9 held-out rows: on 4 ranks the last has none, and with a sharded
+#     base still joins every layer's gather with a padding row);
 #   - with an NF4 base, shard_base on 2 and 4 ranks gives bitwise the
 #     losses and adapter of the unsharded run on as many ranks; each rank
 #     stores 1/N of the quantized bytes (to the 64-byte padding), gathers
@@ -42,7 +44,7 @@ run() { # name, ranks, extra args...
     --train_file data/tinyshakespeare/input.txt --max_seq_length 64 \
     --per_device_train_batch_size "$b" --gradient_accumulation_steps 2 --max_steps 6 \
     --warmup_steps 1 --learning_rate 3e-3 --lora_dropout 0.1 --target_modules all-linear \
-    --validation_split_percentage 5 --max_eval_samples 20 --per_device_eval_batch_size 4 \
+    --validation_split_percentage 5 --max_eval_samples 9 --per_device_eval_batch_size 4 \
     --eval_steps 3 --logging_steps 1 --threads 1 --disable_tqdm --ddp_check_replicas true \
     "${quant[@]}" --output_dir "$tmp/$name" "$@" >"$tmp/$name.log" 2>&1
   local rc=$?
