@@ -44,29 +44,28 @@ const char *lt_coll_kind_name(lt_coll_kind k) {
     return k >= 0 && k < LT_COLL_COUNT ? names[k] : "?";
 }
 
-/* Started by a launcher that sets up a parallel job: Open MPI's mpirun,
- * another MPI's PMI, or a Slurm job step (srun; the batch script itself
- * has SLURM_PROCID too, but no SLURM_STEP_NUM_TASKS). */
-static int launched(const char **launcher) {
-    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK")) {
-        *launcher = getenv("SLURM_STEP_NUM_TASKS") && !getenv("OMPI_COMM_WORLD_SIZE") ? "srun"
-                                                                                    : "mpirun";
-        return 1;
-    }
-    if (getenv("SLURM_STEP_NUM_TASKS")) {
-        *launcher = "srun";
-        return 1;
-    }
-    *launcher = "single";
-    return 0;
+/* A process manager interface MPI can join: Open MPI's mpirun, another
+ * MPI's PMI, or PMIx (srun --mpi=pmix). */
+static int has_pmi(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
 }
 
 lt_status lt_comm_init_world(int *argc, char ***argv, lt_comm **out, lt_error *err) {
     *out = NULL;
+    /* A Slurm job step sets SLURM_STEP_NUM_TASKS (the batch script itself
+     * does not): tasks started without PMIx would each be a world of one,
+     * N independent runs writing the same output. */
+    const char *steps = getenv("SLURM_STEP_NUM_TASKS");
+    const long want = steps ? strtol(steps, NULL, 10) : 0;
+    if (want > 1 && !has_pmi())
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "srun started %ld tasks (SLURM_STEP_NUM_TASKS) without a process manager "
+                       "interface MPI can join: use `srun --mpi=pmix` (Open MPI) or mpirun inside "
+                       "the allocation",
+                       want);
     lt_comm *c = calloc(1, sizeof *c);
     if (!c) return lt_fail(err, LT_ERR_NOMEM, "communicator: out of memory");
-    const char *launcher;
-    if (launched(&launcher)) {
+    if (has_pmi()) {
         lt_status st = lt_comm_mpi_open(argc, argv, &c->info, &c->ctx, &c->be, err);
         if (st != LT_OK) {
             free(c);
@@ -78,15 +77,15 @@ lt_status lt_comm_init_world(int *argc, char ***argv, lt_comm **out, lt_error *e
         if (gethostname(c->info.host, sizeof c->info.host) != 0) strcpy(c->info.host, "?");
         c->info.host[sizeof c->info.host - 1] = '\0';
     }
-    snprintf(c->info.launcher, sizeof c->info.launcher, "%s", launcher);
-    const char *steps = getenv("SLURM_STEP_NUM_TASKS");
-    long want = steps ? strtol(steps, NULL, 10) : 0;
+    snprintf(c->info.launcher, sizeof c->info.launcher, "%s",
+             !has_pmi() ? (steps ? "srun" : "single")
+                        : (steps && !getenv("OMPI_COMM_WORLD_SIZE") ? "srun" : "mpirun"));
     if (want > 1 && c->info.size != want) {
         int size = c->info.size;
         lt_comm_free(c);
         return lt_fail(err, LT_ERR_CONFIG,
                        "srun started %ld tasks (SLURM_STEP_NUM_TASKS) but MPI sees a job of %d: "
-                       "Open MPI needs `srun --mpi=pmix` (or mpirun inside the allocation)",
+                       "use `srun --mpi=pmix` (Open MPI) or mpirun inside the allocation",
                        want, size);
     }
     *out = c;

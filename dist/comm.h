@@ -49,10 +49,10 @@ typedef struct {
 } lt_rank_info;
 
 /* Discovers the ranks: under mpirun (Open MPI's OMPI_COMM_WORLD_*, or any
- * PMI/PMIx environment) or srun (SLURM_PROCID/SLURM_NTASKS) it initialises
- * MPI; otherwise the process is rank 0 of 1 without MPI. srun starting
- * several tasks that MPI does not see as one job (no PMIx plugin) is an
- * error, not N independent runs. Call once per process. */
+ * PMI/PMIx environment, as `srun --mpi=pmix` gives) it initialises MPI;
+ * otherwise the process is rank 0 of 1 without MPI. A Slurm job step of
+ * several tasks (SLURM_STEP_NUM_TASKS) that MPI cannot join as one job is
+ * an error, not N independent runs. Call once per process. */
 lt_status lt_comm_init_world(int *argc, char ***argv, lt_comm **out, lt_error *err);
 /* Finalises the transport and frees c. */
 void lt_comm_free(lt_comm *c);
