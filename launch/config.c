@@ -80,7 +80,7 @@ static const key_desc k_keys[] = {
      "evaluate every this many steps (0: only before and after training)"},
     {"save_steps", K_INT, F(save_steps), "0", 0, 1 << 30, "reporting",
      "save the adapter every this many steps to output_dir/checkpoint-N (0: only at the end)"},
-    {"threads", K_INT, F(threads), "0", 0, 4096, "reporting", "CPU threads (0: all cores)"},
+    {"threads", K_INT, F(threads), "0", 0, 4096, "reporting", "CPU threads (0: all cores, split between the ranks on a node)"},
     {"disable_tqdm", K_BOOL, F(disable_tqdm), "false", 0, 0, "reporting",
      "plain progress lines even on a terminal"},
 

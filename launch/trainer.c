@@ -300,8 +300,16 @@ static void print_comm_summary(const run_state *r, int64_t steps, const lt_comm_
 lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     run_state r;
     memset(&r, 0, sizeof r);
-    const lt_ops *ops = lt_ops_cpu(c->threads);
     const int rank = lt_comm_rank(world), N = lt_comm_size(world);
+    /* threads 0 means all cores; ranks sharing a node split them, as
+     * torchrun's one thread per process avoids N pools fighting. */
+    int threads = c->threads;
+    const int per_node = lt_comm_info(world)->local_size;
+    if (threads == 0 && per_node > 1) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cpus / per_node > 1 ? (int)(cpus / per_node) : 1;
+    }
+    const lt_ops *ops = lt_ops_cpu(threads);
     r.lead = rank == 0;
     lt_status st;
     if (r.lead && (st = lt_make_dirs(c->output_dir, err)) != LT_OK) return st;
@@ -367,9 +375,11 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         printf("base: %s\n", base);
         if (N > 1) {
             const lt_rank_info *ri = lt_comm_info(world);
-            printf("data parallel: %d ranks (%s, %s backend), %d per node; global batch %d x %d x %d "
-                   "sequences; %d gradient buckets%s\n",
-                   N, ri->launcher, lt_comm_backend_name(world), ri->local_size, N, GA, B,
+            char th[32] = "all cores";
+            if (threads) snprintf(th, sizeof th, "%d thread%s", threads, threads == 1 ? "" : "s");
+            printf("data parallel: %d ranks (%s, %s backend), %d per node, %s each; global batch "
+                   "%d x %d x %d sequences; %d gradient buckets%s\n",
+                   N, ri->launcher, lt_comm_backend_name(world), ri->local_size, th, N, GA, B,
                    lt_grad_sync_buckets(r.dp.sync),
                    r.dp.gather ? "; base sharded: each rank stores 1/N of every layer" : "");
         }
