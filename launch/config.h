@@ -43,7 +43,8 @@ typedef struct {
     uint64_t seed;
 
     /* reporting */
-    int logging_steps, eval_steps, save_steps;
+    int logging_steps, eval_steps, save_steps, save_total_limit;
+    char resume_from_checkpoint[LT_PATH_MAX];
     int threads;
     int disable_tqdm; /* plain lines even on a terminal */
 

@@ -10,6 +10,7 @@
 
 #include "core/alloc.h"
 #include "io/adapter.h"
+#include "io/checkpoint.h"
 #include "io/fileutil.h"
 #include "io/llama2c.h"
 #include "io/tokenizer.h"
@@ -183,6 +184,7 @@ typedef struct {
     FILE *metrics;
     lt_dp dp;
     int lead; /* rank 0: prints and writes the outputs */
+    uint64_t base_bytes, base_fingerprint;
     uint64_t model_bytes_read;
 } run_state;
 
@@ -240,8 +242,35 @@ static lt_status evaluate_and_log(const lt_run_config *c, run_state *r, int64_t 
     return LT_OK;
 }
 
+/* A resumed run keeps the metrics of the steps it resumes after (those of
+ * later steps, written before the interruption, are replaced). */
+static lt_status keep_metrics_until(const char *path, int64_t step, lt_error *err) {
+    char *text = NULL;
+    uint64_t size = 0;
+    lt_error e2;
+    if (lt_read_file(path, (uint64_t)1 << 32, &text, &size, &e2) != LT_OK) return LT_OK; /* none yet */
+    lt_atomic_file af;
+    lt_status st = lt_atomic_open(&af, path, err);
+    for (char *line = text, *next; st == LT_OK && line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        long long s = -1;
+        if (sscanf(line, "{\"step\":%lld", &s) == 1 && s <= step) {
+            st = lt_atomic_write(&af, line, strlen(line), err);
+            if (st == LT_OK) st = lt_atomic_write(&af, "\n", 1, err);
+        }
+    }
+    free(text);
+    if (st != LT_OK) {
+        lt_atomic_abort(&af);
+        return st;
+    }
+    return lt_atomic_commit(&af, err);
+}
+
 /* Writes the run's files: only rank 0 does, the others return at once. */
-static lt_status write_start_files(const lt_run_config *c, run_state *r, lt_error *err) {
+static lt_status write_start_files(const lt_run_config *c, run_state *r, int64_t resumed_at,
+                                   lt_error *err) {
     if (!r->lead) return LT_OK;
     char path[LT_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/run_config.json", c->output_dir);
@@ -251,9 +280,41 @@ static lt_status write_start_files(const lt_run_config *c, run_state *r, lt_erro
     fprintf(cf, "\n");
     fclose(cf);
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->output_dir);
-    if (!(r->metrics = fopen(path, "w")))
+    lt_status st = resumed_at > 0 ? keep_metrics_until(path, resumed_at, err) : LT_OK;
+    if (st != LT_OK) return st;
+    if (!(r->metrics = fopen(path, resumed_at > 0 ? "a" : "w")))
         return lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     return LT_OK;
+}
+
+static lt_status save_checkpoint(const lt_run_config *c, run_state *r, const lt_lr_schedule *sched,
+                                 int64_t steps_done, int64_t tokens_seen, lt_error *err) {
+    lt_ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.global_step = steps_done;
+    meta.tokens_seen = tokens_seen;
+    meta.cursor = lt_loader_cursor(r->loader);
+    meta.seed = c->seed;
+    meta.world_size = r->dp.size;
+    snprintf(meta.base_path, sizeof meta.base_path, "%s", c->model);
+    meta.base_bytes = r->base_bytes;
+    meta.base_fingerprint = r->base_fingerprint;
+    meta.sched = *sched;
+    char *json = NULL;
+    size_t len = 0;
+    FILE *mf = open_memstream(&json, &len);
+    if (!mf) return lt_fail(err, LT_ERR_NOMEM, "checkpoint: out of memory");
+    lt_run_config_write_json(c, mf);
+    fclose(mf);
+    char written[4096];
+    lt_status st = lt_checkpoint_save(c->output_dir, r->model, &r->opt, &meta, json,
+                                      c->save_total_limit, written, sizeof written, err);
+    free(json);
+    if (st == LT_OK && r->lead) {
+        printf("checkpoint: step %lld saved to %s\n", (long long)steps_done, written);
+        fflush(stdout);
+    }
+    return st;
 }
 
 static void counters_delta(const lt_comm_counters *now, const lt_comm_counters *before,
@@ -365,7 +426,29 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         st = lt_fail(err, LT_ERR_NOMEM, "batch buffers: out of memory");
         goto done;
     }
-    if ((st = write_start_files(c, &r, err)) != LT_OK) goto done;
+    /* Resume: every rank reads the same checkpoint (the LoRA state is
+     * replicated) and continues from its step, sampler cursor and moments. */
+    if ((st = lt_file_fingerprint(c->model, &r.base_bytes, &r.base_fingerprint, err)) != LT_OK) goto done;
+    int64_t start = 0, tokens_seen = 0;
+    if (c->resume_from_checkpoint[0]) {
+        char ck[4096];
+        lt_ckpt_meta meta;
+        if ((st = lt_checkpoint_resolve(c->resume_from_checkpoint, c->output_dir, ck, sizeof ck, err)) != LT_OK ||
+            (st = lt_checkpoint_load(ck, r.model, &r.opt, r.base_bytes, r.base_fingerprint, &meta, err)) != LT_OK ||
+            (st = lt_loader_seek(r.loader, meta.cursor, err)) != LT_OK)
+            goto done;
+        if (meta.global_step >= total) {
+            st = lt_fail(err, LT_ERR_CONFIG, "%s is at step %lld and this run has %lld steps: nothing to resume",
+                         ck, (long long)meta.global_step, (long long)total);
+            goto done;
+        }
+        start = meta.global_step;
+        tokens_seen = meta.tokens_seen;
+        if (r.lead)
+            printf("resuming from %s at step %lld (written by %d rank(s), now %d)\n", ck,
+                   (long long)start, meta.world_size, N);
+    }
+    if ((st = write_start_files(c, &r, start, err)) != LT_OK) goto done;
 
     if (r.lead) {
         printf("training %s: %d layers, dim %d; LoRA r %d on %s: %zu trainable parameters\n", c->model,
@@ -391,14 +474,13 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         fflush(stdout);
     }
     const int tty = r.lead && isatty(STDOUT_FILENO) && !c->disable_tqdm;
-    if ((st = evaluate_and_log(c, &r, 0, 0, NULL, err)) != LT_OK) goto done;
+    if (start == 0 && (st = evaluate_and_log(c, &r, 0, 0, NULL, err)) != LT_OK) goto done;
 
     progress p = {.tty = tty, .every = c->logging_steps, .total = total, .t0 = now_s()};
-    int64_t tokens_seen = 0;
     const double global_tokens = (double)GA * B * T * N;
     lt_comm_counters first_step = {{0}, {0}, 0};
     double grad_wait_total = 0, step_time_total = 0, comm_total = 0, overlapped_total = 0;
-    for (int64_t step = 0; step < total; step++) {
+    for (int64_t step = start; step < total; step++) {
         r.dp.global_targets = 0;
         r.dp.first_row = (uint64_t)rank * (uint64_t)B;
         for (int g = 0; g < GA; g++) {
@@ -417,7 +499,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         double dt = now_s() - t0;
         lt_comm_get_counters(world, &after);
         counters_delta(&after, &before, &d);
-        if (step == 0) first_step = d;
+        if (step == start) first_step = d;
         grad_wait_total += s.grad_wait_s;
         overlapped_total += (double)s.grad_overlapped_bytes;
         comm_total += d.wait_s;
@@ -447,11 +529,9 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         if (c->eval_steps && (step + 1) % c->eval_steps == 0 && step + 1 < total &&
             (st = evaluate_and_log(c, &r, step + 1, tty, NULL, err)) != LT_OK)
             goto done;
-        if (r.lead && c->save_steps && (step + 1) % c->save_steps == 0 && step + 1 < total) {
-            char dir[LT_PATH_MAX + 64];
-            snprintf(dir, sizeof dir, "%s/checkpoint-%lld", c->output_dir, (long long)step + 1);
-            if ((st = lt_adapter_save(r.model, dir, c->model, err)) != LT_OK) goto done;
-        }
+        if (r.lead && c->save_steps && (step + 1) % c->save_steps == 0 &&
+            (st = save_checkpoint(c, &r, &sched, step + 1, tokens_seen, err)) != LT_OK)
+            goto done;
     }
     double final_loss = NAN;
     if ((st = evaluate_and_log(c, &r, total, 0, &final_loss, err)) != LT_OK) goto done;

@@ -1,0 +1,84 @@
+/* Training checkpoints in HDF5: everything a run needs to continue exactly
+ * where it stopped, in a file h5py and h5dump read without our code.
+ *
+ * Layout (format "loratrain-checkpoint", format_version 1):
+ *   /                 attributes: format, format_version, global_step,
+ *                     tokens_seen, data_epoch, data_position, seed,
+ *                     world_size, base_model_path, base_model_bytes,
+ *                     base_model_fingerprint, lora_r, lora_alpha,
+ *                     use_rslora, target_modules, run_config (JSON)
+ *   /adapter/<name>   float32 [rows, cols] LoRA A and B, <name> the PEFT
+ *                     tensor name (base_model.model.model.layers.N.<block>.
+ *                     <module>.lora_{A,B}.weight), in the model's own row
+ *                     order (the PEFT export permutes llama2.c's RoPE rows)
+ *   /optimizer/exp_avg/<name>, /optimizer/exp_avg_sq/<name>
+ *                     AdamW's moments, same shapes; attributes step,
+ *                     beta1, beta2, eps, weight_decay
+ *   /scheduler        attributes lr_scheduler_type, learning_rate,
+ *                     warmup_steps, total_steps
+ * Every dataset carries checksum_fnv1a64 (FNV-1a 64 of its little-endian
+ * bytes), verified on load. Dropout masks and the sampler's order are
+ * functions of (seed, step) and (seed, epoch), so seed, global_step and the
+ * data cursor are the whole RNG state.
+ *
+ * Saving writes a temporary file, fsyncs it, renames it into place, then
+ * replaces output_dir/latest_checkpoint (the file name of the newest
+ * complete checkpoint) the same way: a process killed at any moment leaves
+ * the previous checkpoint and pointer intact. */
+#ifndef LT_IO_CHECKPOINT_H
+#define LT_IO_CHECKPOINT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/status.h"
+#include "io/dataset.h"
+#include "model/llama.h"
+#include "optim/adamw.h"
+#include "optim/lr_schedule.h"
+
+#define LT_CHECKPOINT_FORMAT "loratrain-checkpoint"
+#define LT_CHECKPOINT_VERSION 1
+
+typedef struct {
+    int64_t global_step; /* optimizer steps completed */
+    int64_t tokens_seen;
+    lt_data_cursor cursor; /* the sampler after global_step steps */
+    uint64_t seed;
+    int world_size; /* ranks of the run that wrote it (any may resume it) */
+    char base_path[1024];
+    uint64_t base_bytes, base_fingerprint;
+    lt_lr_schedule sched;
+} lt_ckpt_meta;
+
+/* A quick identity of a model file: its size and an FNV-1a 64 of its first
+ * and last MiB (hashing a 100 GB base on every start would take minutes). */
+lt_status lt_file_fingerprint(const char *path, uint64_t *bytes, uint64_t *fingerprint,
+                              lt_error *err);
+
+/* Writes output_dir/checkpoint-<global_step>.h5 atomically and points
+ * output_dir/latest_checkpoint at it; then removes the oldest
+ * checkpoint-*.h5 beyond keep (0: keep all). *written (may be NULL) gets
+ * the path. */
+lt_status lt_checkpoint_save(const char *output_dir, lt_model *m, const lt_adamw *opt,
+                             const lt_ckpt_meta *meta, const char *run_config_json, int keep,
+                             char *written, size_t cap, lt_error *err);
+
+/* Reads and verifies path into m's LoRA parameters and opt's moments and
+ * step, filling *meta: format and version, every dataset's shape against
+ * m's LoRA table, every checksum, r / alpha / rsLoRA / target modules,
+ * and (when base_bytes is not 0) the base model's identity. */
+lt_status lt_checkpoint_load(const char *path, lt_model *m, lt_adamw *opt, uint64_t base_bytes,
+                             uint64_t base_fingerprint, lt_ckpt_meta *meta, lt_error *err);
+
+/* "latest" (or a directory): the checkpoint output_dir/latest_checkpoint
+ * names if it verifies, else the newest checkpoint-*.h5 that does
+ * (a line on stderr says which were skipped and why); any other path is
+ * taken as it is. */
+lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, char *path, size_t cap,
+                                lt_error *err);
+
+/* Verifies path's format and checksums and prints what it holds. */
+lt_status lt_checkpoint_inspect(const char *path, FILE *out, lt_error *err);
+
+#endif
