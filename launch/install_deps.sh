@@ -10,6 +10,7 @@ packages=(
   libhdf5-openmpi-dev             # checkpoints (parallel HDF5)
   libcjson-dev                    # configs and safetensors headers
   python3 python3-numpy python3-torch python3-sentencepiece  # reference checks
+  python3-h5py                    # reads checkpoints as a user would
   libtcmalloc-minimal4            # the tuned PyTorch benchmark preloads it
 )
 missing=()

@@ -1,0 +1,230 @@
+#!/bin/bash
+# HDF5 checkpoints: exact resume, resume on other rank counts, kills during
+# saving, damaged files, and the layout h5py sees. On the bundled model, 8
+# steps of 2 x 4 sequences of 64 tokens, LoRA dropout on, a checkpoint
+# every 4 (or every 1) steps:
+#   - killed right after the step-4 checkpoint (LT_FAULT_CHECKPOINT test
+#     hook) and resumed with resume_from_checkpoint latest: losses, eval
+#     losses and the adapter file bitwise the uninterrupted run's, on 1 and
+#     on 2 ranks;
+#   - the 2-rank checkpoint resumed on 1 and on 4 ranks (same global batch):
+#     losses within 1e-6 and adapter within 1e-5 (L2) of the 2-rank run;
+#   - killed between writing and renaming, or before the pointer moves: the
+#     previous checkpoint loads; SIGKILL at random moments of a run saving
+#     every step, resumed each time: the final adapter is bitwise the
+#     uninterrupted run's;
+#   - truncated, bit-flipped, wrong-version and wrong-r checkpoints give one
+#     clear error; `latest` skips a damaged newest checkpoint with a line
+#     saying so; a checkpoint that cannot be put in place stops the run
+#     with the reason and keeps the previous one;
+#   - h5py reads the documented layout and its checksums.
+# Usage: checkpoint.sh LORATRAIN REPO_ROOT
+set -u
+bin=${1:?usage: checkpoint.sh LORATRAIN REPO_ROOT}
+root=${2:?}
+py=/usr/bin/python3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$root" || exit 1
+fail=0
+err() { echo "FAIL $*"; fail=1; }
+args() { # ranks
+  echo --model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin \
+    --train_file data/tinyshakespeare/input.txt --max_seq_length 64 --warmup_steps 1 \
+    --learning_rate 3e-3 --lr_scheduler_type cosine --lora_dropout 0.1 --target_modules all-linear \
+    --validation_split_percentage 5 --max_eval_samples 8 --per_device_eval_batch_size 4 \
+    --gradient_accumulation_steps 2 --per_device_train_batch_size $((4 / $1)) --max_steps 8 \
+    --logging_steps 1 --threads 1 --disable_tqdm
+}
+run() { # ranks, out, extra... ; returns the exit status
+  local np=$1 out=$2
+  shift 2
+  if [[ $np == 1 ]]; then
+    timeout 300 "$bin" train $(args 1) --output_dir "$out" "$@" >"$out.log" 2>&1
+  else
+    timeout 300 mpirun --oversubscribe -np "$np" "$bin" train $(args "$np") --output_dir "$out" "$@" >"$out.log" 2>&1
+  fi
+}
+must() { run "$@" || { err "run $2 exited $?:"; tail -3 "$2.log"; }; }
+same_run() { # a b: bitwise losses, eval losses, adapter
+  if ! cmp -s <(grep -o '"loss":[^,]*\|"eval_loss":[^,]*' "$1/metrics.jsonl") \
+              <(grep -o '"loss":[^,]*\|"eval_loss":[^,]*' "$2/metrics.jsonl"); then
+    err "$2: losses differ from $1"
+  elif ! cmp -s "$1/adapter_model.safetensors" "$2/adapter_model.safetensors"; then
+    err "$2: adapter differs from $1"
+  else
+    echo "$2: losses, eval losses and adapter bitwise equal to $1"
+  fi
+}
+
+# Exact resume on 1 and 2 ranks.
+for np in 1 2; do
+  must $np "$tmp/full$np" --save_steps 4
+  LT_FAULT_CHECKPOINT=after_save:4 run $np "$tmp/res$np" --save_steps 4 && err "np $np: the fault hook did not stop the run"
+  [[ -f $tmp/res$np/checkpoint-4.h5 && ! -f $tmp/res$np/adapter_model.safetensors ]] || err "np $np: no interrupted state"
+  must $np "$tmp/res$np" --save_steps 4 --resume_from_checkpoint latest
+  grep -q "resuming from .*checkpoint-4.h5 at step 4" "$tmp/res$np.log" || err "np $np: did not resume at step 4"
+  same_run "$tmp/full$np" "$tmp/res$np"
+done
+
+# The 2-rank checkpoint on 1 and on 4 ranks.
+for np in 1 4; do
+  must $np "$tmp/from2on$np" --resume_from_checkpoint "$tmp/res2/checkpoint-4.h5"
+  grep -q "written by 2 rank(s), now $np" "$tmp/from2on$np.log" || err "2 -> $np: resume line missing"
+done
+"$py" - "$tmp" <<'PY' || fail=1
+import json, os, struct, sys
+import numpy as np
+tmp = sys.argv[1]
+def losses(d):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(os.path.join(tmp, d, "metrics.jsonl"))) if "loss" in r}
+def adapter(d):
+    raw = open(os.path.join(tmp, d, "adapter_model.safetensors"), "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.loads(raw[8:8 + n])
+    return {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], np.float32)
+            for k, v in head.items() if k != "__metadata__"}
+ref, ra = losses("full2"), adapter("full2")
+bad = 0
+for np_ in (1, 4):
+    got, ga = losses("from2on%d" % np_), adapter("from2on%d" % np_)
+    worst = max(abs(got[s] - ref[s]) / abs(ref[s]) for s in got)
+    l2 = float(np.sqrt(sum(((ga[k] - ra[k]).astype(np.float64) ** 2).sum() for k in ra) /
+                       sum((ra[k].astype(np.float64) ** 2).sum() for k in ra)))
+    ok = sorted(got) == [5, 6, 7, 8] and worst <= 1e-6 and l2 <= 1e-5
+    print("2 ranks -> %d: steps %s, worst loss rel diff %.2e, adapter %.2e (L2) from the 2-rank run%s"
+          % (np_, sorted(got), worst, l2, "" if ok else "  FAIL"))
+    bad |= not ok
+sys.exit(1 if bad else 0)
+PY
+
+# Killed between writing and renaming, and before the pointer moves.
+for where in before_rename before_pointer; do
+  LT_FAULT_CHECKPOINT=$where:8 run 1 "$tmp/$where" --save_steps 4 && err "$where: not killed"
+  must 1 "$tmp/$where" --save_steps 4 --max_steps 12 --resume_from_checkpoint latest
+  grep -q "resuming from .*checkpoint-4.h5 at step 4" "$tmp/$where.log" ||
+    { err "$where: did not resume from checkpoint 4:"; tail -3 "$tmp/$where.log"; }
+  echo "killed $where at step 8: resumed from step 4"
+done
+
+# SIGKILL at random moments of a run saving every step.
+must 1 "$tmp/every" --save_steps 1 --save_total_limit 2 --max_steps 40
+kills=0
+for i in $(seq 1 20); do
+  resume=()
+  [[ -f $tmp/rand/latest_checkpoint ]] && resume=(--resume_from_checkpoint latest)
+  "$bin" train $(args 1) --output_dir "$tmp/rand" --save_steps 1 --save_total_limit 2 --max_steps 40 \
+    "${resume[@]}" >"$tmp/rand.log" 2>&1 &
+  pid=$!
+  sleep "0.$((RANDOM % 6))$((RANDOM % 10))"
+  kill -9 $pid 2>/dev/null && kills=$((kills + 1))
+  wait $pid 2>/dev/null
+  rc=$?
+  if [[ $rc != 137 && $rc != 0 ]]; then err "random kill $i: exit $rc:"; tail -3 "$tmp/rand.log"; break; fi
+  [[ $rc == 0 ]] && break
+done
+[[ -f $tmp/rand/adapter_model.safetensors ]] ||
+  timeout 300 "$bin" train $(args 1) --output_dir "$tmp/rand" --save_steps 1 --save_total_limit 2 \
+    --max_steps 24 --resume_from_checkpoint latest >"$tmp/rand.log" 2>&1 || { err "final resume:"; tail -3 "$tmp/rand.log"; }
+ls "$tmp/rand"/checkpoint-*.h5 | wc -l | grep -qx 2 || err "save_total_limit 2 kept $(ls "$tmp/rand"/checkpoint-*.h5 | wc -l) checkpoints"
+if cmp -s "$tmp/every/adapter_model.safetensors" "$tmp/rand/adapter_model.safetensors"; then
+  echo "$kills random SIGKILLs, each resumed from latest: final adapter bitwise the uninterrupted run's"
+else
+  err "after $kills random kills and resumes the adapter differs from the uninterrupted run's"
+fi
+
+# Damaged checkpoints.
+ck=$tmp/full1/checkpoint-8.h5
+expect() { # name, pattern, command...
+  local name=$1 pat=$2
+  shift 2
+  "$@" >"$tmp/e.out" 2>"$tmp/e.err"
+  local rc=$?
+  if [[ $rc == 0 ]]; then err "$name: exit 0"
+  elif ! grep -q -- "$pat" "$tmp/e.err"; then err "$name: stderr lacks \"$pat\":"; cat "$tmp/e.err"
+  elif [[ $(wc -l <"$tmp/e.err") != 1 ]]; then err "$name: not one line:"; cat "$tmp/e.err"
+  else echo "$name: $(cat "$tmp/e.err")"; fi
+}
+head -c 20000 "$ck" >"$tmp/trunc.h5"
+expect "truncated" "trunc.h5: not a readable HDF5 file" "$bin" inspect "$tmp/trunc.h5"
+"$py" - "$ck" "$tmp/flip.h5" "$tmp/v2.h5" <<'PY' || fail=1
+import shutil, sys
+import h5py
+src, flip, v2 = sys.argv[1:4]
+shutil.copy(src, flip)
+with h5py.File(flip, "r") as f:
+    d = f["optimizer/exp_avg_sq"]
+    name = sorted(d)[3]
+    off = d[name].id.get_offset()
+with open(flip, "r+b") as f:
+    f.seek(off + 5)
+    b = f.read(1)
+    f.seek(off + 5)
+    f.write(bytes([b[0] ^ 0x10]))
+shutil.copy(src, v2)
+with h5py.File(v2, "r+") as f:
+    f.attrs["format_version"] = 2
+PY
+expect "flipped byte" "fails its checksum" "$bin" inspect "$tmp/flip.h5"
+expect "wrong version" "format_version 2, this loratrain reads version 1" "$bin" inspect "$tmp/v2.h5"
+expect "another r" "holds LoRA r 8" "$bin" train $(args 1) --output_dir "$tmp/r4" --r 4 --resume_from_checkpoint "$ck"
+expect "flipped byte on resume" "fails its checksum" "$bin" train $(args 1) --output_dir "$tmp/flipres" \
+  --max_steps 12 --resume_from_checkpoint "$tmp/flip.h5"
+cp "$tmp/flip.h5" "$tmp/full1/checkpoint-8.h5"
+"$bin" train $(args 1) --output_dir "$tmp/full1" --max_steps 12 --resume_from_checkpoint latest \
+  >"$tmp/fb.out" 2>"$tmp/fb.err" || err "latest fallback: exit $?: $(cat "$tmp/fb.err")"
+grep -q "checkpoint-8.h5, which does not verify" "$tmp/fb.err" && grep -q "resuming from .*checkpoint-4.h5" "$tmp/fb.out" &&
+  echo "latest with a damaged newest checkpoint: $(head -1 "$tmp/fb.err")" || err "latest did not fall back to checkpoint-4"
+# A checkpoint that cannot be put in place (its name is taken by a directory).
+mkdir -p "$tmp/blocked/checkpoint-8.h5/x"
+"$bin" train $(args 1) --output_dir "$tmp/blocked" --save_steps 4 >"$tmp/bl.out" 2>"$tmp/bl.err"
+rc=$?
+if [[ $rc == 0 ]] || ! grep -q "cannot rename into place" "$tmp/bl.err" || ! "$bin" inspect "$tmp/blocked/checkpoint-4.h5" >/dev/null; then
+  err "blocked save: exit $rc, $(cat "$tmp/bl.err")"
+else
+  echo "blocked save: exit $rc, $(cat "$tmp/bl.err"); checkpoint-4 still verifies"
+fi
+
+# The layout, through h5py.
+"$py" - "$tmp/full2/checkpoint-8.h5" <<'PY' || fail=1
+import sys
+import h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+bad = []
+want = {"format": b"loratrain-checkpoint", "format_version": 1, "global_step": 8, "world_size": 2, "lora_r": 8}
+for k, v in want.items():
+    got = f.attrs.get(k)
+    if got != v:
+        bad.append("attribute %s = %r, expected %r" % (k, got, v))
+for k in ("tokens_seen", "data_epoch", "data_position", "seed", "base_model_path", "base_model_bytes",
+          "base_model_fingerprint", "lora_alpha", "use_rslora", "target_modules", "run_config"):
+    if k not in f.attrs:
+        bad.append("attribute %s missing" % k)
+names = sorted(f["adapter"])
+if len(names) != 70 or not all(n.startswith("base_model.model.model.layers.") for n in names):
+    bad.append("adapter tensors: %d, e.g. %s" % (len(names), names[:2]))
+for g in ("adapter", "optimizer/exp_avg", "optimizer/exp_avg_sq"):
+    if sorted(f[g]) != names:
+        bad.append("%s does not hold the adapter's tensor names" % g)
+    for n in names:
+        d = f[g][n]
+        a = d[()].astype("<f4").tobytes()
+        h = 0xcbf29ce484222325
+        for b in a:
+            h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+        if d.dtype != np.float32 or d.ndim != 2 or int(d.attrs["checksum_fnv1a64"]) != h:
+            bad.append("%s/%s: dtype %s, shape %s, checksum mismatch" % (g, n, d.dtype, d.shape))
+            break
+q = f["adapter/base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"]
+if q.shape != (8, 64):
+    bad.append("q_proj lora_A is %s, expected (8, 64)" % (q.shape,))
+if f["optimizer"].attrs["step"] != 8 or "lr_scheduler_type" not in f["scheduler"].attrs:
+    bad.append("optimizer step or scheduler attributes wrong")
+for b in bad:
+    print("FAIL h5py:", b)
+if not bad:
+    print("h5py: documented attributes, 3 x 70 float32 tensors under PEFT names, checksums recomputed")
+sys.exit(1 if bad else 0)
+PY
+exit $fail
