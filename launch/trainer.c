@@ -444,9 +444,17 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         }
         start = meta.global_step;
         tokens_seen = meta.tokens_seen;
-        if (r.lead)
+        if (r.lead) {
             printf("resuming from %s at step %lld (written by %d rank(s), now %d)\n", ck,
                    (long long)start, meta.world_size, N);
+            if (meta.sched.kind != sched.kind || meta.sched.lr != sched.lr ||
+                meta.sched.total_steps != sched.total_steps || meta.sched.warmup_steps != sched.warmup_steps)
+                printf("note: the checkpoint's schedule (%s, lr %g, warmup %lld of %lld steps) differs from "
+                       "this run's (%s, lr %g, warmup %lld of %lld): the learning rate follows this run's\n",
+                       lt_lr_schedule_name(meta.sched.kind), meta.sched.lr, (long long)meta.sched.warmup_steps,
+                       (long long)meta.sched.total_steps, lt_lr_schedule_name(sched.kind), sched.lr,
+                       (long long)sched.warmup_steps, (long long)sched.total_steps);
+        }
     }
     if ((st = write_start_files(c, &r, start, err)) != LT_OK) goto done;
 

@@ -26,6 +26,7 @@ py=/usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
 cd "$root" || exit 1
 fail=0
 err() { echo "FAIL $*"; fail=1; }
@@ -109,12 +110,12 @@ for where in before_rename before_pointer; do
 done
 
 # SIGKILL at random moments of a run saving every step.
-must 1 "$tmp/every" --save_steps 1 --save_total_limit 2 --max_steps 40
-kills=0
+must 1 "$tmp/every" --save_steps 1 --save_total_limit 2 --max_steps 80
+kills=0 resumes=0
 for i in $(seq 1 20); do
   resume=()
-  [[ -f $tmp/rand/latest_checkpoint ]] && resume=(--resume_from_checkpoint latest)
-  "$bin" train $(args 1) --output_dir "$tmp/rand" --save_steps 1 --save_total_limit 2 --max_steps 40 \
+  [[ -f $tmp/rand/latest_checkpoint ]] && resume=(--resume_from_checkpoint latest) && resumes=$((resumes + 1))
+  "$bin" train $(args 1) --output_dir "$tmp/rand" --save_steps 1 --save_total_limit 2 --max_steps 80 \
     "${resume[@]}" >"$tmp/rand.log" 2>&1 &
   pid=$!
   sleep "0.$((RANDOM % 6))$((RANDOM % 10))"
@@ -124,12 +125,14 @@ for i in $(seq 1 20); do
   if [[ $rc != 137 && $rc != 0 ]]; then err "random kill $i: exit $rc:"; tail -3 "$tmp/rand.log"; break; fi
   [[ $rc == 0 ]] && break
 done
+resume=()
+[[ -f $tmp/rand/latest_checkpoint ]] && resume=(--resume_from_checkpoint latest)
 [[ -f $tmp/rand/adapter_model.safetensors ]] ||
   timeout 300 "$bin" train $(args 1) --output_dir "$tmp/rand" --save_steps 1 --save_total_limit 2 \
-    --max_steps 24 --resume_from_checkpoint latest >"$tmp/rand.log" 2>&1 || { err "final resume:"; tail -3 "$tmp/rand.log"; }
+    --max_steps 80 "${resume[@]}" >"$tmp/rand.log" 2>&1 || { err "final run:"; tail -3 "$tmp/rand.log"; }
 ls "$tmp/rand"/checkpoint-*.h5 | wc -l | grep -qx 2 || err "save_total_limit 2 kept $(ls "$tmp/rand"/checkpoint-*.h5 | wc -l) checkpoints"
 if cmp -s "$tmp/every/adapter_model.safetensors" "$tmp/rand/adapter_model.safetensors"; then
-  echo "$kills random SIGKILLs, each resumed from latest: final adapter bitwise the uninterrupted run's"
+  echo "$kills random SIGKILLs, $resumes resumes from latest: final adapter bitwise the uninterrupted run's"
 else
   err "after $kills random kills and resumes the adapter differs from the uninterrupted run's"
 fi
