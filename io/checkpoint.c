@@ -93,9 +93,18 @@ static void targets_text(unsigned mask, char *buf, size_t cap) {
         }
 }
 
-static int write_file(const char *path, lt_model *m, const lt_adamw *opt, const lt_ckpt_meta *meta,
-                      const char *config_json, const float *params) {
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+/* Builds the checkpoint as an HDF5 file image in memory (the core driver,
+ * no backing store) and returns it in *image (malloc). HDF5 never writes
+ * the disk itself: a full disk then fails our own fwrite with errno set,
+ * instead of leaving HDF5 a half-flushed open file that its exit handler
+ * trips over. */
+static int build_image(lt_model *m, const lt_adamw *opt, const lt_ckpt_meta *meta,
+                       const char *config_json, const float *params, void **image, size_t *size) {
+    *image = NULL;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0) return 0;
+    hid_t f = H5Fcreate("checkpoint.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (f < 0) return 0;
     const lt_lora_config *lc = lt_model_lora_config(m);
     char targets[256];
@@ -136,7 +145,16 @@ static int write_file(const char *path, lt_model *m, const lt_adamw *opt, const 
          put_i64(s, "total_steps", meta->sched.total_steps);
     if (s >= 0) H5Gclose(s);
     ok = ok && H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0;
-    return H5Fclose(f) >= 0 && ok;
+    ssize_t n = ok ? H5Fget_file_image(f, NULL, 0) : -1;
+    ok = ok && n > 0 && (*image = malloc((size_t)n)) != NULL &&
+         H5Fget_file_image(f, *image, (size_t)n) == n;
+    *size = ok ? (size_t)n : 0;
+    ok = H5Fclose(f) >= 0 && ok;
+    if (!ok) {
+        free(*image);
+        *image = NULL;
+    }
+    return ok;
 }
 
 /* The test hook for kills around a save: LT_FAULT_CHECKPOINT=before_rename
@@ -192,26 +210,32 @@ lt_status lt_checkpoint_save(const char *output_dir, lt_model *m, const lt_adamw
     if (!params) return lt_fail(err, LT_ERR_NOMEM, "checkpoint: out of memory");
     const lt_ops *o = lt_model_get_ops(m);
     o->download(o, params, lt_model_lora_params(m), t->numel * sizeof(float));
-    char path[4096], tmp[4200];
+    char path[4096];
     snprintf(path, sizeof path, "%s/checkpoint-%lld.h5", output_dir, (long long)meta->global_step);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int ok = write_file(tmp, m, opt, meta, run_config_json, params);
+    void *image = NULL;
+    size_t size = 0;
+    int ok = build_image(m, opt, meta, run_config_json, params, &image, &size);
     free(params);
-    if (!ok) {
-        int e = errno;
-        unlink(tmp);
-        return lt_fail(err, LT_ERR_IO,
-                       "%s: cannot write the checkpoint (%s); the previous checkpoint is kept",
-                       tmp, e ? strerror(e) : "HDF5 write failed");
+    if (!ok)
+        return lt_fail(err, LT_ERR_NOMEM, "%s: cannot build the checkpoint in memory (HDF5 failed or "
+                       "out of memory); the previous checkpoint is kept", path);
+    lt_atomic_file af;
+    lt_status st = lt_atomic_open(&af, path, err);
+    if (st == LT_OK) st = lt_atomic_write(&af, image, size, err);
+    free(image);
+    if (st == LT_OK && fflush(af.f) != 0)
+        st = lt_fail(err, LT_ERR_IO, "%s: write failed: %s", af.tmp, strerror(errno));
+    if (st != LT_OK) {
+        lt_atomic_abort(&af);
+        return lt_fail_context(err, "checkpoint not saved (the previous one is kept)");
     }
     fault_point("before_rename", meta->global_step);
-    lt_status st = lt_durable_rename(tmp, path, err);
-    if (st != LT_OK) return st;
+    if ((st = lt_atomic_commit(&af, err)) != LT_OK)
+        return lt_fail_context(err, "checkpoint not saved (the previous one is kept)");
     fault_point("before_pointer", meta->global_step);
     char ptr[4096 + 32];
     snprintf(ptr, sizeof ptr, "%s/" POINTER_FILE, output_dir);
     const char *base = strrchr(path, '/') + 1;
-    lt_atomic_file af;
     if ((st = lt_atomic_open(&af, ptr, err)) != LT_OK) return st;
     if ((st = lt_atomic_write(&af, base, strlen(base), err)) == LT_OK &&
         (st = lt_atomic_write(&af, "\n", 1, err)) == LT_OK)

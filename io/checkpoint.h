@@ -21,7 +21,8 @@
  * functions of (seed, step) and (seed, epoch), so seed, global_step and the
  * data cursor are the whole RNG state.
  *
- * Saving writes a temporary file, fsyncs it, renames it into place, then
+ * Saving builds the file in memory, writes it to a temporary name, fsyncs
+ * and renames it into place, then
  * replaces output_dir/latest_checkpoint (the file name of the newest
  * complete checkpoint) the same way: a process killed at any moment leaves
  * the previous checkpoint and pointer intact. */

@@ -111,24 +111,6 @@ lt_status lt_atomic_commit(lt_atomic_file *af, lt_error *err) {
     return LT_OK;
 }
 
-lt_status lt_durable_rename(const char *tmp, const char *path, lt_error *err) {
-    int fd = open(tmp, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) {
-        int e = errno;
-        if (fd >= 0) close(fd);
-        unlink(tmp);
-        return lt_fail(err, LT_ERR_IO, "%s: cannot flush to disk: %s", tmp, strerror(e));
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return lt_fail(err, LT_ERR_IO, "%s: cannot rename into place: %s", path, strerror(e));
-    }
-    fsync_parent(path);
-    return LT_OK;
-}
-
 void lt_atomic_abort(lt_atomic_file *af) {
     if (af->f) fclose(af->f);
     af->f = NULL;

@@ -37,10 +37,6 @@ lt_status lt_atomic_commit(lt_atomic_file *af, lt_error *err);
 /* Drops the temporary file (after a failure). */
 void lt_atomic_abort(lt_atomic_file *af);
 
-/* For files written by another library (HDF5): fsync tmp, rename it over
- * path, fsync the directory. On failure tmp is removed. */
-lt_status lt_durable_rename(const char *tmp, const char *path, lt_error *err);
-
 /* mkdir -p; existing directories are fine. */
 lt_status lt_make_dirs(const char *path, lt_error *err);
 

@@ -15,8 +15,9 @@
 #     uninterrupted run's;
 #   - truncated, bit-flipped, wrong-version and wrong-r checkpoints give one
 #     clear error; `latest` skips a damaged newest checkpoint with a line
-#     saying so; a checkpoint that cannot be put in place stops the run
-#     with the reason and keeps the previous one;
+#     saying so; a checkpoint that cannot be put in place, or does not fit
+#     on a full disk (a small tmpfs, where mount works), stops the run with
+#     the reason and keeps the previous one;
 #   - h5py reads the documented layout and its checksums.
 # Usage: checkpoint.sh LORATRAIN REPO_ROOT
 set -u
@@ -25,7 +26,7 @@ root=${2:?}
 py=/usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap 'umount "$tmp/full" 2>/dev/null; rm -rf "$tmp"' EXIT
 [[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
 cd "$root" || exit 1
 fail=0
@@ -187,6 +188,21 @@ if [[ $rc == 0 ]] || ! grep -q "cannot rename into place" "$tmp/bl.err" || ! "$b
   err "blocked save: exit $rc, $(cat "$tmp/bl.err")"
 else
   echo "blocked save: exit $rc, $(cat "$tmp/bl.err"); checkpoint-4 still verifies"
+fi
+
+# A full disk (a 1000 KiB tmpfs: checkpoint-4 fits, checkpoint-8 does not).
+if mkdir -p "$tmp/full" && mount -t tmpfs -o size=1000k tmpfs "$tmp/full" 2>/dev/null; then
+  "$bin" train $(args 1) --output_dir "$tmp/full/run" --save_steps 4 --max_steps 12 >"$tmp/df.out" 2>"$tmp/df.err"
+  rc=$?
+  if [[ $rc != 1 ]] || ! grep -q "No space left on device" "$tmp/df.err" || [[ $(wc -l <"$tmp/df.err") != 1 ]] ||
+     ! "$bin" inspect "$tmp/full/run/checkpoint-4.h5" >/dev/null || ls "$tmp/full/run" | grep -q tmp; then
+    err "disk full: exit $rc, $(cat "$tmp/df.err"), files: $(ls "$tmp/full/run" | tr '\n' ' ')"
+  else
+    echo "disk full: exit $rc, $(cat "$tmp/df.err"); checkpoint-4 still verifies, no temporary left"
+  fi
+  umount "$tmp/full"
+else
+  echo "disk full: not run (this machine cannot mount a tmpfs)"
 fi
 
 # The layout, through h5py.
