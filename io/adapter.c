@@ -52,16 +52,9 @@ static lt_status write_config(const lt_lora_config *lc, const char *dir, const c
     if (!text) return lt_fail(err, LT_ERR_NOMEM, "adapter config: out of memory");
     char path[4200];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    lt_atomic_file af;
-    lt_status st = lt_atomic_open(&af, path, err);
-    if (st == LT_OK) st = lt_atomic_write(&af, text, strlen(text), err);
-    if (st == LT_OK) st = lt_atomic_write(&af, "\n", 1, err);
+    lt_status st = lt_atomic_write_text(path, text, err);
     free(text);
-    if (st != LT_OK) {
-        lt_atomic_abort(&af);
-        return st;
-    }
-    return lt_atomic_commit(&af, err);
+    return st;
 }
 
 lt_status lt_adapter_save(lt_model *m, const char *dir, const char *base_model, lt_error *err) {

@@ -235,14 +235,7 @@ lt_status lt_checkpoint_save(const char *output_dir, lt_model *m, const lt_adamw
     fault_point("before_pointer", meta->global_step);
     char ptr[4096 + 32];
     snprintf(ptr, sizeof ptr, "%s/" POINTER_FILE, output_dir);
-    const char *base = strrchr(path, '/') + 1;
-    if ((st = lt_atomic_open(&af, ptr, err)) != LT_OK) return st;
-    if ((st = lt_atomic_write(&af, base, strlen(base), err)) == LT_OK &&
-        (st = lt_atomic_write(&af, "\n", 1, err)) == LT_OK)
-        st = lt_atomic_commit(&af, err);
-    else
-        lt_atomic_abort(&af);
-    if (st != LT_OK) return st;
+    if ((st = lt_atomic_write_text(ptr, strrchr(path, '/') + 1, err)) != LT_OK) return st;
     if (written) snprintf(written, cap, "%s", path);
     if (keep > 0) {
         int64_t steps[4096];

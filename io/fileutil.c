@@ -111,6 +111,17 @@ lt_status lt_atomic_commit(lt_atomic_file *af, lt_error *err) {
     return LT_OK;
 }
 
+lt_status lt_atomic_write_text(const char *path, const char *text, lt_error *err) {
+    lt_atomic_file af;
+    lt_status st = lt_atomic_open(&af, path, err);
+    if (st != LT_OK) return st;
+    if ((st = lt_atomic_write(&af, text, strlen(text), err)) == LT_OK &&
+        (st = lt_atomic_write(&af, "\n", 1, err)) == LT_OK)
+        return lt_atomic_commit(&af, err);
+    lt_atomic_abort(&af);
+    return st;
+}
+
 void lt_atomic_abort(lt_atomic_file *af) {
     if (af->f) fclose(af->f);
     af->f = NULL;

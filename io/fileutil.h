@@ -37,6 +37,9 @@ lt_status lt_atomic_commit(lt_atomic_file *af, lt_error *err);
 /* Drops the temporary file (after a failure). */
 void lt_atomic_abort(lt_atomic_file *af);
 
+/* The whole file at once, atomically: text and then a newline. */
+lt_status lt_atomic_write_text(const char *path, const char *text, lt_error *err);
+
 /* mkdir -p; existing directories are fine. */
 lt_status lt_make_dirs(const char *path, lt_error *err);
 

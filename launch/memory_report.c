@@ -114,16 +114,7 @@ lt_status lt_memory_report_write(const char *path, const lt_model *m, const lt_r
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return lt_fail(err, LT_ERR_NOMEM, "%s: cannot format the memory report", path);
-    lt_atomic_file af;
-    lt_status st = lt_atomic_open(&af, path, err);
-    if (st == LT_OK) {
-        st = lt_atomic_write(&af, text, strlen(text), err);
-        if (st == LT_OK) st = lt_atomic_write(&af, "\n", 1, err);
-        if (st == LT_OK)
-            st = lt_atomic_commit(&af, err);
-        else
-            lt_atomic_abort(&af);
-    }
+    lt_status st = lt_atomic_write_text(path, text, err);
     free(text);
     return st;
 }
