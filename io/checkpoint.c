@@ -101,8 +101,11 @@ static void targets_text(unsigned mask, char *buf, size_t cap) {
 static int build_image(lt_model *m, const lt_adamw *opt, const lt_ckpt_meta *meta,
                        const char *config_json, const float *params, void **image, size_t *size) {
     *image = NULL;
+    /* One allocation for the image: the three tensors sets plus room for
+     * HDF5's metadata (growing by small increments copies it repeatedly). */
+    const size_t guess = 3 * lt_model_lora_table(m)->numel * sizeof(float) + ((size_t)4 << 20);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0) return 0;
+    if (fapl < 0 || H5Pset_fapl_core(fapl, guess, 0) < 0) return 0;
     hid_t f = H5Fcreate("checkpoint.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (f < 0) return 0;
