@@ -188,12 +188,15 @@ typedef struct {
     uint64_t model_bytes_read;
 } run_state;
 
-static void run_free(run_state *r) {
+/* failed: on several ranks the collectives in flight are abandoned, not
+ * completed: the other ranks may never join them, and main is about to
+ * end the whole job. */
+static void run_free(run_state *r, int failed) {
     if (r->metrics) fclose(r->metrics);
     free(r->inputs);
     free(r->targets);
     if (r->opt_ready) lt_adamw_free(&r->opt);
-    lt_dp_free(&r->dp);
+    if (!(failed && r->dp.size > 1)) lt_dp_free(&r->dp);
     lt_loader_free(r->loader);
     lt_dataset_free(r->train);
     lt_dataset_free(r->eval);
@@ -565,6 +568,6 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     }
     free(mem);
 done:
-    run_free(&r);
+    run_free(&r, st != LT_OK);
     return st;
 }
