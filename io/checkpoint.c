@@ -182,23 +182,31 @@ static int step_of(const char *name, int64_t *step) {
     return 1;
 }
 
-/* checkpoint-*.h5 in dir, newest step first. */
-static int list_checkpoints(const char *dir, int64_t *steps, int cap) {
+static int newest_first(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x < y) - (x > y);
+}
+
+/* The steps of checkpoint-*.h5 in dir, newest first, in *steps (malloc;
+ * NULL when there are none). */
+static size_t list_checkpoints(const char *dir, int64_t **steps) {
+    *steps = NULL;
     DIR *d = opendir(dir);
     if (!d) return 0;
-    int n = 0;
+    size_t n = 0, cap = 0;
     struct dirent *e;
-    while ((e = readdir(d)) && n < cap) {
+    while ((e = readdir(d))) {
         int64_t s;
-        if (step_of(e->d_name, &s)) steps[n++] = s;
+        if (!step_of(e->d_name, &s)) continue;
+        if (n == cap) {
+            int64_t *grown = realloc(*steps, (cap = cap ? 2 * cap : 64) * sizeof *grown);
+            if (!grown) break;
+            *steps = grown;
+        }
+        (*steps)[n++] = s;
     }
     closedir(d);
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
-            int64_t x = steps[j];
-            steps[j] = steps[j - 1];
-            steps[j - 1] = x;
-        }
+    if (n) qsort(*steps, n, sizeof **steps, newest_first);
     return n;
 }
 
@@ -241,14 +249,15 @@ lt_status lt_checkpoint_save(const char *output_dir, lt_model *m, const lt_adamw
     if ((st = lt_atomic_write_text(ptr, strrchr(path, '/') + 1, err)) != LT_OK) return st;
     if (written) snprintf(written, cap, "%s", path);
     if (keep > 0) {
-        int64_t steps[4096];
-        int n = list_checkpoints(output_dir, steps, 4096);
-        for (int i = keep; i < n; i++) {
+        int64_t *steps;
+        size_t n = list_checkpoints(output_dir, &steps);
+        for (size_t i = (size_t)keep; i < n; i++) {
             if (steps[i] == meta->global_step) continue;
             char old[4096 + 64];
             snprintf(old, sizeof old, "%s/checkpoint-%lld.h5", output_dir, (long long)steps[i]);
             unlink(old);
         }
+        free(steps);
     }
     fault_point("after_save", meta->global_step);
     return LT_OK;
@@ -562,13 +571,17 @@ lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, char *
         fprintf(stderr, "loratrain: %s names %s, which does not verify (%s); trying older checkpoints\n",
                 ptr, name, e2.msg);
     }
-    int64_t steps[4096];
-    int n = list_checkpoints(output_dir, steps, 4096);
-    for (int i = 0; i < n; i++) {
+    int64_t *steps;
+    size_t n = list_checkpoints(output_dir, &steps);
+    for (size_t i = 0; i < n; i++) {
         if (steps[i] == pointed) continue;
         snprintf(path, cap, "%s/checkpoint-%lld.h5", output_dir, (long long)steps[i]);
-        if (verify(path, NULL, &e2) == LT_OK) return LT_OK;
+        if (verify(path, NULL, &e2) == LT_OK) {
+            free(steps);
+            return LT_OK;
+        }
         fprintf(stderr, "loratrain: skipping %s: %s\n", path, e2.msg);
     }
+    free(steps);
     return lt_fail(err, LT_ERR_IO, "resume_from_checkpoint latest: no checkpoint in %s verifies", output_dir);
 }
