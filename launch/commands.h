@@ -14,6 +14,7 @@ lt_status lt_cmd_generate(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_tokenize(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_info(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_inspect(int argc, char **argv, lt_error *err);
+lt_status lt_cmd_plan(int argc, char **argv, lt_error *err);
 
 /* Each command's --help text. */
 void lt_help_train(FILE *f);
@@ -21,5 +22,6 @@ void lt_help_generate(FILE *f);
 void lt_help_tokenize(FILE *f);
 void lt_help_info(FILE *f);
 void lt_help_inspect(FILE *f);
+void lt_help_plan(FILE *f);
 
 #endif

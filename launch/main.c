@@ -21,6 +21,7 @@ static const command k_commands[] = {
     {"generate", lt_cmd_generate, NULL, lt_help_generate, "sample text from a model, with or without an adapter"},
     {"tokenize", lt_cmd_tokenize, NULL, lt_help_tokenize, "turn a text corpus into a token file for training"},
     {"info", lt_cmd_info, NULL, lt_help_info, "print a model's shape and a LoRA setup's parameter counts"},
+    {"plan", lt_cmd_plan, NULL, lt_help_plan, "predict a run's per-rank memory by category"},
     {"inspect", lt_cmd_inspect, NULL, lt_help_inspect, "verify a training checkpoint and print what it holds"},
 };
 #define NCOMMANDS (sizeof k_commands / sizeof k_commands[0])
@@ -82,7 +83,7 @@ int main(int argc, char **argv) {
         lt_comm_free(world);
         return code;
     }
-    fprintf(stderr, "loratrain: error: unknown command \"%s\" (expected train, generate, tokenize, info, inspect or version)\n",
+    fprintf(stderr, "loratrain: error: unknown command \"%s\" (expected train, generate, tokenize, info, plan, inspect or version)\n",
             cmd);
     return 2;
 }

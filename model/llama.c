@@ -506,10 +506,48 @@ lt_status lt_model_merge_lora(lt_model *m, int unmerge, lt_error *err) {
 
 /* --------------------------------------------------------- activations */
 
-static size_t layer_act_floats(const lt_model *m, size_t n, size_t B, size_t T) {
-    size_t per = n * (5u * m->C + m->QKV + 3u * m->H) + 2 * n + B * m->c.n_heads * T;
-    if (m->has_lora) per += (size_t)__builtin_popcount(m->lc.targets) * n * m->lc.r;
+static size_t layer_act_floats(const lt_model_config *c, const lt_lora_config *lc, size_t n,
+                               size_t B, size_t T) {
+    const size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim, QKV = C + 2u * (size_t)lt_kv_dim(c);
+    size_t per = n * (5u * C + QKV + 3u * H) + 2 * n + B * (size_t)c->n_heads * T;
+    if (lc) per += (size_t)__builtin_popcount(lc->targets) * n * (size_t)lc->r;
     return per;
+}
+
+/* What lt_model_reserve allocates for B x T (floats), so the planner and
+ * the model cannot disagree: saved activations, backward scratch, the
+ * logits chunk's rows and the RoPE tables. */
+typedef struct {
+    size_t act, ints, scratch, chunk, rope;
+} act_sizes;
+
+static act_sizes activation_sizes(const lt_model_config *c, const lt_lora_config *lc, size_t B,
+                                  size_t T) {
+    act_sizes s;
+    const size_t n = B * T, C = (size_t)c->dim, H = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
+    const size_t L = (size_t)c->n_layers, r = lc ? (size_t)lc->r : 0;
+    const size_t QKV = C + 2u * (size_t)lt_kv_dim(c);
+    /* Logits exist only a chunk of rows at a time (fused with the loss), so
+     * the [n, V] tensor never has to fit in memory. 64 MiB chunks: smaller
+     * ones make each classifier GEMM re-pack the whole [V, C] weight for too
+     * few rows (measured: 32 rows 82 GFLOP/s, 512 rows 102, stories15M). */
+    s.chunk = ((size_t)16 << 20) / V;
+    s.chunk = s.chunk < 16 ? 16 : s.chunk;
+    s.chunk = s.chunk > n ? n : s.chunk;
+    s.act = L * layer_act_floats(c, lc, n, B, T) + 3 * n * C + n + s.chunk * V + n;
+    s.ints = 2 * n; /* tokens and targets, stored as int32 in float slots */
+    /* Regenerated dropout inputs need room only when dropout is on. */
+    const size_t max_in = lc && lc->dropout > 0.0f ? (H > C ? H : C) : 0;
+    s.scratch = 3 * n * C + n * QKV + 3 * n * H + 3 * n * r + 2 * n * max_in;
+    s.rope = 2 * T * ((size_t)lt_head_dim(c) / 2);
+    return s;
+}
+
+void lt_model_activation_bytes(const lt_model_config *cfg, const lt_lora_config *lc, int B, int T,
+                               uint64_t *activations, uint64_t *rope_bytes) {
+    act_sizes s = activation_sizes(cfg, lc, (size_t)B, (size_t)T);
+    *activations = (uint64_t)(s.act + s.ints + s.scratch) * sizeof(float);
+    *rope_bytes = (uint64_t)s.rope * sizeof(float);
 }
 
 lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
@@ -527,25 +565,14 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
     const lt_ops *o = m->ops;
     const size_t n = (size_t)B * T, C = m->C, H = m->H, V = m->c.vocab_size;
     const size_t L = m->c.n_layers, r = m->has_lora ? (size_t)m->lc.r : 0;
-    /* Logits exist only a chunk of rows at a time (fused with the loss), so
-     * the [n, V] tensor never has to fit in memory. 64 MiB chunks: smaller
-     * ones make each classifier GEMM re-pack the whole [V, C] weight for too
-     * few rows (measured: 32 rows 82 GFLOP/s, 512 rows 102, stories15M). */
-    size_t chunk = ((size_t)16 << 20) / V;
-    chunk = chunk < 16 ? 16 : chunk;
-    chunk = chunk > n ? n : chunk;
+    const act_sizes sz = activation_sizes(&m->c, m->has_lora ? &m->lc : NULL, (size_t)B, (size_t)T);
+    const size_t chunk = sz.chunk, act_floats = sz.act, int_floats = sz.ints, scratch_floats = sz.scratch;
+    const size_t max_in = m->has_lora && m->lc.dropout > 0.0f ? (H > C ? H : C) : 0;
+    const size_t half = (size_t)m->HD / 2;
     m->chunk = (int)chunk;
-
-    size_t per_layer = layer_act_floats(m, n, B, T);
-    size_t act_floats = L * per_layer + 3 * n * C + n + chunk * V + n;
-    size_t int_floats = 2 * n; /* tokens and targets, stored as int32 in float slots */
-    /* Regenerated dropout inputs need room only when dropout is on. */
-    size_t max_in = m->has_lora && m->lc.dropout > 0.0f ? (H > C ? H : C) : 0;
-    size_t scratch_floats = 3 * n * C + n * (size_t)m->QKV + 3 * n * H + 3 * n * r + 2 * n * max_in;
     m->act_mem = o->alloc(o, LT_MEM_ACTIVATIONS, (act_floats + int_floats) * sizeof(float));
     m->scratch_mem = o->alloc(o, LT_MEM_ACTIVATIONS, scratch_floats * sizeof(float));
     m->acts = calloc(L, sizeof *m->acts);
-    size_t half = (size_t)m->HD / 2;
     m->rope_cos = o->alloc(o, LT_MEM_WORKSPACE, (size_t)T * half * sizeof(float));
     m->rope_sin = o->alloc(o, LT_MEM_WORKSPACE, (size_t)T * half * sizeof(float));
     if (!m->act_mem || !m->scratch_mem || !m->acts || !m->rope_cos || !m->rope_sin) {

@@ -145,6 +145,11 @@ void lt_model_set_dropout_state(lt_model *m, uint64_t seed, uint64_t step, uint6
 
 /* ---- compute ---- */
 
+/* The bytes lt_model_reserve allocates for B x T with adapters lc (NULL:
+ * none): activations, and the RoPE tables (workspace). For the planner. */
+void lt_model_activation_bytes(const lt_model_config *cfg, const lt_lora_config *lc, int B, int T,
+                               uint64_t *activations, uint64_t *rope_bytes);
+
 /* Sizes activations for batches of up to B sequences of up to T tokens
  * (done implicitly by the calls below when a batch does not fit). */
 lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err);

@@ -5,12 +5,15 @@
 # shard_base. From output_dir/memory.json (every rank's figures):
 #   - each sharded rank's tracked quantized_base is 1/N of the model's
 #     quantized bytes (to the 64-byte padding of each layer's shard);
-#   - each rank's process peak (VmHWM) falls by at least 85% of what that
-#     predicts: the quantized bytes it no longer stores, less the two
-#     whole-layer gather buffers. (It falls by more on some ranks, up to
-#     +59% seen: an unsharded rank also quantizes every tensor, and glibc
-#     keeps some of that churn resident; a bound on that side would test
-#     malloc, not the sharding.)
+#   - the process peak (VmHWM) falls by what that predicts -- the quantized
+#     bytes a rank no longer stores, less the two whole-layer gather buffers
+#     -- to within 3.5 MiB, comparing the lowest VmHWM of the ranks of each
+#     run. 3.5 MiB is the jitter measured here: a rank's VmHWM now and then
+#     sits a 3 MiB step above or below its peers' in the same
+#     configuration, sharded or not. A base that is not really sharded
+#     gives a fall of minus the gather buffers (-1.7 MiB) and fails on 2
+#     and on 4 ranks. (The fall may be larger: an unsharded rank also
+#     quantizes every tensor and glibc keeps some of that churn resident.)
 # Usage: dist_memory.sh LORATRAIN REPO_ROOT
 set -u
 bin=${1:?usage: dist_memory.sh LORATRAIN REPO_ROOT}
@@ -50,15 +53,16 @@ for n in (2, 4):
             fail.append("%d ranks, rank %d: %d quantized bytes tracked, expected %d / %d" % (n, r, res, q, n))
         comm = sr["tracked_peak_bytes"]["communication"]
         expect = pr["tracked_peak_bytes"]["quantized_base"] - res - comm
-        got = pr["vm_hwm_bytes"] - sr["vm_hwm_bytes"]
         print("%d ranks, rank %d: quantized base %.2f -> %.2f MiB (1/%d of %.2f), gather buffers %.2f MiB; "
-              "VmHWM %.2f -> %.2f MiB: %.2f MiB less, %.2f predicted (%+.1f%%)"
+              "VmHWM %.2f -> %.2f MiB"
               % (n, r, pr["tracked_peak_bytes"]["quantized_base"] / MiB, res / MiB, n, q / MiB, comm / MiB,
-                 pr["vm_hwm_bytes"] / MiB, sr["vm_hwm_bytes"] / MiB, got / MiB, expect / MiB,
-                 100.0 * (got - expect) / expect))
-        if got < 0.85 * expect:
-            fail.append("%d ranks, rank %d: VmHWM fell %.2f MiB, less than 85%% of the predicted %.2f MiB"
-                        % (n, r, got / MiB, expect / MiB))
+                 pr["vm_hwm_bytes"] / MiB, sr["vm_hwm_bytes"] / MiB))
+    got = min(x["vm_hwm_bytes"] for x in p["ranks"]) - min(x["vm_hwm_bytes"] for x in s["ranks"])
+    print("%d ranks: lowest VmHWM fell %.2f MiB, %.2f predicted (%+.1f%%)"
+          % (n, got / MiB, expect / MiB, 100.0 * (got - expect) / expect))
+    if got < expect - 3.5 * MiB:
+        fail.append("%d ranks: the lowest VmHWM fell %.2f MiB, more than 3.5 MiB short of the predicted %.2f MiB"
+                    % (n, got / MiB, expect / MiB))
 for f in fail:
     print("FAIL", f)
 sys.exit(1 if fail else 0)
