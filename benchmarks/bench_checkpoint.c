@@ -9,16 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "io/checkpoint.h"
 #include "io/fileutil.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "core/clock.h"
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -63,12 +57,12 @@ int main(int argc, char **argv) {
     lt_status st = LT_OK;
     for (int k = 0; k < reps && st == LT_OK; k++) {
         meta.global_step = 100;
-        double t0 = now_s();
+        double t0 = lt_now_s();
         st = lt_checkpoint_save(argv[1], m, &opt, &meta, "{}", 1, path, sizeof path, &err);
-        double t1 = now_s();
+        double t1 = lt_now_s();
         lt_ckpt_meta got;
         if (st == LT_OK) st = lt_checkpoint_load(path, m, &back, 0, 0, &got, &err);
-        double t2 = now_s();
+        double t2 = lt_now_s();
         if (t1 - t0 < w) w = t1 - t0;
         if (t2 - t1 < rd) rd = t2 - t1;
     }

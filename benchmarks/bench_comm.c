@@ -5,15 +5,9 @@
  * Usage: mpirun -np N bench_comm COUNT [REPS] */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "dist/comm.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "core/clock.h"
 
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -42,9 +36,9 @@ int main(int argc, char **argv) {
     }
     for (int i = -5; i < reps && rc == 0; i++) {
         if (lt_comm_barrier(c, &err) != LT_OK) rc = 1;
-        double t0 = now_s();
+        double t0 = lt_now_s();
         if (rc == 0 && lt_comm_allreduce(c, buf, count, LT_DT_F32, LT_RED_SUM, &err) != LT_OK) rc = 1;
-        if (i >= 0) t[i] = now_s() - t0;
+        if (i >= 0) t[i] = lt_now_s() - t0;
     }
     if (rc == 0 && lt_comm_rank(c) == 0) {
         qsort(t, (size_t)reps, sizeof *t, cmp);

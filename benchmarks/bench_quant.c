@@ -9,26 +9,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "model/ops.h"
 #include "model/quant.h"
 #include "model/rng.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "core/clock.h"
 
 /* Best of reps into `var` (a shared machine's noise only slows runs down). */
 #define BEST(var, reps, call)                     \
     do {                                          \
         var = 1e30;                               \
         for (int r_ = 0; r_ < (reps); r_++) {     \
-            double t0_ = now_s();                 \
+            double t0_ = lt_now_s();                 \
             call;                                 \
-            double dt_ = now_s() - t0_;           \
+            double dt_ = lt_now_s() - t0_;           \
             var = dt_ < var ? dt_ : var;          \
         }                                         \
     } while (0)

@@ -16,17 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "io/llama2c.h"
 #include "model/llama.h"
 #include "model/rng.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "core/clock.h"
 
 /* ------------------------------------------------------- profiling ops */
 
@@ -41,9 +35,9 @@ static const lt_ops *g_base;
 
 #define TIMED(cat, call)                \
     do {                                \
-        double t0_ = now_s();           \
+        double t0_ = lt_now_s();           \
         call;                           \
-        g_ptime[cat] += now_s() - t0_;  \
+        g_ptime[cat] += lt_now_s() - t0_;  \
     } while (0)
 
 static void p_gemm(const lt_ops *o, int ta, int tb, int M, int N, int K, float alpha, const float *A,
@@ -161,13 +155,13 @@ static double gemm_peak(const lt_ops *o) {
     o->gemm(o, 0, 1, n, n, n, 1, a, n, b, n, 0, c, n);
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = now_s();
+        double t0 = lt_now_s();
         int it = 0;
-        while (now_s() - t0 < 0.3) {
+        while (lt_now_s() - t0 < 0.3) {
             o->gemm(o, 0, 1, n, n, n, 1, a, n, b, n, 0, c, n);
             it++;
         }
-        double g = 2.0 * n * n * n * it / (now_s() - t0) / 1e9;
+        double g = 2.0 * n * n * n * it / (lt_now_s() - t0) / 1e9;
         best = g > best ? g : best;
     }
     lt_free(a), lt_free(b), lt_free(c);
@@ -312,13 +306,13 @@ int main(int argc, char **argv) {
         }
         double sum;
         int64_t cnt;
-        double t0 = now_s();
+        double t0 = lt_now_s();
         lt_model_zero_grads(m);
         if (lt_model_forward_backward(m, in, tg, batch, seq, 1.0f / (float)n, &sum, &cnt, &err) != LT_OK) {
             fprintf(stderr, "bench_step: %s\n", err.msg);
             return 1;
         }
-        if (s >= warmup) times[s - warmup] = now_s() - t0;
+        if (s >= warmup) times[s - warmup] = lt_now_s() - t0;
         loss = sum / (double)cnt;
     }
     qsort(times, (size_t)steps, sizeof *times, cmp_double);

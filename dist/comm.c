@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dist/comm_backend.h"
+#include "core/clock.h"
 
 struct lt_comm {
     const lt_comm_backend *be;
@@ -21,12 +21,6 @@ struct lt_comm {
 struct lt_comm_req {
     void *impl;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 size_t lt_dtype_size(lt_dtype t) {
     switch (t) {
@@ -139,9 +133,9 @@ lt_status lt_comm_allreduce(lt_comm *c, void *buf, size_t count_, lt_dtype t, lt
     lt_status st = check_dtype(t, err);
     if (st != LT_OK) return st;
     count(c, LT_COLL_ALLREDUCE, count_ * lt_dtype_size(t));
-    double t0 = now_s();
+    double t0 = lt_now_s();
     st = c->be->allreduce(c->ctx, buf, count_, t, op, NULL, err);
-    c->counters.wait_s += now_s() - t0;
+    c->counters.wait_s += lt_now_s() - t0;
     return st;
 }
 
@@ -152,18 +146,18 @@ lt_status lt_comm_iallreduce(lt_comm *c, void *buf, size_t count_, lt_dtype t, l
     if (st != LT_OK) return st;
     count(c, LT_COLL_ALLREDUCE, count_ * lt_dtype_size(t));
     void *impl = NULL;
-    double t0 = now_s();
+    double t0 = lt_now_s();
     st = c->be->allreduce(c->ctx, buf, count_, t, op, &impl, err);
-    c->counters.wait_s += now_s() - t0;
+    c->counters.wait_s += lt_now_s() - t0;
     return st == LT_OK ? make_req(impl, req, err) : st;
 }
 
 lt_status lt_comm_allgather(lt_comm *c, const void *send, void *recv, size_t bytes,
                             lt_error *err) {
     count(c, LT_COLL_ALLGATHER, bytes * (size_t)c->info.size);
-    double t0 = now_s();
+    double t0 = lt_now_s();
     lt_status st = c->be->allgather(c->ctx, send, recv, bytes, NULL, err);
-    c->counters.wait_s += now_s() - t0;
+    c->counters.wait_s += lt_now_s() - t0;
     return st;
 }
 
@@ -172,9 +166,9 @@ lt_status lt_comm_iallgather(lt_comm *c, const void *send, void *recv, size_t by
     *req = NULL;
     count(c, LT_COLL_ALLGATHER, bytes * (size_t)c->info.size);
     void *impl = NULL;
-    double t0 = now_s();
+    double t0 = lt_now_s();
     lt_status st = c->be->allgather(c->ctx, send, recv, bytes, &impl, err);
-    c->counters.wait_s += now_s() - t0;
+    c->counters.wait_s += lt_now_s() - t0;
     return st == LT_OK ? make_req(impl, req, err) : st;
 }
 
@@ -182,9 +176,9 @@ lt_status lt_comm_broadcast(lt_comm *c, void *buf, size_t bytes, int root, lt_er
     if (root < 0 || root >= c->info.size)
         return lt_fail(err, LT_ERR_INVALID, "broadcast: root %d is not a rank of %d", root, c->info.size);
     count(c, LT_COLL_BROADCAST, bytes);
-    double t0 = now_s();
+    double t0 = lt_now_s();
     lt_status st = c->be->broadcast(c->ctx, buf, bytes, root, err);
-    c->counters.wait_s += now_s() - t0;
+    c->counters.wait_s += lt_now_s() - t0;
     return st;
 }
 
@@ -195,17 +189,17 @@ lt_status lt_comm_reduce(lt_comm *c, const void *send, void *recv, size_t count_
     if (root < 0 || root >= c->info.size)
         return lt_fail(err, LT_ERR_INVALID, "reduce: root %d is not a rank of %d", root, c->info.size);
     count(c, LT_COLL_REDUCE, count_ * lt_dtype_size(t));
-    double t0 = now_s();
+    double t0 = lt_now_s();
     st = c->be->reduce(c->ctx, send, recv, count_, t, op, root, err);
-    c->counters.wait_s += now_s() - t0;
+    c->counters.wait_s += lt_now_s() - t0;
     return st;
 }
 
 lt_status lt_comm_barrier(lt_comm *c, lt_error *err) {
     count(c, LT_COLL_BARRIER, 0);
-    double t0 = now_s();
+    double t0 = lt_now_s();
     lt_status st = c->be->barrier(c->ctx, err);
-    c->counters.wait_s += now_s() - t0;
+    c->counters.wait_s += lt_now_s() - t0;
     return st;
 }
 
@@ -213,9 +207,9 @@ lt_status lt_comm_wait(lt_comm *c, lt_comm_req *req, lt_error *err) {
     if (!req) return LT_OK;
     lt_status st = LT_OK;
     if (req->impl) {
-        double t0 = now_s();
+        double t0 = lt_now_s();
         st = c->be->wait(c->ctx, req->impl, err);
-        c->counters.wait_s += now_s() - t0;
+        c->counters.wait_s += lt_now_s() - t0;
     }
     free(req);
     return st;
@@ -226,9 +220,9 @@ lt_status lt_comm_test(lt_comm *c, lt_comm_req *req, int *done, lt_error *err) {
     if (!req) return LT_OK;
     lt_status st = LT_OK;
     if (req->impl) {
-        double t0 = now_s();
+        double t0 = lt_now_s();
         st = c->be->test(c->ctx, req->impl, done, err);
-        c->counters.wait_s += now_s() - t0;
+        c->counters.wait_s += lt_now_s() - t0;
     }
     if (*done || st != LT_OK) free(req);
     return st;

@@ -1,7 +1,7 @@
 #include "dist/grad_sync.h"
 
 #include <stdlib.h>
-#include <time.h>
+#include "core/clock.h"
 
 typedef struct {
     int low;              /* the bucket starts when this layer is ready */
@@ -17,14 +17,8 @@ struct lt_grad_sync {
     int nb, armed;
     int *of_layer; /* layer -> bucket it completes, -1 if none */
     int n_layers;
-    uint64_t early, last_early, total; /* bytes reduced before finish() */
+    uint64_t early, last_early; /* bytes reduced before finish() */
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 lt_status lt_grad_sync_create(lt_comm *c, float *grads, const size_t *layer_begin, int n_layers,
                               size_t bucket_cap_bytes, lt_grad_sync **out, lt_error *err) {
@@ -53,7 +47,6 @@ lt_status lt_grad_sync_create(lt_comm *c, float *grads, const size_t *layer_begi
         while (lo > 0 && (layer_begin[hi + 1] - layer_begin[lo]) * sizeof(float) < bucket_cap_bytes)
             lo--;
         size_t begin = layer_begin[lo], count = layer_begin[hi + 1] - begin;
-        g->total += count * sizeof(float);
         if (count > 0) {
             g->b[g->nb] = (bucket){.low = lo, .begin = begin, .count = count};
             g->of_layer[lo] = g->nb++;
@@ -75,10 +68,7 @@ void lt_grad_sync_free(lt_grad_sync *g) {
 
 int lt_grad_sync_buckets(const lt_grad_sync *g) { return g->nb; }
 
-void lt_grad_sync_overlap(const lt_grad_sync *g, uint64_t *overlapped_bytes, uint64_t *total_bytes) {
-    *overlapped_bytes = g->last_early;
-    *total_bytes = g->total;
-}
+uint64_t lt_grad_sync_overlapped_bytes(const lt_grad_sync *g) { return g->last_early; }
 
 void lt_grad_sync_arm(lt_grad_sync *g) {
     g->armed = 1;
@@ -113,7 +103,7 @@ lt_status lt_grad_sync_layer_ready(lt_grad_sync *g, int layer, lt_error *err) {
 }
 
 lt_status lt_grad_sync_finish(lt_grad_sync *g, double *exposed_s, lt_error *err) {
-    double t0 = now_s();
+    double t0 = lt_now_s();
     lt_status st = LT_OK;
     g->last_early = g->armed ? g->early : 0;
     for (int i = 0; i < g->nb && st == LT_OK; i++)
@@ -124,6 +114,6 @@ lt_status lt_grad_sync_finish(lt_grad_sync *g, double *exposed_s, lt_error *err)
         if (st == LT_OK) st = w;
     }
     g->armed = 0;
-    if (exposed_s) *exposed_s = now_s() - t0;
+    if (exposed_s) *exposed_s = lt_now_s() - t0;
     return st;
 }

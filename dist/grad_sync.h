@@ -45,6 +45,6 @@ lt_status lt_grad_sync_progress(lt_grad_sync *g, lt_error *err);
 lt_status lt_grad_sync_finish(lt_grad_sync *g, double *exposed_s, lt_error *err);
 /* Of the last finished step's gradient bytes, those whose all-reduce had
  * completed before finish() was called: reduced while backward ran. */
-void lt_grad_sync_overlap(const lt_grad_sync *g, uint64_t *overlapped_bytes, uint64_t *total_bytes);
+uint64_t lt_grad_sync_overlapped_bytes(const lt_grad_sync *g);
 
 #endif

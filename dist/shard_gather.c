@@ -1,7 +1,7 @@
 #include "dist/shard_gather.h"
 
 #include <stdlib.h>
-#include <time.h>
+#include "core/clock.h"
 
 typedef struct {
     uint8_t *buf;
@@ -17,12 +17,6 @@ struct lt_shard_gather {
     slot s[2];
     lt_shard_gather_stats stats;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 lt_status lt_shard_gather_create(lt_comm *c, const uint8_t *local, size_t shard_bytes, int n_items,
                                  lt_shard_gather **out, lt_error *err) {
@@ -75,7 +69,7 @@ lt_status lt_shard_gather_get(lt_shard_gather *g, int item, int next, const uint
     if (item < 0 || item >= g->n_items || next >= g->n_items)
         return lt_fail(err, LT_ERR_INVALID, "shard gather: item %d (next %d) of %d", item, next,
                        g->n_items);
-    double t0 = now_s();
+    double t0 = lt_now_s();
     lt_status st = LT_OK;
     slot *have = g->s[0].item == item ? &g->s[0] : g->s[1].item == item ? &g->s[1] : NULL;
     if (have) {
@@ -95,7 +89,7 @@ lt_status lt_shard_gather_get(lt_shard_gather *g, int item, int next, const uint
         if (other->req) st = complete(g, other, err);
         if (st == LT_OK) st = start(g, other, next, err);
     }
-    g->stats.exposed_s += now_s() - t0;
+    g->stats.exposed_s += lt_now_s() - t0;
     if (st != LT_OK) return st;
     *whole = have->buf;
     return LT_OK;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/hash.h"
 #include "io/fileutil.h"
 
 #define PEFT_PREFIX "base_model.model."
@@ -16,12 +17,6 @@
 
 static const char *k_groups[3] = {"adapter", "optimizer/exp_avg", "optimizer/exp_avg_sq"};
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
-}
-#define FNV_BASIS 0xcbf29ce484222325ULL
 
 /* HDF5 prints an error stack on every failed call; we report one line. */
 static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
@@ -34,13 +29,13 @@ lt_status lt_file_fingerprint(const char *path, uint64_t *bytes, uint64_t *finge
     if (!f) return lt_fail(err, LT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     const size_t MiB = 1u << 20;
     unsigned char *buf = malloc(MiB);
-    uint64_t h = fnv1a(FNV_BASIS, bytes, sizeof *bytes);
+    uint64_t h = lt_fnv1a64(LT_FNV1A64_BASIS, bytes, sizeof *bytes);
     for (int part = 0; part < 2 && buf && st == LT_OK; part++) {
         uint64_t at = part == 0 ? 0 : (*bytes > MiB ? *bytes - MiB : 0);
         size_t n = *bytes - at < MiB ? (size_t)(*bytes - at) : MiB;
         if (fseek(f, (long)at, SEEK_SET) != 0) st = lt_fail(err, LT_ERR_IO, "%s: seek failed", path);
         if (st == LT_OK) st = lt_read_exact(f, buf, n, path, "fingerprint", err);
-        if (st == LT_OK) h = fnv1a(h, buf, n);
+        if (st == LT_OK) h = lt_fnv1a64(h, buf, n);
     }
     if (!buf) st = lt_fail(err, LT_ERR_NOMEM, "%s: fingerprint: out of memory", path);
     free(buf);
@@ -78,7 +73,7 @@ static int put_tensor(hid_t g, const char *name, const float *data, int rows, in
     int ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     /* The host is little-endian (x86-64, aarch64): these are the file's bytes. */
     ok = ok && put_u64(d, "checksum_fnv1a64",
-                       fnv1a(FNV_BASIS, data, (size_t)rows * (size_t)cols * sizeof(float)));
+                       lt_fnv1a64(LT_FNV1A64_BASIS, data, (size_t)rows * (size_t)cols * sizeof(float)));
     if (d >= 0) H5Dclose(d);
     H5Sclose(sp);
     return ok;
@@ -370,7 +365,7 @@ static lt_status read_tensor(reader *r, hid_t g, const char *gname, const char *
         st = bad(r, msg);
     }
     if (st == LT_OK) st = get_attr(r, d, "checksum_fnv1a64", H5T_NATIVE_UINT64, &want);
-    if (st == LT_OK && fnv1a(FNV_BASIS, dst, (size_t)rows * (size_t)cols * sizeof(float)) != want) {
+    if (st == LT_OK && lt_fnv1a64(LT_FNV1A64_BASIS, dst, (size_t)rows * (size_t)cols * sizeof(float)) != want) {
         snprintf(msg, sizeof msg, "%s/%s fails its checksum (the file is damaged)", gname, name);
         st = bad(r, msg);
     }

@@ -1,7 +1,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "io/adapter.h"
 #include "io/llama2c.h"
@@ -9,6 +8,7 @@
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "model/sample.h"
+#include "core/clock.h"
 
 void lt_help_generate(FILE *f) {
     fprintf(f,
@@ -83,12 +83,6 @@ static lt_status parse(int argc, char **argv, gen_opts *o, lt_error *err) {
     return lt_cli_quant_resolve(&cq, &o->quant, err);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 lt_status lt_cmd_generate(int argc, char **argv, lt_error *err) {
     gen_opts o;
     lt_status st = parse(argc, argv, &o, err);
@@ -134,7 +128,7 @@ lt_status lt_cmd_generate(int argc, char **argv, lt_error *err) {
     }
     lt_rng rng;
     lt_rng_seed(&rng, o.seed, 0x67656e);
-    double t0 = now_s();
+    double t0 = lt_now_s();
     size_t generated = 0;
     while (n < max_len) {
         if ((st = lt_model_logits(m, ids, 1, (int)n, 1, logits, err)) != LT_OK) goto done;
@@ -149,7 +143,7 @@ lt_status lt_cmd_generate(int argc, char **argv, lt_error *err) {
         fflush(stdout);
         if (ids_file) fprintf(ids_file, "%s%d", generated > 1 ? " " : "", next);
     }
-    double dt = now_s() - t0;
+    double dt = lt_now_s() - t0;
     printf("\n");
     fflush(stdout);
     if (ids_file) fprintf(ids_file, "\n");

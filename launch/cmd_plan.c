@@ -93,34 +93,31 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
     if ((st = lt_lora_config_validate(&lc, &c, err)) != LT_OK) return st;
 
     const uint64_t C = (uint64_t)c.dim, H = (uint64_t)c.hidden_dim, V = (uint64_t)c.vocab_size;
-    const uint64_t L = (uint64_t)c.n_layers, QKV = C + 2u * (uint64_t)lt_kv_dim(&c);
-    uint64_t lin = 0, lora = 0;
+    const uint64_t L = (uint64_t)c.n_layers;
+    uint64_t lora = 0;
     for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
         int out, in;
         lt_module_shape(&c, (lt_module)mod, &out, &in);
-        lin += (uint64_t)out * (uint64_t)in;
-        if (lc.targets & (1u << mod)) lora += (uint64_t)r * (uint64_t)(out + in);
+        if (lc.targets & (1u << mod)) lora += L * (uint64_t)r * (uint64_t)(out + in);
     }
-    lin *= L, lora *= L;
+    lt_quant_config four = {.format = LT_QUANT_NF4, .blocksize = 64, .double_quant = 1}, qc;
+    if ((st = lt_quant_select(qlora, 0, &four, &qc, err)) != LT_OK) return st;
+    const int shards = shard ? ranks : 1;
+    lt_base_memory bm;
+    if ((st = lt_plan_base_memory(&c, &qc, shards, &bm, err)) != LT_OK) return st;
     uint64_t bytes[NCATS] = {0};
-    const uint64_t fp32 = V * C + 2 * L * C + C + (c.shared_classifier ? 0 : V * C) + (qlora ? 0 : lin);
-    bytes[0] = 4 * fp32;
-    uint64_t ws = 0, qmax = 0;
+    bytes[0] = bm.fp32_bytes;
+    bytes[1] = bm.quant_resident_bytes;
+    if (shards > 1) bytes[6] = 2 * (uint64_t)shards * (bm.quant_resident_bytes / L); /* two whole layers */
+    uint64_t qmax = 0; /* the largest tensor's quantized bytes: staged while loading */
     if (qlora) {
-        lt_quant_config four = {.format = LT_QUANT_NF4, .blocksize = 64, .double_quant = 1}, qc;
         lt_qtensor qt[LT_MOD_COUNT];
         uint64_t blob;
-        if ((st = lt_quant_select(1, 0, &four, &qc, err)) != LT_OK ||
-            (st = lt_quant_layer_layout(&c, &qc, qt, &blob, err)) != LT_OK)
-            return st;
-        const uint64_t n = shard ? (uint64_t)ranks : 1, unit = 64 * n;
-        const uint64_t shard_bytes = (blob + unit - 1) / unit * 64;
-        bytes[1] = L * shard_bytes;
-        if (shard && ranks > 1) bytes[6] = 2 * n * shard_bytes; /* two whole layers gathered */
-        ws = 4 * (QKV * C + C * C + 3 * H * C);                 /* one layer dequantized */
+        if ((st = lt_quant_layer_layout(&c, &qc, qt, &blob, err)) != LT_OK) return st;
         for (int mod = 0; mod < LT_MOD_COUNT; mod++)
             if (qt[mod].end - qt[mod].begin > qmax) qmax = qt[mod].end - qt[mod].begin;
     }
+    const uint64_t ws = bm.workspace_bytes;
     bytes[2] = bytes[3] = 4 * lora;
     bytes[4] = 8 * lora;
     uint64_t rope;

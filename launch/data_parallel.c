@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/hash.h"
 #include "launch/memory_report.h"
 
 static lt_status on_acquire(void *user, int layer, int next, const uint8_t **blob, lt_error *err) {
@@ -80,19 +81,11 @@ void lt_dp_free(lt_dp *dp) {
     dp->gather = NULL;
 }
 
-/* FNV-1a over bytes: any flipped bit changes it. */
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
-}
-
 lt_status lt_dp_check_replicas(lt_dp *dp, const float *params, const lt_adamw *opt, int64_t step,
                                lt_error *err) {
-    uint64_t h[3] = {0xcbf29ce484222325ULL, 0xcbf29ce484222325ULL, 0xcbf29ce484222325ULL};
-    h[0] = hash_bytes(h[0], params, opt->n * sizeof(float));
-    h[1] = hash_bytes(h[1], opt->m, opt->n * sizeof(float));
-    h[2] = hash_bytes(h[2], opt->v, opt->n * sizeof(float));
+    const uint64_t h[3] = {lt_fnv1a64(LT_FNV1A64_BASIS, params, opt->n * sizeof(float)),
+                           lt_fnv1a64(LT_FNV1A64_BASIS, opt->m, opt->n * sizeof(float)),
+                           lt_fnv1a64(LT_FNV1A64_BASIS, opt->v, opt->n * sizeof(float))};
     uint64_t *all = malloc((size_t)dp->size * sizeof h);
     if (!all) return lt_fail(err, LT_ERR_NOMEM, "replica check: out of memory");
     lt_status st = lt_comm_allgather(dp->comm, h, all, sizeof h, err);

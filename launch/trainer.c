@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -16,12 +15,7 @@
 #include "io/tokenizer.h"
 #include "launch/memory_report.h"
 #include "optim/grad_clip.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "core/clock.h"
 
 lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched, int64_t step,
                         float max_grad_norm, const int32_t *inputs, const int32_t *targets, int ga,
@@ -51,8 +45,7 @@ lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched,
     out->grad_overlapped_bytes = 0;
     if (sync) {
         lt_status st = lt_grad_sync_finish(sync, &out->grad_wait_s, err);
-        uint64_t total_bytes;
-        lt_grad_sync_overlap(sync, &out->grad_overlapped_bytes, &total_bytes);
+        out->grad_overlapped_bytes = lt_grad_sync_overlapped_bytes(sync);
         if (st == LT_OK) st = lt_comm_reduce(dp->comm, &loss_sum, &loss_sum, 1, LT_DT_F64, LT_RED_SUM, 0, err);
         if (st != LT_OK) return st;
     }
@@ -147,7 +140,7 @@ static double mem_mib(void) {
 }
 
 static void show(const progress *p, int64_t step, const lt_step_stats *s, double tok_s) {
-    double el = now_s() - p->t0, eta = el / (double)step * (double)(p->total - step);
+    double el = lt_now_s() - p->t0, eta = el / (double)step * (double)(p->total - step);
     char e1[32], e2[32];
     fmt_duration(el, e1, sizeof e1);
     fmt_duration(eta, e2, sizeof e2);
@@ -487,7 +480,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     const int tty = r.lead && isatty(STDOUT_FILENO) && !c->disable_tqdm;
     if (start == 0 && (st = evaluate_and_log(c, &r, 0, 0, NULL, err)) != LT_OK) goto done;
 
-    progress p = {.tty = tty, .every = c->logging_steps, .total = total, .t0 = now_s()};
+    progress p = {.tty = tty, .every = c->logging_steps, .total = total, .t0 = lt_now_s()};
     const double global_tokens = (double)GA * B * T * N;
     lt_comm_counters first_step = {{0}, {0}, 0};
     double grad_wait_total = 0, step_time_total = 0, comm_total = 0, overlapped_total = 0;
@@ -502,12 +495,12 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         }
         lt_comm_counters before, after, d;
         lt_comm_get_counters(world, &before);
-        double t0 = now_s();
+        double t0 = lt_now_s();
         lt_step_stats s;
         st = lt_train_step(r.model, &r.opt, &sched, step, c->max_grad_norm, r.inputs, r.targets, GA,
                            B, T, c->seed, &r.dp, &s, err);
         if (st != LT_OK) goto done;
-        double dt = now_s() - t0;
+        double dt = lt_now_s() - t0;
         lt_comm_get_counters(world, &after);
         counters_delta(&after, &before, &d);
         if (step == start) first_step = d;
@@ -529,7 +522,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
                     "\"reduce_bytes\":%llu,\"comm_wait_s\":%.6f,\"grad_wait_s\":%.6f,"
                     "\"grad_overlapped_bytes\":%llu}\n",
                     (long long)step + 1, epoch, s.loss, (double)s.lr, s.grad_norm, (long long)s.tokens,
-                    (long long)tokens_seen, global_tokens / dt, mem_mib(), now_s() - p.t0, N,
+                    (long long)tokens_seen, global_tokens / dt, mem_mib(), lt_now_s() - p.t0, N,
                     (unsigned long long)d.bytes[LT_COLL_ALLREDUCE],
                     (unsigned long long)d.bytes[LT_COLL_ALLGATHER],
                     (unsigned long long)d.bytes[LT_COLL_REDUCE], d.wait_s, s.grad_wait_s,
@@ -557,7 +550,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         st = lt_adapter_save(r.model, c->output_dir, c->model, err);
         if (st == LT_OK)
             printf("done: %lld steps in %.1f s; adapter written to %s/adapter_model.safetensors\n",
-                   (long long)total, now_s() - p.t0, c->output_dir);
+                   (long long)total, lt_now_s() - p.t0, c->output_dir);
         snprintf(path, sizeof path, "%s/memory.json", c->output_dir);
         if (st == LT_OK) st = lt_memory_report_write(path, r.model, mem, N, err);
         if (st == LT_OK) {

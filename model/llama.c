@@ -152,6 +152,21 @@ lt_status lt_quant_layer_layout(const lt_model_config *cfg, const lt_quant_confi
     return LT_OK;
 }
 
+static void set_dims(lt_model *m, const lt_model_config *cfg) {
+    m->c = *cfg;
+    m->C = cfg->dim;
+    m->H = cfg->hidden_dim;
+    m->HD = lt_head_dim(cfg);
+    m->KV = lt_kv_dim(cfg);
+    m->QKV = m->C + 2 * m->KV;
+}
+
+/* A layer's blob padded to count shards of whole 64-byte lines. */
+static uint64_t shard_bytes_of(uint64_t blob_bytes, int count) {
+    const uint64_t unit = 64u * (uint64_t)count;
+    return (blob_bytes + unit - 1) / unit * 64u;
+}
+
 static lt_status setup_quantized(lt_model *m, const lt_quant_config *qc, int rank, int count,
                                  lt_error *err) {
     lt_status st = lt_quant_layer_layout(&m->c, qc, m->qt, &m->blob_bytes, err);
@@ -160,8 +175,7 @@ static lt_status setup_quantized(lt_model *m, const lt_quant_config *qc, int ran
     m->qc = *qc;
     m->shard_rank = rank;
     m->shard_count = count;
-    const uint64_t unit = 64u * (uint64_t)count;
-    m->shard_bytes = (m->blob_bytes + unit - 1) / unit * 64u;
+    m->shard_bytes = shard_bytes_of(m->blob_bytes, count);
     const size_t total = (size_t)m->shard_bytes * (size_t)m->c.n_layers;
     m->qbase = m->ops->alloc(m->ops, LT_MEM_QUANT_BASE, total);
     m->ws = m->ops->alloc(m->ops, LT_MEM_WORKSPACE, layer_linear_floats(m) * sizeof(float));
@@ -199,13 +213,8 @@ lt_status lt_model_create_sharded(const lt_model_config *cfg, const lt_quant_con
                        "base is kept whole on every rank");
     lt_model *m = calloc(1, sizeof *m);
     if (!m) return lt_fail(err, LT_ERR_NOMEM, "model: cannot allocate the model structure");
-    m->c = *cfg;
+    set_dims(m, cfg);
     m->ops = ops;
-    m->C = cfg->dim;
-    m->H = cfg->hidden_dim;
-    m->HD = lt_head_dim(cfg);
-    m->KV = lt_kv_dim(cfg);
-    m->QKV = m->C + 2 * m->KV;
     lt_table_init(&m->base_tab);
     lt_table_init(&m->lora_tab);
     if ((st = build_base_table(m, qc == NULL, err)) != LT_OK) goto fail;
@@ -301,6 +310,28 @@ void lt_model_base_memory(const lt_model *m, lt_base_memory *out) {
     out->quant_resident_bytes = m->shard_bytes * (uint64_t)m->c.n_layers;
     out->shard_count = m->shard_count;
     out->workspace_bytes = layer_linear_floats(m) * sizeof(float);
+}
+
+lt_status lt_plan_base_memory(const lt_model_config *cfg, const lt_quant_config *qc, int shard_count,
+                              lt_base_memory *out, lt_error *err) {
+    if (qc && qc->format == LT_QUANT_NONE) qc = NULL;
+    if (shard_count < 1) return lt_fail(err, LT_ERR_INVALID, "plan: %d shards", shard_count);
+    /* A model with its tables and layout but no buffers: the same code
+     * that sizes a real one. */
+    lt_model m;
+    memset(&m, 0, sizeof m);
+    set_dims(&m, cfg);
+    lt_table_init(&m.base_tab);
+    lt_status st = build_base_table(&m, qc == NULL, err);
+    if (st == LT_OK && qc) {
+        st = lt_quant_layer_layout(cfg, qc, m.qt, &m.blob_bytes, err);
+        m.quantized = 1;
+        m.shard_count = shard_count;
+        m.shard_bytes = shard_bytes_of(m.blob_bytes, shard_count);
+    }
+    if (st == LT_OK) lt_model_base_memory(&m, out);
+    lt_table_free(&m.base_tab);
+    return st;
 }
 
 /* "model.layers.<l>.<block>.<module>.weight" -> (l, module), or -1. */

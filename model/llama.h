@@ -106,6 +106,11 @@ typedef struct {
 } lt_base_memory;
 void lt_model_base_memory(const lt_model *m, lt_base_memory *out);
 
+/* The same figures for a model of cfg, qc (NULL: fp32) split in
+ * shard_count shards, without creating it (the planner's). */
+lt_status lt_plan_base_memory(const lt_model_config *cfg, const lt_quant_config *qc, int shard_count,
+                              lt_base_memory *out, lt_error *err);
+
 /* Layer l's quantized tensor for module mod and its blob (device memory;
  * with a sharded base, this model's shard of it); NULL when the base is
  * fp32. For tests, exporters and the shard gather. */

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -18,6 +17,7 @@
 #include "io/tokenizer.h"
 #include "model/llama.h"
 #include "tests/check.h"
+#include "core/clock.h"
 
 #define VOCAB 512
 
@@ -30,12 +30,6 @@ typedef struct {
     int32_t *v;
     size_t n;
 } ids_t;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* One tokenizer call over the whole text: what the dataset must reproduce. */
 static ids_t enc(const char *s, size_t len, int bos, int eos) {
@@ -168,14 +162,14 @@ static int test_text_packing(void) {
     char *buf = NULL;
     uint64_t len = 0;
     CHECK_OK(lt_read_file(shake, 1u << 26, &buf, &len, &err), &err);
-    double t0 = now_s();
+    double t0 = lt_now_s();
     ids_t all = enc(buf, (size_t)len, 1, 0);
-    double t_one = now_s() - t0;
+    double t_one = lt_now_s() - t0;
     lt_data_config c = cfg_t(256);
     lt_dataset *ds = NULL;
-    t0 = now_s();
+    t0 = lt_now_s();
     CHECK_OK(load(shake, &c, &ds, NULL, &err), &err);
-    double t_load = now_s() - t0;
+    double t_load = lt_now_s() - t0;
     CHECK(lt_dataset_rows(ds) == (all.n - 1) / 256, "tinyshakespeare: %zu windows, expected %zu",
           lt_dataset_rows(ds), (all.n - 1) / 256);
     CHECK(check_windows(ds, all.v, NULL, all.n), "tinyshakespeare windows equal one encode call");

@@ -9,12 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "io/fileutil.h"
 #include "io/tokenizer.h"
 #include "tests/check.h"
+#include "core/clock.h"
 
 #define VOCAB 512
 #define MAX_REPORTS 8 /* detailed mismatch reports per kind; the rest are counted */
@@ -34,12 +34,6 @@ static int push_id(idvec *a, int32_t x) {
     }
     a->v[a->n++] = x;
     return 1;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Undoes tokenizer_ref.py's escape() in place; returns the new length. */
@@ -159,9 +153,9 @@ static int test_reference(const lt_tokenizer *tok, const char *records_path, con
               VOCAB - 1);
 
         size_t n = 0;
-        double t0 = now_s();
+        double t0 = lt_now_s();
         lt_status st = lt_tokenizer_encode(tok, rp, len, 0, 0, ids, len + 3, &n, &err);
-        double dt = now_s() - t0;
+        double dt = lt_now_s() - t0;
         CHECK(st == LT_OK, "record %zu: encode: %s", nrec, err.msg);
         nid_total += n;
         if (dt > slowest) {
@@ -282,9 +276,9 @@ static void test_bytes(const lt_tokenizer *tok) {
         memcpy(text + at, w, wl);
         at += wl;
     }
-    double t0 = now_s();
+    double t0 = lt_now_s();
     lt_status st = lt_tokenizer_encode(tok, text, big, 1, 0, bids, big + 3, &n, &err);
-    double dt = now_s() - t0;
+    double dt = lt_now_s() - t0;
     CHECK(st == LT_OK, "%s", err.msg);
     size_t m = 0;
     st = lt_tokenizer_decode(tok, bids, n, back, big + 1, &m, &err);
