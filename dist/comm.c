@@ -2,6 +2,7 @@
  * argument checks, byte counters and wait timing. */
 #include "dist/comm.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,8 @@ size_t lt_dtype_size(lt_dtype t) {
 }
 
 const char *lt_coll_kind_name(lt_coll_kind k) {
-    static const char *names[LT_COLL_COUNT] = {"all_reduce", "all_gather", "broadcast", "reduce",
-                                               "barrier"};
+    static const char *names[LT_COLL_COUNT] = {"all_reduce", "all_gather", "broadcast",
+                                               "reduce",     "barrier",    "reduce_scatter"};
     return k >= 0 && k < LT_COLL_COUNT ? names[k] : "?";
 }
 
@@ -120,12 +121,24 @@ static lt_status check_dtype(lt_dtype t, lt_error *err) {
     return LT_OK;
 }
 
-/* Wraps a backend's handle; a NULL handle means it completed at once. */
-static lt_status make_req(void *impl, lt_comm_req **req, lt_error *err) {
-    *req = malloc(sizeof **req);
+/* Allocated before the backend starts the operation: once it is in flight
+ * there must be a handle to complete it with, or the transport would keep
+ * writing into buffers the caller believes are free. impl stays NULL when
+ * the backend completes at once. */
+static lt_status new_req(lt_comm_req **req, lt_error *err) {
+    *req = calloc(1, sizeof **req);
     if (!*req) return lt_fail(err, LT_ERR_NOMEM, "collective: cannot allocate a request");
-    (*req)->impl = impl;
     return LT_OK;
+}
+
+/* The generic half of a non-blocking start: *req keeps the backend's
+ * handle on success and is NULL on failure. */
+static lt_status finish_start(lt_status st, lt_comm_req **req) {
+    if (st != LT_OK) {
+        free(*req);
+        *req = NULL;
+    }
+    return st;
 }
 
 lt_status lt_comm_allreduce(lt_comm *c, void *buf, size_t count_, lt_dtype t, lt_redop op,
@@ -144,12 +157,12 @@ lt_status lt_comm_iallreduce(lt_comm *c, void *buf, size_t count_, lt_dtype t, l
     *req = NULL;
     lt_status st = check_dtype(t, err);
     if (st != LT_OK) return st;
+    if ((st = new_req(req, err)) != LT_OK) return st;
     count(c, LT_COLL_ALLREDUCE, count_ * lt_dtype_size(t));
-    void *impl = NULL;
     double t0 = lt_now_s();
-    st = c->be->allreduce(c->ctx, buf, count_, t, op, &impl, err);
+    st = c->be->allreduce(c->ctx, buf, count_, t, op, &(*req)->impl, err);
     c->counters.wait_s += lt_now_s() - t0;
-    return st == LT_OK ? make_req(impl, req, err) : st;
+    return finish_start(st, req);
 }
 
 lt_status lt_comm_allgather(lt_comm *c, const void *send, void *recv, size_t bytes,
@@ -163,13 +176,13 @@ lt_status lt_comm_allgather(lt_comm *c, const void *send, void *recv, size_t byt
 
 lt_status lt_comm_iallgather(lt_comm *c, const void *send, void *recv, size_t bytes,
                              lt_comm_req **req, lt_error *err) {
-    *req = NULL;
+    lt_status st = new_req(req, err);
+    if (st != LT_OK) return st;
     count(c, LT_COLL_ALLGATHER, bytes * (size_t)c->info.size);
-    void *impl = NULL;
     double t0 = lt_now_s();
-    lt_status st = c->be->allgather(c->ctx, send, recv, bytes, &impl, err);
+    st = c->be->allgather(c->ctx, send, recv, bytes, &(*req)->impl, err);
     c->counters.wait_s += lt_now_s() - t0;
-    return st == LT_OK ? make_req(impl, req, err) : st;
+    return finish_start(st, req);
 }
 
 lt_status lt_comm_broadcast(lt_comm *c, void *buf, size_t bytes, int root, lt_error *err) {
@@ -201,6 +214,146 @@ lt_status lt_comm_barrier(lt_comm *c, lt_error *err) {
     lt_status st = c->be->barrier(c->ctx, err);
     c->counters.wait_s += lt_now_s() - t0;
     return st;
+}
+
+/* Byte ranges [a, a + na) and [b, b + nb) share a byte; empty ones never
+ * do. Compared as integers: the pointers may belong to different objects. */
+static int overlaps(const void *a, size_t na, const void *b, size_t nb) {
+    const uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return na && nb && x < y + nb && y < x + na;
+}
+
+/* Checks a reduce-scatter's arguments; *total gets sum(counts). */
+static lt_status check_reduce_scatter(const lt_comm *c, const void *send, const void *recv,
+                                      const size_t *counts, lt_dtype t, size_t *total,
+                                      lt_error *err) {
+    lt_status st = check_dtype(t, err);
+    if (st != LT_OK) return st;
+    if (!counts) return lt_fail(err, LT_ERR_INVALID, "reduce-scatter: counts is NULL, expected %d entries", c->info.size);
+    const size_t es = lt_dtype_size(t);
+    size_t sum = 0;
+    for (int r = 0; r < c->info.size; r++) {
+        if (counts[r] > SIZE_MAX / es - sum)
+            return lt_fail(err, LT_ERR_INVALID,
+                           "reduce-scatter: counts[%d] = %zu makes the send buffer larger than size_t "
+                           "can address",
+                           r, counts[r]);
+        sum += counts[r];
+    }
+    const size_t mine = counts[c->info.rank];
+    if (sum && !send)
+        return lt_fail(err, LT_ERR_INVALID, "reduce-scatter: send is NULL, expected %zu elements", sum);
+    if (mine && !recv)
+        return lt_fail(err, LT_ERR_INVALID, "reduce-scatter: recv is NULL, expected counts[%d] = %zu elements",
+                       c->info.rank, mine);
+    if (overlaps(send, sum * es, recv, mine * es))
+        return lt_fail(err, LT_ERR_INVALID,
+                       "reduce-scatter: recv (%zu elements) overlaps send (%zu elements); expected "
+                       "separate buffers",
+                       mine, sum);
+    *total = sum;
+    return LT_OK;
+}
+
+typedef struct {
+    size_t lo, hi; /* elements [lo, hi) of buf */
+    int rank;
+} part_range;
+
+static int by_lo(const void *a, const void *b) {
+    const part_range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Checks an all-gatherv's arguments; *total gets sum(counts). Overlapping
+ * parts would make the result depend on the order the transport writes
+ * them, so they are an error, found by sorting the parts by start. */
+static lt_status check_allgatherv(const lt_comm *c, const void *buf, const size_t *counts,
+                                  const size_t *displs, lt_dtype t, size_t *total, lt_error *err) {
+    lt_status st = check_dtype(t, err);
+    if (st != LT_OK) return st;
+    const int n = c->info.size;
+    if (!counts || !displs)
+        return lt_fail(err, LT_ERR_INVALID, "all-gatherv: %s is NULL, expected %d entries",
+                       !counts ? "counts" : "displs", n);
+    const size_t es = lt_dtype_size(t);
+    for (int r = 0; r < n; r++)
+        if (displs[r] > SIZE_MAX / es || counts[r] > SIZE_MAX / es - displs[r])
+            return lt_fail(err, LT_ERR_INVALID,
+                           "all-gatherv: part %d (displs[%d] = %zu, counts[%d] = %zu) ends beyond what "
+                           "size_t can address",
+                           r, r, displs[r], r, counts[r]);
+    part_range *p = malloc((size_t)n * sizeof *p);
+    if (!p) return lt_fail(err, LT_ERR_NOMEM, "all-gatherv: cannot allocate %d part ranges", n);
+    int m = 0;
+    for (int r = 0; r < n; r++)
+        if (counts[r]) p[m++] = (part_range){displs[r], displs[r] + counts[r], r};
+    qsort(p, (size_t)m, sizeof *p, by_lo);
+    size_t sum = m ? p[0].hi - p[0].lo : 0; /* disjoint ranges below SIZE_MAX / es: no wrap */
+    for (int i = 1; i < m && st == LT_OK; i++) {
+        if (p[i].lo < p[i - 1].hi)
+            st = lt_fail(err, LT_ERR_INVALID,
+                         "all-gatherv: part %d (displs %zu, counts %zu) overlaps part %d (displs %zu, "
+                         "counts %zu); expected disjoint parts",
+                         p[i].rank, p[i].lo, p[i].hi - p[i].lo, p[i - 1].rank, p[i - 1].lo,
+                         p[i - 1].hi - p[i - 1].lo);
+        sum += p[i].hi - p[i].lo;
+    }
+    free(p);
+    if (st == LT_OK && sum && !buf)
+        st = lt_fail(err, LT_ERR_INVALID, "all-gatherv: buf is NULL, expected parts of %zu elements in all", sum);
+    *total = sum;
+    return st;
+}
+
+lt_status lt_comm_reduce_scatter(lt_comm *c, const void *send, void *recv, const size_t *counts,
+                                 lt_dtype t, lt_redop op, lt_error *err) {
+    size_t total = 0;
+    lt_status st = check_reduce_scatter(c, send, recv, counts, t, &total, err);
+    if (st != LT_OK) return st;
+    count(c, LT_COLL_REDUCE_SCATTER, total * lt_dtype_size(t));
+    double t0 = lt_now_s();
+    st = c->be->reduce_scatter(c->ctx, send, recv, counts, t, op, NULL, err);
+    c->counters.wait_s += lt_now_s() - t0;
+    return st;
+}
+
+lt_status lt_comm_ireduce_scatter(lt_comm *c, const void *send, void *recv, const size_t *counts,
+                                  lt_dtype t, lt_redop op, lt_comm_req **req, lt_error *err) {
+    *req = NULL;
+    size_t total = 0;
+    lt_status st = check_reduce_scatter(c, send, recv, counts, t, &total, err);
+    if (st != LT_OK || (st = new_req(req, err)) != LT_OK) return st;
+    count(c, LT_COLL_REDUCE_SCATTER, total * lt_dtype_size(t));
+    double t0 = lt_now_s();
+    st = c->be->reduce_scatter(c->ctx, send, recv, counts, t, op, &(*req)->impl, err);
+    c->counters.wait_s += lt_now_s() - t0;
+    return finish_start(st, req);
+}
+
+lt_status lt_comm_allgatherv(lt_comm *c, void *buf, const size_t *counts, const size_t *displs,
+                             lt_dtype t, lt_error *err) {
+    size_t total = 0;
+    lt_status st = check_allgatherv(c, buf, counts, displs, t, &total, err);
+    if (st != LT_OK) return st;
+    count(c, LT_COLL_ALLGATHER, total * lt_dtype_size(t));
+    double t0 = lt_now_s();
+    st = c->be->allgatherv(c->ctx, buf, counts, displs, t, NULL, err);
+    c->counters.wait_s += lt_now_s() - t0;
+    return st;
+}
+
+lt_status lt_comm_iallgatherv(lt_comm *c, void *buf, const size_t *counts, const size_t *displs,
+                              lt_dtype t, lt_comm_req **req, lt_error *err) {
+    *req = NULL;
+    size_t total = 0;
+    lt_status st = check_allgatherv(c, buf, counts, displs, t, &total, err);
+    if (st != LT_OK || (st = new_req(req, err)) != LT_OK) return st;
+    count(c, LT_COLL_ALLGATHER, total * lt_dtype_size(t));
+    double t0 = lt_now_s();
+    st = c->be->allgatherv(c->ctx, buf, counts, displs, t, &(*req)->impl, err);
+    c->counters.wait_s += lt_now_s() - t0;
+    return finish_start(st, req);
 }
 
 lt_status lt_comm_wait(lt_comm *c, lt_comm_req *req, lt_error *err) {

@@ -8,8 +8,9 @@
  *
  * Every collective is counted: calls and payload bytes per kind (the size
  * of the buffer the collective produces, as nccl-tests' "size": for an
- * all-reduce the buffer, for an all-gather the whole gathered buffer), so
- * the trainer can report what a step moved. */
+ * all-reduce the buffer, for an all-gather the whole gathered buffer, for
+ * a reduce-scatter the whole buffer reduced before it is scattered), so the
+ * trainer can report what a step moved. */
 #ifndef LT_DIST_COMM_H
 #define LT_DIST_COMM_H
 
@@ -31,6 +32,7 @@ typedef enum {
     LT_COLL_BROADCAST,
     LT_COLL_REDUCE,
     LT_COLL_BARRIER,
+    LT_COLL_REDUCE_SCATTER,
     LT_COLL_COUNT
 } lt_coll_kind;
 
@@ -87,6 +89,34 @@ lt_status lt_comm_broadcast(lt_comm *c, void *buf, size_t bytes, int root, lt_er
 lt_status lt_comm_reduce(lt_comm *c, const void *send, void *recv, size_t count, lt_dtype t,
                          lt_redop op, int root, lt_error *err);
 lt_status lt_comm_barrier(lt_comm *c, lt_error *err);
+
+/* Reduce-scatter with a count per rank (MPI_Reduce_scatter): counts[r]
+ * (size entries, in elements, zeros allowed) is rank r's part; send holds
+ * the sum of counts elements, part by part in rank order, and recv gets
+ * this rank's part reduced with op over every rank's send. send and recv
+ * must not overlap (ZeRO-1 reduces the whole gradient into a separate
+ * shard). send may be NULL when the sum is 0, recv when counts[rank] is 0.
+ * Every rank passes the same counts. Counted as LT_COLL_REDUCE_SCATTER with
+ * sum(counts) * lt_dtype_size(t) bytes. */
+lt_status lt_comm_reduce_scatter(lt_comm *c, const void *send, void *recv, const size_t *counts,
+                                 lt_dtype t, lt_redop op, lt_error *err);
+/* Starts the same; counts may be reused at once, send and recv must stay
+ * untouched until lt_comm_wait(*req). */
+lt_status lt_comm_ireduce_scatter(lt_comm *c, const void *send, void *recv, const size_t *counts,
+                                  lt_dtype t, lt_redop op, lt_comm_req **req, lt_error *err);
+/* In-place all-gather with a count per rank (MPI_Allgatherv with
+ * MPI_IN_PLACE): rank r's part is counts[r] elements at buf + displs[r]
+ * (both in elements, size entries each); each rank's own part is already
+ * there and afterwards every rank has every part. Parts must not overlap;
+ * what lies between them is left untouched. buf may be NULL when every
+ * count is 0. Every rank passes the same counts and displs. Counted as
+ * LT_COLL_ALLGATHER with sum(counts) * lt_dtype_size(t) bytes. */
+lt_status lt_comm_allgatherv(lt_comm *c, void *buf, const size_t *counts, const size_t *displs,
+                             lt_dtype t, lt_error *err);
+/* Starts the same; counts and displs may be reused at once, buf must stay
+ * untouched until lt_comm_wait(*req). */
+lt_status lt_comm_iallgatherv(lt_comm *c, void *buf, const size_t *counts, const size_t *displs,
+                              lt_dtype t, lt_comm_req **req, lt_error *err);
 
 /* Completes and frees req (NULL is a no-op). */
 lt_status lt_comm_wait(lt_comm *c, lt_comm_req *req, lt_error *err);

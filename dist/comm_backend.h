@@ -17,6 +17,14 @@ typedef struct {
     lt_status (*reduce)(void *ctx, const void *send, void *recv, size_t count, lt_dtype t,
                         lt_redop op, int root, lt_error *err);
     lt_status (*barrier)(void *ctx, lt_error *err);
+    /* counts (and displs) have one entry per rank; the generic layer has
+     * checked that the buffers do not overlap and that byte sizes fit in
+     * size_t. The caller may reuse counts and displs as soon as the call
+     * returns, so a backend that reads them later keeps its own copy. */
+    lt_status (*reduce_scatter)(void *ctx, const void *send, void *recv, const size_t *counts,
+                                lt_dtype t, lt_redop op, void **req, lt_error *err);
+    lt_status (*allgatherv)(void *ctx, void *buf, const size_t *counts, const size_t *displs,
+                            lt_dtype t, void **req, lt_error *err);
     lt_status (*wait)(void *ctx, void *req, lt_error *err);
     lt_status (*test)(void *ctx, void *req, int *done, lt_error *err);
     void *(*alloc)(void *ctx, lt_mem_category cat, size_t bytes);

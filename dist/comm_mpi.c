@@ -41,14 +41,44 @@ static lt_status fits_int(size_t n, const char *what, lt_error *err) {
     return LT_OK;
 }
 
-static lt_status take_request(MPI_Request r, void **req, lt_error *err) {
-    MPI_Request *h = malloc(sizeof *h);
+/* A non-blocking operation in flight. ints holds the int counts and
+ * displacements a v-collective was started with: MPI reads them until the
+ * operation completes, so they live (and are freed) with the request. */
+typedef struct {
+    MPI_Request r;
+    int *ints;
+} m_req;
+
+/* Takes ownership of ints whatever happens. */
+static lt_status take_request(MPI_Request r, int *ints, void **req, lt_error *err) {
+    m_req *h = malloc(sizeof *h);
     if (!h) {
         MPI_Wait(&r, MPI_STATUS_IGNORE);
+        free(ints);
         return lt_fail(err, LT_ERR_NOMEM, "MPI: cannot allocate a request");
     }
-    *h = r;
+    h->r = r;
+    h->ints = ints;
     *req = h;
+    return LT_OK;
+}
+
+static void free_request(m_req *h) {
+    free(h->ints);
+    free(h);
+}
+
+/* n size_t values as the ints MPI takes, or a message naming the first
+ * that does not fit: a truncated count would move the wrong data silently. */
+static lt_status to_ints(const size_t *v, int n, int *out, const char *what, const char *field,
+                         lt_error *err) {
+    for (int r = 0; r < n; r++) {
+        if (v[r] > (size_t)INT_MAX)
+            return lt_fail(err, LT_ERR_UNSUPPORTED,
+                           "MPI %s: %s[%d] = %zu elements exceeds the int MPI-3 takes (at most %d)", what,
+                           field, r, v[r], INT_MAX);
+        out[r] = (int)v[r];
+    }
     return LT_OK;
 }
 
@@ -64,7 +94,7 @@ static lt_status m_allreduce(void *ctx, void *buf, size_t count, lt_dtype t, lt_
     }
     MPI_Request r;
     rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)count, mpi_type(t), mpi_op(op), m->world, &r);
-    return rc == MPI_SUCCESS ? take_request(r, req, err) : mpi_fail(err, rc, "all-reduce (non-blocking)");
+    return rc == MPI_SUCCESS ? take_request(r, NULL, req, err) : mpi_fail(err, rc, "all-reduce (non-blocking)");
 }
 
 static lt_status m_allgather(void *ctx, const void *send, void *recv, size_t bytes, void **req,
@@ -82,7 +112,7 @@ static lt_status m_allgather(void *ctx, const void *send, void *recv, size_t byt
     }
     MPI_Request r;
     rc = MPI_Iallgather(sb, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, m->world, &r);
-    return rc == MPI_SUCCESS ? take_request(r, req, err) : mpi_fail(err, rc, "all-gather (non-blocking)");
+    return rc == MPI_SUCCESS ? take_request(r, NULL, req, err) : mpi_fail(err, rc, "all-gather (non-blocking)");
 }
 
 static lt_status m_broadcast(void *ctx, void *buf, size_t bytes, int root, lt_error *err) {
@@ -106,6 +136,70 @@ static lt_status m_reduce(void *ctx, const void *send, void *recv, size_t count,
     return rc == MPI_SUCCESS ? LT_OK : mpi_fail(err, rc, "reduce");
 }
 
+static lt_status m_reduce_scatter(void *ctx, const void *send, void *recv, const size_t *counts,
+                                  lt_dtype t, lt_redop op, void **req, lt_error *err) {
+    mpi_ctx *m = ctx;
+    int n;
+    MPI_Comm_size(m->world, &n);
+    int *ic = malloc((size_t)n * sizeof *ic);
+    if (!ic) return lt_fail(err, LT_ERR_NOMEM, "MPI reduce-scatter: cannot allocate %d counts", n);
+    lt_status st = to_ints(counts, n, ic, "reduce-scatter", "counts", err);
+    /* Open MPI sums the counts (and offsets into send) in an int too. */
+    size_t total = 0;
+    for (int r = 0; r < n; r++) total += counts[r];
+    if (st == LT_OK && total > (size_t)INT_MAX)
+        st = lt_fail(err, LT_ERR_UNSUPPORTED,
+                     "MPI reduce-scatter: the send buffer of %zu elements (sum of counts) exceeds the "
+                     "int Open MPI indexes it with (at most %d)",
+                     total, INT_MAX);
+    if (st != LT_OK) {
+        free(ic);
+        return st;
+    }
+    int rc;
+    if (!req) {
+        rc = MPI_Reduce_scatter(send, recv, ic, mpi_type(t), mpi_op(op), m->world);
+        free(ic);
+        return rc == MPI_SUCCESS ? LT_OK : mpi_fail(err, rc, "reduce-scatter");
+    }
+    MPI_Request r;
+    rc = MPI_Ireduce_scatter(send, recv, ic, mpi_type(t), mpi_op(op), m->world, &r);
+    if (rc != MPI_SUCCESS) {
+        free(ic);
+        return mpi_fail(err, rc, "reduce-scatter (non-blocking)");
+    }
+    return take_request(r, ic, req, err);
+}
+
+static lt_status m_allgatherv(void *ctx, void *buf, const size_t *counts, const size_t *displs,
+                              lt_dtype t, void **req, lt_error *err) {
+    mpi_ctx *m = ctx;
+    int n;
+    MPI_Comm_size(m->world, &n);
+    int *ints = malloc(2 * (size_t)n * sizeof *ints); /* counts, then displacements */
+    if (!ints) return lt_fail(err, LT_ERR_NOMEM, "MPI all-gatherv: cannot allocate %d counts", n);
+    lt_status st = to_ints(counts, n, ints, "all-gatherv", "counts", err);
+    if (st == LT_OK) st = to_ints(displs, n, ints + n, "all-gatherv", "displs", err);
+    if (st != LT_OK) {
+        free(ints);
+        return st;
+    }
+    const MPI_Datatype dt = mpi_type(t);
+    int rc;
+    if (!req) {
+        rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, ints, ints + n, dt, m->world);
+        free(ints);
+        return rc == MPI_SUCCESS ? LT_OK : mpi_fail(err, rc, "all-gatherv");
+    }
+    MPI_Request r;
+    rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, ints, ints + n, dt, m->world, &r);
+    if (rc != MPI_SUCCESS) {
+        free(ints);
+        return mpi_fail(err, rc, "all-gatherv (non-blocking)");
+    }
+    return take_request(r, ints, req, err);
+}
+
 static lt_status m_barrier(void *ctx, lt_error *err) {
     mpi_ctx *m = ctx;
     int rc = MPI_Barrier(m->world);
@@ -114,18 +208,18 @@ static lt_status m_barrier(void *ctx, lt_error *err) {
 
 static lt_status m_wait(void *ctx, void *req, lt_error *err) {
     (void)ctx;
-    MPI_Request *h = req;
-    int rc = MPI_Wait(h, MPI_STATUS_IGNORE);
-    free(h);
+    m_req *h = req;
+    int rc = MPI_Wait(&h->r, MPI_STATUS_IGNORE);
+    free_request(h);
     return rc == MPI_SUCCESS ? LT_OK : mpi_fail(err, rc, "wait");
 }
 
 static lt_status m_test(void *ctx, void *req, int *done, lt_error *err) {
     (void)ctx;
-    MPI_Request *h = req;
-    int flag = 0, rc = MPI_Test(h, &flag, MPI_STATUS_IGNORE);
+    m_req *h = req;
+    int flag = 0, rc = MPI_Test(&h->r, &flag, MPI_STATUS_IGNORE);
     *done = flag;
-    if (flag || rc != MPI_SUCCESS) free(h);
+    if (flag || rc != MPI_SUCCESS) free_request(h);
     return rc == MPI_SUCCESS ? LT_OK : mpi_fail(err, rc, "test");
 }
 
@@ -156,8 +250,20 @@ static void m_finalize(void *ctx) {
 }
 
 static const lt_comm_backend k_mpi = {
-    "mpi",  m_allreduce, m_allgather, m_broadcast,   m_reduce, m_barrier,
-    m_wait, m_test,      m_alloc,     m_free_buffer, m_abort,  m_finalize,
+    .name = "mpi",
+    .allreduce = m_allreduce,
+    .allgather = m_allgather,
+    .broadcast = m_broadcast,
+    .reduce = m_reduce,
+    .barrier = m_barrier,
+    .reduce_scatter = m_reduce_scatter,
+    .allgatherv = m_allgatherv,
+    .wait = m_wait,
+    .test = m_test,
+    .alloc = m_alloc,
+    .free_buffer = m_free_buffer,
+    .abort = m_abort,
+    .finalize = m_finalize,
 };
 
 lt_status lt_comm_mpi_open(int *argc, char ***argv, lt_rank_info *info, void **ctx,

@@ -30,6 +30,23 @@ static lt_status self_reduce(void *ctx, const void *send, void *recv, size_t cou
     return LT_OK;
 }
 
+/* One rank: its part is the whole send buffer, already reduced. */
+static lt_status self_reduce_scatter(void *ctx, const void *send, void *recv, const size_t *counts,
+                                     lt_dtype t, lt_redop op, void **req, lt_error *err) {
+    (void)ctx, (void)op, (void)err;
+    if (counts[0]) memcpy(recv, send, counts[0] * lt_dtype_size(t));
+    if (req) *req = NULL;
+    return LT_OK;
+}
+
+/* One rank: its own part is the only one and already in place. */
+static lt_status self_allgatherv(void *ctx, void *buf, const size_t *counts, const size_t *displs,
+                                 lt_dtype t, void **req, lt_error *err) {
+    (void)ctx, (void)buf, (void)counts, (void)displs, (void)t, (void)err;
+    if (req) *req = NULL;
+    return LT_OK;
+}
+
 static lt_status self_barrier(void *ctx, lt_error *err) {
     (void)ctx, (void)err;
     return LT_OK;
@@ -63,6 +80,18 @@ static void self_abort(void *ctx, int code) {
 static void self_finalize(void *ctx) { (void)ctx; }
 
 const lt_comm_backend lt_comm_self_backend = {
-    "self",        self_allreduce, self_allgather, self_broadcast, self_reduce, self_barrier,
-    self_wait,     self_test,      self_alloc,     self_free_buffer, self_abort, self_finalize,
+    .name = "self",
+    .allreduce = self_allreduce,
+    .allgather = self_allgather,
+    .broadcast = self_broadcast,
+    .reduce = self_reduce,
+    .barrier = self_barrier,
+    .reduce_scatter = self_reduce_scatter,
+    .allgatherv = self_allgatherv,
+    .wait = self_wait,
+    .test = self_test,
+    .alloc = self_alloc,
+    .free_buffer = self_free_buffer,
+    .abort = self_abort,
+    .finalize = self_finalize,
 };

@@ -8,6 +8,9 @@ typedef struct {
     size_t begin, count;  /* elements of the gradient buffer */
     lt_comm_req *req;
     int started;
+    /* ZeRO-1: elements of the bucket each rank owns, and where they start
+     * (relative to begin) */
+    size_t *counts, *displs;
 } bucket;
 
 struct lt_grad_sync {
@@ -18,6 +21,10 @@ struct lt_grad_sync {
     int *of_layer; /* layer -> bucket it completes, -1 if none */
     int n_layers;
     uint64_t early, last_early; /* bytes reduced before finish() */
+    /* ZeRO-1: reduce-scatter into this rank's shard */
+    float *shard_grads;
+    size_t shard_lo;
+    int rank;
 };
 
 lt_status lt_grad_sync_create(lt_comm *c, float *grads, const size_t *layer_begin, int n_layers,
@@ -59,8 +66,11 @@ lt_status lt_grad_sync_create(lt_comm *c, float *grads, const size_t *layer_begi
 
 void lt_grad_sync_free(lt_grad_sync *g) {
     if (!g) return;
-    for (int i = 0; i < g->nb; i++)
+    for (int i = 0; i < g->nb; i++) {
         if (g->b[i].req) lt_comm_wait(g->comm, g->b[i].req, NULL);
+        free(g->b[i].counts);
+        free(g->b[i].displs);
+    }
     free(g->b);
     free(g->of_layer);
     free(g);
@@ -76,10 +86,56 @@ void lt_grad_sync_arm(lt_grad_sync *g) {
     for (int i = 0; i < g->nb; i++) g->b[i].started = 0;
 }
 
+lt_status lt_grad_sync_shard(lt_grad_sync *g, const size_t *shard_begin, float *shard_grads,
+                             lt_error *err) {
+    const int N = lt_comm_size(g->comm);
+    g->rank = lt_comm_rank(g->comm);
+    g->shard_lo = shard_begin[g->rank];
+    for (int i = 0; i < g->nb; i++) {
+        bucket *b = &g->b[i];
+        b->counts = calloc((size_t)N, sizeof *b->counts);
+        b->displs = calloc((size_t)N, sizeof *b->displs);
+        if (!b->counts || !b->displs) return lt_fail(err, LT_ERR_NOMEM, "ZeRO-1 buckets: out of memory");
+        const size_t lo = b->begin, hi = b->begin + b->count;
+        for (int r = 0; r < N; r++) {
+            const size_t a = shard_begin[r] > lo ? shard_begin[r] : lo;
+            const size_t z = shard_begin[r + 1] < hi ? shard_begin[r + 1] : hi;
+            b->counts[r] = z > a ? z - a : 0;
+            b->displs[r] = z > a ? a - lo : 0;
+        }
+    }
+    g->shard_grads = shard_grads;
+    return LT_OK;
+}
+
 static lt_status start(lt_grad_sync *g, bucket *b, lt_error *err) {
     b->started = 1;
-    return lt_comm_iallreduce(g->comm, g->grads + b->begin, b->count, LT_DT_F32, LT_RED_SUM, &b->req,
-                              err);
+    if (!g->shard_grads)
+        return lt_comm_iallreduce(g->comm, g->grads + b->begin, b->count, LT_DT_F32, LT_RED_SUM,
+                                  &b->req, err);
+    /* The ranks' parts of a bucket are consecutive, in rank order: the
+     * layout reduce-scatter sends. This rank's sum lands at its place in
+     * the shard. */
+    const size_t mine = b->begin + b->displs[g->rank];
+    float *recv = g->shard_grads + (b->counts[g->rank] ? mine - g->shard_lo : 0);
+    return lt_comm_ireduce_scatter(g->comm, g->grads + b->begin, recv, b->counts, LT_DT_F32,
+                                   LT_RED_SUM, &b->req, err);
+}
+
+lt_status lt_grad_sync_gather_params(lt_grad_sync *g, float *params, double *exposed_s,
+                                     lt_error *err) {
+    double t0 = lt_now_s();
+    lt_status st = LT_OK;
+    for (int i = 0; i < g->nb && st == LT_OK; i++)
+        st = lt_comm_iallgatherv(g->comm, params + g->b[i].begin, g->b[i].counts, g->b[i].displs,
+                                 LT_DT_F32, &g->b[i].req, err);
+    for (int i = 0; i < g->nb; i++) {
+        lt_status w = g->b[i].req ? lt_comm_wait(g->comm, g->b[i].req, err) : LT_OK;
+        g->b[i].req = NULL;
+        if (st == LT_OK) st = w;
+    }
+    if (exposed_s) *exposed_s = lt_now_s() - t0;
+    return st;
 }
 
 lt_status lt_grad_sync_progress(lt_grad_sync *g, lt_error *err) {

@@ -43,6 +43,18 @@ lt_status lt_grad_sync_progress(lt_grad_sync *g, lt_error *err);
  * time this call spent blocked (communication not hidden by backward, and
  * waiting for slower ranks). */
 lt_status lt_grad_sync_finish(lt_grad_sync *g, double *exposed_s, lt_error *err);
+/* ZeRO-1: from now on each bucket is reduce-scattered instead of
+ * all-reduced: rank r receives the sum of the elements in
+ * [shard_begin[r], shard_begin[r + 1]) (contiguous shards in rank order,
+ * covering the buffer) into shard_grads, its shard's gradient. */
+lt_status lt_grad_sync_shard(lt_grad_sync *g, const size_t *shard_begin, float *shard_grads,
+                             lt_error *err);
+/* ZeRO-1, after each rank updated its shard of params: all-gathers every
+ * bucket's parameters (bucket by bucket, all in flight at once) so every
+ * rank holds the whole updated buffer. *exposed_s: the time blocked. */
+lt_status lt_grad_sync_gather_params(lt_grad_sync *g, float *params, double *exposed_s,
+                                     lt_error *err);
+
 /* Of the last finished step's gradient bytes, those whose all-reduce had
  * completed before finish() was called: reduced while backward ran. */
 uint64_t lt_grad_sync_overlapped_bytes(const lt_grad_sync *g);

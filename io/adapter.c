@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "io/fileutil.h"
 #include "io/safetensors.h"
 
@@ -14,9 +15,49 @@
 /* Rows of q_proj / k_proj B are rotary dimensions; others are not. */
 static int rope_heads(const lt_model_config *c, const char *name) {
     if (c->rope_layout == LT_ROPE_HALF) return 0;
-    if (strstr(name, ".q_proj.lora_B")) return c->n_heads;
-    if (strstr(name, ".k_proj.lora_B")) return c->n_kv_heads;
+    if (strstr(name, ".q_proj.lora_B") || strstr(name, ".q_proj.weight")) return c->n_heads;
+    if (strstr(name, ".k_proj.lora_B") || strstr(name, ".k_proj.weight")) return c->n_kv_heads;
     return 0;
+}
+
+lt_status lt_model_save_safetensors(lt_model *m, const char *dir, lt_error *err) {
+    lt_status st = lt_make_dirs(dir, err);
+    if (st != LT_OK) return st;
+    if (lt_model_quant_config(m))
+        return lt_fail(err, LT_ERR_UNSUPPORTED, "saving the model: the base is quantized; only an "
+                       "fp32 base is written whole");
+    const lt_param_table *t = lt_model_base_table(m);
+    const lt_model_config *c = lt_model_get_config(m);
+    const lt_ops *o = lt_model_get_ops(m);
+    /* Host staging of the whole model, as the safetensors writer takes it. */
+    float *host = lt_alloc(LT_MEM_WORKSPACE, t->numel * sizeof(float));
+    float *perm = malloc((size_t)c->dim * (size_t)c->dim * sizeof(float));
+    lt_st_out *outs = calloc((size_t)t->count, sizeof *outs);
+    if (!host || !perm || !outs) {
+        st = lt_fail(err, LT_ERR_NOMEM, "saving the model: out of memory");
+        goto done;
+    }
+    o->download(o, host, lt_model_base(m), t->numel * sizeof(float));
+    for (int i = 0; i < t->count; i++) {
+        const lt_tensor_desc *d = &t->t[i];
+        float *src = host + d->offset;
+        int heads = rope_heads(c, d->name);
+        if (heads) { /* in place through one tensor's scratch */
+            lt_rope_permute_rows(src, perm, heads, lt_head_dim(c), d->cols, 1);
+            memcpy(src, perm, lt_tensor_numel(d) * sizeof(float));
+        }
+        outs[i] = (lt_st_out){.name = d->name, .data = src, .ndim = d->rows == 1 ? 1 : 2,
+                              .shape = {d->rows == 1 ? d->cols : d->rows, d->cols}};
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    const char *meta[] = {"format", "pt"};
+    st = lt_st_write_f32(path, outs, t->count, meta, 1, err);
+done:
+    lt_free(host);
+    free(perm);
+    free(outs);
+    return st;
 }
 
 static lt_status write_config(const lt_lora_config *lc, const char *dir, const char *base_model,

@@ -17,6 +17,11 @@
  * atomically). base_model names the base for base_model_name_or_path. */
 lt_status lt_adapter_save(lt_model *m, const char *dir, const char *base_model, lt_error *err);
 
+/* Writes the fp32 base (after full fine-tuning) to dir/model.safetensors
+ * under its Hugging Face tensor names and row order (q_proj and k_proj
+ * permuted from llama2.c's interleaved RoPE), atomically. */
+lt_status lt_model_save_safetensors(lt_model *m, const char *dir, lt_error *err);
+
 /* Reads and validates dir/adapter_config.json. */
 lt_status lt_adapter_read_config(const char *dir, lt_lora_config *lc, lt_error *err);
 

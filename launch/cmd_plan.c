@@ -1,7 +1,8 @@
-/* loratrain plan: per-rank memory of a LoRA or QLoRA run, by the tracked
- * allocator's categories, computed from the same sizes the model and the
- * trainer allocate (lt_quant_layer_layout, lt_model_activation_bytes), for
- * a llama2.c checkpoint's shape or a preset of a published model. */
+/* loratrain plan: per-rank memory of a LoRA, QLoRA or full fine-tuning run,
+ * by the tracked allocator's categories, computed from the same sizes the
+ * model and the trainer allocate (lt_plan_base_memory, lt_quant_layer_layout,
+ * lt_model_activation_bytes), for a llama2.c checkpoint's shape or a preset
+ * of a published model. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,25 +30,42 @@ static const preset k_presets[] = {
 
 void lt_help_plan(FILE *f) {
     fprintf(f,
-            "usage: loratrain plan --model FILE|PRESET --mode lora|qlora [--ranks N] [--shard_base]\n"
+            "usage: loratrain plan --model FILE|PRESET --mode lora|qlora|full [--ranks N]\n"
+            "                      [--shard_base] [--zero1] [--gradient_checkpointing]\n"
             "                      [--seq S] [--batch B] [--r R] [--target_modules LIST]\n"
             "                      [--lora_dropout P] [--json]\n"
             "\n"
             "Predicts the per-rank memory of `loratrain train` by the categories its memory\n"
             "report uses, from the sizes the model allocates. PRESET: llama-2-7b,\n"
             "llama-2-13b, llama-2-70b, llama-3-8b, mistral-7b (untied classifier); FILE: a\n"
-            "llama2.c checkpoint (its header). qlora is NF4 with double quantization, blocks\n"
-            "of 64. Data buffers (category \"other\") depend on the corpus and are not\n"
-            "predicted. Full fine-tuning arrives with its trainer mode.\n");
+            "llama2.c checkpoint (its header). Data buffers (category \"other\") depend on\n"
+            "the corpus and are not predicted.\n"
+            "\n"
+            "  --mode lora           LoRA adapters on an fp32 base [default]\n"
+            "  --mode qlora          LoRA on an NF4 base (double quantization, blocks of 64)\n"
+            "  --mode full           full fine-tuning (finetuning_type full): fp32 weights,\n"
+            "                        gradients and AdamW moments for every parameter\n"
+            "  --ranks N             data-parallel ranks [default: 1]\n"
+            "  --shard_base          qlora: each rank stores 1/N of the quantized base\n"
+            "  --zero1               full: each rank keeps the AdamW moments (and the\n"
+            "                        reduce-scattered gradient) of its 1/N of the parameters\n"
+            "  --gradient_checkpointing  keep only each layer's input for backward\n"
+            "  --seq S               tokens per sequence [default: the model's seq_len]\n"
+            "  --batch B             sequences per rank and micro-batch [default: 8]\n"
+            "  --r R, --target_modules LIST, --lora_dropout P  the adapters (lora, qlora)\n"
+            "                        [default: 8, q_proj,v_proj, 0]\n"
+            "  --json                one JSON object instead of the table\n");
 }
 
 static const char *k_cats[] = {"base_weights", "quantized_base", "lora_params", "gradients",
                                "optimizer_state", "activations", "communication", "workspace"};
 #define NCATS (sizeof k_cats / sizeof k_cats[0])
+enum { C_BASE, C_QBASE, C_LORA, C_GRAD, C_OPT, C_ACT, C_COMM, C_WS };
 
 lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
     const char *model = NULL, *mode = "lora", *targets = "q_proj,v_proj";
-    int ranks = 1, shard = 0, seq = 0, batch = 8, r = 8, json = 0;
+    int ranks = 1, shard = 0, zero1 = 0, ckpt = 0, seq = 0, batch = 8, r = 8, json = 0;
+    int lora_opts = 0; /* an adapter option was given */
     float dropout = 0;
     lt_cli cli;
     lt_status st = LT_OK;
@@ -55,26 +73,37 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
     while (lt_cli_next(&cli, err, &st)) {
         const char *k = cli.key;
         if (!strcmp(k, "shard_base")) st = lt_cli_bool(&cli, &shard, err);
+        else if (!strcmp(k, "zero1")) st = lt_cli_bool(&cli, &zero1, err);
+        else if (!strcmp(k, "gradient_checkpointing")) st = lt_cli_bool(&cli, &ckpt, err);
         else if (!strcmp(k, "json")) st = lt_cli_bool(&cli, &json, err);
         else if ((st = lt_cli_need_value(&cli, err)) != LT_OK) return st;
         else if (!strcmp(k, "model")) model = cli.value;
         else if (!strcmp(k, "mode")) mode = cli.value;
-        else if (!strcmp(k, "target_modules")) targets = cli.value;
+        else if (!strcmp(k, "target_modules")) targets = cli.value, lora_opts = 1;
         else if (!strcmp(k, "ranks")) st = lt_cli_int(&cli, 1, 1 << 20, &ranks, err);
         else if (!strcmp(k, "seq")) st = lt_cli_int(&cli, 1, 1 << 24, &seq, err);
         else if (!strcmp(k, "batch")) st = lt_cli_int(&cli, 1, 1 << 20, &batch, err);
-        else if (!strcmp(k, "r")) st = lt_cli_int(&cli, 1, 1 << 16, &r, err);
-        else if (!strcmp(k, "lora_dropout")) st = lt_cli_float(&cli, 0, 0.999999, &dropout, err);
+        else if (!strcmp(k, "r")) st = lt_cli_int(&cli, 1, 1 << 16, &r, err), lora_opts = 1;
+        else if (!strcmp(k, "lora_dropout"))
+            st = lt_cli_float(&cli, 0, 0.999999, &dropout, err), lora_opts = 1;
         else return lt_fail(err, LT_ERR_CONFIG, "plan: unknown option --%s (loratrain plan --help)", k);
         if (st != LT_OK) return st;
     }
     if (st != LT_OK) return st;
     if (!model) return lt_fail(err, LT_ERR_CONFIG, "plan: --model FILE|PRESET is required");
-    const int qlora = !strcmp(mode, "qlora");
-    if (!qlora && strcmp(mode, "lora") != 0)
-        return lt_fail(err, LT_ERR_CONFIG, "plan: --mode %s: expected lora or qlora (full fine-tuning "
-                       "is not a trainer mode yet)", mode);
+    const int qlora = !strcmp(mode, "qlora"), full = !strcmp(mode, "full");
+    if (!qlora && !full && strcmp(mode, "lora") != 0)
+        return lt_fail(err, LT_ERR_CONFIG, "plan: --mode %s: expected lora, qlora or full", mode);
+    if (shard && full)
+        return lt_fail(err, LT_ERR_CONFIG, "plan: --shard_base shards a quantized base, and --mode full "
+                       "trains an fp32 one: use --zero1 to shard full fine-tuning's optimizer state");
     if (shard && !qlora) return lt_fail(err, LT_ERR_CONFIG, "plan: --shard_base needs --mode qlora");
+    if (zero1 && !full)
+        return lt_fail(err, LT_ERR_CONFIG, "plan: --zero1 shards full fine-tuning's optimizer state and "
+                       "needs --mode full (LoRA's moments are small and replicated)");
+    if (full && lora_opts)
+        return lt_fail(err, LT_ERR_CONFIG, "plan: --r, --target_modules and --lora_dropout describe "
+                       "adapters, and --mode full trains no adapters: drop them or use --mode lora");
     lt_model_config c;
     memset(&c, 0, sizeof c);
     const preset *p = NULL;
@@ -89,13 +118,15 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
     }
     const int T = seq ? seq : c.seq_len;
     lt_lora_config lc = {.r = r, .alpha = 2.0f * (float)r, .dropout = dropout, .use_rslora = 0};
-    if ((st = lt_lora_parse_targets(targets, &lc.targets, err)) != LT_OK) return st;
-    if ((st = lt_lora_config_validate(&lc, &c, err)) != LT_OK) return st;
+    if (!full) {
+        if ((st = lt_lora_parse_targets(targets, &lc.targets, err)) != LT_OK) return st;
+        if ((st = lt_lora_config_validate(&lc, &c, err)) != LT_OK) return st;
+    }
 
     const uint64_t C = (uint64_t)c.dim, H = (uint64_t)c.hidden_dim, V = (uint64_t)c.vocab_size;
     const uint64_t L = (uint64_t)c.n_layers;
     uint64_t lora = 0;
-    for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
+    for (int mod = 0; mod < LT_MOD_COUNT && !full; mod++) {
         int out, in;
         lt_module_shape(&c, (lt_module)mod, &out, &in);
         if (lc.targets & (1u << mod)) lora += L * (uint64_t)r * (uint64_t)(out + in);
@@ -105,10 +136,11 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
     const int shards = shard ? ranks : 1;
     lt_base_memory bm;
     if ((st = lt_plan_base_memory(&c, &qc, shards, &bm, err)) != LT_OK) return st;
+    const uint64_t P = bm.fp32_params + bm.quant_params; /* every base parameter */
     uint64_t bytes[NCATS] = {0};
-    bytes[0] = bm.fp32_bytes;
-    bytes[1] = bm.quant_resident_bytes;
-    if (shards > 1) bytes[6] = 2 * (uint64_t)shards * (bm.quant_resident_bytes / L); /* two whole layers */
+    bytes[C_BASE] = bm.fp32_bytes;
+    bytes[C_QBASE] = bm.quant_resident_bytes;
+    if (shards > 1) bytes[C_COMM] = 2 * (uint64_t)shards * (bm.quant_resident_bytes / L); /* two whole layers */
     uint64_t qmax = 0; /* the largest tensor's quantized bytes: staged while loading */
     if (qlora) {
         lt_qtensor qt[LT_MOD_COUNT];
@@ -117,35 +149,91 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
         for (int mod = 0; mod < LT_MOD_COUNT; mod++)
             if (qt[mod].end - qt[mod].begin > qmax) qmax = qt[mod].end - qt[mod].begin;
     }
+    /* ZeRO-1: contiguous shards of S elements (a multiple of 16); rank 0's
+     * is the largest. With one rank it is the whole model. */
+    const int zsharded = full && zero1 && ranks > 1;
+    uint64_t shard_len = P;
+    if (zsharded) {
+        const uint64_t S = (P + (uint64_t)ranks * 16 - 1) / ((uint64_t)ranks * 16) * 16;
+        shard_len = S < P ? S : P;
+    }
+    uint64_t trainable;
+    if (full) {
+        /* One flat fp32 gradient in the base table's layout (plus, with
+         * ZeRO-1, this rank's reduce-scattered shard of it) and AdamW's two
+         * moments for the parameters this rank updates. */
+        trainable = P;
+        bytes[C_GRAD] = 4 * P + (zsharded ? 4 * shard_len : 0);
+        bytes[C_OPT] = 8 * shard_len;
+    } else {
+        trainable = lora;
+        bytes[C_LORA] = bytes[C_GRAD] = 4 * lora;
+        bytes[C_OPT] = 8 * lora;
+    }
     const uint64_t ws = bm.workspace_bytes;
-    bytes[2] = bytes[3] = 4 * lora;
-    bytes[4] = 8 * lora;
     uint64_t rope;
-    lt_model_activation_bytes(&c, &lc, batch, T, &bytes[5], &rope);
+    lt_model_activation_bytes(&c, full ? NULL : &lc, batch, T, ckpt, &bytes[C_ACT], &rope);
     /* The workspace peaks either while loading (one fp32 tensor slice and,
      * quantized, its blob) or while training (the RoPE tables). */
     const uint64_t slice = 4 * (V * C > H * C ? V * C : H * C);
     const uint64_t load = ws + slice + qmax, train = ws + rope;
-    bytes[7] = load > train ? load : train;
+    bytes[C_WS] = load > train ? load : train;
     uint64_t total = 0;
     for (size_t i = 0; i < NCATS; i++) total += bytes[i];
+    /* Bytes per base parameter: of the base as stored on this rank, and of
+     * the whole training state (weights, adapters, gradients, moments). */
+    const uint64_t base_rank = bytes[C_BASE] + bytes[C_QBASE];
+    const uint64_t state = base_rank + bytes[C_LORA] + bytes[C_GRAD] + bytes[C_OPT];
+    const double bpp_base = P ? (double)base_rank / (double)P : 0;
+    const double bpp_state = P ? (double)state / (double)P : 0;
     const double MiB = 1048576.0;
     if (json) {
-        printf("{\"model\":\"%s\",\"mode\":\"%s\",\"ranks\":%d,\"shard_base\":%s,\"seq\":%d,\"batch\":%d,"
-               "\"r\":%d,\"lora_params\":%llu,\"bytes\":{",
-               model, mode, ranks, shard ? "true" : "false", T, batch, r, (unsigned long long)lora);
+        printf("{\"model\":\"%s\",\"mode\":\"%s\",\"ranks\":%d,\"shard_base\":%s,\"zero1\":%s,"
+               "\"gradient_checkpointing\":%s,\"seq\":%d,\"batch\":%d,\"r\":%d,\"base_params\":%llu,"
+               "\"lora_params\":%llu,\"trainable_params\":%llu,\"optimizer_shard_params\":%llu,"
+               "\"base_bytes_per_param\":%.6f,\"state_bytes_per_param\":%.6f,\"bytes\":{",
+               model, mode, ranks, shard ? "true" : "false", zero1 ? "true" : "false",
+               ckpt ? "true" : "false", T, batch, full ? 0 : r, (unsigned long long)P,
+               (unsigned long long)lora, (unsigned long long)trainable,
+               (unsigned long long)(full ? shard_len : lora), bpp_base, bpp_state);
         for (size_t i = 0; i < NCATS; i++)
             printf("%s\"%s\":%llu", i ? "," : "", k_cats[i], (unsigned long long)bytes[i]);
         printf("},\"total_bytes\":%llu}\n", (unsigned long long)total);
         return LT_OK;
     }
-    printf("%s, %s%s on %d rank(s), batch %d x %d tokens, LoRA r %d on %s (%llu parameters)\n"
-           "per-rank memory (peak of each category):\n",
-           model, mode, shard ? " (base sharded)" : "", ranks, batch, T, r, targets,
-           (unsigned long long)lora);
+    if (full)
+        printf("%s, full fine-tuning%s on %d rank(s), batch %d x %d tokens%s, %llu parameters\n",
+               model, zsharded ? " (ZeRO-1)" : zero1 ? " (ZeRO-1: nothing to shard on one rank)" : "",
+               ranks, batch, T, ckpt ? ", gradient checkpointing" : "", (unsigned long long)P);
+    else
+        printf("%s, %s%s on %d rank(s), batch %d x %d tokens%s, LoRA r %d on %s (%llu parameters)\n",
+               model, mode, shard ? " (base sharded)" : "", ranks, batch, T,
+               ckpt ? ", gradient checkpointing" : "", r, targets, (unsigned long long)lora);
+    printf("per-rank memory (peak of each category):\n");
     for (size_t i = 0; i < NCATS; i++)
         if (bytes[i]) printf("  %-16s %12.2f MiB\n", k_cats[i], (double)bytes[i] / MiB);
     printf("  %-16s %12.2f MiB (%.2f GiB), plus the data buffers\n", "total", (double)total / MiB,
            (double)total / (MiB * 1024.0));
+    if (full) {
+        printf("%.1f bytes per parameter for weights, gradients and AdamW moments (excluding "
+               "activations)", bpp_state);
+        if (zsharded)
+            printf(": 4 weights + 4 gradient + 12/%d for this rank's gradient shard and moments", ranks);
+        printf("\n");
+    } else if (qlora) {
+        const double nf4 = bm.quant_params ? (double)bm.quant_bytes / (double)bm.quant_params : 0;
+        printf("base: %.3f bytes per parameter for the NF4 linears (absmax blocks of 64, double "
+               "quant), %.3f for the whole base with the fp32 embeddings, norms and classifier\n",
+               nf4, (double)(bm.fp32_bytes + bm.quant_bytes) / (double)P);
+        if (shards > 1)
+            printf("      %.3f per parameter stored on each rank (1/%d of the quantized linears)\n",
+                   bpp_base, shards);
+        printf("%.3f bytes per base parameter for the base, adapters, their gradients and AdamW "
+               "moments (excluding activations)\n", bpp_state);
+    } else {
+        printf("base: %.1f bytes per parameter (fp32); %.3f bytes per base parameter for the base, "
+               "adapters, their gradients and AdamW moments (excluding activations)\n",
+               bpp_base, bpp_state);
+    }
     return LT_OK;
 }

@@ -73,6 +73,10 @@ static const key_desc k_keys[] = {
     {"max_grad_norm", K_FLOAT, F(max_grad_norm), "1.0", 0, 1e30, "optimisation",
      "clip the global gradient norm to this (0: no clipping)"},
     {"seed", K_U64, F(seed), "42", 0, 0, "optimisation", "seed for LoRA init, data order and dropout"},
+    {"finetuning_type", K_STR, F(finetuning_type), "lora", 0, 0, "optimisation",
+     "lora (adapters on a frozen, possibly quantized base) or full (every weight trains in fp32: the baseline)"},
+    {"gradient_checkpointing", K_BOOL, F(gradient_checkpointing), "false", 0, 0, "optimisation",
+     "keep only each layer's input and recompute its activations in backward (one more forward pass)"},
 
     {"logging_steps", K_INT, F(logging_steps), "10", 1, 1 << 30, "reporting",
      "print a progress line every this many steps (when not on a terminal)"},
@@ -112,6 +116,8 @@ static const key_desc k_keys[] = {
      "each rank stores 1/N of every layer's quantized blocks and all-gathers a layer before it runs"},
     {"ddp_bucket_cap_mb", K_DOUBLE, F(ddp_bucket_cap_mb), "0", 0, 1e6, "data parallel",
      "merge consecutive layers' LoRA gradients into all-reduce buckets of at least this many MiB (0: one per layer)"},
+    {"zero1", K_BOOL, F(zero1), "false", 0, 0, "data parallel",
+     "shard the AdamW moments across ranks (ZeRO stage 1): reduce-scatter gradients, update the own shard, all-gather parameters"},
     {"ddp_check_replicas", K_BOOL, F(ddp_check_replicas), "false", 0, 0, "data parallel",
      "after every step, check that all ranks hold bitwise-identical LoRA parameters and moments (debug)"},
 };
@@ -338,9 +344,24 @@ lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err) {
     lt_quant_config qc;
     lt_status st = lt_run_config_quant(c, &qc, err);
     if (st != LT_OK) return st;
+    const int full = !strcmp(c->finetuning_type, "full");
+    if (!full && strcmp(c->finetuning_type, "lora") != 0)
+        return lt_fail(err, LT_ERR_CONFIG, "finetuning_type = \"%s\": expected lora or full",
+                       c->finetuning_type);
+    if (full && qc.format != LT_QUANT_NONE)
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "finetuning_type full trains every weight in fp32, but %s asks for a quantized "
+                       "base, whose weights cannot be trained: drop it, or use finetuning_type lora (QLoRA)",
+                       c->load_in_4bit ? "load_in_4bit" : "load_in_8bit");
+    if (c->zero1 && !full)
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "zero1 shards the optimizer state of full fine-tuning; with LoRA the moments are "
+                       "small and replicated: set finetuning_type full or drop zero1");
     lt_lora_config lc;
     return lt_run_config_lora(c, &lc, err);
 }
+
+int lt_run_config_full(const lt_run_config *c) { return !strcmp(c->finetuning_type, "full"); }
 
 void lt_run_config_write_json(const lt_run_config *c, FILE *f) {
     cJSON *root = cJSON_CreateObject();

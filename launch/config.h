@@ -41,6 +41,8 @@ typedef struct {
     char lr_scheduler_type[32];
     float weight_decay, adam_beta1, adam_beta2, adam_epsilon, max_grad_norm;
     uint64_t seed;
+    char finetuning_type[16]; /* lora | full */
+    int gradient_checkpointing;
 
     /* reporting */
     int logging_steps, eval_steps, save_steps, save_total_limit;
@@ -65,6 +67,7 @@ typedef struct {
     int shard_base;
     double ddp_bucket_cap_mb;
     int ddp_check_replicas;
+    int zero1;
 } lt_run_config;
 
 /* Every key at its default. */
@@ -83,6 +86,9 @@ lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err);
 
 /* The LoRA part as the model takes it. */
 lt_status lt_run_config_lora(const lt_run_config *c, lt_lora_config *lc, lt_error *err);
+
+/* finetuning_type full (validated). */
+int lt_run_config_full(const lt_run_config *c);
 
 /* The quantization part: format LT_QUANT_NONE for an fp32 base. */
 lt_status lt_run_config_quant(const lt_run_config *c, lt_quant_config *qc, lt_error *err);

@@ -18,47 +18,86 @@ static lt_status on_acquire(void *user, int layer, int next, const uint8_t **blo
 
 static lt_status on_grads_ready(void *user, int layer, lt_error *err) {
     lt_dp *dp = user;
-    return lt_grad_sync_layer_ready(dp->sync, layer, err);
+    return lt_grad_sync_layer_ready(dp->sync, layer + dp->unit_shift, err);
 }
 
-lt_status lt_dp_setup(lt_dp *dp, lt_comm *comm, lt_model *m, double bucket_cap_mb,
+void lt_zero1_shards(size_t n, int size, size_t *begin) {
+    size_t per = (n + (size_t)size - 1) / (size_t)size;
+    per = (per + 15) / 16 * 16;
+    for (int r = 0; r <= size; r++) begin[r] = per * (size_t)r < n ? per * (size_t)r : n;
+}
+
+/* The gradient units in buffer order, each one range: the decoder layers;
+ * in full fine-tuning also the tensors before them (the embedding) as unit
+ * 0 and those after (final norm, classifier) as the last. Backward
+ * finishes them from the last down, as the buckets expect. */
+static lt_status gradient_units(const lt_param_table *tab, int L, int full, size_t *begin,
+                                int *units, lt_error *err) {
+    const int shift = full ? 1 : 0;
+    size_t at = 0;
+    if (full) {
+        size_t lo = 0, hi = 0;
+        at = lt_table_layer_range(tab, 0, &lo, &hi) ? lo : tab->numel;
+    }
+    begin[0] = 0;
+    begin[shift] = at;
+    for (int l = 0; l < L; l++) {
+        size_t lo = 0, hi = 0;
+        int found = lt_table_layer_range(tab, l, &lo, &hi);
+        if (found && lo != at)
+            return lt_fail(err, LT_ERR_INVALID, "gradient buckets: the tensors of layer %d do not "
+                           "follow layer %d's", l, l - 1);
+        at = found ? hi : at;
+        begin[l + shift + 1] = at;
+    }
+    *units = L + 2 * shift;
+    begin[*units] = tab->numel;
+    if (!full && at != tab->numel)
+        return lt_fail(err, LT_ERR_INVALID, "gradient buckets: %zu LoRA parameters outside the "
+                       "layers", tab->numel - at);
+    return LT_OK;
+}
+
+lt_status lt_dp_setup(lt_dp *dp, lt_comm *comm, lt_model *m, double bucket_cap_mb, int zero1,
                       lt_error *err) {
     memset(dp, 0, sizeof *dp);
     dp->comm = comm;
     dp->rank = lt_comm_rank(comm);
     dp->size = lt_comm_size(comm);
     dp->model = m;
-    const int L = lt_model_get_config(m)->n_layers;
+    const int L = lt_model_get_config(m)->n_layers, full = lt_model_is_full_training(m);
     lt_model_hooks h = {.acquire_layer = NULL, .grads_ready = NULL, .user = dp};
     lt_status st;
     if (dp->size > 1) {
-        const lt_param_table *tab = lt_model_lora_table(m);
-        size_t *begin = malloc(((size_t)L + 1) * sizeof *begin);
+        const lt_param_table *tab = lt_model_train_table(m);
+        size_t *begin = malloc(((size_t)L + 3) * sizeof *begin);
         if (!begin) return lt_fail(err, LT_ERR_NOMEM, "gradient buckets: out of memory");
-        /* The table is layer-major: layer l's tensors are one range, right
-         * after layer l - 1's, and together they are the whole buffer. */
-        begin[0] = 0;
-        for (int l = 0; l < L; l++) {
-            size_t lo = 0, hi = 0;
-            int found = lt_table_layer_range(tab, l, &lo, &hi);
-            if (found && lo != begin[l]) {
-                free(begin);
-                return lt_fail(err, LT_ERR_INVALID, "gradient buckets: LoRA tensors of layer %d "
-                               "do not follow layer %d's", l, l - 1);
-            }
-            begin[l + 1] = found ? hi : begin[l];
-        }
-        if (begin[L] != tab->numel) {
-            const size_t outside = tab->numel - begin[L];
-            free(begin);
-            return lt_fail(err, LT_ERR_INVALID, "gradient buckets: %zu LoRA parameters outside "
-                           "the layers", outside);
-        }
-        st = lt_grad_sync_create(comm, lt_model_lora_grads(m), begin, L,
-                                 (size_t)(bucket_cap_mb * 1048576.0), &dp->sync, err);
+        int units = 0;
+        st = gradient_units(tab, L, full, begin, &units, err);
+        if (st == LT_OK)
+            st = lt_grad_sync_create(comm, lt_model_train_grads(m), begin, units,
+                                     (size_t)(bucket_cap_mb * 1048576.0), &dp->sync, err);
         free(begin);
         if (st != LT_OK) return st;
+        dp->unit_shift = full ? 1 : 0;
         h.grads_ready = on_grads_ready;
+        if (zero1) {
+            dp->shard_begin = malloc(((size_t)dp->size + 1) * sizeof *dp->shard_begin);
+            if (!dp->shard_begin) return lt_fail(err, LT_ERR_NOMEM, "ZeRO-1: out of memory");
+            lt_zero1_shards(tab->numel, dp->size, dp->shard_begin);
+            dp->shard_lo = dp->shard_begin[dp->rank];
+            dp->shard_len = dp->shard_begin[dp->rank + 1] - dp->shard_lo;
+            if (dp->shard_len == 0)
+                return lt_fail(err, LT_ERR_CONFIG, "zero1: %zu parameters leave rank %d of %d no "
+                               "shard; use fewer ranks or drop zero1", tab->numel, dp->rank, dp->size);
+            dp->shard_grads = lt_alloc(LT_MEM_GRADS, dp->shard_len * sizeof(float));
+            if (!dp->shard_grads)
+                return lt_fail(err, LT_ERR_NOMEM, "ZeRO-1: cannot allocate %zu bytes of gradient shard",
+                               dp->shard_len * sizeof(float));
+            if ((st = lt_grad_sync_shard(dp->sync, dp->shard_begin, dp->shard_grads, err)) != LT_OK)
+                return st;
+            dp->zero1 = 1;
+        }
     }
     if (lt_model_shard_count(m) > 1) {
         if (lt_model_shard_count(m) != dp->size)
@@ -77,22 +116,28 @@ void lt_dp_free(lt_dp *dp) {
     if (dp->model) lt_model_set_hooks(dp->model, NULL);
     lt_grad_sync_free(dp->sync);
     lt_shard_gather_free(dp->gather);
+    lt_free(dp->shard_grads);
+    free(dp->shard_begin);
     dp->sync = NULL;
     dp->gather = NULL;
+    dp->shard_grads = NULL;
+    dp->shard_begin = NULL;
 }
 
 lt_status lt_dp_check_replicas(lt_dp *dp, const float *params, const lt_adamw *opt, int64_t step,
                                lt_error *err) {
-    const uint64_t h[3] = {lt_fnv1a64(LT_FNV1A64_BASIS, params, opt->n * sizeof(float)),
-                           lt_fnv1a64(LT_FNV1A64_BASIS, opt->m, opt->n * sizeof(float)),
-                           lt_fnv1a64(LT_FNV1A64_BASIS, opt->v, opt->n * sizeof(float))};
+    const size_t n = lt_model_train_table(dp->model)->numel;
+    const uint64_t h[3] = {lt_fnv1a64(LT_FNV1A64_BASIS, params, n * sizeof(float)),
+                           dp->zero1 ? 0 : lt_fnv1a64(LT_FNV1A64_BASIS, opt->m, opt->n * sizeof(float)),
+                           dp->zero1 ? 0 : lt_fnv1a64(LT_FNV1A64_BASIS, opt->v, opt->n * sizeof(float))};
     uint64_t *all = malloc((size_t)dp->size * sizeof h);
     if (!all) return lt_fail(err, LT_ERR_NOMEM, "replica check: out of memory");
     lt_status st = lt_comm_allgather(dp->comm, h, all, sizeof h, err);
     for (int r = 1; r < dp->size && st == LT_OK; r++)
         for (int k = 0; k < 3; k++)
             if (all[3 * r + k] != all[k]) {
-                static const char *what[3] = {"LoRA parameters", "first moments", "second moments"};
+                const char *what[3] = {lt_model_is_full_training(dp->model) ? "weights" : "LoRA parameters",
+                                       "first moments", "second moments"};
                 st = lt_fail(err, LT_ERR_INVALID,
                              "ddp_check_replicas: after step %lld the %s of rank %d differ from "
                              "rank 0's (hash %016llx vs %016llx)",

@@ -49,9 +49,23 @@ lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched,
         if (st == LT_OK) st = lt_comm_reduce(dp->comm, &loss_sum, &loss_sum, 1, LT_DT_F64, LT_RED_SUM, 0, err);
         if (st != LT_OK) return st;
     }
-    const lt_param_table *tab = lt_model_lora_table(m);
-    float *grads = lt_model_lora_grads(m);
-    float norm = lt_clip_grad_norm(grads, tab->numel, max_grad_norm);
+    const lt_param_table *tab = lt_model_train_table(m);
+    float *params = lt_model_train_params(m), *grads = lt_model_train_grads(m);
+    size_t n = tab->numel;
+    float norm;
+    if (dp && dp->zero1) {
+        /* ZeRO-1: this rank holds the reduced gradient of its shard only;
+         * the norm adds up every shard's squares. */
+        double sq = lt_grad_sumsq(dp->shard_grads, dp->shard_len);
+        lt_status st = lt_comm_allreduce(dp->comm, &sq, 1, LT_DT_F64, LT_RED_SUM, err);
+        if (st != LT_OK) return st;
+        params += dp->shard_lo;
+        grads = dp->shard_grads;
+        n = dp->shard_len;
+        norm = lt_clip_grad_norm_total(grads, n, sqrt(sq), max_grad_norm);
+    } else {
+        norm = lt_clip_grad_norm(grads, n, max_grad_norm);
+    }
     if (!isfinite(norm) || !isfinite(loss_sum))
         return lt_fail(err, LT_ERR_INVALID,
                        "step %lld: the %s is not finite (loss %g, gradient norm %g); lower "
@@ -59,7 +73,13 @@ lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched,
                        (long long)step + 1, isfinite(loss_sum) ? "gradient" : "loss",
                        loss_sum / (double)total, (double)norm);
     float lr = lt_lr_at(sched, step);
-    lt_adamw_step(opt, lt_model_lora_params(m), grads, lr);
+    lt_adamw_step(opt, params, grads, lr);
+    if (dp && dp->zero1) {
+        double wait = 0;
+        lt_status st = lt_grad_sync_gather_params(dp->sync, lt_model_train_params(m), &wait, err);
+        out->grad_wait_s += wait;
+        if (st != LT_OK) return st;
+    }
     out->loss = loss_sum / (double)total;
     out->grad_norm = norm;
     out->lr = lr;
@@ -330,20 +350,25 @@ static void print_comm_summary(const run_state *r, int64_t steps, const lt_comm_
     const lt_comm_counters *d = step1;
     lt_base_memory bm;
     lt_model_base_memory(r->model, &bm);
-    const double lora_bytes = (double)lt_model_lora_table(r->model)->numel * 4.0;
+    const double grad_bytes = (double)lt_model_train_table(r->model)->numel * 4.0;
     const double full_bytes = (double)(bm.fp32_params + bm.quant_params) * 4.0;
-    printf("communication: %d ranks (%s); per step: all-reduce %.0f bytes (LoRA gradients %.0f "
-           "bytes; a full fine-tune would all-reduce %.0f bytes, %.0fx more), all-gather %.0f "
-           "bytes, reduce %.0f bytes\n",
-           r->dp.size, lt_comm_backend_name(r->dp.comm), (double)d->bytes[LT_COLL_ALLREDUCE], lora_bytes,
-           full_bytes, full_bytes / lora_bytes, (double)d->bytes[LT_COLL_ALLGATHER],
+    printf("communication: %d ranks (%s); per step: all-reduce %.0f bytes, reduce-scatter %.0f "
+           "bytes, all-gather %.0f bytes, reduce %.0f bytes; ",
+           r->dp.size, lt_comm_backend_name(r->dp.comm), (double)d->bytes[LT_COLL_ALLREDUCE],
+           (double)d->bytes[LT_COLL_REDUCE_SCATTER], (double)d->bytes[LT_COLL_ALLGATHER],
            (double)d->bytes[LT_COLL_REDUCE]);
+    if (lt_model_is_full_training(r->model))
+        printf("full fine-tuning: gradients of %.0f bytes%s\n", grad_bytes,
+               r->dp.zero1 ? " reduce-scattered to their ZeRO-1 owners, parameters all-gathered" : "");
+    else
+        printf("LoRA gradients %.0f bytes (a full fine-tune would all-reduce %.0f bytes, %.0fx more)\n",
+               grad_bytes, full_bytes, full_bytes / grad_bytes);
     printf("communication time on rank 0 over %lld steps: %.3f s blocked in collectives (%.1f%% of "
            "step time; includes waiting for slower ranks), of which %.3f s waiting for gradient "
            "buckets after backward",
            (long long)steps, comm_s, step_s > 0 ? 100.0 * comm_s / step_s : 0.0, grad_wait_s);
     printf("; %.0f%% of the gradient bytes were all-reduced while backward ran",
-           100.0 * overlapped_bytes / (lora_bytes * (double)steps));
+           100.0 * overlapped_bytes / (grad_bytes * (double)steps));
     if (r->dp.gather) {
         lt_shard_gather_stats gs;
         lt_shard_gather_get_stats(r->dp.gather, &gs);
@@ -380,10 +405,16 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     if (c->tokenizer[0] &&
         (st = lt_tokenizer_load_llama2c(c->tokenizer, mc->vocab_size, &r.tok, err)) != LT_OK)
         goto done;
+    const int full = lt_run_config_full(c);
     lt_lora_config lc;
     if ((st = lt_run_config_lora(c, &lc, err)) != LT_OK) goto done;
-    if ((st = lt_model_add_lora(r.model, &lc, c->seed, err)) != LT_OK) goto done;
-    if ((st = lt_dp_setup(&r.dp, world, r.model, c->ddp_bucket_cap_mb, err)) != LT_OK) goto done;
+    if (full)
+        st = lt_model_enable_full_training(r.model, err);
+    else
+        st = lt_model_add_lora(r.model, &lc, c->seed, err);
+    if (st != LT_OK) goto done;
+    lt_model_set_gradient_checkpointing(r.model, c->gradient_checkpointing);
+    if ((st = lt_dp_setup(&r.dp, world, r.model, c->ddp_bucket_cap_mb, c->zero1, err)) != LT_OK) goto done;
 
     const int T = c->max_seq_length ? c->max_seq_length : mc->seq_len;
     if (T > mc->seq_len) {
@@ -410,10 +441,11 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
                                                 : lt_warmup_steps_from_ratio(c->warmup_ratio, total)};
     if ((st = lt_lr_schedule_parse(c->lr_scheduler_type, &sched.kind, err)) != LT_OK) goto done;
     if ((st = lt_lr_schedule_validate(&sched, err)) != LT_OK) goto done;
-    const lt_param_table *tab = lt_model_lora_table(r.model);
+    const lt_param_table *tab = lt_model_train_table(r.model);
     lt_adamw_config ac = {.beta1 = c->adam_beta1, .beta2 = c->adam_beta2, .eps = c->adam_epsilon,
                           .weight_decay = c->weight_decay};
-    if ((st = lt_adamw_init(&r.opt, tab->numel, &ac, err)) != LT_OK) goto done;
+    /* ZeRO-1: moments for this rank's shard only. */
+    if ((st = lt_adamw_init(&r.opt, r.dp.zero1 ? r.dp.shard_len : tab->numel, &ac, err)) != LT_OK) goto done;
     r.opt_ready = 1;
     if ((st = lt_model_reserve(r.model, B, T, err)) != LT_OK) goto done;
     r.inputs = malloc((size_t)GA * B * T * sizeof *r.inputs);
@@ -455,8 +487,15 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     if ((st = write_start_files(c, &r, start, err)) != LT_OK) goto done;
 
     if (r.lead) {
-        printf("training %s: %d layers, dim %d; LoRA r %d on %s: %zu trainable parameters\n", c->model,
-               mc->n_layers, mc->dim, lc.r, c->target_modules, tab->numel);
+        if (full)
+            printf("training %s: %d layers, dim %d; full fine-tuning: all %zu parameters train in "
+                   "fp32%s%s\n", c->model, mc->n_layers, mc->dim, tab->numel,
+                   r.dp.zero1 ? "; AdamW moments sharded across the ranks (ZeRO-1)" : "",
+                   c->gradient_checkpointing ? "; gradient checkpointing" : "");
+        else
+            printf("training %s: %d layers, dim %d; LoRA r %d on %s: %zu trainable parameters%s\n",
+                   c->model, mc->n_layers, mc->dim, lc.r, c->target_modules, tab->numel,
+                   c->gradient_checkpointing ? "; gradient checkpointing" : "");
         char base[320];
         lt_describe_base(r.model, base, sizeof base);
         printf("base: %s\n", base);
@@ -509,7 +548,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         comm_total += d.wait_s;
         step_time_total += dt;
         if (c->ddp_check_replicas && N > 1 &&
-            (st = lt_dp_check_replicas(&r.dp, lt_model_lora_params(r.model), &r.opt, step, err)) != LT_OK)
+            (st = lt_dp_check_replicas(&r.dp, lt_model_train_params(r.model), &r.opt, step, err)) != LT_OK)
             goto done;
         tokens_seen += (int64_t)global_tokens;
         lt_data_cursor cur = lt_loader_cursor(r.loader);
@@ -519,13 +558,14 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
                     "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.17g,\"learning_rate\":%.9g,\"grad_norm\":%.9g,"
                     "\"target_tokens\":%lld,\"tokens_seen\":%lld,\"tokens_per_s\":%.1f,\"mem_mib\":%.1f,"
                     "\"elapsed_s\":%.3f,\"ranks\":%d,\"allreduce_bytes\":%llu,\"allgather_bytes\":%llu,"
-                    "\"reduce_bytes\":%llu,\"comm_wait_s\":%.6f,\"grad_wait_s\":%.6f,"
+                    "\"reduce_bytes\":%llu,\"reduce_scatter_bytes\":%llu,\"comm_wait_s\":%.6f,\"grad_wait_s\":%.6f,"
                     "\"grad_overlapped_bytes\":%llu}\n",
                     (long long)step + 1, epoch, s.loss, (double)s.lr, s.grad_norm, (long long)s.tokens,
                     (long long)tokens_seen, global_tokens / dt, mem_mib(), lt_now_s() - p.t0, N,
                     (unsigned long long)d.bytes[LT_COLL_ALLREDUCE],
                     (unsigned long long)d.bytes[LT_COLL_ALLGATHER],
-                    (unsigned long long)d.bytes[LT_COLL_REDUCE], d.wait_s, s.grad_wait_s,
+                    (unsigned long long)d.bytes[LT_COLL_REDUCE],
+                    (unsigned long long)d.bytes[LT_COLL_REDUCE_SCATTER], d.wait_s, s.grad_wait_s,
                     (unsigned long long)s.grad_overlapped_bytes);
             fflush(r.metrics);
             show(&p, step + 1, &s, global_tokens / dt);
@@ -546,15 +586,19 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     }
     st = lt_dp_gather_memory(&r.dp, r.model_bytes_read, mem, err);
     if (st == LT_OK && r.lead) {
+        /* The report covers training: written before the final save stages
+         * the weights. */
         char path[LT_PATH_MAX + 64];
-        st = lt_adapter_save(r.model, c->output_dir, c->model, err);
-        if (st == LT_OK)
-            printf("done: %lld steps in %.1f s; adapter written to %s/adapter_model.safetensors\n",
-                   (long long)total, lt_now_s() - p.t0, c->output_dir);
         snprintf(path, sizeof path, "%s/memory.json", c->output_dir);
-        if (st == LT_OK) st = lt_memory_report_write(path, r.model, mem, N, err);
+        st = lt_memory_report_write(path, r.model, mem, N, err);
+        if (st == LT_OK) lt_memory_report_print(stdout, r.model, mem, N);
+        if (st == LT_OK)
+            st = full ? lt_model_save_safetensors(r.model, c->output_dir, err)
+                      : lt_adapter_save(r.model, c->output_dir, c->model, err);
         if (st == LT_OK) {
-            lt_memory_report_print(stdout, r.model, mem, N);
+            printf("done: %lld steps in %.1f s; %s written to %s/%s\n", (long long)total,
+                   lt_now_s() - p.t0, full ? "model" : "adapter", c->output_dir,
+                   full ? "model.safetensors" : "adapter_model.safetensors");
             if (N > 1) print_comm_summary(&r, total, &first_step, comm_total, grad_wait_total,
                                           step_time_total, overlapped_total);
         }

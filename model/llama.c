@@ -74,6 +74,15 @@ struct lt_model {
     int64_t (*lora_b)[LT_MOD_COUNT];
     uint64_t dropout_seed, dropout_step, dropout_row0; /* row0: this rank's first token */
 
+    /* full fine-tuning: every base weight trains; its gradient has the
+     * base table's layout */
+    int full;
+    float *base_grad;
+    /* gradient checkpointing: each layer keeps its input, the rest of its
+     * activations are one set shared by all layers and recomputed in
+     * backward */
+    int checkpointing;
+
     /* activations, sized for cap_B x cap_T */
     int cap_B, cap_T, chunk;
     float *act_mem, *scratch_mem;
@@ -273,6 +282,7 @@ void lt_model_free(lt_model *m) {
     o->free(o, m->ws);
     o->free(o, m->lora);
     o->free(o, m->lora_grad);
+    o->free(o, m->base_grad);
     free(m->resident);
     free(m->lora_a);
     free(m->lora_b);
@@ -482,7 +492,43 @@ float *lt_model_lora_params(lt_model *m) { return m->lora; }
 float *lt_model_lora_grads(lt_model *m) { return m->lora_grad; }
 void lt_model_zero_grads(lt_model *m) {
     if (m->has_lora) m->ops->zero(m->ops, m->lora_grad, m->lora_tab.numel * sizeof(float));
+    if (m->full) m->ops->zero(m->ops, m->base_grad, m->base_tab.numel * sizeof(float));
 }
+
+lt_status lt_model_enable_full_training(lt_model *m, lt_error *err) {
+    if (m->full) return LT_OK;
+    if (m->quantized)
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "finetuning_type full trains every weight in fp32, but the base is "
+                       "quantized (%s): remove load_in_4bit/load_in_8bit, or use LoRA (QLoRA)",
+                       lt_quant_format_name(m->qc.format));
+    if (m->has_lora)
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "finetuning_type full: the model has LoRA adapters; full fine-tuning "
+                       "trains the base weights themselves");
+    const size_t bytes = m->base_tab.numel * sizeof(float);
+    m->base_grad = m->ops->alloc(m->ops, LT_MEM_GRADS, bytes);
+    if (!m->base_grad)
+        return lt_fail(err, LT_ERR_NOMEM, "full fine-tuning: cannot allocate %zu bytes of gradients",
+                       bytes);
+    m->full = 1;
+    return LT_OK;
+}
+
+int lt_model_is_full_training(const lt_model *m) { return m->full; }
+
+const lt_param_table *lt_model_train_table(const lt_model *m) {
+    return m->full ? &m->base_tab : &m->lora_tab;
+}
+float *lt_model_train_params(lt_model *m) { return m->full ? m->base : m->lora; }
+float *lt_model_train_grads(lt_model *m) { return m->full ? m->base_grad : m->lora_grad; }
+
+void lt_model_set_gradient_checkpointing(lt_model *m, int on) {
+    if (m->checkpointing == !!on) return;
+    m->checkpointing = !!on;
+    free_activations(m); /* re-laid out on next use */
+}
+int lt_model_gradient_checkpointing(const lt_model *m) { return m->checkpointing; }
 int lt_model_lora_is_merged(const lt_model *m) { return m->merged; }
 void lt_model_set_dropout_state(lt_model *m, uint64_t seed, uint64_t step, uint64_t first_token) {
     m->dropout_seed = seed;
@@ -553,7 +599,7 @@ typedef struct {
 } act_sizes;
 
 static act_sizes activation_sizes(const lt_model_config *c, const lt_lora_config *lc, size_t B,
-                                  size_t T) {
+                                  size_t T, int checkpointing) {
     act_sizes s;
     const size_t n = B * T, C = (size_t)c->dim, H = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
     const size_t L = (size_t)c->n_layers, r = lc ? (size_t)lc->r : 0;
@@ -565,7 +611,11 @@ static act_sizes activation_sizes(const lt_model_config *c, const lt_lora_config
     s.chunk = ((size_t)16 << 20) / V;
     s.chunk = s.chunk < 16 ? 16 : s.chunk;
     s.chunk = s.chunk > n ? n : s.chunk;
-    s.act = L * layer_act_floats(c, lc, n, B, T) + 3 * n * C + n + s.chunk * V + n;
+    /* Checkpointing keeps every layer's input and one layer's worth of the
+     * rest, which backward recomputes layer by layer. */
+    const size_t layers = checkpointing ? L * n * C + layer_act_floats(c, lc, n, B, T) - n * C
+                                        : L * layer_act_floats(c, lc, n, B, T);
+    s.act = layers + 3 * n * C + n + s.chunk * V + n;
     s.ints = 2 * n; /* tokens and targets, stored as int32 in float slots */
     /* Regenerated dropout inputs need room only when dropout is on. */
     const size_t max_in = lc && lc->dropout > 0.0f ? (H > C ? H : C) : 0;
@@ -575,8 +625,8 @@ static act_sizes activation_sizes(const lt_model_config *c, const lt_lora_config
 }
 
 void lt_model_activation_bytes(const lt_model_config *cfg, const lt_lora_config *lc, int B, int T,
-                               uint64_t *activations, uint64_t *rope_bytes) {
-    act_sizes s = activation_sizes(cfg, lc, (size_t)B, (size_t)T);
+                               int checkpointing, uint64_t *activations, uint64_t *rope_bytes) {
+    act_sizes s = activation_sizes(cfg, lc, (size_t)B, (size_t)T, checkpointing);
     *activations = (uint64_t)(s.act + s.ints + s.scratch) * sizeof(float);
     *rope_bytes = (uint64_t)s.rope * sizeof(float);
 }
@@ -596,7 +646,8 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
     const lt_ops *o = m->ops;
     const size_t n = (size_t)B * T, C = m->C, H = m->H, V = m->c.vocab_size;
     const size_t L = m->c.n_layers, r = m->has_lora ? (size_t)m->lc.r : 0;
-    const act_sizes sz = activation_sizes(&m->c, m->has_lora ? &m->lc : NULL, (size_t)B, (size_t)T);
+    const act_sizes sz = activation_sizes(&m->c, m->has_lora ? &m->lc : NULL, (size_t)B, (size_t)T,
+                                          m->checkpointing);
     const size_t chunk = sz.chunk, act_floats = sz.act, int_floats = sz.ints, scratch_floats = sz.scratch;
     const size_t max_in = m->has_lora && m->lc.dropout > 0.0f ? (H > C ? H : C) : 0;
     const size_t half = (size_t)m->HD / 2;
@@ -619,6 +670,11 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
     } while (0)
     for (size_t l = 0; l < L; l++) {
         layer_acts *a = &m->acts[l];
+        if (m->checkpointing && l > 0) { /* all but x shared with layer 0 */
+            *a = m->acts[0];
+            TAKE(a->x, n * C);
+            continue;
+        }
         TAKE(a->x, n * C);
         TAKE(a->xn1, n * C);
         TAKE(a->rstd1, n);
@@ -736,7 +792,8 @@ static int group_modules(const lt_model *m, int l, int grp, int mods[3]) {
 }
 
 /* For every adapter of group grp: y[:, col(mod)] += s dropout(x) A^T B^T
- * (row stride ldy), keeping u = dropout(x) A^T for the backward pass. */
+ * (row stride ldy), keeping u = dropout(x) A^T for the backward pass
+ * (y NULL: only u, when backward recomputes a checkpointed layer). */
 static void lora_fwd(lt_model *m, layer_acts *a, int l, int grp, const float *x, float *y,
                      int ldy, int n, int train) {
     int mods[3];
@@ -755,15 +812,17 @@ static void lora_fwd(lt_model *m, layer_acts *a, int l, int grp, const float *x,
                     u + i * r, w);
         }
     }
-    for (int i = 0; i < k; i++) {
+    for (int i = 0; i < k && y; i++) {
         lt_module_shape(&m->c, (lt_module)mods[i], &out, &in);
         o->gemm(o, 0, 1, n, out, r, m->scale, u + i * r, w, m->lora + m->lora_b[l][mods[i]], r,
                 1.0f, y + module_col(m, mods[i]), ldy);
     }
 }
 
+/* recompute: backward re-runs a checkpointed layer for its activations;
+ * the layer's output (the next layer's input, kept) is not written again. */
 static void layer_forward(lt_model *m, int l, const lt_layer_weights *w, int B, int T,
-                          int train) {
+                          int train, int recompute) {
     const lt_ops *o = m->ops;
     const int n = B * T, C = m->C, H = m->H, QKV = m->QKV;
     layer_acts *a = &m->acts[l];
@@ -786,6 +845,10 @@ static void layer_forward(lt_model *m, int l, const lt_layer_weights *w, int B, 
     o->gemm(o, 0, 1, n, 2 * H, C, 1.0f, a->xn2, C, w->w13, C, 0.0f, a->gu, 2 * H);
     lora_fwd(m, a, l, 2, a->xn2, a->gu, 2 * H, n, train);
     o->swiglu_fwd(o, a->h, a->gu, n, H);
+    if (recompute) {
+        lora_fwd(m, a, l, 3, a->h, NULL, C, n, train);
+        return;
+    }
     o->copy(o, xout, a->res, (size_t)n * C * sizeof(float));
     o->gemm(o, 0, 1, n, C, H, 1.0f, a->h, H, w->w2, H, 1.0f, xout, C);
     lora_fwd(m, a, l, 3, a->h, xout, C, n, train);
@@ -822,7 +885,7 @@ static lt_status forward_body(lt_model *m, const int32_t *tokens, int B, int T, 
         const int L = m->c.n_layers;
         int next = l + 1 < L ? l + 1 : (train ? L - 2 : (L > 1 ? 0 : -1));
         if ((st = acquire(m, l, next, &w, err)) != LT_OK) return st;
-        layer_forward(m, l, &w, B, T, train);
+        layer_forward(m, l, &w, B, T, train, 0);
     }
     o->rmsnorm_fwd(o, m->xf, m->rstdf, m->x_final, m->final_norm, n, m->C, m->c.norm_eps);
     return o->check(o, err);
@@ -851,8 +914,12 @@ lt_status lt_model_logits(lt_model *m, const int32_t *tokens, int B, int T, int 
     return LT_OK;
 }
 
+/* The gradient buffer's twin of base weight w (full fine-tuning). */
+static float *grad_of(lt_model *m, const float *w) { return m->base_grad + (w - m->base); }
+
 /* Classifier and cross-entropy over chunks of rows; with grad_out, also
- * d(loss)/d(xf) into grad_out, so [n, V] logits are never materialised. */
+ * d(loss)/d(xf) into grad_out (and, in full fine-tuning, the classifier's
+ * gradient), so [n, V] logits are never materialised. */
 static void head_loss(lt_model *m, int n, float grad_scale, float *grad_out) {
     const lt_ops *o = m->ops;
     const int V = m->c.vocab_size, C = m->C;
@@ -861,9 +928,12 @@ static void head_loss(lt_model *m, int n, float grad_scale, float *grad_out) {
         o->gemm(o, 0, 1, rows, V, C, 1.0f, m->xf + (size_t)r0 * C, C, m->cls, C, 0.0f, m->logits, V);
         o->cross_entropy(o, m->logits, m->losses + r0, m->targets + r0, rows, V, grad_scale,
                          grad_out != NULL);
-        if (grad_out)
-            o->gemm(o, 0, 0, rows, C, V, 1.0f, m->logits, V, m->cls, C, 0.0f,
-                    grad_out + (size_t)r0 * C, C);
+        if (!grad_out) continue;
+        o->gemm(o, 0, 0, rows, C, V, 1.0f, m->logits, V, m->cls, C, 0.0f,
+                grad_out + (size_t)r0 * C, C);
+        if (m->full) /* dcls [V, C] += dlogits^T xf */
+            o->gemm(o, 1, 0, V, C, rows, 1.0f, m->logits, V, m->xf + (size_t)r0 * C, C, 1.0f,
+                    grad_of(m, m->cls), C);
     }
 }
 
@@ -946,8 +1016,9 @@ static void lora_bwd(lt_model *m, layer_acts *a, int l, int grp, const float *x,
 }
 
 /* On entry g.dres holds d(loss)/d(layer output); on exit d(loss)/d(layer
- * input) when need_dx (the first layer's input gradient is never needed
- * while the embedding is frozen). */
+ * input) when need_dx (the first layer's input gradient is needed only
+ * when the embedding trains). In full fine-tuning each weight's gradient
+ * (dW += dy^T x) is accumulated right after the GEMM that used dy. */
 static void layer_backward(lt_model *m, int l, const lt_layer_weights *w, int B, int T,
                            int need_dx) {
     const lt_ops *o = m->ops;
@@ -955,16 +1026,23 @@ static void layer_backward(lt_model *m, int l, const lt_layer_weights *w, int B,
     layer_acts *a = &m->acts[l];
     grad_scratch *g = &m->g;
 
+    const int full = m->full;
+
     /* MLP branch: out = res + h W2^T */
     o->gemm(o, 0, 0, n, H, C, 1.0f, g->dres, C, w->w2, H, 0.0f, g->dh, H);
+    if (full) o->gemm(o, 1, 0, C, H, n, 1.0f, g->dres, C, a->h, H, 1.0f, grad_of(m, w->w2), H);
     lora_bwd(m, a, l, 3, a->h, g->dres, C, g->dh, n);
     o->swiglu_bwd(o, g->dgu, g->dh, a->gu, n, H);
     o->gemm(o, 0, 0, n, C, 2 * H, 1.0f, g->dgu, 2 * H, w->w13, C, 0.0f, g->dxn, C);
+    if (full)
+        o->gemm(o, 1, 0, 2 * H, C, n, 1.0f, g->dgu, 2 * H, a->xn2, C, 1.0f, grad_of(m, w->w13), C);
     lora_bwd(m, a, l, 2, a->xn2, g->dgu, 2 * H, g->dxn, n);
-    o->rmsnorm_bwd(o, g->dres, NULL, g->dxn, a->res, w->ffn_norm, a->rstd2, n, C);
+    o->rmsnorm_bwd(o, g->dres, full ? grad_of(m, w->ffn_norm) : NULL, g->dxn, a->res, w->ffn_norm,
+                   a->rstd2, n, C);
 
     /* attention branch: res = x + atty Wo^T */
     o->gemm(o, 0, 0, n, C, C, 1.0f, g->dres, C, w->wo, C, 0.0f, g->datty, C);
+    if (full) o->gemm(o, 1, 0, C, C, n, 1.0f, g->dres, C, a->atty, C, 1.0f, grad_of(m, w->wo), C);
     lora_bwd(m, a, l, 1, a->atty, g->dres, C, g->datty, n);
     o->attention_bwd(o, g->dqkv, g->datty, a->atty, a->lse, a->qkv, B, T, m->c.n_heads,
                      m->c.n_kv_heads, m->HD);
@@ -972,16 +1050,24 @@ static void layer_backward(lt_model *m, int l, const lt_layer_weights *w, int B,
             m->c.rope_layout, 1);
     o->rope(o, g->dqkv + C, QKV, B, T, m->c.n_kv_heads, m->HD, m->rope_cos, m->rope_sin,
             m->c.rope_layout, 1);
+    if (full)
+        o->gemm(o, 1, 0, QKV, C, n, 1.0f, g->dqkv, QKV, a->xn1, C, 1.0f, grad_of(m, w->wqkv), C);
     float *dxn = need_dx ? g->dxn : NULL;
     if (need_dx) o->gemm(o, 0, 0, n, C, QKV, 1.0f, g->dqkv, QKV, w->wqkv, C, 0.0f, g->dxn, C);
     lora_bwd(m, a, l, 0, a->xn1, g->dqkv, QKV, dxn, n);
-    if (need_dx) o->rmsnorm_bwd(o, g->dres, NULL, g->dxn, a->x, w->attn_norm, a->rstd1, n, C);
+    if (need_dx)
+        o->rmsnorm_bwd(o, g->dres, full ? grad_of(m, w->attn_norm) : NULL, g->dxn, a->x,
+                       w->attn_norm, a->rstd1, n, C);
+}
+
+static lt_status grads_ready(lt_model *m, int layer, lt_error *err) {
+    return m->hooks.grads_ready ? m->hooks.grads_ready(m->hooks.user, layer, err) : LT_OK;
 }
 
 lt_status lt_model_forward_backward(lt_model *m, const int32_t *inputs, const int32_t *targets,
                                     int B, int T, float grad_scale, double *loss_sum,
                                     int64_t *n_targets, lt_error *err) {
-    if (!m->has_lora)
+    if (!m->has_lora && !m->full)
         return lt_fail(err, LT_ERR_INVALID, "training: the model has no trainable parameters");
     if (m->merged)
         return lt_fail(err, LT_ERR_INVALID, "training: LoRA adapters are merged; unmerge first");
@@ -992,15 +1078,23 @@ lt_status lt_model_forward_backward(lt_model *m, const int32_t *inputs, const in
     if ((st = prepare_targets(m, targets, n, err)) != LT_OK) return st;
     head_loss(m, n, grad_scale, m->g.dxn);
     o->zero(o, m->g.dres, (size_t)n * C * sizeof(float));
-    o->rmsnorm_bwd(o, m->g.dres, NULL, m->g.dxn, m->x_final, m->final_norm, m->rstdf, n, C);
-    for (int l = m->c.n_layers - 1; l >= 0; l--) {
+    const int L = m->c.n_layers;
+    o->rmsnorm_bwd(o, m->g.dres, m->full ? grad_of(m, m->final_norm) : NULL, m->g.dxn, m->x_final,
+                   m->final_norm, m->rstdf, n, C);
+    if (m->full && (st = grads_ready(m, L, err)) != LT_OK) return st;
+    for (int l = L - 1; l >= 0; l--) {
         lt_layer_weights w;
         /* Backward ends on layer 0, where the next forward starts. */
         if ((st = acquire(m, l, l - 1, &w, err)) != LT_OK) return st;
-        layer_backward(m, l, &w, B, T, l > 0);
+        /* The shared activations still hold the last layer's forward. */
+        if (m->checkpointing && l < L - 1) layer_forward(m, l, &w, B, T, 1, 1);
+        layer_backward(m, l, &w, B, T, l > 0 || m->full);
         if ((st = o->check(o, err)) != LT_OK) return st;
-        if (m->hooks.grads_ready && (st = m->hooks.grads_ready(m->hooks.user, l, err)) != LT_OK)
-            return st;
+        if ((st = grads_ready(m, l, err)) != LT_OK) return st;
+    }
+    if (m->full) {
+        o->embedding_bwd(o, grad_of(m, m->tok_emb), m->tokens, m->g.dres, n, C);
+        if ((st = o->check(o, err)) != LT_OK || (st = grads_ready(m, -1, err)) != LT_OK) return st;
     }
     return sum_losses(m, targets, n, loss_sum, n_targets, err);
 }

@@ -47,7 +47,10 @@ typedef struct {
      * starts). Not called for a resident base. */
     lt_status (*acquire_layer)(void *user, int layer, int next, const uint8_t **blob,
                                lt_error *err);
-    /* Layer l's LoRA gradients are final (its all-reduce bucket may start). */
+    /* Layer l's trainable gradients are final (its all-reduce bucket may
+     * start). In full fine-tuning also layer n_layers (the final norm and
+     * an untied classifier: right after the loss) and layer -1 (the
+     * embedding, with a tied classifier: last). */
     lt_status (*grads_ready)(void *user, int layer, lt_error *err);
     void *user;
 } lt_model_hooks;
@@ -141,6 +144,27 @@ void lt_model_zero_grads(lt_model *m);
 lt_status lt_model_merge_lora(lt_model *m, int unmerge, lt_error *err);
 int lt_model_lora_is_merged(const lt_model *m);
 
+/* ---- full fine-tuning ---- */
+
+/* Makes every base weight trainable (an fp32 base without adapters):
+ * allocates its gradient, laid out as the base table. Rejects a quantized
+ * base, whose weights cannot be trained, with the reason. */
+lt_status lt_model_enable_full_training(lt_model *m, lt_error *err);
+int lt_model_is_full_training(const lt_model *m);
+
+/* What the optimizer trains: the LoRA table, parameters and gradients, or
+ * in full fine-tuning the base's. */
+const lt_param_table *lt_model_train_table(const lt_model *m);
+float *lt_model_train_params(lt_model *m);
+float *lt_model_train_grads(lt_model *m);
+
+/* Gradient checkpointing (Hugging Face's gradient_checkpointing): keep only
+ * each layer's input and recompute the layer's other activations in
+ * backward, one layer at a time -- one extra forward pass for activations
+ * of about one layer instead of all. Results are bitwise the same. */
+void lt_model_set_gradient_checkpointing(lt_model *m, int on);
+int lt_model_gradient_checkpointing(const lt_model *m);
+
 /* Dropout masks come from (seed, step, layer, module) and the token's
  * index in the global micro-batch, where this rank's tokens start at
  * first_token (0 in one process); the trainer moves step forward once per
@@ -151,9 +175,10 @@ void lt_model_set_dropout_state(lt_model *m, uint64_t seed, uint64_t step, uint6
 /* ---- compute ---- */
 
 /* The bytes lt_model_reserve allocates for B x T with adapters lc (NULL:
- * none): activations, and the RoPE tables (workspace). For the planner. */
+ * none), with or without gradient checkpointing: activations, and the
+ * RoPE tables (workspace). For the planner. */
 void lt_model_activation_bytes(const lt_model_config *cfg, const lt_lora_config *lc, int B, int T,
-                               uint64_t *activations, uint64_t *rope_bytes);
+                               int checkpointing, uint64_t *activations, uint64_t *rope_bytes);
 
 /* Sizes activations for batches of up to B sequences of up to T tokens
  * (done implicitly by the calls below when a batch does not fit). */
@@ -169,8 +194,9 @@ lt_status lt_model_logits(lt_model *m, const int32_t *tokens, int B, int T, int 
 lt_status lt_model_loss(lt_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
                         double *loss_sum, int64_t *n_targets, lt_error *err);
 
-/* Forward and backward: accumulates grad_scale * d(sum of losses)/d(LoRA)
- * into the gradient buffer (pass 1/n_targets for the mean loss). */
+/* Forward and backward: accumulates grad_scale * d(sum of losses)/d(the
+ * trainable parameters) into their gradient buffer (pass 1/n_targets for
+ * the mean loss). */
 lt_status lt_model_forward_backward(lt_model *m, const int32_t *inputs, const int32_t *targets,
                                     int B, int T, float grad_scale, double *loss_sum,
                                     int64_t *n_targets, lt_error *err);

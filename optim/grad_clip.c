@@ -2,7 +2,7 @@
 
 #include <math.h>
 
-double lt_grad_norm(const float *g, size_t n) {
+double lt_grad_sumsq(const float *g, size_t n) {
     /* Eight independent partial sums: the order is fixed (deterministic),
      * the additions pipeline, and each lane maps onto a vector lane. A
      * float times a float is exact in double, so only the sums round. */
@@ -17,12 +17,16 @@ double lt_grad_norm(const float *g, size_t n) {
         double x = (double)g[i];
         acc[k] += x * x;
     }
-    double s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-    return sqrt(s);
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
+double lt_grad_norm(const float *g, size_t n) { return sqrt(lt_grad_sumsq(g, n)); }
+
 float lt_clip_grad_norm(float *g, size_t n, float max_norm) {
-    const double total = lt_grad_norm(g, n);
+    return lt_clip_grad_norm_total(g, n, lt_grad_norm(g, n), max_norm);
+}
+
+float lt_clip_grad_norm_total(float *g, size_t n, double total, float max_norm) {
     if (!isfinite(total) || !(max_norm > 0.0f)) return (float)total;
     const double coef = (double)max_norm / (total + 1e-6);
     if (coef < 1.0) {

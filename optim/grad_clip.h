@@ -10,11 +10,18 @@
  * result on every run and every rank). Inf or NaN in g gives inf or NaN. */
 double lt_grad_norm(const float *g, size_t n);
 
+/* The sum of squares lt_grad_norm takes the root of (to add up shards). */
+double lt_grad_sumsq(const float *g, size_t n);
+
 /* total = lt_grad_norm(g, n); coef = max_norm / (total + 1e-6); g *= coef
  * when coef < 1. Returns total (before clipping). max_norm <= 0 disables
  * clipping (the norm is still returned). A non-finite total is returned as
  * is and g is left untouched: the caller decides whether to skip the step
  * (torch would scale g by NaN or zero it). */
 float lt_clip_grad_norm(float *g, size_t n, float max_norm);
+
+/* The same with the global norm given: g is one shard of a gradient whose
+ * whole norm is total (ZeRO-1 clips each rank's shard by the global norm). */
+float lt_clip_grad_norm_total(float *g, size_t n, double total, float max_norm);
 
 #endif

@@ -2,9 +2,11 @@
  * and once without mpirun for the self transport): every collective's
  * result against values each rank computes on its own, non-blocking calls
  * completed out of order, the byte counters, the shard gather schedule and
- * the gradient buckets. Values are small integers and halves, so sums are
- * exact in any reduction order.
+ * the gradient buckets, and the reduce-scatter and all-gatherv ZeRO-1
+ * shards its optimizer state with. Values are small integers, halves and
+ * quarters, so sums are exact in any reduction order.
  * Usage: test_comm EXPECTED_SIZE EXPECTED_BACKEND */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,6 +108,246 @@ static int test_collectives(lt_comm *c) {
     free(mine);
     lt_comm_free_buffer(c, all);
     lt_comm_free_buffer(c, f);
+    return 0;
+}
+
+/* Rank r's part in the v-collectives: uneven, and empty for rank 1. */
+static size_t part_count(int r) { return r == 1 ? 0 : (size_t)(7 + 5 * r); }
+
+/* Element j of rank r's reduce-scatter input: at most a few hundred in
+ * quarters, so a float sum over four ranks is exact. */
+static double rs_value(int r, size_t j) { return (double)(j % 61) * (r + 1) + 0.25 * r; }
+static double rs_max_value(int r, size_t j) { return (double)((j * 7 + (size_t)r * 13) % 23) - 0.5 * r; }
+
+enum { GUARD = 5 }; /* elements after a part that must stay untouched */
+#define SENTINEL (-99.5)
+
+/* counts[rank] elements of recv then GUARD sentinels, against want. */
+static int wrong_part(const double *want, size_t n, const float *f32, const double *f64) {
+    int wrong = 0;
+    for (size_t i = 0; i < n + GUARD; i++) {
+        const double w = i < n ? want[i] : SENTINEL;
+        wrong += f32 ? f32[i] != (float)w : f64[i] != w;
+    }
+    return wrong;
+}
+
+static int test_reduce_scatter(lt_comm *c) {
+    lt_error err;
+    size_t *counts = calloc((size_t)g_size, sizeof *counts), *reuse = calloc((size_t)g_size, sizeof *reuse);
+    size_t total = 0, off = 0;
+    for (int r = 0; r < g_size; r++) {
+        counts[r] = part_count(r);
+        if (r < g_rank) off += counts[r];
+        total += counts[r];
+    }
+    const size_t mine = counts[g_rank];
+    float *s32 = lt_comm_alloc(c, LT_MEM_COMM, total * sizeof *s32);
+    double *s64 = lt_comm_alloc(c, LT_MEM_COMM, total * sizeof *s64);
+    double *smax = lt_comm_alloc(c, LT_MEM_COMM, total * sizeof *smax);
+    float *r32 = lt_comm_alloc(c, LT_MEM_COMM, (mine + GUARD) * sizeof *r32);
+    double *r64 = lt_comm_alloc(c, LT_MEM_COMM, (mine + GUARD) * sizeof *r64);
+    double *sum = malloc((mine + 1) * sizeof *sum), *max = malloc((mine + 1) * sizeof *max);
+    for (size_t j = 0; j < total; j++) {
+        s32[j] = (float)rs_value(g_rank, j);
+        s64[j] = rs_value(g_rank, j);
+        smax[j] = rs_max_value(g_rank, j);
+    }
+    for (size_t i = 0; i < mine; i++) {
+        sum[i] = 0;
+        max[i] = rs_max_value(0, off + i);
+        for (int r = 0; r < g_size; r++) {
+            sum[i] += rs_value(r, off + i);
+            if (rs_max_value(r, off + i) > max[i]) max[i] = rs_max_value(r, off + i);
+        }
+    }
+    lt_comm_counters before, after;
+    lt_comm_get_counters(c, &before);
+
+    for (size_t i = 0; i < mine + GUARD; i++) r32[i] = (float)SENTINEL, r64[i] = SENTINEL;
+    CHECK_OK(lt_comm_reduce_scatter(c, s32, r32, counts, LT_DT_F32, LT_RED_SUM, &err), &err);
+    int wrong = wrong_part(sum, mine, r32, NULL);
+    CHECK(wrong == 0, "reduce-scatter f32 sum on rank %d: %d of %zu elements (+%d guard) wrong (r32[0] = %g)",
+          g_rank, wrong, mine, GUARD, mine ? (double)r32[0] : 0.0);
+    CHECK_OK(lt_comm_reduce_scatter(c, smax, r64, counts, LT_DT_F64, LT_RED_MAX, &err), &err);
+    wrong = wrong_part(max, mine, NULL, r64);
+    CHECK(wrong == 0, "reduce-scatter f64 max on rank %d: %d of %zu elements (+%d guard) wrong", g_rank, wrong,
+          mine, GUARD);
+    int changed = 0;
+    for (size_t j = 0; j < total; j++) changed += s32[j] != (float)rs_value(g_rank, j);
+    CHECK(changed == 0, "reduce-scatter changed %d elements of its send buffer", changed);
+
+    /* Two in flight, the second completed first; the counts array is
+     * reused before either completes. */
+    for (size_t i = 0; i < mine + GUARD; i++) r32[i] = (float)SENTINEL, r64[i] = SENTINEL;
+    lt_comm_req *q32, *q64;
+    memcpy(reuse, counts, (size_t)g_size * sizeof *reuse);
+    CHECK_OK(lt_comm_ireduce_scatter(c, s32, r32, reuse, LT_DT_F32, LT_RED_SUM, &q32, &err), &err);
+    CHECK_OK(lt_comm_ireduce_scatter(c, s64, r64, reuse, LT_DT_F64, LT_RED_SUM, &q64, &err), &err);
+    for (int r = 0; r < g_size; r++) reuse[r] = 0x7fffffffu;
+    int done = 0;
+    for (int spins = 0; !done && spins < 1000000; spins++) CHECK_OK(lt_comm_test(c, q64, &done, &err), &err);
+    CHECK(done, "non-blocking reduce-scatter never completed under test()");
+    if (!done) CHECK_OK(lt_comm_wait(c, q64, &err), &err);
+    CHECK_OK(lt_comm_wait(c, q32, &err), &err);
+    wrong = wrong_part(sum, mine, r32, NULL);
+    CHECK(wrong == 0, "non-blocking reduce-scatter f32 on rank %d: %d of %zu elements (+%d guard) wrong", g_rank,
+          wrong, mine, GUARD);
+    wrong = wrong_part(sum, mine, NULL, r64);
+    CHECK(wrong == 0, "non-blocking reduce-scatter f64 on rank %d: %d of %zu elements (+%d guard) wrong", g_rank,
+          wrong, mine, GUARD);
+
+    /* Nothing to reduce: no buffers needed. */
+    for (int r = 0; r < g_size; r++) reuse[r] = 0;
+    CHECK_OK(lt_comm_reduce_scatter(c, NULL, NULL, reuse, LT_DT_F32, LT_RED_SUM, &err), &err);
+
+    /* Rejected before any rank communicates (the same on every rank), so
+     * not counted: recv inside send, and no counts. */
+    for (int r = 0; r < g_size; r++) reuse[r] = 1;
+    CHECK(lt_comm_reduce_scatter(c, s64, s64 + g_rank, reuse, LT_DT_F64, LT_RED_SUM, &err) == LT_ERR_INVALID,
+          "reduce-scatter into its own send buffer accepted");
+    CHECK(strstr(err.msg, "overlaps"), "overlap message: %s", err.msg);
+    CHECK(lt_comm_reduce_scatter(c, s64, r64, NULL, LT_DT_F64, LT_RED_SUM, &err) == LT_ERR_INVALID,
+          "reduce-scatter without counts accepted");
+    CHECK(lt_comm_reduce_scatter(c, s64, r64, counts, LT_DT_COUNT, LT_RED_SUM, &err) == LT_ERR_INVALID,
+          "reduce-scatter of an unknown data type accepted");
+
+    lt_comm_get_counters(c, &after);
+    const uint64_t calls = after.calls[LT_COLL_REDUCE_SCATTER] - before.calls[LT_COLL_REDUCE_SCATTER];
+    const uint64_t bytes = after.bytes[LT_COLL_REDUCE_SCATTER] - before.bytes[LT_COLL_REDUCE_SCATTER];
+    CHECK(calls == 5, "%llu reduce-scatter calls counted, expected 5", (unsigned long long)calls);
+    CHECK(bytes == total * (4 + 8 + 4 + 8), "reduce-scatter bytes %llu, expected %llu (sum of counts %zu)",
+          (unsigned long long)bytes, (unsigned long long)(total * 24), total);
+    CHECK(after.calls[LT_COLL_ALLREDUCE] == before.calls[LT_COLL_ALLREDUCE] &&
+              after.calls[LT_COLL_REDUCE] == before.calls[LT_COLL_REDUCE],
+          "reduce-scatter counted as another kind");
+    CHECK(!strcmp(lt_coll_kind_name(LT_COLL_REDUCE_SCATTER), "reduce_scatter"), "kind name %s",
+          lt_coll_kind_name(LT_COLL_REDUCE_SCATTER));
+
+    /* MPI takes int counts: a larger one is an error on every rank, not a
+     * truncated count (never dereferenced: MPI is not called). */
+    if (!strcmp(lt_comm_backend_name(c), "mpi") && g_size > 1) {
+        for (int r = 0; r < g_size; r++) reuse[r] = r == (g_rank + 1) % g_size ? (size_t)INT_MAX + 1 : 0;
+        CHECK(lt_comm_reduce_scatter(c, s64, NULL, reuse, LT_DT_F64, LT_RED_SUM, &err) == LT_ERR_UNSUPPORTED,
+              "reduce-scatter count of INT_MAX + 1 accepted");
+        CHECK(strstr(err.msg, "counts[") && strstr(err.msg, "int"), "count limit message: %s", err.msg);
+        if (g_size > 2) {
+            for (int r = 0; r < g_size; r++) reuse[r] = r == g_rank ? 0 : (size_t)INT_MAX;
+            CHECK(lt_comm_reduce_scatter(c, s64, NULL, reuse, LT_DT_F64, LT_RED_SUM, &err) == LT_ERR_UNSUPPORTED,
+                  "reduce-scatter whose counts sum past INT_MAX accepted");
+            CHECK(strstr(err.msg, "sum of counts"), "sum limit message: %s", err.msg);
+        }
+    }
+    free(sum);
+    free(max);
+    lt_comm_free_buffer(c, s32);
+    lt_comm_free_buffer(c, s64);
+    lt_comm_free_buffer(c, smax);
+    lt_comm_free_buffer(c, r32);
+    lt_comm_free_buffer(c, r64);
+    free(counts);
+    free(reuse);
+    return 0;
+}
+
+/* Element i of rank r's all-gatherv part. */
+static double ag_value(int r, size_t i) { return 1000.0 * r + (double)i + 0.5; }
+
+static int test_allgatherv(lt_comm *c) {
+    lt_error err;
+    size_t *counts = calloc((size_t)g_size, sizeof *counts), *displs = calloc((size_t)g_size, sizeof *displs);
+    size_t *rc = calloc((size_t)g_size, sizeof *rc), *rd = calloc((size_t)g_size, sizeof *rd);
+    /* Parts in reverse rank order with a gap before each and after the
+     * last: the gaps must come back untouched, and hold different values
+     * on each rank so a part that spills over one is seen. */
+    size_t len = 3, total = 0;
+    for (int r = g_size - 1; r >= 0; r--) {
+        counts[r] = part_count(r);
+        displs[r] = len;
+        len += counts[r] + (size_t)r + 2;
+        total += counts[r];
+    }
+    len += 3;
+    double *want = malloc(len * sizeof *want);
+    const double gap = SENTINEL - g_rank;
+    for (size_t i = 0; i < len; i++) want[i] = gap;
+    for (int r = 0; r < g_size; r++)
+        for (size_t i = 0; i < counts[r]; i++) want[displs[r] + i] = ag_value(r, i);
+    float *f = lt_comm_alloc(c, LT_MEM_COMM, len * sizeof *f);
+    double *d = lt_comm_alloc(c, LT_MEM_COMM, len * sizeof *d);
+    int64_t *q = lt_comm_alloc(c, LT_MEM_COMM, len * sizeof *q);
+    for (size_t i = 0; i < len; i++) f[i] = (float)gap, d[i] = gap, q[i] = -7 - g_rank;
+    for (size_t i = 0; i < counts[g_rank]; i++) {
+        f[displs[g_rank] + i] = (float)ag_value(g_rank, i);
+        d[displs[g_rank] + i] = ag_value(g_rank, i);
+        q[displs[g_rank] + i] = (int64_t)(2 * ag_value(g_rank, i));
+    }
+    lt_comm_counters before, after;
+    lt_comm_get_counters(c, &before);
+
+    CHECK_OK(lt_comm_allgatherv(c, f, counts, displs, LT_DT_F32, &err), &err);
+    int wrong = 0;
+    for (size_t i = 0; i < len; i++) wrong += f[i] != (float)want[i];
+    CHECK(wrong == 0, "all-gatherv f32 on rank %d: %d of %zu elements wrong (parts and gaps)", g_rank, wrong, len);
+
+    /* Two in flight, the second completed first; counts and displs are
+     * reused before either completes. */
+    memcpy(rc, counts, (size_t)g_size * sizeof *rc);
+    memcpy(rd, displs, (size_t)g_size * sizeof *rd);
+    lt_comm_req *qd, *qq;
+    CHECK_OK(lt_comm_iallgatherv(c, d, rc, rd, LT_DT_F64, &qd, &err), &err);
+    CHECK_OK(lt_comm_iallgatherv(c, q, rc, rd, LT_DT_I64, &qq, &err), &err);
+    for (int r = 0; r < g_size; r++) rc[r] = 1, rd[r] = 0;
+    int done = 0;
+    for (int spins = 0; !done && spins < 1000000; spins++) CHECK_OK(lt_comm_test(c, qq, &done, &err), &err);
+    CHECK(done, "non-blocking all-gatherv never completed under test()");
+    if (!done) CHECK_OK(lt_comm_wait(c, qq, &err), &err);
+    CHECK_OK(lt_comm_wait(c, qd, &err), &err);
+    int wrong_d = 0, wrong_q = 0;
+    for (size_t i = 0; i < len; i++) {
+        wrong_d += d[i] != want[i];
+        wrong_q += q[i] != (want[i] == gap ? -7 - g_rank : (int64_t)(2 * want[i]));
+    }
+    CHECK(wrong_d == 0 && wrong_q == 0,
+          "non-blocking all-gatherv on rank %d: %d f64 and %d i64 of %zu elements wrong (parts and gaps)", g_rank,
+          wrong_d, wrong_q, len);
+
+    /* Rejected on every rank before communicating, so not counted. */
+    if (g_size > 1) {
+        for (int r = 0; r < g_size; r++) rc[r] = 2, rd[r] = (size_t)r;
+        CHECK(lt_comm_allgatherv(c, d, rc, rd, LT_DT_F64, &err) == LT_ERR_INVALID, "overlapping parts accepted");
+        CHECK(strstr(err.msg, "overlaps"), "overlap message: %s", err.msg);
+    }
+    CHECK(lt_comm_allgatherv(c, d, counts, NULL, LT_DT_F64, &err) == LT_ERR_INVALID, "all-gatherv without displs accepted");
+    CHECK(strstr(err.msg, "displs"), "missing displs message: %s", err.msg);
+
+    lt_comm_get_counters(c, &after);
+    const uint64_t calls = after.calls[LT_COLL_ALLGATHER] - before.calls[LT_COLL_ALLGATHER];
+    const uint64_t bytes = after.bytes[LT_COLL_ALLGATHER] - before.bytes[LT_COLL_ALLGATHER];
+    CHECK(calls == 3, "%llu all-gatherv calls counted, expected 3", (unsigned long long)calls);
+    CHECK(bytes == total * (4 + 8 + 8), "all-gatherv bytes %llu, expected %llu (sum of counts %zu)",
+          (unsigned long long)bytes, (unsigned long long)(total * 20), total);
+
+    /* MPI takes int counts and displacements: larger ones are errors. */
+    if (!strcmp(lt_comm_backend_name(c), "mpi")) {
+        for (int r = 0; r < g_size; r++) rc[r] = 0, rd[r] = 0;
+        rc[0] = (size_t)INT_MAX + 1;
+        CHECK(lt_comm_allgatherv(c, d, rc, rd, LT_DT_F64, &err) == LT_ERR_UNSUPPORTED,
+              "all-gatherv count of INT_MAX + 1 accepted");
+        CHECK(strstr(err.msg, "counts[0]") && strstr(err.msg, "int"), "count limit message: %s", err.msg);
+        rc[0] = 1, rd[0] = (size_t)INT_MAX + 1;
+        CHECK(lt_comm_allgatherv(c, d, rc, rd, LT_DT_F64, &err) == LT_ERR_UNSUPPORTED,
+              "all-gatherv displacement of INT_MAX + 1 accepted");
+        CHECK(strstr(err.msg, "displs[0]") && strstr(err.msg, "int"), "displacement limit message: %s", err.msg);
+    }
+    free(want);
+    lt_comm_free_buffer(c, f);
+    lt_comm_free_buffer(c, d);
+    lt_comm_free_buffer(c, q);
+    free(counts);
+    free(displs);
+    free(rc);
+    free(rd);
     return 0;
 }
 
@@ -213,6 +455,8 @@ int main(int argc, char **argv) {
     CHECK(ri->local_rank >= 0 && ri->local_rank < ri->local_size && ri->local_size <= g_size,
           "local rank %d of %d", ri->local_rank, ri->local_size);
     test_collectives(c);
+    test_reduce_scatter(c);
+    test_allgatherv(c);
     test_shard_gather(c);
     test_grad_sync(c);
     int code = check_exit_code();

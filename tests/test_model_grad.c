@@ -1,5 +1,7 @@
-/* dA and dB through the whole model against central finite differences of
- * the model's own fp32 loss.
+/* dA and dB through the whole model -- and, in full fine-tuning, the
+ * gradient of every base weight -- against central finite differences of
+ * the model's own fp32 loss; with gradient checkpointing, also bit for bit
+ * against the same model without it.
  *
  * A tiny random Llama (GQA, both RoPE layouts, tied and untied classifier,
  * LoRA on all seven module types, ignored targets, with and without
@@ -23,6 +25,7 @@ typedef struct {
     const char *label;
     int rope_layout, shared, use_rslora;
     float dropout;
+    int full, checkpointing;
 } scenario;
 
 static lt_model *make_model(const scenario *s, lt_rng *rng, lt_error *err) {
@@ -40,6 +43,12 @@ static lt_model *make_model(const scenario *s, lt_rng *rng, lt_error *err) {
         float scale = is_norm ? 0.2f : 1.5f / sqrtf((float)d->cols);
         for (size_t k = 0; k < lt_tensor_numel(d); k++)
             w[d->offset + k] = (is_norm ? 1.0f : 0.0f) + scale * (2 * lt_rng_next_uniform(rng) - 1);
+    }
+    lt_model_set_gradient_checkpointing(m, s->checkpointing);
+    if (s->full) {
+        if (lt_model_enable_full_training(m, err) == LT_OK) return m;
+        lt_model_free(m);
+        return NULL;
     }
     lt_lora_config lc = {.r = 3, .alpha = 5.0f, .dropout = s->dropout, .use_rslora = s->use_rslora,
                          .targets = LT_MOD_MASK_ALL};
@@ -97,10 +106,21 @@ static void run(const scenario *s) {
     lt_status st = lt_model_forward_backward(m, in, tg, B, T, 1.0f / (float)count, &sum, &n, &err);
     CHECK(st == LT_OK, "%s: forward_backward: %s", s->label, err.msg);
     CHECK(n == count, "%s: %lld targets counted, expected %lld", s->label, (long long)n, (long long)count);
-    const lt_param_table *tab = lt_model_lora_table(m);
-    float *p = lt_model_lora_params(m);
+    const lt_param_table *tab = lt_model_train_table(m);
+    float *p = lt_model_train_params(m);
     float *grad = malloc(tab->numel * sizeof(float));
-    memcpy(grad, lt_model_lora_grads(m), tab->numel * sizeof(float));
+    memcpy(grad, lt_model_train_grads(m), tab->numel * sizeof(float));
+    if (s->checkpointing) {
+        /* Recomputation replays the same ops on the same inputs. */
+        lt_model_set_gradient_checkpointing(m, 0);
+        lt_model_zero_grads(m);
+        double sum2;
+        st = lt_model_forward_backward(m, in, tg, B, T, 1.0f / (float)count, &sum2, &n, &err);
+        CHECK(st == LT_OK && sum2 == sum &&
+                  memcmp(grad, lt_model_train_grads(m), tab->numel * sizeof(float)) == 0,
+              "%s: loss or gradients differ without checkpointing", s->label);
+        lt_model_set_gradient_checkpointing(m, 1);
+    }
 
     double worst = 0;
     int checked = 0;
@@ -144,16 +164,19 @@ static void run(const scenario *s) {
         free(u);
         free(saved);
     }
-    printf("%-34s %d tensors, worst |fd - g.u| / |g| = %.2e\n", s->label, checked, worst);
+    printf("%-38s %d tensors, worst |fd - g.u| / |g| = %.2e\n", s->label, checked, worst);
     free(grad);
     lt_model_free(m);
 }
 
 int main(void) {
     const scenario s[] = {
-        {"interleaved rope, tied classifier", LT_ROPE_INTERLEAVED, 1, 0, 0.0f},
-        {"half rope, untied, rslora", LT_ROPE_HALF, 0, 1, 0.0f},
-        {"interleaved, untied, dropout 0.2", LT_ROPE_INTERLEAVED, 0, 0, 0.2f},
+        {"interleaved rope, tied classifier", LT_ROPE_INTERLEAVED, 1, 0, 0.0f, 0, 0},
+        {"half rope, untied, rslora", LT_ROPE_HALF, 0, 1, 0.0f, 0, 0},
+        {"interleaved, untied, dropout 0.2", LT_ROPE_INTERLEAVED, 0, 0, 0.2f, 0, 0},
+        {"dropout 0.2, gradient checkpointing", LT_ROPE_HALF, 1, 0, 0.2f, 0, 1},
+        {"full fine-tune, tied classifier", LT_ROPE_INTERLEAVED, 1, 0, 0.0f, 1, 0},
+        {"full fine-tune, untied, checkpointing", LT_ROPE_HALF, 0, 0, 0.0f, 1, 1},
     };
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) run(&s[i]);
     return check_exit_code();
