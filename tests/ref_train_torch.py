@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch reference of a short LoRA training run, for the end-to-end parity test.
+"""PyTorch reference of a short LoRA or full fine-tuning run, for the end-to-end parity test.
 
 Usage:
   ref_train_torch.py --model models/stories260K/stories260K.bin --case CASE.ltt \
@@ -10,6 +10,8 @@ The model is tests/ref_llama_torch.py's (imported, not copied); the schedule
 lambdas are tests/ref_optim_torch.py's (Hugging Face transformers' formulas).
 
 Case file (tests/tensorfile.h "LTT1"):
+  mode.full int32[1] (optional; 1: full fine-tuning -- every base weight of the model file
+                      is trained, the case holds no LoRA tensors and no lora.* is needed)
   lora.r int32[1], lora.alpha float64[1], lora.use_rslora int32[1]
   lora.dropout (optional, must be 0), rope.layout int32[1] (optional, 0 interleaved, 1 half)
   layers.{l}.self_attn.{q,k,v,o}_proj.lora_A float32[r,in] / .lora_B float32[out,r]
@@ -21,18 +23,26 @@ Case file (tests/tensorfile.h "LTT1"):
   sched.warmup_steps int32[1], sched.total_steps int32[1]
 
 One optimizer step s (as the Hugging Face Trainer does it with num_items_in_batch):
-  zero the LoRA gradients; N = non-ignored targets over all GA micro-batches of step s;
+  zero the gradients of the trained parameters (LoRA, or with mode.full every weight);
+  N = non-ignored targets over all GA micro-batches of step s;
   for each micro-batch g: loss_g = (sum of its token cross-entropies) / N; backward
   (gradients accumulate); the step's loss = sum over g of loss_g (the token mean over
   the whole accumulated batch);
-  grad_norm = clip_grad_norm_(LoRA params, max_grad_norm), the norm before clipping
+  grad_norm = clip_grad_norm_(trained params, max_grad_norm), the norm before clipping
   (max_grad_norm <= 0: no clipping, the norm is still reported);
   torch.optim.AdamW.step() at the schedule's lr for s (LambdaLR: lr_lambda(s));
   scheduler.step().
 Dropout is 0 (the case may not ask for more).
+Full fine-tuning trains model.named_parameters() in one AdamW parameter group (weight decay
+on every weight, norms and embedding included, as loratrain's one flat buffer does). A tied
+classifier (llama2.c's shared_classifier) is the embedding matrix itself: one Parameter,
+whose gradient sums the embedding lookup's and the classifier's.
 
 Output file (all float64):
-  loss [S], grad_norm [S], lr [S], and every final LoRA tensor under its case name.
+  loss [S], grad_norm [S], lr [S], and every final trained tensor: the LoRA tensors under
+  their case names, or with mode.full every weight under its model name
+  (embed_tokens.weight, layers.{l}.input_layernorm.weight, layers.{l}.self_attn.q_proj.weight,
+  ..., norm.weight, and lm_head.weight when the classifier is not tied).
 """
 import argparse
 import math
@@ -54,12 +64,12 @@ RefError = ref.RefError
 
 SCALAR_NAMES = {
     "lora.r": int, "lora.alpha": float, "lora.use_rslora": int, "lora.dropout": float,
-    "rope.layout": int,
+    "rope.layout": int, "mode.full": int,
     "opt.lr": float, "opt.beta1": float, "opt.beta2": float, "opt.eps": float,
     "opt.weight_decay": float, "opt.max_grad_norm": float,
     "sched.kind": int, "sched.warmup_steps": int, "sched.total_steps": int,
 }
-REQUIRED = ("lora.r", "lora.alpha", "opt.lr", "opt.beta1", "opt.beta2", "opt.eps",
+REQUIRED = ("opt.lr", "opt.beta1", "opt.beta2", "opt.eps",
             "opt.weight_decay", "opt.max_grad_norm", "sched.kind", "sched.warmup_steps",
             "sched.total_steps")
 
@@ -73,7 +83,8 @@ def _scalars(case):
         if a.size != 1:
             raise RefError("case %s: %d elements, expected 1" % (name, a.size))
         out[name] = kind(a.reshape(-1)[0])
-    missing = [n for n in REQUIRED if n not in out]
+    need = REQUIRED if out.get("mode.full", 0) else ("lora.r", "lora.alpha") + REQUIRED
+    missing = [n for n in need if n not in out]
     if missing:
         raise RefError("case lacks %s" % ", ".join(missing))
     return out
@@ -111,6 +122,9 @@ def check_case(case, cfg):
     if sc.get("lora.dropout", 0.0) != 0.0:
         raise RefError("case lora.dropout = %g, the training reference needs 0"
                        % sc["lora.dropout"])
+    if sc.get("mode.full", 0) not in (0, 1):
+        raise RefError("case mode.full = %d, expected 0 (LoRA) or 1 (full fine-tuning)"
+                       % sc["mode.full"])
     if sc.get("rope.layout", 0) not in (0, 1):
         raise RefError("case rope.layout = %d, expected 0 (interleaved) or 1 (half)"
                        % sc["rope.layout"])
@@ -131,6 +145,11 @@ def check_case(case, cfg):
             lora_names.append(name)
         elif name not in SCALAR_NAMES and name not in ("tokens", "targets"):
             raise RefError("case %s: unknown tensor name" % name)
+    if sc.get("mode.full", 0):
+        if lora_names:
+            raise RefError("case %s: a full fine-tuning case (mode.full = 1) holds no LoRA "
+                           "tensors" % lora_names[0])
+        return sc, tokens, targets, lora_names
     if not lora_names:
         raise RefError("case has no LoRA tensors (*.lora_A / *.lora_B)")
     r = sc["lora.r"]
@@ -154,15 +173,21 @@ def train(cfg, weights, case, dtype):
     model = ref.Llama(cfg, "half" if sc.get("rope.layout", 0) == 1 else "interleaved")
     model.load_base(weights)
     model.to(dtype)
-    r = sc["lora.r"]
-    scaling = ref.lora_scaling(sc["lora.alpha"], r, bool(sc.get("lora.use_rslora", 0)))
-    mods = OrderedDict((n[:-len(".lora_A")], None) for n in lora_names)
-    for mod in mods:
-        model.get_submodule(mod).set_lora(torch.tensor(case[mod + ".lora_A"], dtype=dtype),
-                                          torch.tensor(case[mod + ".lora_B"], dtype=dtype),
-                                          scaling)
+    if sc.get("mode.full", 0):
+        names = full_param_names(model)
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        names = lora_names
+        r = sc["lora.r"]
+        scaling = ref.lora_scaling(sc["lora.alpha"], r, bool(sc.get("lora.use_rslora", 0)))
+        mods = OrderedDict((n[:-len(".lora_A")], None) for n in lora_names)
+        for mod in mods:
+            model.get_submodule(mod).set_lora(torch.tensor(case[mod + ".lora_A"], dtype=dtype),
+                                              torch.tensor(case[mod + ".lora_B"], dtype=dtype),
+                                              scaling)
     model.train()  # dropout is 0, so train/eval give the same result
-    params = [model.get_parameter(n) for n in lora_names]
+    params = [model.get_parameter(n) for n in names]
 
     opt = torch.optim.AdamW(params, lr=sc["opt.lr"], betas=(sc["opt.beta1"], sc["opt.beta2"]),
                             eps=sc["opt.eps"], weight_decay=sc["opt.weight_decay"],
@@ -201,9 +226,15 @@ def train(cfg, weights, case, dtype):
     out["loss"] = losses
     out["grad_norm"] = norms
     out["lr"] = lrs
-    for n, p in zip(lora_names, params):
+    for n, p in zip(names, params):
         out[n] = p.detach().to(torch.float64).numpy()
     return out
+
+
+def full_param_names(model):
+    """Every weight of the reference model, once each (a tied classifier is the embedding,
+    which named_parameters() lists once)."""
+    return [n for n, _ in model.named_parameters()]
 
 
 # ---------------------------------------------------------------------------
@@ -245,19 +276,26 @@ def hand_loop(cfg, weights, case):
     sc = _scalars(case)
     tokens, targets = case["tokens"], case["targets"]
     S, GA, B, T = tokens.shape
-    names = [n for n in case if n.endswith(".lora_A") or n.endswith(".lora_B")]
     model = ref.Llama(cfg, "interleaved")
     model.load_base(weights)
     model.to(torch.float64)
-    r = sc["lora.r"]
-    scaling = ref.lora_scaling(sc["lora.alpha"], r, bool(sc.get("lora.use_rslora", 0)))
-    P = OrderedDict((n, case[n].astype(np.float64)) for n in names)
-    for n in names:
-        if n.endswith(".lora_A"):  # values are copied in at every step
-            mod = n[:-len(".lora_A")]
-            model.get_submodule(mod).set_lora(torch.zeros(case[n].shape, dtype=torch.float64),
-                                              torch.zeros(case[mod + ".lora_B"].shape,
-                                                          dtype=torch.float64), scaling)
+    if sc.get("mode.full", 0):
+        # every weight, initial values from the model file; a tied embedding is one tensor
+        names = full_param_names(model)
+        P = OrderedDict((n, model.get_parameter(n).detach().numpy().copy()) for n in names)
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        names = [n for n in case if n.endswith(".lora_A") or n.endswith(".lora_B")]
+        r = sc["lora.r"]
+        scaling = ref.lora_scaling(sc["lora.alpha"], r, bool(sc.get("lora.use_rslora", 0)))
+        P = OrderedDict((n, case[n].astype(np.float64)) for n in names)
+        for n in names:
+            if n.endswith(".lora_A"):  # values are copied in at every step
+                mod = n[:-len(".lora_A")]
+                model.get_submodule(mod).set_lora(torch.zeros(case[n].shape, dtype=torch.float64),
+                                                  torch.zeros(case[mod + ".lora_B"].shape,
+                                                              dtype=torch.float64), scaling)
     m = {n: np.zeros_like(P[n]) for n in names}
     v = {n: np.zeros_like(P[n]) for n in names}
     lr0, b1, b2 = sc["opt.lr"], sc["opt.beta1"], sc["opt.beta2"]
@@ -350,6 +388,105 @@ def accumulated_grad_step0(cfg, weights, case, name, idx):
     for loss in _step0_micro_losses(model, case, cfg["vocab_size"]):
         loss.backward()
     return float(model.get_parameter(name).grad.view(-1)[idx])
+
+
+def _full_step0_grad(model, case, V):
+    """Step 0's accumulated gradient of every parameter of model (all trainable)."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+        p.grad = None
+    for loss in _step0_micro_losses(model, case, V):
+        loss.backward()
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+
+
+def full_selfcheck(check, td, gen, tokens, targets):
+    """mode.full on a tied and an untied random model: the script against the hand loop,
+    and the tied embedding's gradient against its two uses taken apart."""
+    for shared in (True, False):
+        cfg = dict(dim=16, hidden_dim=24, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=32,
+                   seq_len=8, shared_classifier=shared)
+        tag = "full, %s classifier" % ("tied" if shared else "untied")
+        mpath = os.path.join(td, "full-%d.bin" % shared)
+        write_llama2c(mpath, cfg, gen)
+        cfg_l, weights = ref.load_llama2c(mpath)
+        case = OrderedDict()
+        case["mode.full"] = np.array([1], dtype=np.int32)
+        case["tokens"] = tokens[:4]
+        case["targets"] = targets[:4]
+        for k, v in (("opt.lr", 1e-2), ("opt.beta1", 0.9), ("opt.beta2", 0.95),
+                     ("opt.eps", 1e-8), ("opt.weight_decay", 0.1), ("opt.max_grad_norm", 0.0)):
+            case[k] = np.array([v])
+        for k, v in (("sched.kind", 3), ("sched.warmup_steps", 1), ("sched.total_steps", 4)):
+            case[k] = np.array([v], dtype=np.int32)
+        cpath = os.path.join(td, "full-case.ltt")
+        opath = os.path.join(td, "full-out.ltt")
+        # max_grad_norm at the median of an unclipped run's norms, so that some steps clip
+        tensorfile.write(cpath, case)
+        rc = main(["--model", mpath, "--case", cpath, "--out", opath, "--dtype", "float64"])
+        mgn = float(np.median(tensorfile.read(opath)["grad_norm"])) if rc == 0 else 1.0
+        case["opt.max_grad_norm"] = np.array([mgn])
+        tensorfile.write(cpath, case)
+        rc = rc or main(["--model", mpath, "--case", cpath, "--out", opath, "--dtype", "float64"])
+        check(rc == 0, "%s: the script runs" % tag)
+        if rc:
+            continue
+        out = tensorfile.read(opath)
+        case_rt = tensorfile.read(cpath)
+        h_loss, h_norm, h_lr, h_P = hand_loop(cfg_l, weights, case_rt)
+        want = ["embed_tokens.weight"] + [k for k in weights if k != "embed_tokens.weight"]
+        got = [k for k in out if k not in ("loss", "grad_norm", "lr")]
+        check(sorted(got) == sorted(want) and ("lm_head.weight" in got) == (not shared),
+              "%s: every weight is output, once (%d tensors)" % (tag, len(got)))
+        d_loss = float(np.max(np.abs(out["loss"] - h_loss) / np.abs(h_loss)))
+        d_norm = float(np.max(np.abs(out["grad_norm"] - h_norm) / h_norm))
+        d_lr = float(np.max(np.abs(out["lr"] - h_lr)))
+        d_p = max(float(np.max(np.abs(out[n] - h_P[n])) / np.max(np.abs(h_P[n] - weights[n])))
+                  for n in h_P)
+        check(d_loss < 1e-12 and d_norm < 1e-12 and d_lr < 1e-15,
+              "%s: loss, grad norm, lr == hand loop (%.1e %.1e %.1e)" % (tag, d_loss, d_norm, d_lr))
+        check(d_p < 1e-9, "%s: final weights == hand loop (%.1e of the update)" % (tag, d_p))
+        moved = min(float(np.max(np.abs(out[n] - weights[n]))) for n in got)
+        clipped = int((out["grad_norm"] > mgn).sum())
+        check(moved > 1e-3 and 0 < clipped < 4, "%s: every tensor moved (%.2g), %d of 4 steps "
+              "clipped" % (tag, moved, clipped))
+        if shared:
+            # one Parameter, two uses: its gradient is the lookup's plus the classifier's,
+            # taken apart on an untied copy whose lm_head holds the same matrix
+            V = cfg["vocab_size"]
+            tied = ref.Llama(cfg_l, "interleaved")
+            tied.load_base(weights)
+            tied.to(torch.float64)
+            g_tied = _full_step0_grad(tied, case_rt, V)
+            untied = ref.Llama(dict(cfg_l, shared_classifier=False), "interleaved")
+            w2 = OrderedDict(weights)
+            w2["lm_head.weight"] = weights["embed_tokens.weight"]
+            untied.load_base(w2)
+            untied.to(torch.float64)
+            g_un = _full_step0_grad(untied, case_rt, V)
+            g_sum = g_un["embed_tokens.weight"] + g_un["lm_head.weight"]
+            d_tie = float((g_tied["embed_tokens.weight"] - g_sum).abs().max()
+                          / g_sum.abs().max())
+            both = float(min(g_un["embed_tokens.weight"].abs().max(),
+                             g_un["lm_head.weight"].abs().max()))
+            check(d_tie < 1e-12 and both > 1e-6, "tied embedding gradient == lookup + classifier "
+                  "(%.1e)" % d_tie)
+            # and against a central difference of step 0's loss in one tied element
+            tok0 = int(case_rt["tokens"][0, 0, 0, 1])
+            idx = tok0 * cfg["dim"] + 3
+            p = tied.get_parameter("embed_tokens.weight")
+            with torch.no_grad():
+                x0 = float(p.view(-1)[idx])
+                vals = []
+                for x in (x0 + 1e-5, x0 - 1e-5):
+                    p.view(-1)[idx] = x
+                    vals.append(sum(float(l) for l in _step0_micro_losses(tied, case_rt, V)))
+                p.view(-1)[idx] = x0
+            fd = (vals[0] - vals[1]) / 2e-5
+            an = float(g_tied["embed_tokens.weight"].view(-1)[idx])
+            rel = abs(fd - an) / max(abs(an), 1e-12)
+            check(rel < 1e-5, "tied embed_tokens.weight[%d] step-0 gradient %.6g vs central "
+                  "difference (rel %.1e)" % (idx, an, rel))
 
 
 def run_selfcheck():
@@ -456,6 +593,7 @@ def run_selfcheck():
                     rel = abs(fd - an) / max(abs(an), 1e-12)
                     check(rel < 1e-5, "step-0 accumulated gradient %s[%d] = %.6g vs central "
                           "difference (rel %.1e)" % (gname, idx, an, rel))
+        full_selfcheck(check, td, gen, tokens, targets)
         # malformed cases are refused with a message
         bad = OrderedDict(base_case)
         bad["opt.lr"] = np.array([1e-3])

@@ -1,14 +1,17 @@
 #!/bin/bash
-# Ten training steps through lt_train_step against PyTorch's AdamW, LambdaLR
-# and clip_grad_norm_ (tests/ref_train_torch.py), float64 and float32.
+# Training steps through lt_train_step against PyTorch's AdamW, LambdaLR
+# and clip_grad_norm_ (tests/ref_train_torch.py), float64 and float32:
+# ten LoRA steps, or with MODE "full" four full fine-tuning steps (every
+# weight trained), run again with gradient checkpointing.
 set -u
-py=${1:?usage: train_parity.sh PYTHON TEST_TRAIN_PARITY REPO_ROOT}
+py=${1:?usage: train_parity.sh PYTHON TEST_TRAIN_PARITY REPO_ROOT [full]}
 bin=${2:?}
 root=${3:?}
+mode=${4:-}
 model="$root/models/stories260K/stories260K.bin"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$bin" gen "$model" "$root/data/tinyshakespeare/input.txt" "$tmp/case.ltt" || exit 1
+"$bin" gen "$model" "$root/data/tinyshakespeare/input.txt" "$tmp/case.ltt" $mode || exit 1
 for dt in float64 float32; do
   "$py" "$root/tests/ref_train_torch.py" --model "$model" --case "$tmp/case.ltt" --dtype $dt \
     --out "$tmp/ref-$dt.ltt" || { echo "FAIL the PyTorch reference ($dt) failed"; exit 1; }
