@@ -102,6 +102,8 @@ int lt_comm_rank(const lt_comm *c) { return c->info.rank; }
 int lt_comm_size(const lt_comm *c) { return c->info.size; }
 const char *lt_comm_backend_name(const lt_comm *c) { return c->be->name; }
 
+void *lt_comm_native(const lt_comm *c) { return c->be->native ? c->be->native(c->ctx) : NULL; }
+
 void *lt_comm_alloc(const lt_comm *c, lt_mem_category cat, size_t bytes) {
     return c->be->alloc(c->ctx, cat, bytes);
 }

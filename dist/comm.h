@@ -66,6 +66,9 @@ const lt_rank_info *lt_comm_info(const lt_comm *c);
 int lt_comm_rank(const lt_comm *c);
 int lt_comm_size(const lt_comm *c);
 const char *lt_comm_backend_name(const lt_comm *c); /* "mpi", "self" */
+/* With the MPI backend a pointer to its MPI_Comm (for parallel HDF5);
+ * NULL for one process without MPI. */
+void *lt_comm_native(const lt_comm *c);
 
 /* Buffers collectives read and write (zero-filled, tracked by category). */
 void *lt_comm_alloc(const lt_comm *c, lt_mem_category cat, size_t bytes);

@@ -30,6 +30,9 @@ typedef struct {
     void *(*alloc)(void *ctx, lt_mem_category cat, size_t bytes);
     void (*free_buffer)(void *ctx, void *p);
     void (*abort)(void *ctx, int code);
+    /* The transport's own communicator (MPI: a pointer to the MPI_Comm), for
+     * libraries that take one (parallel HDF5); NULL where there is none. */
+    void *(*native)(void *ctx);
     void (*finalize)(void *ctx);
 } lt_comm_backend;
 

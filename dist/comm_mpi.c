@@ -249,6 +249,8 @@ static void m_finalize(void *ctx) {
     free(m);
 }
 
+static void *m_native(void *ctx) { return &((mpi_ctx *)ctx)->world; }
+
 static const lt_comm_backend k_mpi = {
     .name = "mpi",
     .allreduce = m_allreduce,
@@ -264,6 +266,7 @@ static const lt_comm_backend k_mpi = {
     .free_buffer = m_free_buffer,
     .abort = m_abort,
     .finalize = m_finalize,
+    .native = m_native,
 };
 
 lt_status lt_comm_mpi_open(int *argc, char ***argv, lt_rank_info *info, void **ctx,

@@ -33,6 +33,7 @@
 #include <stdio.h>
 
 #include "core/status.h"
+#include "dist/comm.h"
 #include "io/dataset.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
@@ -71,6 +72,26 @@ lt_status lt_checkpoint_save(const char *output_dir, lt_model *m, const lt_adamw
  * and (when base_bytes is not 0) the base model's identity. */
 lt_status lt_checkpoint_load(const char *path, lt_model *m, lt_adamw *opt, uint64_t base_bytes,
                              uint64_t base_fingerprint, lt_ckpt_meta *meta, lt_error *err);
+
+/* Full fine-tuning (layout as above with /model/<Hugging Face name>
+ * float32 weights, each with attribute offset, instead of /adapter, and
+ * /optimizer/exp_avg and exp_avg_sq flat float32 [parameters] in that
+ * order, each with segment_offsets and segment_checksums_fnv1a64: one
+ * checksum per writer's shard; root attribute finetuning_type "full").
+ * Every rank calls it. shard_begin (size + 1 boundaries) when the moments
+ * are sharded (ZeRO-1): opt holds this rank's shard and all ranks write
+ * the file together through parallel HDF5 (MPI-IO); NULL: replicated,
+ * rank 0 writes it alone. Same atomic placement as lt_checkpoint_save. */
+lt_status lt_checkpoint_save_full(const char *output_dir, lt_model *m, const lt_adamw *opt,
+                                  lt_comm *comm, const size_t *shard_begin,
+                                  const lt_ckpt_meta *meta, const char *run_config_json, int keep,
+                                  char *written, size_t cap, lt_error *err);
+/* Reads the weights into m and moments [shard_lo, shard_lo + opt->n) into
+ * opt (any split: a run may resume on another number of ranks), verifying
+ * every tensor's and every overlapping segment's checksum. */
+lt_status lt_checkpoint_load_full(const char *path, lt_model *m, lt_adamw *opt, size_t shard_lo,
+                                  uint64_t base_bytes, uint64_t base_fingerprint, lt_ckpt_meta *meta,
+                                  lt_error *err);
 
 /* "latest" (or a directory): the checkpoint output_dir/latest_checkpoint
  * names if it verifies, else the newest checkpoint-*.h5 that does

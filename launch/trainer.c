@@ -323,8 +323,14 @@ static lt_status save_checkpoint(const lt_run_config *c, run_state *r, const lt_
     lt_run_config_write_json(c, mf);
     fclose(mf);
     char written[4096];
-    lt_status st = lt_checkpoint_save(c->output_dir, r->model, &r->opt, &meta, json,
-                                      c->save_total_limit, written, sizeof written, err);
+    /* Full fine-tuning: every rank takes part (with ZeRO-1 each writes its
+     * moments through parallel HDF5). */
+    lt_status st = lt_model_is_full_training(r->model)
+                       ? lt_checkpoint_save_full(c->output_dir, r->model, &r->opt, r->dp.comm,
+                                                 r->dp.zero1 ? r->dp.shard_begin : NULL, &meta, json,
+                                                 c->save_total_limit, written, sizeof written, err)
+                       : lt_checkpoint_save(c->output_dir, r->model, &r->opt, &meta, json,
+                                            c->save_total_limit, written, sizeof written, err);
     free(json);
     if (st == LT_OK && r->lead) {
         printf("checkpoint: step %lld saved to %s\n", (long long)steps_done, written);
@@ -462,7 +468,9 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         char ck[4096];
         lt_ckpt_meta meta;
         if ((st = lt_checkpoint_resolve(c->resume_from_checkpoint, c->output_dir, ck, sizeof ck, err)) != LT_OK ||
-            (st = lt_checkpoint_load(ck, r.model, &r.opt, r.base_bytes, r.base_fingerprint, &meta, err)) != LT_OK ||
+            (st = full ? lt_checkpoint_load_full(ck, r.model, &r.opt, r.dp.zero1 ? r.dp.shard_lo : 0,
+                                                 r.base_bytes, r.base_fingerprint, &meta, err)
+                       : lt_checkpoint_load(ck, r.model, &r.opt, r.base_bytes, r.base_fingerprint, &meta, err)) != LT_OK ||
             (st = lt_loader_seek(r.loader, meta.cursor, err)) != LT_OK)
             goto done;
         if (meta.global_step >= total) {
@@ -573,7 +581,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         if (c->eval_steps && (step + 1) % c->eval_steps == 0 && step + 1 < total &&
             (st = evaluate_and_log(c, &r, step + 1, tty, NULL, err)) != LT_OK)
             goto done;
-        if (r.lead && c->save_steps && (step + 1) % c->save_steps == 0 &&
+        if ((r.lead || full) && c->save_steps && (step + 1) % c->save_steps == 0 &&
             (st = save_checkpoint(c, &r, &sched, step + 1, tokens_seen, err)) != LT_OK)
             goto done;
     }

@@ -1,0 +1,123 @@
+#!/bin/bash
+# Full fine-tuning checkpoints (HDF5, parallel HDF5 for ZeRO-1's sharded
+# moments) and exact resume, on the bundled model:
+#   - 2 ranks with zero1, killed right after the checkpoint of step 3 and
+#     resumed with `latest`: bitwise the losses and final weights of the
+#     uninterrupted run; the same on 1 rank without zero1;
+#   - the 2-rank zero1 checkpoint resumed on 4 ranks (zero1, other shards)
+#     and on 1 rank: the remaining losses within 1e-6 relative of the
+#     uninterrupted run (only the reduction order differs);
+#   - h5py finds the documented layout: /model/<HF name> with offsets,
+#     flat /optimizer/exp_avg(_sq) whose segment_offsets are the writers'
+#     ZeRO-1 shards and whose segment checksums are FNV-1a 64 of the bytes;
+#   - a flipped byte in a moment segment and a LoRA run pointed at a full
+#     checkpoint give one clear error line.
+# Usage: checkpoint_full.sh LORATRAIN REPO_ROOT
+set -u
+bin=${1:?usage: checkpoint_full.sh LORATRAIN REPO_ROOT}
+root=${2:?}
+py=/usr/bin/python3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$root" || exit 1
+args=(--model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin
+  --train_file data/tinyshakespeare/input.txt --max_seq_length 64 --max_steps 6 --warmup_steps 1
+  --learning_rate 1e-3 --weight_decay 0.01 --logging_steps 1 --threads 1 --disable_tqdm
+  --finetuning_type full)
+fail=0
+run() { # name, ranks, extra args...; FAULT=where:step kills the run there (the test hook)
+  local name=$1 np=$2
+  shift 2
+  local fx=()
+  [[ -n ${FAULT:-} ]] && fx=(-x LT_FAULT_CHECKPOINT="$FAULT")
+  timeout 300 mpirun -np "$np" --oversubscribe "${fx[@]}" "$bin" train "${args[@]}" \
+    --per_device_train_batch_size $((4 / np)) --output_dir "$tmp/$name" "$@" >>"$tmp/$name.log" 2>&1
+}
+run A2 2 --zero1 true || { echo "FAIL the uninterrupted 2-rank run failed"; tail -3 "$tmp/A2.log"; exit 1; }
+run A1 1 || { echo "FAIL the uninterrupted 1-rank run failed"; tail -3 "$tmp/A1.log"; exit 1; }
+FAULT=after_save:3 run B2 2 --zero1 true --save_steps 3
+FAULT=after_save:3 run B1 1 --save_steps 3
+for n in B2 B1; do
+  [[ -f $tmp/$n/checkpoint-3.h5 && ! -f $tmp/$n/model.safetensors ]] ||
+    { echo "FAIL $n: expected a checkpoint-3.h5 and a run killed before its end"; exit 1; }
+done
+cp -r "$tmp/B2" "$tmp/C4"
+cp -r "$tmp/B2" "$tmp/C1"
+run B2 2 --zero1 true --save_steps 3 --resume_from_checkpoint latest || { echo "FAIL resuming B2"; tail -3 "$tmp/B2.log"; exit 1; }
+run B1 1 --save_steps 3 --resume_from_checkpoint latest || { echo "FAIL resuming B1"; tail -3 "$tmp/B1.log"; exit 1; }
+run C4 4 --zero1 true --resume_from_checkpoint latest || { echo "FAIL resuming on 4 ranks"; tail -3 "$tmp/C4.log"; exit 1; }
+run C1 1 --resume_from_checkpoint latest || { echo "FAIL resuming on 1 rank"; tail -3 "$tmp/C1.log"; exit 1; }
+for p in "A2 B2" "A1 B1"; do
+  set -- $p
+  cmp -s "$tmp/$1/model.safetensors" "$tmp/$2/model.safetensors" ||
+    { echo "FAIL $2: the resumed run's weights are not bitwise the uninterrupted run's"; fail=1; }
+done
+
+"$py" - "$tmp" <<'PY' || fail=1
+import json, os, sys
+import h5py, numpy as np
+tmp = sys.argv[1]
+bad = []
+def losses(n):
+    return [json.loads(l)["loss"] for l in open(os.path.join(tmp, n, "metrics.jsonl")) if '"loss"' in l]
+a2 = losses("A2")
+if losses("B2") != a2 or losses("B1") != losses("A1"):
+    bad.append("resumed losses are not bitwise the uninterrupted runs'")
+for n in ("C4", "C1"):
+    c = losses(n)
+    worst = max(abs(x - y) / abs(y) for x, y in zip(c, a2))
+    if len(c) != 6 or worst > 1e-6:
+        bad.append("%s: losses %s vs %s (worst rel %.2e)" % (n, c, a2, worst))
+    print("2 ranks -> %s: %d steps, worst loss rel diff %.2e" % (n, len(c), worst))
+
+def fnv(b):
+    h = 0xcbf29ce484222325
+    for x in b:
+        h = ((h ^ x) * 0x100000001b3) & 0xffffffffffffffff
+    return h
+with h5py.File(os.path.join(tmp, "C4", "checkpoint-3.h5"), "r") as f:
+    if f.attrs["finetuning_type"] != b"full" and f.attrs["finetuning_type"] != "full":
+        bad.append("finetuning_type is %r" % f.attrs["finetuning_type"])
+    P = sum(d.size for d in f["model"].values())
+    for name, d in f["model"].items():
+        if d.dtype != np.float32 or d.ndim != 2 or "offset" not in d.attrs:
+            bad.append("/model/%s: %s %s" % (name, d.dtype, d.shape))
+    emb = f["model/model.embed_tokens.weight"]
+    if int(emb.attrs["offset"]) != 0:
+        bad.append("the embedding is not at offset 0")
+    for w in ("exp_avg", "exp_avg_sq"):
+        d = f["optimizer/" + w]
+        seg = list(d.attrs["segment_offsets"])
+        per = -(-(-(-P // 2)) // 16) * 16
+        if d.shape != (P,) or seg != [0, per, P]:
+            bad.append("/optimizer/%s: shape %s, segments %s; expected (%d,), [0, %d, %d]" % (w, d.shape, seg, P, per, P))
+        data = d[:]
+        # checksum of the (smaller) second segment, byte by byte
+        if fnv(data[seg[1]:seg[2]].tobytes()) != int(d.attrs["segment_checksums_fnv1a64"][1]):
+            bad.append("/optimizer/%s: segment 1's checksum is not FNV-1a 64 of its bytes" % w)
+    if int(f["optimizer"].attrs["step"]) != 3:
+        bad.append("optimizer step %s" % f["optimizer"].attrs["step"])
+    print("h5py: /model %d tensors, %d parameters; flat moments with segments %s"
+          % (len(f["model"]), P, list(f["optimizer/exp_avg"].attrs["segment_offsets"])))
+for b in bad:
+    print("FAIL", b)
+sys.exit(1 if bad else 0)
+PY
+
+# A flipped byte inside the moments: the segment's checksum catches it.
+cp "$tmp/C4/checkpoint-3.h5" "$tmp/flip.h5"
+off=$("$py" -c "
+import h5py; f = h5py.File('$tmp/flip.h5', 'r'); d = f['optimizer/exp_avg_sq']; print(d.id.get_offset() + 4 * (d.shape[0] - 3))")
+printf '\x5a' | dd of="$tmp/flip.h5" bs=1 seek="$off" conv=notrunc status=none
+if "$bin" inspect "$tmp/flip.h5" >"$tmp/flip.log" 2>&1 || ! grep -q "exp_avg_sq segment 1 .*fails its checksum" "$tmp/flip.log"; then
+  echo "FAIL a flipped moment byte was not reported:"; cat "$tmp/flip.log"; fail=1
+else
+  echo "flipped byte: $(tail -1 "$tmp/flip.log")"
+fi
+# A LoRA run cannot resume a full fine-tuning checkpoint.
+"$bin" train "${args[@]/full/lora}" --output_dir "$tmp/L" --resume_from_checkpoint "$tmp/C4/checkpoint-3.h5" >"$tmp/L.log" 2>&1
+if [[ $? == 0 ]] || ! grep -q "holds a full fine-tuning checkpoint; this run trains LoRA" "$tmp/L.log"; then
+  echo "FAIL a LoRA run resuming a full checkpoint:"; tail -2 "$tmp/L.log"; fail=1
+fi
+exit $fail
