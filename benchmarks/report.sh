@@ -53,7 +53,8 @@ mkdir -p "$work/runs" "$work/plans"
 # One binary for the whole matrix, even if BUILD_DIR is rebuilt meanwhile.
 cp "$bin" "$work/loratrain"
 sha256sum "$bin" | cut -d' ' -f1 >"$work/binary.sha256"
-echo "$bin" >"$work/binary.path"
+# Recorded relative to the repository, so the report names no checkout path.
+realpath --relative-to="$root" "$bin" >"$work/binary.path"
 cut -d" " -f1-3 /proc/loadavg >"$work/loadavg.start" 2>/dev/null || true
 bin=$work/loratrain
 

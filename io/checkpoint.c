@@ -731,8 +731,10 @@ lt_status lt_checkpoint_save_full(const char *output_dir, lt_model *m, const lt_
         af.f = NULL;
         snprintf(tmp, sizeof tmp, "%s", af.tmp);
     }
-    lt_error e2;
-    if (parallel && lt_comm_broadcast(comm, tmp, sizeof tmp, 0, rank ? err : &e2) != LT_OK && rank) return LT_ERR_IO;
+    if (parallel && lt_comm_broadcast(comm, tmp, sizeof tmp, 0, err) != LT_OK) {
+        if (tmp[0] && rank == 0) unlink(tmp);
+        return lt_fail_context(err, "checkpoint not saved (the previous one is kept)");
+    }
     if (!tmp[0])
         return rank ? lt_fail(err, LT_ERR_IO, "checkpoint: rank 0 could not create %s", path)
                     : lt_fail_context(err, "checkpoint not saved (the previous one is kept)");
