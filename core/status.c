@@ -45,6 +45,7 @@ const char *lt_status_name(lt_status s) {
     case LT_ERR_INVALID: return "invalid argument";
     case LT_ERR_UNSUPPORTED: return "unsupported";
     case LT_ERR_INTERNAL: return "internal error";
+    case LT_STOPPED: return "stopped on request";
     }
     return "unknown status";
 }

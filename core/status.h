@@ -16,7 +16,8 @@ typedef enum {
     LT_ERR_NOMEM,       /* an allocation failed */
     LT_ERR_INVALID,     /* a caller passed arguments that violate the contract */
     LT_ERR_UNSUPPORTED, /* valid request this build cannot serve */
-    LT_ERR_INTERNAL     /* a bug: an invariant did not hold */
+    LT_ERR_INTERNAL,    /* a bug: an invariant did not hold */
+    LT_STOPPED          /* not an error: stopped early on request, state saved */
 } lt_status;
 
 #define LT_ERROR_MSG_MAX 512

@@ -45,13 +45,31 @@ static int has_pmi(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
 }
 
+/* How many processes the launcher says it started, and which variable
+ * says so (0 when none does): Open MPI's mpirun, a PMI launcher such as
+ * MPICH's or Intel MPI's mpiexec, or srun's step. mpirun comes first: on
+ * several nodes it starts its daemons with srun, so its ranks also see
+ * that step's task count (one per node). */
+static long launcher_size(const char **var) {
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) {
+            *var = vars[i];
+            return strtol(v, NULL, 10);
+        }
+    }
+    *var = NULL;
+    return 0;
+}
+
 lt_status lt_comm_init_world(int *argc, char ***argv, lt_comm **out, lt_error *err) {
     *out = NULL;
     /* A Slurm job step sets SLURM_STEP_NUM_TASKS (the batch script itself
      * does not): tasks started without PMIx would each be a world of one,
      * N independent runs writing the same output. */
-    const char *steps = getenv("SLURM_STEP_NUM_TASKS");
-    const long want = steps ? strtol(steps, NULL, 10) : 0;
+    const char *steps = getenv("SLURM_STEP_NUM_TASKS"), *var;
+    const long want = launcher_size(&var);
     if (want > 1 && !has_pmi())
         return lt_fail(err, LT_ERR_CONFIG,
                        "srun started %ld tasks (SLURM_STEP_NUM_TASKS) without a process manager "
@@ -76,12 +94,15 @@ lt_status lt_comm_init_world(int *argc, char ***argv, lt_comm **out, lt_error *e
              !has_pmi() ? (steps ? "srun" : "single")
                         : (steps && !getenv("OMPI_COMM_WORLD_SIZE") ? "srun" : "mpirun"));
     if (want > 1 && c->info.size != want) {
+        /* Each process initialised MPI as a world of its own: the
+         * launcher is not one this MPI library can join. */
         int size = c->info.size;
         lt_comm_free(c);
         return lt_fail(err, LT_ERR_CONFIG,
-                       "srun started %ld tasks (SLURM_STEP_NUM_TASKS) but MPI sees a job of %d: "
-                       "use `srun --mpi=pmix` (Open MPI) or mpirun inside the allocation",
-                       want, size);
+                       "the launcher started %ld processes (%s) but MPI sees a job of %d: "
+                       "loratrain's MPI library (Open MPI) cannot join this launcher; use Open "
+                       "MPI's mpirun or `srun --mpi=pmix`",
+                       want, var, size);
     }
     *out = c;
     return LT_OK;

@@ -593,8 +593,8 @@ static lt_status verify(const char *path, FILE *out, lt_error *err) {
 
 lt_status lt_checkpoint_inspect(const char *path, FILE *out, lt_error *err) { return verify(path, out, err); }
 
-lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, char *path, size_t cap,
-                                lt_error *err) {
+lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, FILE *notes, char *path,
+                                size_t cap, lt_error *err) {
     if (strcmp(spec, "latest") != 0) {
         snprintf(path, cap, "%s", spec);
         return LT_OK;
@@ -602,6 +602,7 @@ lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, char *
     char ptr[4096 + 32], name[512] = "";
     snprintf(ptr, sizeof ptr, "%s/" POINTER_FILE, output_dir);
     FILE *f = fopen(ptr, "r");
+    const int has_pointer = f != NULL;
     if (f) {
         if (!fgets(name, sizeof name, f)) name[0] = '\0';
         fclose(f);
@@ -613,11 +614,18 @@ lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, char *
         pointed = step;
         snprintf(path, cap, "%s/%s", output_dir, name);
         if (verify(path, NULL, &e2) == LT_OK) return LT_OK;
-        fprintf(stderr, "loratrain: %s names %s, which does not verify (%s); trying older checkpoints\n",
-                ptr, name, e2.msg);
+        if (notes)
+            fprintf(notes, "loratrain: %s names %s, which does not verify (%s); trying older checkpoints\n",
+                    ptr, name, e2.msg);
     }
     int64_t *steps;
     size_t n = list_checkpoints(output_dir, &steps);
+    if (n == 0 && !has_pointer) {
+        /* Nothing was ever saved here: a job's first run (a requeued
+         * job's script passes `latest` every time). */
+        path[0] = '\0';
+        return LT_OK;
+    }
     for (size_t i = 0; i < n; i++) {
         if (steps[i] == pointed) continue;
         snprintf(path, cap, "%s/checkpoint-%lld.h5", output_dir, (long long)steps[i]);
@@ -625,7 +633,7 @@ lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, char *
             free(steps);
             return LT_OK;
         }
-        fprintf(stderr, "loratrain: skipping %s: %s\n", path, e2.msg);
+        if (notes) fprintf(notes, "loratrain: skipping %s: %s\n", path, e2.msg);
     }
     free(steps);
     return lt_fail(err, LT_ERR_IO, "resume_from_checkpoint latest: no checkpoint in %s verifies", output_dir);

@@ -95,10 +95,13 @@ lt_status lt_checkpoint_load_full(const char *path, lt_model *m, lt_adamw *opt, 
 
 /* "latest" (or a directory): the checkpoint output_dir/latest_checkpoint
  * names if it verifies, else the newest checkpoint-*.h5 that does
- * (a line on stderr says which were skipped and why); any other path is
- * taken as it is. */
-lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, char *path, size_t cap,
-                                lt_error *err);
+ * (a line on notes, unless NULL, says which were skipped and why: one
+ * rank of many reports it); any other path is
+ * taken as it is. path is "" when output_dir holds no checkpoint and no
+ * pointer at all (start from step 0); checkpoints that all fail to verify
+ * are an error, never a silent fresh start. */
+lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, FILE *notes, char *path,
+                                size_t cap, lt_error *err);
 
 /* Verifies path's format and checksums and prints what it holds. */
 lt_status lt_checkpoint_inspect(const char *path, FILE *out, lt_error *err);

@@ -5,6 +5,7 @@
 #include "core/status.h"
 #include "dist/comm.h"
 #include "launch/commands.h"
+#include "launch/stop_signal.h"
 
 #define LT_VERSION "0.1.0"
 
@@ -32,7 +33,8 @@ static void usage(FILE *f) {
     fprintf(f, "  version   print the version\n\n"
                "`loratrain <command> --help` describes a command's options.\n"
                "Options are --name value or --name=value; errors are one line on stderr and a\n"
-               "non-zero exit status (2: bad configuration or usage, 1: anything else).\n");
+               "non-zero exit status (2: bad configuration or usage, 75: training stopped by\n"
+               "SIGUSR1/SIGTERM/SIGINT after writing a checkpoint, 1: anything else).\n");
 }
 
 int main(int argc, char **argv) {
@@ -67,8 +69,10 @@ int main(int argc, char **argv) {
         } else {
             st = c->run(argc - 2, argv + 2, &err);
         }
-        const int code = st == LT_OK ? 0 : st == LT_ERR_CONFIG ? 2 : 1;
-        if (st != LT_OK) {
+        /* Stopped by a signal after checkpointing: every rank agreed, so
+         * there is nothing to abort; 75 tells a job script to requeue. */
+        const int code = st == LT_OK ? 0 : st == LT_STOPPED ? LT_EXIT_STOPPED : st == LT_ERR_CONFIG ? 2 : 1;
+        if (st != LT_OK && st != LT_STOPPED) {
             fflush(stdout);
             if (world && lt_comm_size(world) > 1)
                 fprintf(stderr, "loratrain %s: rank %d of %d (%s): error: %s\n", cmd,

@@ -14,6 +14,7 @@
 #include "io/llama2c.h"
 #include "io/tokenizer.h"
 #include "launch/memory_report.h"
+#include "launch/stop_signal.h"
 #include "optim/grad_clip.h"
 #include "core/clock.h"
 
@@ -339,6 +340,18 @@ static lt_status save_checkpoint(const lt_run_config *c, run_state *r, const lt_
     return st;
 }
 
+/* Any rank signalled stops every rank after the same step: the flag is
+ * all-reduced (MAX) between steps, a few bytes that no step counter sees. */
+static lt_status agree_on_stop(lt_dp *dp, int *sig, lt_error *err) {
+    int64_t v = lt_stop_requested();
+    if (dp->size > 1) {
+        lt_status st = lt_comm_allreduce(dp->comm, &v, 1, LT_DT_I64, LT_RED_MAX, err);
+        if (st != LT_OK) return st;
+    }
+    *sig = (int)v;
+    return LT_OK;
+}
+
 static void counters_delta(const lt_comm_counters *now, const lt_comm_counters *before,
                            lt_comm_counters *d) {
     for (int k = 0; k < LT_COLL_COUNT; k++) {
@@ -399,6 +412,9 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     }
     const lt_ops *ops = lt_ops_cpu(threads);
     r.lead = rank == 0;
+    /* From here a stop signal waits for the step in progress (a signal
+     * while loading stops the run after its first step). */
+    lt_stop_install();
     lt_status st;
     if (r.lead && (st = lt_make_dirs(c->output_dir, err)) != LT_OK) return st;
     lt_quant_config qc;
@@ -464,11 +480,18 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
      * replicated) and continues from its step, sampler cursor and moments. */
     if ((st = lt_file_fingerprint(c->model, &r.base_bytes, &r.base_fingerprint, err)) != LT_OK) goto done;
     int64_t start = 0, tokens_seen = 0;
+    char ck[4096] = "";
     if (c->resume_from_checkpoint[0]) {
-        char ck[4096];
+        if ((st = lt_checkpoint_resolve(c->resume_from_checkpoint, c->output_dir,
+                                        r.lead ? stderr : NULL, ck, sizeof ck, err)) != LT_OK)
+            goto done;
+    }
+    if (c->resume_from_checkpoint[0] && !ck[0]) {
+        if (r.lead) printf("resume_from_checkpoint %s: no checkpoint in %s yet; starting at step 0\n",
+                           c->resume_from_checkpoint, c->output_dir);
+    } else if (c->resume_from_checkpoint[0]) {
         lt_ckpt_meta meta;
-        if ((st = lt_checkpoint_resolve(c->resume_from_checkpoint, c->output_dir, ck, sizeof ck, err)) != LT_OK ||
-            (st = full ? lt_checkpoint_load_full(ck, r.model, &r.opt, r.dp.zero1 ? r.dp.shard_lo : 0,
+        if ((st = full ? lt_checkpoint_load_full(ck, r.model, &r.opt, r.dp.zero1 ? r.dp.shard_lo : 0,
                                                  r.base_bytes, r.base_fingerprint, &meta, err)
                        : lt_checkpoint_load(ck, r.model, &r.opt, r.base_bytes, r.base_fingerprint, &meta, err)) != LT_OK ||
             (st = lt_loader_seek(r.loader, meta.cursor, err)) != LT_OK)
@@ -524,10 +547,15 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
                lt_lr_schedule_name(sched.kind), (long long)sched.warmup_steps);
         fflush(stdout);
     }
-    const int tty = r.lead && isatty(STDOUT_FILENO) && !c->disable_tqdm;
+    /* Under mpirun a rank's stdout is a pseudo-terminal even when the job's
+     * output goes to a file: the bar is for a single process on a
+     * terminal; ranks log lines. */
+    const int tty = r.lead && N == 1 && isatty(STDOUT_FILENO) && !c->disable_tqdm;
     if (start == 0 && (st = evaluate_and_log(c, &r, 0, 0, NULL, err)) != LT_OK) goto done;
 
     progress p = {.tty = tty, .every = c->logging_steps, .total = total, .t0 = lt_now_s()};
+    int stop_sig = 0;
+    int64_t stopped_at = 0;
     const double global_tokens = (double)GA * B * T * N;
     lt_comm_counters first_step = {{0}, {0}, 0};
     double grad_wait_total = 0, step_time_total = 0, comm_total = 0, overlapped_total = 0;
@@ -581,12 +609,22 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         if (c->eval_steps && (step + 1) % c->eval_steps == 0 && step + 1 < total &&
             (st = evaluate_and_log(c, &r, step + 1, tty, NULL, err)) != LT_OK)
             goto done;
-        if ((r.lead || full) && c->save_steps && (step + 1) % c->save_steps == 0 &&
+        const int saved = c->save_steps && (step + 1) % c->save_steps == 0;
+        if ((r.lead || full) && saved &&
             (st = save_checkpoint(c, &r, &sched, step + 1, tokens_seen, err)) != LT_OK)
             goto done;
+        if (step + 1 < total && (st = agree_on_stop(&r.dp, &stop_sig, err)) != LT_OK) goto done;
+        if (stop_sig) {
+            stopped_at = step + 1;
+            if (tty) printf("\n");
+            if ((r.lead || full) && !saved &&
+                (st = save_checkpoint(c, &r, &sched, step + 1, tokens_seen, err)) != LT_OK)
+                goto done;
+            break;
+        }
     }
     double final_loss = NAN;
-    if ((st = evaluate_and_log(c, &r, total, 0, &final_loss, err)) != LT_OK) goto done;
+    if (!stopped_at && (st = evaluate_and_log(c, &r, total, 0, &final_loss, err)) != LT_OK) goto done;
     lt_rank_memory *mem = calloc((size_t)N, sizeof *mem);
     if (!mem) {
         st = lt_fail(err, LT_ERR_NOMEM, "memory report: out of memory");
@@ -600,10 +638,17 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         snprintf(path, sizeof path, "%s/memory.json", c->output_dir);
         st = lt_memory_report_write(path, r.model, mem, N, err);
         if (st == LT_OK) lt_memory_report_print(stdout, r.model, mem, N);
-        if (st == LT_OK)
+        if (st == LT_OK && stopped_at) {
+            printf("stopped by %s after step %lld of %lld: the checkpoint of step %lld in %s is "
+                   "complete; run again with --resume_from_checkpoint latest to continue (exit "
+                   "status %d)\n",
+                   lt_stop_signal_name(stop_sig), (long long)stopped_at, (long long)total,
+                   (long long)stopped_at, c->output_dir, LT_EXIT_STOPPED);
+            fflush(stdout);
+        } else if (st == LT_OK)
             st = full ? lt_model_save_safetensors(r.model, c->output_dir, err)
                       : lt_adapter_save(r.model, c->output_dir, c->model, err);
-        if (st == LT_OK) {
+        if (st == LT_OK && !stopped_at) {
             printf("done: %lld steps in %.1f s; %s written to %s/%s\n", (long long)total,
                    lt_now_s() - p.t0, full ? "model" : "adapter", c->output_dir,
                    full ? "model.safetensors" : "adapter_model.safetensors");
@@ -612,7 +657,9 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         }
     }
     free(mem);
+    if (st == LT_OK && stopped_at) st = LT_STOPPED;
 done:
-    run_free(&r, st != LT_OK);
+    lt_stop_restore();
+    run_free(&r, st != LT_OK && st != LT_STOPPED);
     return st;
 }
