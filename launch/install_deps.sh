@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs the Debian packages loratrain builds and tests with, when any is
 # missing (non-interactive; `apt-get update` first). Shared by
-# launch/quickstart.sh and tests/run.sh.
+# launch/quickstart.sh (`install_deps.sh build`: what building and running
+# needs) and tests/run.sh (no argument: that and what the tests need).
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config
@@ -9,10 +10,22 @@ packages=(
   openmpi-bin libopenmpi-dev      # processes and CPU collectives
   libhdf5-openmpi-dev             # checkpoints (parallel HDF5)
   libcjson-dev                    # configs and safetensors headers
-  python3 python3-numpy python3-torch python3-sentencepiece  # reference checks
-  python3-h5py                    # reads checkpoints as a user would
-  libtcmalloc-minimal4            # the tuned PyTorch benchmark preloads it
 )
+case ${1:-all} in
+build) ;;
+all)
+  packages+=(
+    python3 python3-numpy python3-torch python3-sentencepiece  # reference checks
+    python3-h5py                    # reads checkpoints as a user would
+    libtcmalloc-minimal4            # the tuned PyTorch benchmark preloads it
+    slurm-wlm munge                 # tests run a private local Slurm (tests/slurm_cluster.sh)
+  )
+  ;;
+*)
+  echo "usage: install_deps.sh [build|all]" >&2
+  exit 2
+  ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

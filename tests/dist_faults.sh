@@ -7,7 +7,9 @@
 #     within 30 s and reports the killed rank;
 #   - ranks that differ (rank 1 seeded differently) with ddp_check_replicas:
 #     the check names the step and the rank;
-#   - srun that starts tasks MPI does not see as one job (no PMIx): refused;
+#   - srun that starts tasks MPI does not see as one job (no PMIx), and a
+#     PMI launcher Open MPI cannot join (PMI_SIZE=2, one MPI world of 1):
+#     refused;
 #   - shard_base with an fp32 base: refused.
 # Usage: dist_faults.sh LORATRAIN REPO_ROOT
 set -u
@@ -82,6 +84,16 @@ SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=0 timeout 60 "$bin" "${args[@]}" --max_steps
 rc=$?
 expect_fail "srun without PMIx" $rc $(($(date +%s) - t0)) "$tmp/srun.log" "srun --mpi=pmix"
 [[ $rc == 2 ]] || { echo "FAIL srun without PMIx: exit $rc, expected 2 (configuration)"; fail=1; }
+
+# A launcher Open MPI cannot join (MPICH's Hydra sets PMI_SIZE): each
+# process would be a world of 1.
+t0=$(date +%s)
+PMI_SIZE=2 PMI_RANK=0 timeout 60 "$bin" "${args[@]}" --max_steps 1 --output_dir "$tmp/hydra" \
+  >"$tmp/hydra.log" 2>&1
+rc=$?
+expect_fail "foreign launcher" $rc $(($(date +%s) - t0)) "$tmp/hydra.log" \
+  "the launcher started 2 processes (PMI_SIZE) but MPI sees a job of 1"
+[[ -e $tmp/hydra/adapter_model.safetensors ]] && { echo "FAIL foreign launcher: an adapter was written"; fail=1; }
 
 # shard_base needs a quantized base.
 t0=$(date +%s)
