@@ -416,7 +416,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
      * while loading stops the run after its first step). */
     lt_stop_install();
     lt_status st;
-    if (r.lead && (st = lt_make_dirs(c->output_dir, err)) != LT_OK) return st;
+    if (r.lead && (st = lt_make_dirs(c->output_dir, err)) != LT_OK) goto done;
     lt_quant_config qc;
     if ((st = lt_run_config_quant(c, &qc, err)) != LT_OK) goto done;
     const int shards = c->shard_base ? N : 1;

@@ -14,11 +14,12 @@ cmake --build "$root/build" -j"$jobs"
 
 # The PyTorch self-checks exercise no C code; everything else runs again,
 # except quant_memory, dist_memory and full_memory, whose process-peak
-# comparisons mean nothing under
-# ASan's allocator (shadow memory, quarantine).
+# comparisons mean nothing under ASan's allocator (shadow memory,
+# quarantine), and the Slurm suites, whose C paths (stop signals, resume)
+# preempt and checkpoint already run under the sanitizers.
 cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLT_WERROR=ON \
   -DLT_SANITIZE=ON
 cmake --build "$root/build-asan" -j"$jobs"
 (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-  ctest --output-on-failure -j"$jobs" -E 'torch_reference_selfcheck|train_reference_selfcheck|quant_memory|dist_memory|full_memory')
+  ctest --output-on-failure -j"$jobs" -E 'torch_reference_selfcheck|train_reference_selfcheck|quant_memory|dist_memory|full_memory|slurm_')
 echo "tests/run.sh: all suites passed (release and ASan+UBSan builds)"
