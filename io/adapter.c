@@ -60,6 +60,15 @@ done:
     return st;
 }
 
+static double shortest_decimal(float x) {
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)x);
+        if (strtof(buf, NULL) == x) break;
+    }
+    return strtod(buf, NULL);
+}
+
 static lt_status write_config(const lt_lora_config *lc, const char *dir, const char *base_model,
                               lt_error *err) {
     cJSON *root = cJSON_CreateObject();
@@ -76,8 +85,10 @@ static lt_status write_config(const lt_lora_config *lc, const char *dir, const c
     cJSON_AddStringToObject(root, "task_type", "CAUSAL_LM");
     cJSON_AddStringToObject(root, "base_model_name_or_path", base_model ? base_model : "");
     cJSON_AddNumberToObject(root, "r", lc->r);
-    cJSON_AddNumberToObject(root, "lora_alpha", lc->alpha);
-    cJSON_AddNumberToObject(root, "lora_dropout", lc->dropout);
+    /* The shortest decimal that reads back as the same float: 0.05, not
+     * the double 0.05000000074505806 of a float's exact value. */
+    cJSON_AddNumberToObject(root, "lora_alpha", shortest_decimal(lc->alpha));
+    cJSON_AddNumberToObject(root, "lora_dropout", shortest_decimal(lc->dropout));
     cJSON_AddItemToObject(root, "target_modules", targets);
     cJSON_AddBoolToObject(root, "use_rslora", lc->use_rslora);
     cJSON_AddStringToObject(root, "bias", "none");

@@ -435,6 +435,22 @@ static lt_status read_meta(reader *r, lt_ckpt_meta *meta) {
 static lt_status read_type(reader *r, char *type, size_t cap);
 static lt_status verify_full(reader *r, FILE *out);
 
+lt_status lt_checkpoint_read_header(const char *path, lt_ckpt_meta *meta, char *type, size_t cap,
+                                    char **run_config, lt_error *err) {
+    *run_config = NULL;
+    reader r = {path, -1, err};
+    lt_status st = open_checked(&r);
+    if (st != LT_OK) return st;
+    if ((st = read_type(&r, type, cap)) == LT_OK && (st = read_meta(&r, meta)) == LT_OK)
+        st = get_str(&r, r.f, "run_config", run_config);
+    H5Fclose(r.f);
+    if (st != LT_OK) {
+        free(*run_config);
+        *run_config = NULL;
+    }
+    return st;
+}
+
 lt_status lt_checkpoint_load(const char *path, lt_model *m, lt_adamw *opt, uint64_t base_bytes,
                              uint64_t base_fingerprint, lt_ckpt_meta *meta, lt_error *err) {
     reader r = {path, -1, err};

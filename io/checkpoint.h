@@ -103,6 +103,12 @@ lt_status lt_checkpoint_load_full(const char *path, lt_model *m, lt_adamw *opt, 
 lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, FILE *notes, char *path,
                                 size_t cap, lt_error *err);
 
+/* The root of a checkpoint without its tensors: *meta, its kind ("lora" or
+ * "full") in type, and the run config JSON it was written with (*run_config,
+ * malloc; free it). Checks format and version, not checksums. */
+lt_status lt_checkpoint_read_header(const char *path, lt_ckpt_meta *meta, char *type, size_t cap,
+                                    char **run_config, lt_error *err);
+
 /* Verifies path's format and checksums and prints what it holds. */
 lt_status lt_checkpoint_inspect(const char *path, FILE *out, lt_error *err);
 

@@ -233,15 +233,21 @@ lt_status lt_run_config_load_json(lt_run_config *c, const char *path, lt_error *
     uint64_t size = 0;
     lt_status st = lt_read_file(path, 16u << 20, &text, &size, err);
     if (st != LT_OK) return st;
-    cJSON *root = cJSON_ParseWithLength(text, (size_t)size);
+    st = lt_run_config_parse_json(c, text, (size_t)size, path, err);
+    free(text);
+    return st;
+}
+
+lt_status lt_run_config_parse_json(lt_run_config *c, const char *text, size_t size, const char *path,
+                                   lt_error *err) {
+    lt_status st = LT_OK;
+    cJSON *root = cJSON_ParseWithLength(text, size);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
         int line = 1;
         for (const char *p = text; at && p < at && p < text + size; p++) line += *p == '\n';
-        free(text);
         return lt_fail(err, LT_ERR_CONFIG, "%s: line %d: invalid JSON", path, line);
     }
-    free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return lt_fail(err, LT_ERR_CONFIG, "%s: expected a JSON object of settings", path);

@@ -76,6 +76,11 @@ void lt_run_config_defaults(lt_run_config *c);
 /* Applies a JSON config file (keys must be known; values checked). */
 lt_status lt_run_config_load_json(lt_run_config *c, const char *path, lt_error *err);
 
+/* The same from JSON text (path names it in messages), e.g. the run config a
+ * checkpoint holds. */
+lt_status lt_run_config_parse_json(lt_run_config *c, const char *text, size_t size, const char *path,
+                                   lt_error *err);
+
 /* Applies one key given as text (command-line override). source names it
  * in errors, e.g. "--learning_rate". */
 lt_status lt_run_config_set(lt_run_config *c, const char *key, const char *value,

@@ -24,6 +24,8 @@ static const command k_commands[] = {
     {"info", lt_cmd_info, NULL, lt_help_info, "print a model's shape and a LoRA setup's parameter counts"},
     {"plan", lt_cmd_plan, NULL, lt_help_plan, "predict a run's per-rank memory by category"},
     {"inspect", lt_cmd_inspect, NULL, lt_help_inspect, "verify a training checkpoint and print what it holds"},
+    {"export", lt_cmd_export, NULL, lt_help_export, "write a checkpoint's adapter as a Hugging Face PEFT adapter"},
+    {"logits", lt_cmd_logits, NULL, lt_help_logits, "write a model's logits for token ids (for comparisons)"},
 };
 #define NCOMMANDS (sizeof k_commands / sizeof k_commands[0])
 
@@ -87,7 +89,7 @@ int main(int argc, char **argv) {
         lt_comm_free(world);
         return code;
     }
-    fprintf(stderr, "loratrain: error: unknown command \"%s\" (expected train, generate, tokenize, info, plan, inspect or version)\n",
+    fprintf(stderr, "loratrain: error: unknown command \"%s\" (`loratrain --help` lists them)\n",
             cmd);
     return 2;
 }
