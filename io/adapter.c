@@ -225,6 +225,11 @@ lt_status lt_adapter_load(lt_model *m, const char *dir, lt_error *err) {
     char cfg_path[4200];
     snprintf(cfg_path, sizeof cfg_path, "%s/adapter_config.json", dir);
     if ((st = lt_model_add_lora(m, &lc, 0, err)) != LT_OK) return lt_fail_context(err, "%s", cfg_path);
+    return lt_adapter_load_weights(m, dir, err);
+}
+
+lt_status lt_adapter_load_weights(lt_model *m, const char *dir, lt_error *err) {
+    lt_status st;
     char path[4200];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     lt_safetensors *sf = NULL;

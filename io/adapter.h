@@ -28,4 +28,8 @@ lt_status lt_adapter_read_config(const char *dir, lt_lora_config *lc, lt_error *
 /* Adds adapters to m as dir's config describes and loads their weights. */
 lt_status lt_adapter_load(lt_model *m, const char *dir, lt_error *err);
 
+/* Loads dir's weights into the adapters m already has (the same r and
+ * target modules as dir's config; the caller checks the config). */
+lt_status lt_adapter_load_weights(lt_model *m, const char *dir, lt_error *err);
+
 #endif

@@ -98,6 +98,8 @@ static const key_desc k_keys[] = {
     {"target_modules", K_STR, F(target_modules), "q_proj,v_proj", 0, 0, "LoRA",
      "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj or all-linear"},
     {"use_rslora", K_BOOL, F(use_rslora), "false", 0, 0, "LoRA", "rank-stabilised scale lora_alpha / sqrt(r)"},
+    {"adapter_name_or_path", K_STR, F(adapter_name_or_path), "", 0, 0, "LoRA",
+     "start from this PEFT adapter directory's weights (its r, lora_alpha, use_rslora and target_modules must be this run's)"},
 
     {"load_in_4bit", K_BOOL, F(load_in_4bit), "false", 0, 0, "quantization",
      "QLoRA: store the decoder linears in 4 bits (bnb_4bit_quant_type); embeddings, norms and the classifier stay fp32"},

@@ -47,6 +47,7 @@ typedef struct {
     /* reporting */
     int logging_steps, eval_steps, save_steps, save_total_limit;
     char resume_from_checkpoint[LT_PATH_MAX];
+    char adapter_name_or_path[LT_PATH_MAX]; /* PEFT adapter to start from */
     int threads;
     int disable_tqdm; /* plain lines even on a terminal */
 

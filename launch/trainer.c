@@ -340,6 +340,29 @@ static lt_status save_checkpoint(const lt_run_config *c, run_state *r, const lt_
     return st;
 }
 
+/* adapter_name_or_path: PEFT's from_pretrained(is_trainable=True) for a
+ * run whose LoRA setup is the adapter's (so that its checkpoints, which
+ * record the run's setup, describe what trains); dropout is the run's. */
+static lt_status start_from_adapter(const lt_run_config *c, run_state *r, const lt_lora_config *lc,
+                                    lt_error *err) {
+    lt_lora_config a;
+    lt_status st = lt_adapter_read_config(c->adapter_name_or_path, &a, err);
+    if (st != LT_OK) return st;
+    if (a.r != lc->r || a.alpha != lc->alpha || a.use_rslora != lc->use_rslora || a.targets != lc->targets) {
+        char have[256], want[256];
+        lt_lora_format_targets(a.targets, have, (int)sizeof have);
+        lt_lora_format_targets(lc->targets, want, (int)sizeof want);
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "adapter_name_or_path %s: the adapter has r %d, lora_alpha %g, use_rslora %d on %s; "
+                       "this run has r %d, lora_alpha %g, use_rslora %d on %s (set them to the adapter's)",
+                       c->adapter_name_or_path, a.r, (double)a.alpha, a.use_rslora, have, lc->r,
+                       (double)lc->alpha, lc->use_rslora, want);
+    }
+    if ((st = lt_adapter_load_weights(r->model, c->adapter_name_or_path, err)) != LT_OK) return st;
+    if (r->lead) printf("starting from the PEFT adapter in %s\n", c->adapter_name_or_path);
+    return LT_OK;
+}
+
 /* Any rank signalled stops every rank after the same step: the flag is
  * all-reduced (MAX) between steps, a few bytes that no step counter sees. */
 static lt_status agree_on_stop(lt_dp *dp, int *sig, lt_error *err) {
@@ -434,6 +457,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         st = lt_model_enable_full_training(r.model, err);
     else
         st = lt_model_add_lora(r.model, &lc, c->seed, err);
+    if (st == LT_OK && !full && c->adapter_name_or_path[0]) st = start_from_adapter(c, &r, &lc, err);
     if (st != LT_OK) goto done;
     lt_model_set_gradient_checkpointing(r.model, c->gradient_checkpointing);
     if ((st = lt_dp_setup(&r.dp, world, r.model, c->ddp_bucket_cap_mb, c->zero1, err)) != LT_OK) goto done;

@@ -7,6 +7,8 @@
 #     same adapter_config.json;
 #   - an intermediate checkpoint exports an adapter whose logits (loratrain
 #     logits) differ from the base's and from the final adapter's;
+#   - a run started from an exported adapter (adapter_name_or_path) holds
+#     its weights bit for bit (learning rate 0), and refuses another r;
 #   - a full fine-tuning checkpoint, another format, a base that moved, the
 #     wrong base, and a damaged checkpoint each give one clear error line.
 # Usage: peft_export.sh LORATRAIN REPO_ROOT
@@ -66,6 +68,17 @@ done
 [[ $(stat -c %s "$tmp/base.f32" 2>/dev/null) == $((8 * 512 * 4)) ]] || err "logits: expected 8 x 512 float32"
 cmp -s "$tmp/base.f32" "$tmp/mid.f32" && err "the step-6 adapter does not change the logits"
 cmp -s "$tmp/mid.f32" "$tmp/lora-peft.f32" && err "the step-6 and step-12 adapters give the same logits"
+
+# Starting a run from a PEFT adapter (adapter_name_or_path): with learning
+# rate 0 the adapter it writes is the one it read, bit for bit; trained on,
+# its first eval_loss is the adapter's, below the fresh run's.
+"$bin" "${args[@]}" --learning_rate 0 --max_steps 2 --save_steps 0 --adapter_name_or_path "$tmp/lora-peft" \
+  --output_dir "$tmp/import0" >"$tmp/i0.log" 2>&1 || err "train from a PEFT adapter failed: $(tail -1 "$tmp/i0.log")"
+cmp -s "$tmp/lora-peft/adapter_model.safetensors" "$tmp/import0/adapter_model.safetensors" ||
+  err "adapter_name_or_path with learning_rate 0 did not keep the adapter's weights"
+expect_error "adapter of another r" "the adapter has r 4" "$bin" "${args[@]}" --r 8 \
+  --adapter_name_or_path "$tmp/lora-peft" --output_dir "$tmp/import1"
+echo "adapter_name_or_path: the imported adapter is the starting point, bit for bit"
 
 # Errors.
 cp $model "$tmp/base.bin"
