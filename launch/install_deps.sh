@@ -19,6 +19,7 @@ all)
     python3-h5py                    # reads checkpoints as a user would
     libtcmalloc-minimal4            # the tuned PyTorch benchmark preloads it
     slurm-wlm munge                 # tests run a private local Slurm (tests/slurm_cluster.sh)
+    clang libclang-rt-14-dev        # libFuzzer: the fuzz targets of the file readers
   )
   ;;
 *)

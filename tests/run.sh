@@ -1,7 +1,8 @@
 #!/bin/bash
 # The test command: installs what is missing, builds with warnings as
 # errors, runs every CTest suite, then builds with AddressSanitizer and
-# UndefinedBehaviorSanitizer and runs the suites that exercise C code again.
+# UndefinedBehaviorSanitizer and runs the suites that exercise C code again,
+# then fuzzes the file readers (clang's libFuzzer) for a bounded time.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 jobs=$(nproc)
@@ -22,4 +23,11 @@ cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLT_WE
 cmake --build "$root/build-asan" -j"$jobs"
 (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
   ctest --output-on-failure -j"$jobs" -E 'torch_reference_selfcheck|train_reference_selfcheck|quant_memory|dist_memory|full_memory|slurm_')
-echo "tests/run.sh: all suites passed (release and ASan+UBSan builds)"
+
+# The readers of untrusted files under libFuzzer (clang, coverage-guided,
+# ASan+UBSan), LT_FUZZ_SECONDS each.
+cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DLT_FUZZ=ON -DLT_FUZZ_SECONDS="${LT_FUZZ_SECONDS:-60}"
+cmake --build "$root/build-fuzz" -j"$jobs" --target fuzz_safetensors fuzz_config
+(cd "$root/build-fuzz" && ctest --output-on-failure -L fuzz)
+echo "tests/run.sh: all suites passed (release and ASan+UBSan builds, fuzzing)"
