@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "io/fileutil.h"
+#include "io/model_fill.h"
 
 #define HEADER_BYTES 28
 
@@ -66,24 +67,39 @@ lt_status lt_llama2c_read_config(const char *path, lt_model_config *cfg, uint64_
     return LT_OK;
 }
 
-/* One stacked tensor of the file: its base-table name pattern and shape. */
+/* The file read in order: each tensor follows the previous one, and the
+ * unused RoPE tables sit between the final norm and the classifier. */
 typedef struct {
-    const char *name; /* full name, or the part after model.layers.<l>. */
-    int per_layer;
-    int rows, cols;
-} file_tensor;
+    FILE *f;
+    const char *path;
+    const lt_model_config *cfg;
+} file_source;
 
-static lt_status read_slice(FILE *f, const char *path, const char *name, float *staging,
-                            size_t count, lt_model *m, lt_error *err) {
-    lt_status st = lt_read_exact(f, staging, count * sizeof(float), path, name, err);
-    if (st != LT_OK) return st;
-    for (size_t i = 0; i < count; i++)
-        if (!isfinite(staging[i]))
-            return lt_fail(err, LT_ERR_FORMAT, "%s: tensor %s element %zu is %g, expected a finite value",
-                           path, name, i, (double)staging[i]);
-    if ((st = lt_model_set_base_tensor(m, name, staging, count, err)) != LT_OK)
-        return lt_fail_context(err, "%s", path);
+static lt_status pass_rope_tables(file_source *s, const lt_base_tensor_spec *t, lt_error *err) {
+    if (strcmp(t->name, "lm_head.weight")) return LT_OK;
+    /* Angles are recomputed from rope_theta. */
+    long skip = (long)s->cfg->seq_len * (lt_head_dim(s->cfg) / 2) * 2 * (long)sizeof(float);
+    if (fseek(s->f, skip, SEEK_CUR) != 0)
+        return lt_fail(err, LT_ERR_IO, "%s: cannot seek to the classifier", s->path);
     return LT_OK;
+}
+
+static lt_status file_read(void *user, const lt_base_tensor_spec *t, float *dst, size_t count,
+                           uint64_t *bytes, lt_error *err) {
+    file_source *s = user;
+    lt_status st = pass_rope_tables(s, t, err);
+    if (st == LT_OK) st = lt_read_exact(s->f, dst, count * sizeof(float), s->path, t->name, err);
+    if (st == LT_OK) *bytes += count * sizeof(float);
+    return st;
+}
+
+static lt_status file_skip(void *user, const lt_base_tensor_spec *t, lt_error *err) {
+    file_source *s = user;
+    lt_status st = pass_rope_tables(s, t, err);
+    if (st == LT_OK &&
+        fseek(s->f, (long)((size_t)t->rows * (size_t)t->cols * sizeof(float)), SEEK_CUR) != 0)
+        st = lt_fail(err, LT_ERR_IO, "%s: cannot seek past %s", s->path, t->name);
+    return st;
 }
 
 lt_status lt_llama2c_load(const char *path, const lt_ops *ops, lt_model **out, lt_error *err) {
@@ -106,68 +122,16 @@ lt_status lt_llama2c_load_sharded(const char *path, const lt_quant_config *qc, i
     lt_model *m = NULL;
     if ((st = lt_model_create_sharded(&cfg, qc, shard_rank, shard_count, ops, &m, err)) != LT_OK)
         return st;
-    const int C = cfg.dim, H = cfg.hidden_dim, KV = lt_kv_dim(&cfg), V = cfg.vocab_size;
-    const file_tensor order[] = {
-        {"model.embed_tokens.weight", 0, V, C},
-        {"input_layernorm.weight", 1, 1, C},
-        {"self_attn.q_proj.weight", 1, C, C},
-        {"self_attn.k_proj.weight", 1, KV, C},
-        {"self_attn.v_proj.weight", 1, KV, C},
-        {"self_attn.o_proj.weight", 1, C, C},
-        {"post_attention_layernorm.weight", 1, 1, C},
-        {"mlp.gate_proj.weight", 1, H, C}, /* w1 */
-        {"mlp.down_proj.weight", 1, C, H}, /* w2 */
-        {"mlp.up_proj.weight", 1, H, C},   /* w3 */
-        {"model.norm.weight", 0, 1, C},
-    };
-    size_t max_slice = (size_t)V * C;
-    size_t hc = (size_t)H * C;
-    if (hc > max_slice) max_slice = hc;
-    float *staging = lt_alloc(LT_MEM_WORKSPACE, max_slice * sizeof(float));
-    FILE *f = fopen(path, "rb");
-    if (!staging || !f) {
-        st = !f ? lt_fail(err, LT_ERR_IO, "%s: cannot open: %s", path, strerror(errno))
-                : lt_fail(err, LT_ERR_NOMEM, "%s: cannot allocate a %zu-byte staging buffer",
-                          path, max_slice * sizeof(float));
-        goto done;
-    }
-    if (fseek(f, HEADER_BYTES, SEEK_SET) != 0) {
+    file_source s = {fopen(path, "rb"), path, &cfg};
+    if (!s.f)
+        st = lt_fail(err, LT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    else if (fseek(s.f, HEADER_BYTES, SEEK_SET) != 0)
         st = lt_fail(err, LT_ERR_IO, "%s: seek failed", path);
-        goto done;
+    else {
+        const lt_tensor_source src = {file_read, file_skip, &s};
+        st = lt_model_fill(m, &src, path, bytes_read, err);
     }
-    char name[LT_TENSOR_NAME_MAX];
-    for (size_t t = 0; t < sizeof order / sizeof order[0]; t++) {
-        int layers = order[t].per_layer ? cfg.n_layers : 1;
-        for (int l = 0; l < layers; l++) {
-            if (order[t].per_layer)
-                snprintf(name, sizeof name, "model.layers.%d.%s", l, order[t].name);
-            else
-                snprintf(name, sizeof name, "%s", order[t].name);
-            const size_t count = (size_t)order[t].rows * (size_t)order[t].cols;
-            if (!lt_model_base_tensor_needed(m, name)) {
-                if (fseek(f, (long)(count * sizeof(float)), SEEK_CUR) != 0) {
-                    st = lt_fail(err, LT_ERR_IO, "%s: cannot seek past %s", path, name);
-                    goto done;
-                }
-                continue;
-            }
-            if ((st = read_slice(f, path, name, staging, count, m, err)) != LT_OK) goto done;
-            if (bytes_read) *bytes_read += count * sizeof(float);
-        }
-    }
-    if (!cfg.shared_classifier) {
-        /* Skip the RoPE tables: angles are recomputed from rope_theta. */
-        long skip = (long)cfg.seq_len * (lt_head_dim(&cfg) / 2) * 2 * (long)sizeof(float);
-        if (fseek(f, skip, SEEK_CUR) != 0) {
-            st = lt_fail(err, LT_ERR_IO, "%s: cannot seek to the classifier", path);
-            goto done;
-        }
-        st = read_slice(f, path, "lm_head.weight", staging, (size_t)V * (size_t)C, m, err);
-        if (st == LT_OK && bytes_read) *bytes_read += (uint64_t)V * (uint64_t)C * sizeof(float);
-    }
-done:
-    if (f) fclose(f);
-    lt_free(staging);
+    if (s.f) fclose(s.f);
     if (st != LT_OK) {
         lt_model_free(m);
         return st;

@@ -316,8 +316,42 @@ lt_status lt_st_read_f32(const lt_safetensors *st, const lt_st_tensor *t, float 
     return LT_OK;
 }
 
+/* Round to nearest even, as torch's .to(float16) and .to(bfloat16) do. */
+static uint16_t float_to_bf16(float f) {
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((b >> 16) | 0x40); /* quiet NaN */
+    b += 0x7fffu + ((b >> 16) & 1);
+    return (uint16_t)(b >> 16);
+}
+
+static uint16_t float_to_half(float f) {
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    const uint32_t sign = (b >> 16) & 0x8000u, a = b & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504: inf */
+    if (a < 0x38800000u) {                                    /* subnormal or zero in half */
+        float v;
+        memcpy(&v, &a, 4);
+        /* Scaled so the half subnormal step is 1; nearbyint rounds to even. */
+        return (uint16_t)(sign | (uint32_t)nearbyintf(v * 16777216.0f));
+    }
+    uint32_t r = a + 0xfffu + ((a >> 13) & 1);
+    return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
+}
+
 lt_status lt_st_write_f32(const char *path, const lt_st_out *tensors, int n, const char *const *meta,
                           int n_meta, lt_error *err) {
+    return lt_st_write(path, tensors, n, LT_ST_F32, meta, n_meta, err);
+}
+
+lt_status lt_st_write(const char *path, const lt_st_out *tensors, int n, lt_st_dtype dtype,
+                      const char *const *meta, int n_meta, lt_error *err) {
+    if (dtype != LT_ST_F32 && dtype != LT_ST_F16 && dtype != LT_ST_BF16)
+        return lt_fail(err, LT_ERR_INVALID, "%s: cannot write dtype %s (F32, F16 or BF16)", path,
+                       lt_st_dtype_name(dtype));
+    const uint64_t width = (uint64_t)dtype_size(dtype);
     cJSON *root = cJSON_CreateObject();
     if (!root) return lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path);
     if (n_meta > 0) {
@@ -329,15 +363,15 @@ lt_status lt_st_write_f32(const char *path, const lt_st_out *tensors, int n, con
         cJSON *e = cJSON_AddObjectToObject(root, tensors[i].name);
         uint64_t numel = 1;
         for (int d = 0; d < tensors[i].ndim; d++) numel *= (uint64_t)tensors[i].shape[d];
-        double shape[LT_ST_MAX_DIMS], offs[2] = {(double)off, (double)(off + 4 * numel)};
+        double shape[LT_ST_MAX_DIMS], offs[2] = {(double)off, (double)(off + width * numel)};
         for (int d = 0; d < tensors[i].ndim; d++) shape[d] = (double)tensors[i].shape[d];
-        if (!e || !cJSON_AddStringToObject(e, "dtype", "F32") ||
+        if (!e || !cJSON_AddStringToObject(e, "dtype", lt_st_dtype_name(dtype)) ||
             !cJSON_AddItemToObject(e, "shape", cJSON_CreateDoubleArray(shape, tensors[i].ndim)) ||
             !cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateDoubleArray(offs, 2))) {
             cJSON_Delete(root);
             return lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path);
         }
-        off += 4 * numel;
+        off += width * numel;
     }
     char *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
@@ -354,7 +388,18 @@ lt_status lt_st_write_f32(const char *path, const lt_st_out *tensors, int n, con
     for (int i = 0; s == LT_OK && i < n; i++) {
         uint64_t numel = 1;
         for (int d = 0; d < tensors[i].ndim; d++) numel *= (uint64_t)tensors[i].shape[d];
-        s = lt_atomic_write(&af, tensors[i].data, (size_t)numel * 4, err);
+        if (dtype == LT_ST_F32) {
+            s = lt_atomic_write(&af, tensors[i].data, (size_t)numel * 4, err);
+            continue;
+        }
+        uint16_t chunk[4096];
+        for (uint64_t at = 0; s == LT_OK && at < numel; at += 4096) {
+            size_t k = numel - at < 4096 ? (size_t)(numel - at) : 4096;
+            for (size_t j = 0; j < k; j++)
+                chunk[j] = dtype == LT_ST_F16 ? float_to_half(tensors[i].data[at + j])
+                                              : float_to_bf16(tensors[i].data[at + j]);
+            s = lt_atomic_write(&af, chunk, k * 2, err);
+        }
     }
     free(json);
     if (s != LT_OK) {

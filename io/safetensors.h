@@ -68,6 +68,10 @@ typedef struct {
  * (2 * n_meta strings) for "__metadata__". */
 lt_status lt_st_write_f32(const char *path, const lt_st_out *tensors, int n, const char *const *meta,
                           int n_meta, lt_error *err);
+/* The same stored as dtype (F32, F16 or BF16; rounded to nearest even,
+ * as torch converts). */
+lt_status lt_st_write(const char *path, const lt_st_out *tensors, int n, lt_st_dtype dtype,
+                      const char *const *meta, int n_meta, lt_error *err);
 
 const char *lt_st_dtype_name(lt_st_dtype d);
 

@@ -6,7 +6,7 @@
 
 #include "io/adapter.h"
 #include "io/checkpoint.h"
-#include "io/llama2c.h"
+#include "io/model_file.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/config.h"
@@ -85,9 +85,9 @@ lt_status lt_cmd_export(int argc, char **argv, lt_error *err) {
     /* The base's shape gives the adapter's; its weights are never read
      * (the model's fp32 buffer stays untouched, so not resident). */
     lt_model_config cfg;
-    uint64_t file_bytes = 0, bytes = 0, fp = 0;
-    if ((st = lt_llama2c_read_config(model, &cfg, &file_bytes, err)) != LT_OK ||
-        (st = lt_file_fingerprint(model, &bytes, &fp, err)) != LT_OK)
+    uint64_t bytes = 0, fp = 0;
+    if ((st = lt_model_file_read_config(model, &cfg, err)) != LT_OK ||
+        (st = lt_model_file_fingerprint(model, &bytes, &fp, err)) != LT_OK)
         return lt_fail_context(err, "the checkpoint's base model (pass --model if it moved)");
     lt_model *m = NULL;
     lt_adamw opt;

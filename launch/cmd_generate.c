@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "io/adapter.h"
-#include "io/llama2c.h"
+#include "io/model_file.h"
 #include "io/tokenizer.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
@@ -18,8 +18,9 @@ void lt_help_generate(FILE *f) {
             "from the base model plus a LoRA adapter, so you can see what fine-tuning changed.\n"
             "Output goes to stdout as it is generated; speed to stderr. Stops at BOS or EOS.\n"
             "\n"
-            "  --model FILE          base model checkpoint (llama2.c format)\n"
-            "  --tokenizer FILE      tokenizer file (llama2.c format, e.g. tok512.bin)\n"
+            "  --model FILE|DIR      base model: a llama2.c checkpoint or a Hugging Face directory\n"
+            "  --tokenizer PATH      tokenizer.json, tokenizer.model, llama2.c .bin (e.g. tok512.bin)\n"
+            "                        or an HF model directory holding one\n"
             "  --adapter DIR         a PEFT-layout adapter (adapter_config.json and\n"
             "                        adapter_model.safetensors), e.g. a training output_dir\n"
             "  --prompt TEXT         text to continue [default: empty]\n"
@@ -94,10 +95,10 @@ lt_status lt_cmd_generate(int argc, char **argv, lt_error *err) {
     float *logits = NULL;
     lt_prob_index *scratch = NULL;
     FILE *ids_file = NULL;
-    if ((st = lt_llama2c_load_quantized(o.model, &o.quant, ops, &m, err)) != LT_OK) goto done;
+    if ((st = lt_model_file_load_quantized(o.model, &o.quant, ops, &m, err)) != LT_OK) goto done;
     if (o.adapter && (st = lt_adapter_load(m, o.adapter, err)) != LT_OK) goto done;
     const lt_model_config *cfg = lt_model_get_config(m);
-    if ((st = lt_tokenizer_load_llama2c(o.tokenizer, cfg->vocab_size, &tok, err)) != LT_OK) goto done;
+    if ((st = lt_tokenizer_load(o.tokenizer, cfg->vocab_size, &tok, err)) != LT_OK) goto done;
 
     size_t plen = strlen(o.prompt), cap = plen + 3 > (size_t)cfg->seq_len ? plen + 3 : (size_t)cfg->seq_len;
     ids = malloc(cap * sizeof *ids);
@@ -134,7 +135,7 @@ lt_status lt_cmd_generate(int argc, char **argv, lt_error *err) {
         if ((st = lt_model_logits(m, ids, 1, (int)n, 1, logits, err)) != LT_OK) goto done;
         int next = lt_sample(logits, cfg->vocab_size, o.temperature, o.top_p, &rng, scratch);
         /* BOS starts a new story in llama2.c's training data; EOS ends text. */
-        if (next == LT_TOKEN_BOS || next == LT_TOKEN_EOS) break;
+        if (next == lt_tokenizer_bos(tok) || next == lt_tokenizer_eos(tok)) break;
         ids[n++] = next;
         generated++;
         size_t len;

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "io/llama2c.h"
+#include "io/model_file.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "model/lora.h"
@@ -24,7 +24,7 @@ void lt_help_info(FILE *f) {
             "Prints the model's shape and parameter count, and the trainable parameters of\n"
             "a LoRA setup in PEFT's print_trainable_parameters form.\n"
             "\n"
-            "  --model FILE            checkpoint (llama2.c format)\n"
+            "  --model FILE|DIR        llama2.c checkpoint or Hugging Face directory\n"
             "  --r N                   adapter rank [default: 8]\n"
             "  --lora_alpha A          scale numerator [default: 8]\n"
             "  --lora_dropout P        adapter input dropout [default: 0]\n"
@@ -64,7 +64,10 @@ lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
     if (!model_path) return lt_fail(err, LT_ERR_CONFIG, "--model: missing, expected a checkpoint file");
     lt_model_config cfg;
     uint64_t bytes = 0;
-    if ((st = lt_llama2c_read_config(model_path, &cfg, &bytes, err)) != LT_OK) return st;
+    uint64_t fingerprint = 0;
+    if ((st = lt_model_file_read_config(model_path, &cfg, err)) != LT_OK ||
+        (st = lt_model_file_fingerprint(model_path, &bytes, &fingerprint, err)) != LT_OK)
+        return st;
     if ((st = lt_lora_config_validate(&lc, &cfg, err)) != LT_OK) return st;
     lt_quant_config qc;
     if ((st = lt_cli_quant_resolve(&cq, &qc, err)) != LT_OK) return st;
@@ -91,7 +94,7 @@ lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
     with_commas(base, b1, sizeof b1);
     with_commas(lora, b2, sizeof b2);
     with_commas(base + lora, b3, sizeof b3);
-    printf("model: %s (llama2.c format, %" PRIu64 " bytes)\n", model_path, bytes);
+    printf("model: %s (%s, %" PRIu64 " bytes)\n", model_path, lt_model_file_format(model_path), bytes);
     printf("  dim %d, hidden_dim %d, n_layers %d, n_heads %d, n_kv_heads %d, head_dim %d,\n"
            "  vocab_size %d, seq_len %d, classifier %s, norm_eps %g, rope_theta %g\n",
            cfg.dim, cfg.hidden_dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, lt_head_dim(&cfg),

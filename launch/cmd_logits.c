@@ -8,7 +8,7 @@
 
 #include "io/adapter.h"
 #include "io/fileutil.h"
-#include "io/llama2c.h"
+#include "io/model_file.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 
@@ -21,7 +21,7 @@ void lt_help_logits(FILE *f) {
             "writes the logits of every position to --out as little-endian float32, the\n"
             "sequences back to back, each [tokens, vocab_size] row-major.\n"
             "\n"
-            "  --model FILE          base model checkpoint (llama2.c format)\n"
+            "  --model FILE|DIR      base model: a llama2.c checkpoint or a Hugging Face directory\n"
             "  --adapter DIR         a PEFT-layout adapter directory\n"
             "  --ids FILE            token ids\n"
             "  --out FILE            where the logits go\n"
@@ -88,7 +88,7 @@ lt_status lt_cmd_logits(int argc, char **argv, lt_error *err) {
     uint64_t size = 0;
     lt_atomic_file af;
     int open = 0;
-    if ((st = lt_llama2c_load_quantized(model, &qc, lt_ops_cpu(threads), &m, err)) != LT_OK) goto done;
+    if ((st = lt_model_file_load_quantized(model, &qc, lt_ops_cpu(threads), &m, err)) != LT_OK) goto done;
     if (adapter && (st = lt_adapter_load(m, adapter, err)) != LT_OK) goto done;
     const lt_model_config *cfg = lt_model_get_config(m);
     const int T = cfg->seq_len, V = cfg->vocab_size;

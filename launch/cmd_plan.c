@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "io/llama2c.h"
+#include "io/model_file.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "model/lora.h"
@@ -113,7 +113,7 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
         c.dim = p->dim, c.hidden_dim = p->hidden, c.n_layers = p->layers, c.n_heads = p->heads;
         c.n_kv_heads = p->kv_heads, c.vocab_size = p->vocab, c.seq_len = p->seq;
         c.norm_eps = 1e-5f, c.rope_theta = 10000.0f, c.shared_classifier = 0;
-    } else if ((st = lt_llama2c_read_config(model, &c, NULL, err)) != LT_OK) {
+    } else if ((st = lt_model_file_read_config(model, &c, err)) != LT_OK) {
         return st;
     }
     const int T = seq ? seq : c.seq_len;

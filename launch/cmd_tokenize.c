@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "io/dataset.h"
-#include "io/llama2c.h"
+#include "io/model_file.h"
 #include "io/token_file.h"
 #include "io/tokenizer.h"
 #include "launch/cli.h"
@@ -19,7 +19,7 @@ void lt_help_tokenize(FILE *f) {
             "same text would be tokenised for training: BOS, then the text. The input may be\n"
             "plain UTF-8 text or JSONL (records concatenated, each BOS ... EOS).\n"
             "\n"
-            "  --tokenizer FILE   tokenizer file (llama2.c format)\n"
+            "  --tokenizer PATH   tokenizer.json, tokenizer.model, llama2.c .bin or an HF model dir\n"
             "  --model FILE       take the vocabulary size from this checkpoint's header\n"
             "  --vocab_size N     or give it directly\n"
             "  --input FILE       the corpus\n"
@@ -54,13 +54,13 @@ lt_status lt_cmd_tokenize(int argc, char **argv, lt_error *err) {
     if (!out) return lt_fail(err, LT_ERR_CONFIG, "--output: missing, expected a path for the token file");
     if (model) {
         lt_model_config mc;
-        if ((st = lt_llama2c_read_config(model, &mc, NULL, err)) != LT_OK) return st;
+        if ((st = lt_model_file_read_config(model, &mc, err)) != LT_OK) return st;
         vocab = mc.vocab_size;
     }
     if (vocab <= 0)
         return lt_fail(err, LT_ERR_CONFIG, "--model or --vocab_size: one is needed for the vocabulary size");
     lt_tokenizer *tok = NULL;
-    if ((st = lt_tokenizer_load_llama2c(tok_path, vocab, &tok, err)) != LT_OK) return st;
+    if ((st = lt_tokenizer_load(tok_path, vocab, &tok, err)) != LT_OK) return st;
     int32_t *ids = NULL;
     size_t n = 0;
     st = lt_dataset_tokenize_stream(in, tok, &ids, &n, err);

@@ -15,8 +15,10 @@ lt_status lt_cmd_tokenize(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_info(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_inspect(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_plan(int argc, char **argv, lt_error *err);
+lt_status lt_cmd_convert(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_export(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_logits(int argc, char **argv, lt_error *err);
+lt_status lt_cmd_merge(int argc, char **argv, lt_error *err);
 
 /* Each command's --help text. */
 void lt_help_train(FILE *f);
@@ -25,7 +27,9 @@ void lt_help_tokenize(FILE *f);
 void lt_help_info(FILE *f);
 void lt_help_inspect(FILE *f);
 void lt_help_plan(FILE *f);
+void lt_help_convert(FILE *f);
 void lt_help_export(FILE *f);
 void lt_help_logits(FILE *f);
+void lt_help_merge(FILE *f);
 
 #endif

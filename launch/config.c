@@ -29,7 +29,7 @@ typedef struct {
 
 static const key_desc k_keys[] = {
     {"model", K_STR, F(model), "", 0, 0, "model and data", "base model checkpoint (llama2.c format)"},
-    {"tokenizer", K_STR, F(tokenizer), "", 0, 0, "model and data", "tokenizer file (llama2.c format, e.g. tok512.bin); not needed when the data are token files"},
+    {"tokenizer", K_STR, F(tokenizer), "", 0, 0, "model and data", "tokenizer: tokenizer.json, tokenizer.model, llama2.c .bin (e.g. tok512.bin) or an HF model directory; not needed when the data are token files"},
     {"train_file", K_STR, F(train_file), "", 0, 0, "model and data",
      "training data: plain text, JSONL with \"text\" or \"prompt\"/\"completion\", or a token file from `loratrain tokenize`"},
     {"validation_file", K_STR, F(validation_file), "", 0, 0, "model and data", "held-out data for eval_loss (same formats)"},

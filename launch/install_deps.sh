@@ -16,7 +16,9 @@ build) ;;
 all)
   packages+=(
     python3 python3-numpy python3-torch python3-sentencepiece  # reference checks
+    python3-pip                     # with python3-venv: pinned HF tokenizers (tests/tokenizer_hf.sh)
     python3-h5py                    # reads checkpoints as a user would
+    python3-venv                    # tests/peft_env.sh: transformers + PEFT from PyPI over python3-torch
     libtcmalloc-minimal4            # the tuned PyTorch benchmark preloads it
     slurm-wlm munge                 # tests run a private local Slurm (tests/slurm_cluster.sh)
     clang libclang-rt-14-dev        # libFuzzer: the fuzz targets of the file readers

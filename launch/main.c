@@ -24,8 +24,10 @@ static const command k_commands[] = {
     {"info", lt_cmd_info, NULL, lt_help_info, "print a model's shape and a LoRA setup's parameter counts"},
     {"plan", lt_cmd_plan, NULL, lt_help_plan, "predict a run's per-rank memory by category"},
     {"inspect", lt_cmd_inspect, NULL, lt_help_inspect, "verify a training checkpoint and print what it holds"},
+    {"convert", lt_cmd_convert, NULL, lt_help_convert, "write a model as a Hugging Face directory (config.json, model.safetensors)"},
     {"export", lt_cmd_export, NULL, lt_help_export, "write a checkpoint's adapter as a Hugging Face PEFT adapter"},
     {"logits", lt_cmd_logits, NULL, lt_help_logits, "write a model's logits for token ids (for comparisons)"},
+    {"merge", lt_cmd_merge, NULL, lt_help_merge, "merge a PEFT adapter into its base, as a Hugging Face model"},
 };
 #define NCOMMANDS (sizeof k_commands / sizeof k_commands[0])
 

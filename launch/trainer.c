@@ -12,6 +12,7 @@
 #include "io/checkpoint.h"
 #include "io/fileutil.h"
 #include "io/llama2c.h"
+#include "io/model_file.h"
 #include "io/tokenizer.h"
 #include "launch/memory_report.h"
 #include "launch/stop_signal.h"
@@ -443,12 +444,12 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     lt_quant_config qc;
     if ((st = lt_run_config_quant(c, &qc, err)) != LT_OK) goto done;
     const int shards = c->shard_base ? N : 1;
-    if ((st = lt_llama2c_load_sharded(c->model, &qc, shards > 1 ? rank : 0, shards, ops, &r.model,
-                                      &r.model_bytes_read, err)) != LT_OK)
+    if ((st = lt_model_file_load_sharded(c->model, &qc, shards > 1 ? rank : 0, shards, ops, &r.model,
+                                         &r.model_bytes_read, err)) != LT_OK)
         goto done;
     const lt_model_config *mc = lt_model_get_config(r.model);
     if (c->tokenizer[0] &&
-        (st = lt_tokenizer_load_llama2c(c->tokenizer, mc->vocab_size, &r.tok, err)) != LT_OK)
+        (st = lt_tokenizer_load(c->tokenizer, mc->vocab_size, &r.tok, err)) != LT_OK)
         goto done;
     const int full = lt_run_config_full(c);
     lt_lora_config lc;
@@ -502,7 +503,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     }
     /* Resume: every rank reads the same checkpoint (the LoRA state is
      * replicated) and continues from its step, sampler cursor and moments. */
-    if ((st = lt_file_fingerprint(c->model, &r.base_bytes, &r.base_fingerprint, err)) != LT_OK) goto done;
+    if ((st = lt_model_file_fingerprint(c->model, &r.base_bytes, &r.base_fingerprint, err)) != LT_OK) goto done;
     int64_t start = 0, tokens_seen = 0;
     char ck[4096] = "";
     if (c->resume_from_checkpoint[0]) {

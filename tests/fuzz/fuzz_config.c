@@ -1,11 +1,35 @@
 /* libFuzzer target: the JSON readers of untrusted configs -- the run
- * config (files and the copy a checkpoint carries) -- on arbitrary bytes:
- * a clean error or a valid config, never a crash. */
+ * config (files and the copy a checkpoint carries) and a Hugging Face
+ * model directory's config.json -- on the same arbitrary bytes: a clean
+ * error or a valid config, never a crash. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "io/hf_model.h"
 #include "launch/config.h"
+
+/* config.json in a private folder (the reader takes the directory). */
+static void hf_config(const uint8_t *data, size_t size) {
+    static char dir[64], path[96];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/lt_fuzz_hf.%ld", (long)getpid());
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        mkdir(dir, 0700);
+    }
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    size_t w = size ? fwrite(data, 1, size, f) : 0;
+    fclose(f);
+    if (w != size) return;
+    lt_model_config cfg;
+    lt_error err;
+    lt_hf_read_config(dir, &cfg, &err);
+    unlink(path);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -25,5 +49,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         lt_run_config_lora(&c, &lc, &err);
     }
     free(text);
+    hf_config(data, size);
     return 0;
 }

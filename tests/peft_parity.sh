@@ -1,0 +1,136 @@
+#!/bin/bash
+# loratrain against Hugging Face transformers + PEFT themselves, on the
+# bundled model converted with `loratrain convert` (q/k rows permuted to
+# rotate-half) and an adapter trained here (all-linear, r 8) and exported
+# with `loratrain export --format peft`:
+#   - logits of the base, and of base + adapter (PeftModel.from_pretrained),
+#     equal loratrain's (llama2.c model) within 1e-4 on sequences of 1..256
+#     tokens;
+#   - the reverse: adapters made and saved by PEFT (random non-zero B;
+#     plain and rsLoRA) load into loratrain and give transformers' logits;
+#   - `loratrain merge`: the merged model's logits (in loratrain and in
+#     transformers) are base + adapter's within 1e-4; bf16 within 0.4;
+#   - the same comparisons against tests/peft_torch_ref.py, an independent
+#     pure-PyTorch Llama + LoRA, which is all that runs (with a printed
+#     reason) where transformers and PEFT do not install.
+# Versions: tests/peft_env.sh pins them (transformers 4.46.3, peft 0.13.2 on
+# Debian's torch 1.13); the venv is cached in the build folder.
+# Usage: peft_parity.sh LORATRAIN REPO_ROOT VENV_DIR
+set -u
+bin=${1:?usage: peft_parity.sh LORATRAIN REPO_ROOT VENV_DIR}
+root=${2:?}
+venv=${3:?}
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
+cd "$root" || exit 1
+fail=0
+err() { echo "FAIL $*"; fail=1; }
+model=models/stories260K/stories260K.bin
+tol=1e-4
+V=512
+
+hf_py=""
+if tests/peft_env.sh "$venv" 2>"$tmp/env.log"; then
+  hf_py=$venv/bin/python
+else
+  echo "transformers + PEFT unavailable ($(tail -1 "$tmp/env.log")): comparing with the pure-PyTorch reference only"
+fi
+
+# Inputs: sequences of several lengths, ids spread over the vocabulary.
+$py - "$tmp/ids.txt" <<'EOF'
+import random, sys
+r = random.Random(5)
+with open(sys.argv[1], "w") as f:
+    for n in (1, 7, 64, 256):
+        f.write(" ".join(str(r.randrange(512)) for _ in range(n)) + "\n")
+EOF
+
+"$bin" convert --model $model --output_dir "$tmp/hf" >"$tmp/convert.log" 2>&1 ||
+  { err "convert failed: $(tail -1 "$tmp/convert.log")"; exit 1; }
+"$bin" train --model $model --tokenizer models/stories260K/tok512.bin --train_file data/tinyshakespeare/input.txt \
+  --max_seq_length 128 --per_device_train_batch_size 8 --target_modules all-linear --r 8 --lora_alpha 16 \
+  --learning_rate 5e-3 --warmup_steps 0 --max_steps 30 --save_steps 30 --threads 1 --disable_tqdm \
+  --output_dir "$tmp/run" >"$tmp/train.log" 2>&1 || { err "training failed: $(tail -1 "$tmp/train.log")"; exit 1; }
+"$bin" export --format peft "$tmp/run/checkpoint-30.h5" "$tmp/peft" --base_model_name_or_path "$tmp/hf" \
+  >/dev/null 2>&1 || { err "export failed"; exit 1; }
+
+ours() { # name, extra loratrain logits options...
+  local name=$1
+  shift
+  "$bin" logits --model $model "$@" --ids "$tmp/ids.txt" --out "$tmp/$name.ours" >"$tmp/l.log" 2>&1 ||
+    err "$name: loratrain logits failed: $(tail -1 "$tmp/l.log")"
+}
+refs() { # name, extra reference options...: compares ours with each reference
+  local name=$1 tool r
+  shift
+  for tool in torch hf; do
+    if [[ $tool == hf ]]; then
+      [[ -n $hf_py ]] || continue
+      r=("$hf_py" tests/peft_ref.py)
+    else
+      r=("$py" tests/peft_torch_ref.py)
+    fi
+    "${r[@]}" logits --model "$tmp/hf" "$@" --ids "$tmp/ids.txt" --out "$tmp/$name.$tool" >"$tmp/r.log" 2>&1 ||
+      { err "$name: the $tool reference failed: $(tail -2 "$tmp/r.log")"; continue; }
+    if out=$($py tests/peft_torch_ref.py compare "$tmp/$name.ours" "$tmp/$name.$tool" --vocab $V --tol $tol 2>&1); then
+      echo "$name vs $([[ $tool == hf ]] && echo "transformers+PEFT" || echo "pure PyTorch"): $out"
+    else
+      err "$name vs $tool: $out"
+    fi
+  done
+}
+
+ours base
+refs base
+ours adapter --adapter "$tmp/peft"
+refs adapter --adapter "$tmp/peft"
+# The adapter must matter, or the comparison above proves nothing.
+$py tests/peft_torch_ref.py compare "$tmp/base.ours" "$tmp/adapter.ours" --vocab $V --tol 0.05 >/dev/null 2>&1 &&
+  err "the trained adapter moves no logit by more than 0.05"
+
+# loratrain merge: the merged model's logits are base + adapter's, in
+# loratrain and in transformers (no adapter loaded there); bf16 within its
+# rounding (convert's bf16 base alone is 0.16 away).
+"$bin" merge --model $model --adapter "$tmp/peft" --output_dir "$tmp/merged" >"$tmp/mg.log" 2>&1 ||
+  err "merge failed: $(tail -1 "$tmp/mg.log")"
+"$bin" logits --model "$tmp/merged" --ids "$tmp/ids.txt" --out "$tmp/merged.ours" >/dev/null 2>&1 ||
+  err "logits of the merged model failed"
+if out=$($py tests/peft_torch_ref.py compare "$tmp/merged.ours" "$tmp/adapter.ours" --vocab $V --tol $tol 2>&1); then
+  echo "merged vs base + adapter (loratrain): $out"
+else
+  err "merged vs base + adapter: $out"
+fi
+if [[ -n $hf_py ]]; then
+  "$hf_py" tests/peft_ref.py logits --model "$tmp/merged" --ids "$tmp/ids.txt" --out "$tmp/merged.hf" >/dev/null 2>&1 ||
+    err "transformers could not run the merged model"
+  if out=$($py tests/peft_torch_ref.py compare "$tmp/merged.hf" "$tmp/adapter.hf" --vocab $V --tol $tol 2>&1); then
+    echo "merged (transformers) vs base + adapter (PEFT): $out"
+  else
+    err "merged (transformers) vs base + adapter (PEFT): $out"
+  fi
+fi
+"$bin" merge --model $model --adapter "$tmp/peft" --output_dir "$tmp/merged16" --dtype bf16 >/dev/null 2>&1 ||
+  err "merge --dtype bf16 failed"
+grep -q '"torch_dtype":[[:space:]]*"bfloat16"' "$tmp/merged16/config.json" || err "merged bf16: torch_dtype is not bfloat16"
+"$bin" logits --model "$tmp/merged16" --ids "$tmp/ids.txt" --out "$tmp/merged16.ours" >/dev/null 2>&1 ||
+  err "logits of the bf16 merged model failed"
+out=$($py tests/peft_torch_ref.py compare "$tmp/merged16.ours" "$tmp/adapter.ours" --vocab $V --tol 0.4 2>&1) ||
+  err "merged bf16 vs base + adapter: $out"
+echo "merged bf16 vs base + adapter: $out"
+
+# Adapters PEFT made.
+if [[ -n $hf_py ]]; then
+  for variant in plain rslora; do
+    extra=()
+    [[ $variant == rslora ]] && extra=(--rslora --r 4 --alpha 8 --targets q_proj,v_proj,down_proj)
+    "$hf_py" tests/peft_ref.py make-adapter --model "$tmp/hf" --out "$tmp/pe-$variant" --seed 3 "${extra[@]}" \
+      >"$tmp/m.log" 2>&1 || { err "PEFT make-adapter ($variant) failed: $(tail -2 "$tmp/m.log")"; continue; }
+    ours "peft-$variant" --adapter "$tmp/pe-$variant"
+    refs "peft-$variant" --adapter "$tmp/pe-$variant"
+  done
+else
+  echo "skipped: adapters made by PEFT (PEFT does not install here)"
+fi
+exit $fail
