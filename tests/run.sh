@@ -24,10 +24,10 @@ cmake --build "$root/build-asan" -j"$jobs"
 (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
   ctest --output-on-failure -j"$jobs" -E 'torch_reference_selfcheck|train_reference_selfcheck|quant_memory|dist_memory|full_memory|slurm_')
 
-# The readers of untrusted files under libFuzzer (clang, coverage-guided,
-# ASan+UBSan), LT_FUZZ_SECONDS each.
+# The readers of untrusted files (safetensors, JSON configs, tokenizers)
+# under libFuzzer (clang, coverage-guided, ASan+UBSan), LT_FUZZ_SECONDS each.
 cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DLT_FUZZ=ON -DLT_FUZZ_SECONDS="${LT_FUZZ_SECONDS:-60}"
-cmake --build "$root/build-fuzz" -j"$jobs" --target fuzz_safetensors fuzz_config
+cmake --build "$root/build-fuzz" -j"$jobs" --target fuzz_targets
 (cd "$root/build-fuzz" && ctest --output-on-failure -L fuzz)
 echo "tests/run.sh: all suites passed (release and ASan+UBSan builds, fuzzing)"
