@@ -130,6 +130,21 @@ if [[ -n $hf_py ]]; then
     ours "peft-$variant" --adapter "$tmp/pe-$variant"
     refs "peft-$variant" --adapter "$tmp/pe-$variant"
   done
+  # Written back by loratrain (read, no update, saved): PEFT's large random
+  # B rows of q_proj and k_proj go through both RoPE permutations, so an
+  # error in either moves these logits far.
+  "$bin" train --model $model --tokenizer models/stories260K/tok512.bin --train_file data/tinyshakespeare/input.txt \
+    --max_seq_length 64 --target_modules all-linear --r 8 --lora_alpha 16 --learning_rate 0 --warmup_steps 0 \
+    --max_steps 1 --threads 1 --disable_tqdm --adapter_name_or_path "$tmp/pe-plain" --output_dir "$tmp/resaved" \
+    >"$tmp/rs.log" 2>&1 || err "re-saving the PEFT adapter failed: $(tail -1 "$tmp/rs.log")"
+  cp "$tmp/pe-plain/adapter_config.json" "$tmp/resaved/adapter_config.json"
+  "$hf_py" tests/peft_ref.py logits --model "$tmp/hf" --adapter "$tmp/resaved" --ids "$tmp/ids.txt" \
+    --out "$tmp/resaved.hf" >/dev/null 2>&1 || err "transformers could not load the re-saved adapter"
+  if out=$($py tests/peft_torch_ref.py compare "$tmp/resaved.hf" "$tmp/peft-plain.hf" --vocab $V --tol $tol 2>&1); then
+    echo "PEFT adapter re-saved by loratrain, in transformers: $out"
+  else
+    err "PEFT adapter re-saved by loratrain: $out"
+  fi
 else
   echo "skipped: adapters made by PEFT (PEFT does not install here)"
 fi
