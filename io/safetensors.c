@@ -152,6 +152,12 @@ static lt_status parse_header(lt_safetensors *st, const char *json, size_t len, 
                 st_ = lt_fail(err, LT_ERR_FORMAT, "%s: __metadata__ must be an object", p);
                 goto done;
             }
+            /* cJSON keeps duplicate keys: a second map must not append to
+             * the first one's array (found by fuzz_safetensors). */
+            if (st->meta) {
+                st_ = lt_fail(err, LT_ERR_FORMAT, "%s: __metadata__ appears twice", p);
+                goto done;
+            }
             int k = cJSON_GetArraySize(it);
             st->meta = calloc(2 * (size_t)k + 1, sizeof *st->meta);
             if (!st->meta) {
