@@ -101,8 +101,8 @@ static lt_status false_or_absent(const cJSON *root, const char *path, const char
     return LT_OK;
 }
 
-static const char *const k_archs[] = {"LlamaForCausalLM", "MistralForCausalLM"};
-static const char *const k_types[] = {"llama", "mistral"};
+static const char *const k_archs[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"};
+static const char *const k_types[] = {"llama", "mistral", "qwen2"};
 
 static int known(const char *s, const char *const *list, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -110,20 +110,19 @@ static int known(const char *s, const char *const *list, size_t n) {
     return 0;
 }
 
-#define QWEN2_WHY "Qwen2 has q/k/v projection biases, which loratrain's Llama model does not have"
-
-static lt_status check_family(const cJSON *root, const char *path, lt_error *err) {
+/* *qwen2: Qwen2's layout is Llama's plus biases on q_proj, k_proj and
+ * v_proj (always, by the architecture; config.json has no switch). */
+static lt_status check_family(const cJSON *root, const char *path, int *qwen2, lt_error *err) {
     const cJSON *mt = field(root, "model_type");
     if (!mt || !cJSON_IsString(mt))
         return lt_fail(err, LT_ERR_FORMAT,
-                       "%s: missing string field \"model_type\", expected \"llama\" or \"mistral\"", path);
-    if (!strcmp(mt->valuestring, "qwen2"))
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: model_type \"qwen2\" is not supported: " QWEN2_WHY,
-                       path);
+                       "%s: missing string field \"model_type\", expected \"llama\", \"mistral\" or "
+                       "\"qwen2\"", path);
     if (!known(mt->valuestring, k_types, sizeof k_types / sizeof k_types[0]))
         return lt_fail(err, LT_ERR_UNSUPPORTED,
-                       "%s: model_type \"%.60s\" is not supported, expected \"llama\" or \"mistral\"",
-                       path, mt->valuestring);
+                       "%s: model_type \"%.60s\" is not supported, expected \"llama\", \"mistral\" "
+                       "or \"qwen2\"", path, mt->valuestring);
+    *qwen2 = !strcmp(mt->valuestring, "qwen2");
     const cJSON *ar = field(root, "architectures");
     if (ar) {
         if (!cJSON_IsArray(ar))
@@ -133,14 +132,15 @@ static lt_status check_family(const cJSON *root, const char *path, lt_error *err
             if (!cJSON_IsString(a))
                 return lt_fail(err, LT_ERR_FORMAT,
                                "%s: field \"architectures\" must be an array of strings", path);
-            if (!strcmp(a->valuestring, "Qwen2ForCausalLM"))
-                return lt_fail(err, LT_ERR_UNSUPPORTED,
-                               "%s: architecture Qwen2ForCausalLM is not supported: " QWEN2_WHY, path);
             if (!known(a->valuestring, k_archs, sizeof k_archs / sizeof k_archs[0]))
                 return lt_fail(err, LT_ERR_UNSUPPORTED,
-                               "%s: architecture \"%.60s\" is not supported, expected LlamaForCausalLM "
-                               "or MistralForCausalLM",
+                               "%s: architecture \"%.60s\" is not supported, expected LlamaForCausalLM, "
+                               "MistralForCausalLM or Qwen2ForCausalLM",
                                path, a->valuestring);
+            if (*qwen2 != !strcmp(a->valuestring, "Qwen2ForCausalLM"))
+                return lt_fail(err, LT_ERR_FORMAT,
+                               "%s: architecture %s does not match model_type \"%s\"", path,
+                               a->valuestring, mt->valuestring);
         }
     }
     const cJSON *act = field(root, "hidden_act");
@@ -152,8 +152,11 @@ static lt_status check_family(const cJSON *root, const char *path, lt_error *err
         return lt_fail(err, LT_ERR_UNSUPPORTED,
                        "%s: \"rope_scaling\" is set; only unscaled RoPE is supported (expected null)",
                        path);
-    lt_status st = false_or_absent(root, path, "attention_bias",
-                                   "the model's attention projections have no biases", err);
+    /* Llama's attention_bias also puts one on o_proj, which the model lacks. */
+    lt_status st = *qwen2 ? LT_OK
+                          : false_or_absent(root, path, "attention_bias",
+                                            "the model's o_proj has no bias (only Qwen2's q/k/v biases "
+                                            "are supported)", err);
     if (st == LT_OK)
         st = false_or_absent(root, path, "mlp_bias", "the model's MLP projections have no biases", err);
     return st;
@@ -161,7 +164,8 @@ static lt_status check_family(const cJSON *root, const char *path, lt_error *err
 
 static lt_status parse_config(const cJSON *root, const char *path, lt_model_config *c, lt_error *err) {
     memset(c, 0, sizeof *c);
-    lt_status st = check_family(root, path, err);
+    int qwen2 = 0;
+    lt_status st = check_family(root, path, &qwen2, err);
     const int BIG = 1 << 24;
     if (st == LT_OK) st = int_field(root, path, "hidden_size", -1, 1, BIG, &c->dim, err);
     if (st == LT_OK) st = int_field(root, path, "intermediate_size", -1, 1, BIG, &c->hidden_dim, err);
@@ -188,11 +192,20 @@ static lt_status parse_config(const cJSON *root, const char *path, lt_model_conf
                        "%s: head_dim %d differs from hidden_size / num_attention_heads = %d, which "
                        "the model requires",
                        path, head_dim, c->dim / c->n_heads);
-    /* Mistral's sliding window changes attention only beyond the window,
-     * so a context limited to it is exactly the model. */
-    int window = 0;
+    /* A sliding window changes attention only beyond the window, so a
+     * context limited to it is exactly the model. Qwen2 configs carry a
+     * sliding_window that applies only with use_sliding_window true. */
+    int window = 0, windowed = 1;
+    if (qwen2) {
+        const cJSON *use = cJSON_GetObjectItemCaseSensitive(root, "use_sliding_window");
+        if (use && !cJSON_IsBool(use))
+            return lt_fail(err, LT_ERR_FORMAT, "%s: field \"use_sliding_window\" must be true or false",
+                           path);
+        windowed = use && cJSON_IsTrue(use);
+    }
     if ((st = int_field(root, path, "sliding_window", 0, 1, BIG, &window, err)) != LT_OK) return st;
-    if (window > 0 && window < c->seq_len) c->seq_len = window;
+    if (windowed && window > 0 && window < c->seq_len) c->seq_len = window;
+    c->qkv_bias = qwen2;
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
     if (tie && !cJSON_IsBool(tie))
         return lt_fail(err, LT_ERR_FORMAT, "%s: field \"tie_word_embeddings\" must be true or false",
@@ -232,12 +245,14 @@ lt_status lt_hf_write_config(const char *dir, const lt_model_config *c, const ch
         return lt_fail(err, LT_ERR_INVALID, "%s: unknown RoPE layout", path);
     cJSON *root = cJSON_CreateObject();
     cJSON *arch = cJSON_AddArrayToObject(root, "architectures");
-    if (!root || !arch || !cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"))) {
+    const int qwen2 = c->qkv_bias;
+    if (!root || !arch ||
+        !cJSON_AddItemToArray(arch, cJSON_CreateString(qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"))) {
         cJSON_Delete(root);
         return lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path);
     }
     int ok = 1;
-    ok &= cJSON_AddStringToObject(root, "model_type", "llama") != NULL;
+    ok &= cJSON_AddStringToObject(root, "model_type", qwen2 ? "qwen2" : "llama") != NULL;
     ok &= cJSON_AddNumberToObject(root, "hidden_size", c->dim) != NULL;
     ok &= cJSON_AddNumberToObject(root, "intermediate_size", c->hidden_dim) != NULL;
     ok &= cJSON_AddNumberToObject(root, "num_hidden_layers", c->n_layers) != NULL;
@@ -250,7 +265,10 @@ lt_status lt_hf_write_config(const char *dir, const lt_model_config *c, const ch
     ok &= cJSON_AddNullToObject(root, "rope_scaling") != NULL;
     ok &= cJSON_AddBoolToObject(root, "tie_word_embeddings", c->shared_classifier) != NULL;
     ok &= cJSON_AddStringToObject(root, "hidden_act", "silu") != NULL;
-    ok &= cJSON_AddBoolToObject(root, "attention_bias", 0) != NULL;
+    if (qwen2)
+        ok &= cJSON_AddBoolToObject(root, "use_sliding_window", 0) != NULL;
+    else
+        ok &= cJSON_AddBoolToObject(root, "attention_bias", 0) != NULL;
     ok &= cJSON_AddNumberToObject(root, "bos_token_id", 1) != NULL;
     ok &= cJSON_AddNumberToObject(root, "eos_token_id", 2) != NULL;
     ok &= cJSON_AddStringToObject(root, "torch_dtype", torch_dtype) != NULL;

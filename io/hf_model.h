@@ -1,5 +1,6 @@
 /* Hugging Face model directories of the Llama family: config.json
- * (LlamaForCausalLM or MistralForCausalLM) and the weights in
+ * (LlamaForCausalLM, MistralForCausalLM, or Qwen2ForCausalLM: Llama plus
+ * q/k/v projection biases) and the weights in
  * model.safetensors or in the shards model.safetensors.index.json's
  * weight_map names, F32, F16 or BF16. The weights use the rotate-half
  * RoPE layout, so the model is created with LT_ROPE_HALF and no row is
@@ -34,7 +35,8 @@ lt_status lt_hf_load_sharded(const char *dir, const lt_quant_config *qc, int sha
 lt_status lt_hf_fingerprint(const char *dir, uint64_t *bytes, uint64_t *fingerprint,
                             lt_error *err);
 
-/* Writes dir/config.json (LlamaForCausalLM) for cfg, atomically;
+/* Writes dir/config.json (LlamaForCausalLM; Qwen2ForCausalLM when cfg has
+ * q/k/v biases) for cfg, atomically;
  * torch_dtype is "float32", "float16" or "bfloat16". */
 lt_status lt_hf_write_config(const char *dir, const lt_model_config *cfg, const char *torch_dtype,
                              lt_error *err);

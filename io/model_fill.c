@@ -9,7 +9,7 @@
 lt_status lt_base_tensor_specs(const lt_model_config *cfg, lt_base_tensor_spec **specs, int *n,
                                lt_error *err) {
     const int C = cfg->dim, H = cfg->hidden_dim, KV = lt_kv_dim(cfg), V = cfg->vocab_size;
-    enum { GLOBAL, PER_LAYER, UNTIED_ONLY };
+    enum { GLOBAL, PER_LAYER, UNTIED_ONLY, BIAS_ONLY };
     const struct {
         const char *name; /* full name, or the part after model.layers.<l>. */
         int kind, rows, cols;
@@ -19,6 +19,9 @@ lt_status lt_base_tensor_specs(const lt_model_config *cfg, lt_base_tensor_spec *
         {"self_attn.q_proj.weight", PER_LAYER, C, C},
         {"self_attn.k_proj.weight", PER_LAYER, KV, C},
         {"self_attn.v_proj.weight", PER_LAYER, KV, C},
+        {"self_attn.q_proj.bias", BIAS_ONLY, 1, C}, /* Qwen2 */
+        {"self_attn.k_proj.bias", BIAS_ONLY, 1, KV},
+        {"self_attn.v_proj.bias", BIAS_ONLY, 1, KV},
         {"self_attn.o_proj.weight", PER_LAYER, C, C},
         {"post_attention_layernorm.weight", PER_LAYER, 1, C},
         {"mlp.gate_proj.weight", PER_LAYER, H, C}, /* llama2.c's w1 */
@@ -28,15 +31,17 @@ lt_status lt_base_tensor_specs(const lt_model_config *cfg, lt_base_tensor_spec *
         {"lm_head.weight", UNTIED_ONLY, V, C},
     };
     const int kinds = (int)(sizeof order / sizeof order[0]);
-    const int total = 3 + 9 * cfg->n_layers;
+    const int total = 3 + (cfg->qkv_bias ? 12 : 9) * cfg->n_layers;
     lt_base_tensor_spec *s = malloc((size_t)total * sizeof *s);
     if (!s) return lt_fail(err, LT_ERR_NOMEM, "base tensor list: out of memory");
     int i = 0;
     for (int k = 0; k < kinds; k++) {
         if (order[k].kind == UNTIED_ONLY && cfg->shared_classifier) continue;
-        const int layers = order[k].kind == PER_LAYER ? cfg->n_layers : 1;
+        if (order[k].kind == BIAS_ONLY && !cfg->qkv_bias) continue;
+        const int per_layer = order[k].kind == PER_LAYER || order[k].kind == BIAS_ONLY;
+        const int layers = per_layer ? cfg->n_layers : 1;
         for (int l = 0; l < layers; l++, i++) {
-            if (order[k].kind == PER_LAYER)
+            if (per_layer)
                 snprintf(s[i].name, sizeof s[i].name, "model.layers.%d.%s", l, order[k].name);
             else
                 snprintf(s[i].name, sizeof s[i].name, "%s", order[k].name);

@@ -43,6 +43,12 @@ lt_status lt_model_config_validate(const lt_model_config *c, const char *source,
     if (c->rope_layout != LT_ROPE_INTERLEAVED && c->rope_layout != LT_ROPE_HALF)
         return lt_fail(err, LT_ERR_FORMAT, "%s: rope_layout = %d, expected 0 (interleaved) or 1 (half)",
                        s, (int)c->rope_layout);
+    if (c->qkv_bias != 0 && c->qkv_bias != 1)
+        return lt_fail(err, LT_ERR_FORMAT, "%s: qkv_bias = %d, expected 0 or 1", s, c->qkv_bias);
+    if (c->qkv_bias && c->rope_layout != LT_ROPE_HALF)
+        return lt_fail(err, LT_ERR_UNSUPPORTED,
+                       "%s: q/k/v biases need the rotate-half RoPE layout of Hugging Face checkpoints",
+                       s);
     return LT_OK;
 }
 

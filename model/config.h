@@ -23,6 +23,10 @@ typedef struct {
     float norm_eps;
     float rope_theta;
     lt_rope_layout rope_layout;
+    /* 1: q_proj, k_proj and v_proj add a bias (Qwen2); frozen like the
+     * weights, trained in full fine-tuning. Needs LT_ROPE_HALF: only
+     * Hugging Face checkpoints have them, and their rows follow q/k's. */
+    int qkv_bias;
 } lt_model_config;
 
 /* Checks every field for a usable model; names the field and the rule it

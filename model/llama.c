@@ -111,6 +111,13 @@ static lt_status build_base_table(lt_model *m, int with_linears, lt_error *err) 
     ADD(-1, V, C, "model.embed_tokens.weight");
     for (int l = 0; l < m->c.n_layers; l++) {
         ADD(l, 1, C, "model.layers.%d.input_layernorm.weight", l);
+        /* Biases stay fp32 even with a quantized base (bitsandbytes keeps a
+         * Linear's bias unquantized); q, k, v adjacent, one bias_add. */
+        if (m->c.qkv_bias && !with_linears) {
+            ADD(l, 1, C, "model.layers.%d.self_attn.q_proj.bias", l);
+            ADD(l, 1, KV, "model.layers.%d.self_attn.k_proj.bias", l);
+            ADD(l, 1, KV, "model.layers.%d.self_attn.v_proj.bias", l);
+        }
         if (!with_linears) {
             ADD(l, 1, C, "model.layers.%d.post_attention_layernorm.weight", l);
             continue;
@@ -118,6 +125,11 @@ static lt_status build_base_table(lt_model *m, int with_linears, lt_error *err) 
         ADD(l, C, C, "model.layers.%d.self_attn.q_proj.weight", l);
         ADD(l, KV, C, "model.layers.%d.self_attn.k_proj.weight", l);
         ADD(l, KV, C, "model.layers.%d.self_attn.v_proj.weight", l);
+        if (m->c.qkv_bias) {
+            ADD(l, 1, C, "model.layers.%d.self_attn.q_proj.bias", l);
+            ADD(l, 1, KV, "model.layers.%d.self_attn.k_proj.bias", l);
+            ADD(l, 1, KV, "model.layers.%d.self_attn.v_proj.bias", l);
+        }
         ADD(l, C, C, "model.layers.%d.self_attn.o_proj.weight", l);
         ADD(l, 1, C, "model.layers.%d.post_attention_layernorm.weight", l);
         ADD(l, H, C, "model.layers.%d.mlp.gate_proj.weight", l);
@@ -242,6 +254,7 @@ lt_status lt_model_create_sharded(const lt_model_config *cfg, const lt_quant_con
         lt_layer_weights *w = &m->resident[l];
         w->attn_norm = base_ptr(m, l, "input_layernorm.weight");
         w->ffn_norm = base_ptr(m, l, "post_attention_layernorm.weight");
+        w->bqkv = cfg->qkv_bias ? base_ptr(m, l, "self_attn.q_proj.bias") : NULL;
         if (m->quantized) {
             w->wqkv = m->ws;
             w->wo = w->wqkv + (size_t)m->QKV * m->C;
@@ -830,6 +843,7 @@ static void layer_forward(lt_model *m, int l, const lt_layer_weights *w, int B, 
 
     o->rmsnorm_fwd(o, a->xn1, a->rstd1, a->x, w->attn_norm, n, C, m->c.norm_eps);
     o->gemm(o, 0, 1, n, QKV, C, 1.0f, a->xn1, C, w->wqkv, C, 0.0f, a->qkv, QKV);
+    if (w->bqkv) o->bias_add(o, a->qkv, w->bqkv, n, QKV);
     lora_fwd(m, a, l, 0, a->xn1, a->qkv, QKV, n, train);
     o->rope(o, a->qkv, QKV, B, T, m->c.n_heads, m->HD, m->rope_cos, m->rope_sin,
             m->c.rope_layout, 0);
@@ -1052,6 +1066,7 @@ static void layer_backward(lt_model *m, int l, const lt_layer_weights *w, int B,
             m->c.rope_layout, 1);
     if (full)
         o->gemm(o, 1, 0, QKV, C, n, 1.0f, g->dqkv, QKV, a->xn1, C, 1.0f, grad_of(m, w->wqkv), C);
+    if (full && w->bqkv) o->bias_bwd(o, grad_of(m, w->bqkv), g->dqkv, n, QKV);
     float *dxn = need_dx ? g->dxn : NULL;
     if (need_dx) o->gemm(o, 0, 0, n, C, QKV, 1.0f, g->dqkv, QKV, w->wqkv, C, 0.0f, g->dxn, C);
     lora_bwd(m, a, l, 0, a->xn1, g->dqkv, QKV, dxn, n);

@@ -29,6 +29,7 @@ typedef struct lt_model lt_model;
 typedef struct {
     const float *attn_norm; /* [dim] */
     const float *wqkv;      /* [dim + 2 kv_dim, dim]: q rows, then k, then v */
+    const float *bqkv;      /* [dim + 2 kv_dim] q, k, v biases; NULL without */
     const float *wo;        /* [dim, dim] */
     const float *ffn_norm;  /* [dim] */
     const float *w13;       /* [2 hidden, dim]: gate rows, then up */

@@ -79,6 +79,12 @@ struct lt_ops {
                           const float *lse, const float *qkv, int B, int T, int nh, int nkv,
                           int hd);
 
+    /* y[i,:] += b over n rows of `cols` (q/k/v biases, Qwen2). */
+    void (*bias_add)(const lt_ops *o, float *y, const float *b, int n, int cols);
+    /* db += the column sums of dy [n, cols], rows summed in order (so the
+     * result does not depend on the thread count). */
+    void (*bias_bwd)(const lt_ops *o, float *db, const float *dy, int n, int cols);
+
     /* h = silu(g) * u where rows of gate_up are [g | u], each `hidden` wide. */
     void (*swiglu_fwd)(const lt_ops *o, float *h, const float *gate_up, int n, int hidden);
     /* Writes dgate_up. */

@@ -168,6 +168,33 @@ static void cpu_rope(const lt_ops *o, float *x, int stride, int B, int T, int n_
     }
 }
 
+static void cpu_bias_add(const lt_ops *o, float *y, const float *b, int n, int cols) {
+    (void)o;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        float *yi = y + (size_t)i * cols;
+        for (int j = 0; j < cols; j++) yi[j] += b[j];
+    }
+}
+
+/* Threads split the columns, never the rows, so every column is summed in
+ * row order whatever the thread count. */
+static void cpu_bias_bwd(const lt_ops *o, float *db, const float *dy, int n, int cols) {
+    (void)o;
+    enum { STRIP = 64 };
+    const int strips = (cols + STRIP - 1) / STRIP;
+#pragma omp parallel for schedule(static)
+    for (int s = 0; s < strips; s++) {
+        const int j0 = s * STRIP, j1 = j0 + STRIP < cols ? j0 + STRIP : cols;
+        float acc[STRIP] = {0};
+        for (int i = 0; i < n; i++) {
+            const float *r = dy + (size_t)i * cols;
+            for (int j = j0; j < j1; j++) acc[j - j0] += r[j];
+        }
+        for (int j = j0; j < j1; j++) db[j] += acc[j - j0];
+    }
+}
+
 /* sigmoid(g) = 1 / (1 + exp(-g)); exp saturates at 88, so very negative g
  * gives 0 rather than inf/inf. */
 static inline v16 v16_sigmoid(v16 g) { return 1.0f / (1.0f + v16_exp(-g)); }
@@ -297,6 +324,8 @@ static lt_ops g_cpu_ops = {
     .rope = cpu_rope,
     .attention_fwd = lt_cpu_attention_fwd,
     .attention_bwd = lt_cpu_attention_bwd,
+    .bias_add = cpu_bias_add,
+    .bias_bwd = cpu_bias_bwd,
     .swiglu_fwd = cpu_swiglu_fwd,
     .swiglu_bwd = cpu_swiglu_bwd,
     .dropout = cpu_dropout,

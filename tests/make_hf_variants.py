@@ -9,6 +9,7 @@ a JSON header, the data).
       does, every tensor bitwise; F16 and BF16 exactly torch's rounding.
   make_hf_variants.py shard SRC DST        two shards + model.safetensors.index.json
   make_hf_variants.py widen SRC DST        every tensor as F32 (exact for F16/BF16)
+  make_hf_variants.py qwen2 SRC DST [SEED] SRC (F32) as Qwen2: random q/k/v biases
   make_hf_variants.py malformed SRC ROOT   one broken directory per case; prints
                                            "name<TAB>expected message part" lines
 """
@@ -180,7 +181,12 @@ def malformed(src, root):
     make("unknown_arch", 'architecture "GPT2LMHeadModel" is not supported',
          cfg=with_(architectures=["GPT2LMHeadModel"]))
     make("unknown_model_type", 'model_type "gpt2" is not supported', cfg=with_(model_type="gpt2"))
-    make("qwen2", "q/k/v projection biases", cfg=with_(model_type="qwen2", architectures=["Qwen2ForCausalLM"]))
+    make("qwen2_no_bias", "tensor model.layers.0.self_attn.q_proj.bias is missing",
+         cfg=with_(model_type="qwen2", architectures=["Qwen2ForCausalLM"]))
+    make("arch_type_mismatch", 'architecture Qwen2ForCausalLM does not match model_type "llama"',
+         cfg=with_(architectures=["Qwen2ForCausalLM"]))
+    make("llama_attention_bias", '"attention_bias" is set; the model\'s o_proj has no bias',
+         cfg=with_(attention_bias=True))
     make("rope_scaling", '"rope_scaling" is set', cfg=with_(rope_scaling={"type": "linear", "factor": 2.0}))
     make("gelu", '"hidden_act" must be "silu"', cfg=with_(hidden_act="gelu"))
     make("heads_not_dividing", "not a multiple of num_attention_heads", cfg=with_(num_attention_heads=7))
@@ -239,15 +245,43 @@ def malformed(src, root):
     def no_weights(d):
         os.remove(os.path.join(d, "model.safetensors"))
     make("no_weights", "no model.safetensors or model.safetensors.index.json", post=no_weights)
-    config_level = ("missing_hidden_size", "missing_rms_norm_eps", "bad_json", "unknown_arch", "unknown_model_type", "qwen2",
+    config_level = ("missing_hidden_size", "missing_rms_norm_eps", "bad_json", "unknown_arch", "unknown_model_type", "arch_type_mismatch", "llama_attention_bias",
                     "rope_scaling", "gelu", "heads_", "negative_", "no_config")
     for name, expect in cases:
         kind = "config" if name.startswith(config_level) else "weights"
         print(f"{name}\t{kind}\t{expect}")
 
 
+def qwen2(src, dst, seed="7"):
+    """SRC (a converted Llama directory, F32) as a Qwen2 model: the same
+    weights plus q/k/v biases drawn N(0, 0.5) (large enough that a model
+    ignoring them, or adding them after RoPE, is far off), sliding window
+    off as Qwen2 checkpoints ship it."""
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    t, meta = read_st(os.path.join(src, "model.safetensors"))
+    for k in ("attention_bias", "mlp_bias"):
+        cfg.pop(k, None)
+    cfg.update(model_type="qwen2", architectures=["Qwen2ForCausalLM"], use_sliding_window=False,
+               sliding_window=cfg["max_position_embeddings"], max_window_layers=cfg["num_hidden_layers"])
+    dim = cfg["hidden_size"]
+    kv = dim // cfg["num_attention_heads"] * cfg.get("num_key_value_heads", cfg["num_attention_heads"])
+    rng = np.random.default_rng(int(seed))
+    out = {}
+    for name, v in t.items():
+        out[name] = v
+        if name.endswith(".self_attn.v_proj.weight"):
+            p = name[:-len("v_proj.weight")]
+            for mod, n in (("q_proj", dim), ("k_proj", kv), ("v_proj", kv)):
+                b = (rng.standard_normal(n) * 0.5).astype(np.float32)
+                out[p + mod + ".bias"] = ("F32", [n], b.tobytes())
+    os.makedirs(dst, exist_ok=True)
+    write_st(os.path.join(dst, "model.safetensors"), out, meta)
+    with open(os.path.join(dst, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "check":
         sys.exit(check(*args))
-    {"shard": shard, "widen": widen, "malformed": malformed}[cmd](*args)
+    {"shard": shard, "widen": widen, "malformed": malformed, "qwen2": qwen2}[cmd](*args)

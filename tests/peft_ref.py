@@ -48,6 +48,7 @@ to float32 on output. tests/peft_torch_ref.py writes the same format and
 `peft_torch_ref.py compare A B --vocab V` compares two such files.
 """
 import argparse
+import json
 import os
 import sys
 
@@ -83,8 +84,11 @@ def write_logits(path, rows):
 
 
 def load_model(model_dir, dtype):
-    from transformers import LlamaForCausalLM
-    model, info = LlamaForCausalLM.from_pretrained(
+    from transformers import LlamaForCausalLM, Qwen2ForCausalLM
+    with open(os.path.join(model_dir, "config.json")) as f:
+        qwen2 = json.load(f).get("model_type") == "qwen2"
+    cls = Qwen2ForCausalLM if qwen2 else LlamaForCausalLM
+    model, info = cls.from_pretrained(
         model_dir, torch_dtype=dtype, local_files_only=True, low_cpu_mem_usage=False,
         attn_implementation="eager", output_loading_info=True)
     # transformers only warns when a weight is missing and initialises it at

@@ -26,21 +26,22 @@ typedef struct {
     int rope_layout, shared, use_rslora;
     float dropout;
     int full, checkpointing;
+    int qkv_bias;
 } scenario;
 
 static lt_model *make_model(const scenario *s, lt_rng *rng, lt_error *err) {
     lt_model_config c = {.dim = 16, .hidden_dim = 24, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
                          .vocab_size = 32, .seq_len = 16, .shared_classifier = s->shared,
                          .norm_eps = 1e-5f, .rope_theta = 10000.0f,
-                         .rope_layout = (lt_rope_layout)s->rope_layout};
+                         .rope_layout = (lt_rope_layout)s->rope_layout, .qkv_bias = s->qkv_bias};
     lt_model *m = NULL;
     if (lt_model_create(&c, lt_ops_cpu(1), &m, err) != LT_OK) return NULL;
     const lt_param_table *t = lt_model_base_table(m);
     float *w = lt_model_base(m);
     for (int i = 0; i < t->count; i++) {
         const lt_tensor_desc *d = &t->t[i];
-        int is_norm = d->rows == 1;
-        float scale = is_norm ? 0.2f : 1.5f / sqrtf((float)d->cols);
+        int is_bias = strstr(d->name, ".bias") != NULL, is_norm = d->rows == 1 && !is_bias;
+        float scale = is_bias ? 0.5f : is_norm ? 0.2f : 1.5f / sqrtf((float)d->cols);
         for (size_t k = 0; k < lt_tensor_numel(d); k++)
             w[d->offset + k] = (is_norm ? 1.0f : 0.0f) + scale * (2 * lt_rng_next_uniform(rng) - 1);
     }
@@ -171,12 +172,14 @@ static void run(const scenario *s) {
 
 int main(void) {
     const scenario s[] = {
-        {"interleaved rope, tied classifier", LT_ROPE_INTERLEAVED, 1, 0, 0.0f, 0, 0},
-        {"half rope, untied, rslora", LT_ROPE_HALF, 0, 1, 0.0f, 0, 0},
-        {"interleaved, untied, dropout 0.2", LT_ROPE_INTERLEAVED, 0, 0, 0.2f, 0, 0},
-        {"dropout 0.2, gradient checkpointing", LT_ROPE_HALF, 1, 0, 0.2f, 0, 1},
-        {"full fine-tune, tied classifier", LT_ROPE_INTERLEAVED, 1, 0, 0.0f, 1, 0},
-        {"full fine-tune, untied, checkpointing", LT_ROPE_HALF, 0, 0, 0.0f, 1, 1},
+        {"interleaved rope, tied classifier", LT_ROPE_INTERLEAVED, 1, 0, 0.0f, 0, 0, 0},
+        {"half rope, untied, rslora", LT_ROPE_HALF, 0, 1, 0.0f, 0, 0, 0},
+        {"interleaved, untied, dropout 0.2", LT_ROPE_INTERLEAVED, 0, 0, 0.2f, 0, 0, 0},
+        {"dropout 0.2, gradient checkpointing", LT_ROPE_HALF, 1, 0, 0.2f, 0, 1, 0},
+        {"full fine-tune, tied classifier", LT_ROPE_INTERLEAVED, 1, 0, 0.0f, 1, 0, 0},
+        {"full fine-tune, untied, checkpointing", LT_ROPE_HALF, 0, 0, 0.0f, 1, 1, 0},
+        {"q/k/v biases (Qwen2), LoRA", LT_ROPE_HALF, 0, 0, 0.0f, 0, 0, 1},
+        {"q/k/v biases (Qwen2), full fine-tune", LT_ROPE_HALF, 1, 0, 0.0f, 1, 0, 1},
     };
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) run(&s[i]);
     return check_exit_code();

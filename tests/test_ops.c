@@ -280,6 +280,34 @@ static void test_attention(int nh, int nkv, int hd, int T) {
     lt_free(qkv), lt_free(g), lt_free(out), lt_free(lse), lt_free(dqkv);
 }
 
+/* ---------------------------------------------------------------- bias */
+
+/* Against a double-precision sum; bias_bwd accumulates into db. */
+static void test_bias(void) {
+    const int n = 37, cols = 131; /* not multiples of the 64-column strips */
+    float *y = frand((size_t)n * cols, 1), *b = frand((size_t)cols, 2);
+    float *dy = frand((size_t)n * cols, 3), *db = frand((size_t)cols, 4);
+    double *y0 = to_double(y, (size_t)n * cols), *db0 = to_double(db, (size_t)cols);
+    O->bias_add(O, y, b, n, cols);
+    O->bias_bwd(O, db, dy, n, cols);
+    double ey = 0, eb = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < cols; j++) {
+            double d = fabs(y[i * cols + j] - (y0[i * cols + j] + b[j]));
+            ey = d > ey ? d : ey;
+        }
+    for (int j = 0; j < cols; j++) {
+        double s = db0[j];
+        for (int i = 0; i < n; i++) s += dy[i * cols + j];
+        double d = fabs(db[j] - s) / (fabs(s) + 1e-3);
+        eb = d > eb ? d : eb;
+    }
+    CHECK(ey < 1e-6, "bias_add error %g", ey);
+    CHECK(eb < 1e-5, "bias_bwd error %g", eb);
+    free(y0), free(db0);
+    lt_free(y), lt_free(b), lt_free(dy), lt_free(db);
+}
+
 /* ---------------------------------------------------------------- swiglu */
 
 typedef struct {
@@ -440,6 +468,7 @@ int main(void) {
     test_attention(2, 1, 16, 21); /* row-layout kernels, ragged row blocks */
     test_attention(4, 2, 48, 19); /* stories15M's head size, three vectors */
     test_attention(2, 2, 32, 40); /* more than two chunks of keys */
+    test_bias();
     test_swiglu();
     test_cross_entropy();
     test_embedding();
