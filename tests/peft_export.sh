@@ -85,7 +85,7 @@ cp $model "$tmp/base.bin"
 timeout 300 "$bin" "${args[@]}" --model "$tmp/base.bin" --finetuning_type full --max_steps 2 --save_steps 2 \
   --output_dir "$tmp/full" >/dev/null 2>&1 || err "full fine-tuning run failed"
 expect_error "full checkpoint" "holds no adapter" "$bin" export --format peft "$tmp/full/checkpoint-2.h5" "$tmp/o1"
-expect_error "format" "--format: expected peft" "$bin" export --format gguf "$tmp/lora/checkpoint-12.h5" "$tmp/o2"
+expect_error "format" "--format: expected peft or gguf" "$bin" export --format onnx "$tmp/lora/checkpoint-12.h5" "$tmp/o2"
 cp $model "$tmp/base.bin"
 timeout 300 "$bin" "${args[@]}" --model "$tmp/base.bin" --max_steps 2 --save_steps 2 --output_dir "$tmp/moved" \
   >/dev/null 2>&1 || err "run on the copied base failed"
