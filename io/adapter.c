@@ -174,17 +174,51 @@ lt_status lt_adapter_read_config(const char *dir, lt_lora_config *lc, lt_error *
     v = cJSON_GetObjectItemCaseSensitive(root, "peft_type");
     if (!cJSON_IsString(v) || strcmp(v->valuestring, "LORA") != 0)
         FAIL("%s: peft_type must be \"LORA\"", path);
+    /* PEFT names the head class in task_type; only CAUSAL_LM (or none)
+     * has the base_model.model.model.layers... keys of a causal LM. */
+    v = cJSON_GetObjectItemCaseSensitive(root, "task_type");
+    if (v && !cJSON_IsNull(v) && !(cJSON_IsString(v) && !strcmp(v->valuestring, "CAUSAL_LM")))
+        FAIL("%s: task_type must be \"CAUSAL_LM\" or null, got %s", path,
+             cJSON_IsString(v) ? v->valuestring : "a non-string");
+    /* Options that change which weights exist or how they combine: read as
+     * plain LoRA, such an adapter would load and silently compute
+     * something else, so each is refused by name. */
+    static const struct {
+        const char *key, *what, *expected;
+    } unsupported[] = {
+        {"use_dora", "DoRA, weight-decomposed LoRA", "false"},
+        {"lora_bias", "trained LoRA biases", "false"},
+        {"modules_to_save", "fully trained extra modules", "null"},
+        {"layers_to_transform", "adapters on a subset of layers", "null"},
+        {"layer_replication", "replicated layers", "null"},
+        {"exclude_modules", "excluded modules", "null"},
+    };
+    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
+        v = cJSON_GetObjectItemCaseSensitive(root, unsupported[i].key);
+        if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v) || ((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child))
+            continue;
+        char *shown = cJSON_PrintUnformatted(v);
+        st = lt_fail(err, LT_ERR_FORMAT, "%s: %s = %.60s: not supported (%s; expected %s)", path,
+                     unsupported[i].key, shown ? shown : "?", unsupported[i].what, unsupported[i].expected);
+        free(shown);
+        goto done;
+    }
     v = cJSON_GetObjectItemCaseSensitive(root, "r");
+    if (!v) FAIL("%s: r is missing (expected a positive integer, the LoRA rank)", path);
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
         v->valuedouble > 1 << 20)
         FAIL("%s: r must be a positive integer", path);
     lc->r = (int)v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
+    if (!v) FAIL("%s: lora_alpha is missing (expected a number)", path);
     if (!cJSON_IsNumber(v)) FAIL("%s: lora_alpha must be a number", path);
     lc->alpha = (float)v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(root, "lora_dropout");
+    if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1))
+        FAIL("%s: lora_dropout must be a number in [0, 1)", path);
     lc->dropout = cJSON_IsNumber(v) ? (float)v->valuedouble : 0.0f;
     v = cJSON_GetObjectItemCaseSensitive(root, "use_rslora");
+    if (v && !cJSON_IsNull(v) && !cJSON_IsBool(v)) FAIL("%s: use_rslora must be true or false", path);
     lc->use_rslora = cJSON_IsTrue(v);
     v = cJSON_GetObjectItemCaseSensitive(root, "bias");
     if (v && !(cJSON_IsString(v) && !strcmp(v->valuestring, "none")))
@@ -200,6 +234,11 @@ lt_status lt_adapter_read_config(const char *dir, lt_lora_config *lc, lt_error *
     v = cJSON_GetObjectItemCaseSensitive(root, "target_modules");
     char list[512] = "";
     if (cJSON_IsString(v)) {
+        /* PEFT full-matches any other string against whole module names
+         * as a regular expression, which a list of names cannot mean. */
+        if (strcmp(v->valuestring, "all-linear") != 0)
+            FAIL("%s: target_modules = \"%.80s\": a regular expression is not supported (expected a list "
+                 "of module names or \"all-linear\")", path, v->valuestring);
         snprintf(list, sizeof list, "%s", v->valuestring);
     } else if (cJSON_IsArray(v)) {
         for (const cJSON *it = v->child; it; it = it->next) {
@@ -207,6 +246,8 @@ lt_status lt_adapter_read_config(const char *dir, lt_lora_config *lc, lt_error *
             size_t used = strlen(list);
             snprintf(list + used, sizeof list - used, "%s%s", used ? "," : "", it->valuestring);
         }
+    } else if (!v) {
+        FAIL("%s: target_modules is missing (expected a list of module names or \"all-linear\")", path);
     } else {
         FAIL("%s: target_modules must be a list of module names", path);
     }
@@ -267,8 +308,23 @@ lt_status lt_adapter_load_weights(lt_model *m, const char *dir, lt_error *err) {
             }
     }
     if (lt_st_count(sf) != t->count) {
-        st = lt_fail(err, LT_ERR_FORMAT, "%s: holds %d tensors, the config implies %d", path,
-                     lt_st_count(sf), t->count);
+        /* Name the first tensor no targeted module owns: a layer the model
+         * does not have, or a module target_modules leaves out. */
+        const char *extra = NULL;
+        for (int k = 0; k < lt_st_count(sf) && !extra; k++) {
+            const char *n = lt_st_at(sf, k)->name;
+            int known = 0;
+            if (!strncmp(n, PEFT_PREFIX, strlen(PEFT_PREFIX)))
+                for (int i = 0; i < t->count && !known; i++) known = !strcmp(n + strlen(PEFT_PREFIX), t->t[i].name);
+            if (!known) extra = n;
+        }
+        if (extra)
+            st = lt_fail(err, LT_ERR_FORMAT, "%s: tensor %s is not a LoRA weight of the model as the config "
+                         "targets it (%d layers; holds %d tensors, expected %d)", path, extra,
+                         c->n_layers, lt_st_count(sf), t->count);
+        else
+            st = lt_fail(err, LT_ERR_FORMAT, "%s: holds %d tensors, the config implies %d", path,
+                         lt_st_count(sf), t->count);
         goto done;
     }
     lt_model_get_ops(m)->upload(lt_model_get_ops(m), lt_model_lora_params(m), host,

@@ -19,6 +19,7 @@ lt_status lt_cmd_convert(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_export(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_logits(int argc, char **argv, lt_error *err);
 lt_status lt_cmd_merge(int argc, char **argv, lt_error *err);
+lt_status lt_cmd_import(int argc, char **argv, lt_error *err);
 
 /* Each command's --help text. */
 void lt_help_train(FILE *f);
@@ -31,5 +32,6 @@ void lt_help_convert(FILE *f);
 void lt_help_export(FILE *f);
 void lt_help_logits(FILE *f);
 void lt_help_merge(FILE *f);
+void lt_help_import(FILE *f);
 
 #endif

@@ -28,6 +28,7 @@ static const command k_commands[] = {
     {"export", lt_cmd_export, NULL, lt_help_export, "write a checkpoint's adapter as a Hugging Face PEFT adapter"},
     {"logits", lt_cmd_logits, NULL, lt_help_logits, "write a model's logits for token ids (for comparisons)"},
     {"merge", lt_cmd_merge, NULL, lt_help_merge, "merge a PEFT adapter into its base, as a Hugging Face model"},
+    {"import", lt_cmd_import, NULL, lt_help_import, "check, summarise and evaluate a PEFT adapter; make it a checkpoint"},
 };
 #define NCOMMANDS (sizeof k_commands / sizeof k_commands[0])
 
