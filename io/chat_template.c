@@ -95,7 +95,7 @@ struct expr {
     int nargs;
 };
 
-typedef enum { S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_BREAK, S_CONTINUE } stmt_kind;
+typedef enum { S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_BREAK, S_CONTINUE, S_GENERATION } stmt_kind;
 
 typedef struct stmt stmt;
 typedef struct {
@@ -112,7 +112,7 @@ struct stmt {
     const char *name;      /* S_SET / S_FOR target */
     size_t name_len;
     expr **conds;          /* S_IF: branch conditions */
-    body *bodies;          /* S_IF: one per condition; S_FOR: bodies[0] */
+    body *bodies;          /* S_IF: one per condition; S_FOR, S_GENERATION: bodies[0] */
     int nbranches;
     body else_body;        /* S_IF else, S_FOR else */
     int has_else;
@@ -1088,7 +1088,7 @@ static lt_status parse_body(parser *P, body *out, const char *const *stops, size
         if (t->k == T_EOF) {
             if (stops)
                 return p_fail(P, *open_pos, "this block is never closed (expected '{%% %s %%}' before the end)",
-                              stops[0] && !strcmp(stops[0], "elif") ? "endif" : "endfor");
+                              !strcmp(stops[0], "elif") ? "endif" : !strcmp(stops[0], "else") ? "endfor" : stops[0]);
             break;
         }
         stmt *s = arena_alloc(P->a, sizeof *s);
@@ -1136,6 +1136,18 @@ static lt_status parse_body(parser *P, body *out, const char *const *stops, size
                                   (int)(v2->n > 40 ? 40 : v2->n), v2->s);
                 P->i++;
                 if ((st = parse_expr(P, &s->e)) == LT_OK) st = expect_block_end(P);
+            } else if (is_name(name, "generation")) {
+                /* transformers' extension marking assistant output for
+                 * return_assistant_tokens_mask: rendered as its body. */
+                static const char *const end[] = {"endgeneration", NULL};
+                s->k = S_GENERATION;
+                s->nbranches = 1;
+                s->bodies = arena_alloc(P->a, sizeof *s->bodies);
+                if (!s->bodies) return p_nomem(P);
+                if ((st = expect_block_end(P)) == LT_OK && (st = parse_body(P, &s->bodies[0], end, &s->pos)) == LT_OK) {
+                    P->i++;
+                    st = expect_block_end(P);
+                }
             } else if (is_name(name, "break") || is_name(name, "continue")) {
                 s->k = is_name(name, "break") ? S_BREAK : S_CONTINUE;
                 st = expect_block_end(P);
@@ -1143,7 +1155,7 @@ static lt_status parse_body(parser *P, body *out, const char *const *stops, size
                 char b[64];
                 return p_fail(P, name->pos,
                               "unknown or unexpected tag %s (supported: if, elif, else, endif, for, "
-                              "endfor, set, break, continue)",
+                              "endfor, set, break, continue, generation)",
                               tok_desc(name, b, sizeof b));
             }
             if (st != LT_OK) return st;
@@ -2470,6 +2482,9 @@ static lt_status exec_body(render *R, frame *F, const body *b, flow *fl) {
         }
         case S_FOR:
             if ((st = exec_for(R, F, s, fl)) != LT_OK) return st;
+            break;
+        case S_GENERATION:
+            if ((st = exec_body(R, F, &s->bodies[0], fl)) != LT_OK) return st;
             break;
         case S_SET: {
             value v;

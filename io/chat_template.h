@@ -7,7 +7,9 @@
  * Supported: text, {{ expr }}, {% if/elif/else/endif %}, {% for x in y %}
  * (with {% else %}, {% break %}, {% continue %}; loop.index0, index,
  * revindex, revindex0, first, last, length), {% set name = expr %},
- * whitespace control ({%- -%} {{- -}} {#- -#} and +), comments; literals
+ * {% generation %}...{% endgeneration %} (transformers' marker of
+ * assistant output; rendered as its body), whitespace control ({%- -%}
+ * {{- -}} {#- -#} and +), comments; literals
  * ('...' "..." with Python's escapes, integers, floats, true/false/none,
  * [lists]); + - * / // % ~, == != < > <= >=, in / not in, and / or / not,
  * x if c else y; msg['role'], msg.content, slices [a:b]; filters trim,

@@ -5,8 +5,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/alloc.h"
+#include "io/dataset_chat.h"
 #include "io/fileutil.h"
 #include "io/token_file.h"
 #include "model/llama.h"
@@ -192,9 +194,13 @@ typedef struct {
     ivec prompt;  /* scratch: encode(prompt) */
     char *joined; /* scratch: prompt + completion */
     size_t joined_cap;
+    lt_chat_template *chat; /* loaded at the first conversation */
 } record_ctx;
 
 typedef enum { REC_TEXT, REC_TEMPLATE, REC_PROMPT } record_kind;
+
+static lt_status finish_record(record_ctx *x, size_t s, const uint8_t *allow, size_t L, size_t line,
+                               lt_error *err);
 
 /* Appends one record: BOS + encode(head + tail) + EOS, with the tokens
  * inside the common prefix of that and BOS + encode(head) not targets. */
@@ -231,7 +237,16 @@ static lt_status add_record(record_ctx *x, record_kind kind, const char *head, s
                                               : "the completion adds no tokens after the prompt, "
                                                 "expected a non-empty completion";
     if (L + 1 >= m) return lt_fail(err, LT_ERR_FORMAT, "%s line %zu: %s", x->path, line, what);
+    return finish_record(x, s, NULL, L, line, err);
+}
 
+/* The record just appended at ids[s, end): keeps the first T + 1 tokens
+ * when unpacked (or rejects it), sets its loss mask (allow[i], or i >= L
+ * when allow is NULL; never the first token) and its offsets. */
+static lt_status finish_record(record_ctx *x, size_t s, const uint8_t *allow, size_t L, size_t line,
+                               lt_error *err) {
+    corpus *c = x->c;
+    const size_t m = c->ids.n - s;
     size_t keep = m;
     const size_t T1 = (size_t)x->cfg->seq_len + 1;
     if (!x->packed && m > T1) {
@@ -240,19 +255,24 @@ static lt_status add_record(record_ctx *x, record_kind kind, const char *head, s
                            "%s line %zu: record is %zu tokens, expected at most max_seq_length + 1 = "
                            "%zu (or enable truncation)",
                            x->path, line, m, T1);
-        if (L >= T1)
+        size_t first = L;
+        if (allow)
+            for (first = 1; first < m && !allow[first]; first++) {
+            }
+        if (first >= T1)
             return lt_fail(err, LT_ERR_FORMAT,
-                           "%s line %zu: the prompt is %zu tokens, so truncating the record to "
+                           "%s line %zu: the %s is %zu tokens, so truncating the record to "
                            "max_seq_length + 1 = %zu tokens leaves nothing to train on; expected a "
-                           "longer seq_len or a shorter prompt",
-                           x->path, line, L, T1);
+                           "longer seq_len or a shorter %s",
+                           x->path, line, allow ? "part before the first trained token" : "prompt", first,
+                           T1, allow ? "conversation" : "prompt");
         keep = T1;
         c->ids.n = s + keep;
     }
     if (!grow((void **)&c->mask, &c->mask_cap, c->ids.n, 1))
         return lt_fail(err, LT_ERR_NOMEM, "%s line %zu: cannot allocate the loss mask", x->path,
                        line);
-    for (size_t i = 0; i < keep; i++) c->mask[s + i] = i >= L;
+    for (size_t i = 0; i < keep; i++) c->mask[s + i] = i > 0 && (allow ? allow[i] != 0 : i >= L);
     if (!x->packed) {
         if (!grow((void **)&c->off, &c->off_cap, c->nrec + 2, sizeof(size_t)))
             return lt_fail(err, LT_ERR_NOMEM, "%s line %zu: cannot allocate record offsets",
@@ -295,8 +315,70 @@ static const char *find_bytes(const char *hay, size_t n, const char *needle, siz
     return NULL;
 }
 
+/* Where tokenizer_config.json would be: the tokenizer's directory, or the
+ * folder of its file. */
+static void tokenizer_dir(const char *path, char *dir, size_t cap) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(dir, cap, "%s", path);
+        return;
+    }
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, cap, ".");
+    else
+        snprintf(dir, cap, "%.*s", (int)(slash - path == 0 ? 1 : slash - path), path);
+}
+
+/* A conversation: the chat template's render, trained on every token or,
+ * with assistant_only_loss, on the assistant turns (io/dataset_chat.h). */
+static lt_status chat_record(record_ctx *x, const cJSON *messages, size_t line, lt_error *err) {
+    const lt_data_config *cfg = x->cfg;
+    lt_status st;
+    if (strcmp(lt_tokenizer_kind(x->tok), "byte-level-bpe") != 0)
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "%s line %zu: field \"%s\" is a conversation, which needs a byte-level BPE tokenizer "
+                       "(tokenizer.json); this one is %s, whose chat encoding depends on SentencePiece's "
+                       "dummy prefix", x->path, line, cfg->messages_field, lt_tokenizer_kind(x->tok));
+    if (!x->chat) {
+        const char *spec = cfg->chat_template && *cfg->chat_template ? cfg->chat_template : "tokenizer";
+        char dir[4096];
+        if (cfg->tokenizer_path && *cfg->tokenizer_path) tokenizer_dir(cfg->tokenizer_path, dir, sizeof dir);
+        st = lt_chat_template_load(spec, cfg->tokenizer_path && *cfg->tokenizer_path ? dir : NULL, NULL, NULL,
+                                   &x->chat, err);
+        if (st != LT_OK)
+            return lt_fail_context(err, "%s line %zu: field \"%s\" is a conversation, which needs a chat "
+                                   "template (config key chat_template)", x->path, line, cfg->messages_field);
+    }
+    lt_chat_tokens ct;
+    if ((st = lt_chat_encode(x->chat, x->tok, messages, &ct, err)) != LT_OK)
+        return lt_fail_context(err, "%s line %zu: field \"%s\"", x->path, line, cfg->messages_field);
+    corpus *c = x->c;
+    const size_t s = c->ids.n;
+    size_t trained = 0;
+    for (size_t i = 1; i < ct.n; i++) trained += cfg->assistant_only_loss ? ct.assistant[i] : 1;
+    if (trained == 0) {
+        lt_chat_tokens_free(&ct);
+        return lt_fail(err, LT_ERR_FORMAT, "%s line %zu: field \"%s\" leaves no token to train on, expected %s",
+                       x->path, line, cfg->messages_field,
+                       cfg->assistant_only_loss ? "an assistant turn with content (assistant_only_loss is on)"
+                                                : "a conversation that renders to at least two tokens");
+    }
+    if (!grow((void **)&c->ids.v, &c->ids.cap, s + ct.n, sizeof(int32_t))) {
+        lt_chat_tokens_free(&ct);
+        return lt_fail(err, LT_ERR_NOMEM, "%s line %zu: cannot allocate %zu token ids", x->path, line, s + ct.n);
+    }
+    memcpy(c->ids.v + s, ct.ids, ct.n * sizeof(int32_t));
+    c->ids.n = s + ct.n;
+    if (!cfg->assistant_only_loss) memset(ct.assistant, 1, ct.n);
+    st = finish_record(x, s, ct.assistant, 0, line, err);
+    lt_chat_tokens_free(&ct);
+    return st;
+}
+
 static lt_status json_record(record_ctx *x, const cJSON *obj, size_t line, lt_error *err) {
     const lt_data_config *cfg = x->cfg;
+    const cJSON *conv = cJSON_GetObjectItemCaseSensitive(obj, cfg->messages_field);
     /* Field names are matched exactly (cJSON_HasObjectItem ignores case). */
     const int has_t = cJSON_GetObjectItemCaseSensitive(obj, cfg->text_field) != NULL;
     const int has_p = cJSON_GetObjectItemCaseSensitive(obj, cfg->prompt_field) != NULL;
@@ -304,6 +386,13 @@ static lt_status json_record(record_ctx *x, const cJSON *obj, size_t line, lt_er
     const char *a, *b;
     size_t alen, blen;
     lt_status st;
+    if (conv && (has_t || has_p || has_c))
+        return lt_fail(err, LT_ERR_FORMAT,
+                       "%s line %zu: has both field \"%s\" and field \"%s\", expected a conversation "
+                       "or text or prompt and completion",
+                       x->path, line, cfg->messages_field,
+                       has_t ? cfg->text_field : has_p ? cfg->prompt_field : cfg->completion_field);
+    if (conv) return chat_record(x, conv, line, err);
     if (has_t && (has_p || has_c))
         return lt_fail(err, LT_ERR_FORMAT,
                        "%s line %zu: has both field \"%s\" and field \"%s\", expected either "
@@ -336,9 +425,9 @@ static lt_status json_record(record_ctx *x, const cJSON *obj, size_t line, lt_er
                        line, has_p ? cfg->completion_field : cfg->prompt_field,
                        has_p ? cfg->prompt_field : cfg->completion_field);
     return lt_fail(err, LT_ERR_FORMAT,
-                   "%s line %zu: field \"%s\" is missing, expected \"%s\" or \"%s\" and \"%s\"",
+                   "%s line %zu: field \"%s\" is missing, expected \"%s\", \"%s\" and \"%s\", or \"%s\"",
                    x->path, line, cfg->text_field, cfg->text_field, cfg->prompt_field,
-                   cfg->completion_field);
+                   cfg->completion_field, cfg->messages_field);
 }
 
 static int is_json_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n'; }
@@ -454,9 +543,12 @@ static lt_status check_config(const lt_data_config *cfg, lt_error *err) {
     if (!(cfg->holdout_fraction >= 0.0 && cfg->holdout_fraction <= 0.5))
         return lt_fail(err, LT_ERR_CONFIG, "holdout_fraction is %g, expected 0..0.5",
                        cfg->holdout_fraction);
-    const char *names[3] = {cfg->text_field, cfg->prompt_field, cfg->completion_field};
-    const char *keys[3] = {"text_field", "prompt_field", "completion_field"};
-    for (int i = 0; i < 3; i++)
+    if (cfg->assistant_only_loss != 0 && cfg->assistant_only_loss != 1)
+        return lt_fail(err, LT_ERR_CONFIG, "assistant_only_loss is %d, expected 0 or 1",
+                       cfg->assistant_only_loss);
+    const char *names[4] = {cfg->text_field, cfg->prompt_field, cfg->completion_field, cfg->messages_field};
+    const char *keys[4] = {"text_field", "prompt_field", "completion_field", "messages_field"};
+    for (int i = 0; i < 4; i++)
         if (!names[i] || !*names[i])
             return lt_fail(err, LT_ERR_CONFIG, "%s is empty, expected a JSON field name", keys[i]);
     return LT_OK;
@@ -507,6 +599,7 @@ static lt_status build_corpus(const char *path, const lt_tokenizer *tok, int voc
         st = parse_jsonl(&x, buf, len, err);
         lt_free(x.prompt.v);
         lt_free(x.joined);
+        lt_chat_template_free(x.chat);
     }
     lt_free(buf);
     return st;
@@ -574,6 +667,10 @@ lt_data_config lt_data_config_defaults(void) {
         .completion_field = "completion",
         .response_template = NULL,
         .holdout_fraction = 0.0,
+        .messages_field = "messages",
+        .chat_template = NULL,
+        .tokenizer_path = NULL,
+        .assistant_only_loss = 0,
     };
     return c;
 }

@@ -11,13 +11,16 @@
  *   - a token file (io/token_file.h), recognised by its magic;
  *   - JSON lines when the name ends in .jsonl or .json: one object per line
  *     (blank lines skipped), either {text_field: "..."} or {prompt_field:
- *     "...", completion_field: "..."}; other keys are ignored;
+ *     "...", completion_field: "..."} or a conversation {messages_field:
+ *     [{"role": ..., "content": ...}, ...]}; other keys are ignored;
  *   - anything else: UTF-8 text, the whole file one document.
  *
  * Tokens: a text file is BOS + encode(text); a JSONL record is BOS +
  * encode(text) + EOS, with encode(prompt + completion) for prompt/completion
- * records. Those records take no loss on the prompt: the targets whose token
- * lies in the longest common prefix of encode(prompt + completion) and
+ * records; a conversation is encode(chat template's render), no BOS or EOS
+ * added (the template writes its own), its first token never a target.
+ * Prompt/completion records take no loss on the prompt: the targets whose
+ * token lies in the longest common prefix of encode(prompt + completion) and
  * encode(prompt) (both after BOS) are ignored, so a token merged across the
  * boundary counts as prompt (TRL's rule; the safe side). response_template
  * splits text records the same way, just after its first occurrence. BOS is
@@ -69,12 +72,25 @@ typedef struct {
      * train_test_split, but without its floating-point noise: 0.1 of 30
      * rows is 3), so held-out text is never a training target. */
     double holdout_fraction;
+    /* Conversations (io/dataset_chat.h): a JSONL record whose
+     * messages_field is present is a chat, rendered with chat_template: a
+     * .jinja file, or NULL / "" / "tokenizer" for the "chat_template" of
+     * tokenizer_config.json beside tokenizer_path (the tokenizer file or
+     * directory; NULL: none). Loaded at the first conversation, so a
+     * template is never needed, nor checked, for other records. */
+    const char *messages_field;
+    const char *chat_template;
+    const char *tokenizer_path;
+    /* 1: conversations take loss on assistant turns only (TRL's
+     * assistant_only_loss); 0: on every token but the first. */
+    int assistant_only_loss;
 } lt_data_config;
 
 #define LT_DATA_MAX_SEQ_LEN (1 << 24)
 
 /* seq_len 1024 (TRL's max_length), packing auto, truncate on, fields
- * "text", "prompt", "completion", no response template, no holdout. */
+ * "text", "prompt", "completion", "messages", no response template, no
+ * holdout, the tokenizer's chat template, loss on whole conversations. */
 lt_data_config lt_data_config_defaults(void);
 
 /* Loads path into *train and, when holdout_fraction > 0, the held-out rows

@@ -56,7 +56,8 @@ void lt_help_import(FILE *f) {
             "  --tokenizer FILE      needed for text and JSON lines\n"
             "  --max_seq_length N    [default: the model's seq_len]\n"
             "  --packing, --truncation, --text_field, --prompt_field, --completion_field,\n"
-            "  --response_template, --max_eval_samples, --per_device_eval_batch_size N\n"
+            "  --response_template, --messages_field, --chat_template, --assistant_only_loss,\n"
+            "  --max_eval_samples, --per_device_eval_batch_size N\n"
             "                        as for train (`loratrain train --help`)\n"
             "  --output_dir DIR      write the step-0 checkpoint there\n"
             "  --seed N              recorded in the checkpoint (dropout masks, data order)\n"
@@ -67,7 +68,8 @@ void lt_help_import(FILE *f) {
  * which the checkpoint records. */
 static const char *const k_run_keys[] = {
     "model", "tokenizer", "output_dir", "max_seq_length", "packing", "truncation", "text_field",
-    "prompt_field", "completion_field", "response_template", "max_eval_samples",
+    "prompt_field", "completion_field", "response_template", "messages_field", "chat_template",
+    "assistant_only_loss", "max_eval_samples",
     "per_device_eval_batch_size", "threads", "seed", "load_in_4bit", "load_in_8bit",
     "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_blocksize",
     "bnb_4bit_compute_dtype"};
@@ -153,15 +155,7 @@ static void print_summary(lt_model *m, const char *dir, const char *model, const
 /* The eval set exactly as train's load_data builds its validation_file. */
 static lt_status load_eval(const lt_run_config *rc, const lt_tokenizer *tok, int V, int T, lt_dataset **ds,
                            lt_error *err) {
-    lt_data_config dc = lt_data_config_defaults();
-    dc.seq_len = T;
-    dc.packing = rc->packing;
-    dc.truncate = rc->truncation;
-    dc.text_field = rc->text_field;
-    dc.prompt_field = rc->prompt_field;
-    dc.completion_field = rc->completion_field;
-    dc.response_template = rc->response_template[0] ? rc->response_template : NULL;
-    dc.holdout_fraction = 0;
+    lt_data_config dc = lt_run_config_data(rc, T);
     return lt_dataset_load(rc->validation_file, tok, V, &dc, ds, NULL, err);
 }
 

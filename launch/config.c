@@ -49,6 +49,12 @@ static const key_desc k_keys[] = {
      "JSONL field holding the completion (the loss is taken on it only)"},
     {"response_template", K_STR, F(response_template), "", 0, 0, "model and data",
      "for text records: no loss up to and including this string (as TRL's completion-only collator)"},
+    {"messages_field", K_STR, F(messages_field), "messages", 0, 0, "model and data",
+     "JSONL field holding a conversation ([{\"role\", \"content\"}, ...]), rendered with chat_template"},
+    {"chat_template", K_STR, F(chat_template), "tokenizer", 0, 0, "model and data",
+     "a .jinja chat template, or tokenizer: the chat_template of tokenizer_config.json beside the tokenizer"},
+    {"assistant_only_loss", K_BOOL, F(assistant_only_loss), "false", 0, 0, "model and data",
+     "conversations take loss on assistant turns only (as TRL's assistant_only_loss)"},
     {"max_eval_samples", K_INT, F(max_eval_samples), "0", 0, 1 << 30, "model and data",
      "evaluate on at most this many held-out sequences (0: all)"},
 
@@ -305,6 +311,22 @@ lt_status lt_run_config_lora(const lt_run_config *c, lt_lora_config *lc, lt_erro
     lc->dropout = c->lora_dropout;
     lc->use_rslora = c->use_rslora;
     return lt_lora_parse_targets(c->target_modules, &lc->targets, err);
+}
+
+lt_data_config lt_run_config_data(const lt_run_config *c, int T) {
+    lt_data_config dc = lt_data_config_defaults();
+    dc.seq_len = T;
+    dc.packing = c->packing;
+    dc.truncate = c->truncation;
+    dc.text_field = c->text_field;
+    dc.prompt_field = c->prompt_field;
+    dc.completion_field = c->completion_field;
+    dc.response_template = c->response_template[0] ? c->response_template : NULL;
+    dc.messages_field = c->messages_field;
+    dc.chat_template = c->chat_template;
+    dc.tokenizer_path = c->tokenizer[0] ? c->tokenizer : NULL;
+    dc.assistant_only_loss = c->assistant_only_loss;
+    return dc;
 }
 
 lt_status lt_run_config_quant(const lt_run_config *c, lt_quant_config *qc, lt_error *err) {

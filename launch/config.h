@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "core/status.h"
+#include "io/dataset.h"
 #include "model/lora.h"
 #include "model/quant.h"
 
@@ -27,6 +28,9 @@ typedef struct {
     int truncation;
     char text_field[64], prompt_field[64], completion_field[64];
     char response_template[256];
+    char messages_field[64];
+    char chat_template[LT_PATH_MAX];
+    int assistant_only_loss;
     int max_eval_samples;
 
     /* optimisation */
@@ -98,6 +102,10 @@ int lt_run_config_full(const lt_run_config *c);
 
 /* The quantization part: format LT_QUANT_NONE for an fp32 base. */
 lt_status lt_run_config_quant(const lt_run_config *c, lt_quant_config *qc, lt_error *err);
+
+/* The data part for sequences of T tokens (holdout_fraction 0); its
+ * strings point into c. */
+lt_data_config lt_run_config_data(const lt_run_config *c, int T);
 
 /* Writes the whole configuration as a JSON object (one line). */
 void lt_run_config_write_json(const lt_run_config *c, FILE *f);

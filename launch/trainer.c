@@ -220,14 +220,7 @@ static void run_free(run_state *r, int failed) {
 }
 
 static lt_status load_data(const lt_run_config *c, run_state *r, int T, lt_error *err) {
-    lt_data_config dc = lt_data_config_defaults();
-    dc.seq_len = T;
-    dc.packing = c->packing;
-    dc.truncate = c->truncation;
-    dc.text_field = c->text_field;
-    dc.prompt_field = c->prompt_field;
-    dc.completion_field = c->completion_field;
-    dc.response_template = c->response_template[0] ? c->response_template : NULL;
+    lt_data_config dc = lt_run_config_data(c, T);
     const int V = lt_model_get_config(r->model)->vocab_size;
     dc.holdout_fraction = c->validation_split_percentage / 100.0;
     lt_status st = lt_dataset_load(c->train_file, r->tok, V, &dc, &r->train,

@@ -18,6 +18,7 @@ static int unit(void) {
         {"{{ 'abc }}", "unterminated"},   {"{% frob %}", "unknown or unexpected tag"},
         {"{{ x is weird }}", "no test"},  {"{# open", "comment"},
         {"{{ (((((((( }}", "bracket"}, {"{{ 1 + }}", "expected an expression"},
+        {"{% generation %}x", "expected '{% endgeneration %}'"}, {"{% endgeneration %}", "unknown or unexpected tag"},
     };
     int fails = 0;
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -40,6 +41,19 @@ static int unit(void) {
         fails++;
     }
     lt_chat_template_free(t);
+    /* transformers' {% generation %} renders as its body. */
+    static const char gen[] = "{% for m in messages %}{% generation %}[{{ m }}]{% endgeneration %}\n{% endfor %}";
+    cJSON *msgs = cJSON_Parse("[\"a\", \"b\"]");
+    char *out = NULL;
+    size_t len = 0;
+    if (!msgs || lt_chat_template_parse(gen, sizeof gen - 1, "gen", &t, &err) != LT_OK ||
+        lt_chat_template_render(t, msgs, 9, 0, &out, &len, &err) != LT_OK || strcmp(out, "[a][b]") != 0) {
+        printf("FAIL: generation block: %s\n", out ? out : err.msg);
+        fails++;
+    }
+    lt_free(out);
+    lt_chat_template_free(t);
+    cJSON_Delete(msgs);
     printf("chat template unit: %d failures\n", fails);
     return fails != 0;
 }

@@ -1,0 +1,60 @@
+#!/bin/bash
+# Conversational JSONL ({"messages": [...]}) through loratrain's data loader
+# against transformers' own apply_chat_template (tests/chat_data_ref.py, in
+# the pinned venv of tests/peft_env.sh; exit 77 where it cannot be made):
+#   - every row (ids and loss targets), for a ChatML template taken from
+#     tokenizer_config.json and a Llama 3 style one from a .jinja file,
+#     with loss on all tokens and with assistant_only_loss (transformers'
+#     return_assistant_tokens_mask), byte for byte;
+#   - broken conversations and configurations refused with one line naming
+#     the file's line and the field (test_chat_data errors);
+#   - `loratrain train` on the conversations: assistant_only_loss lowers
+#     the held-out loss of the bundled model from its step-0 value.
+# usage: chat_data.sh SRC BUILD LORATRAIN TEST_BIN
+set -uo pipefail
+src=$1 build=$2 bin=$3 test_bin=$4
+"$src/tests/peft_env.sh" "$build/peft-venv"
+rc=$?
+if [[ $rc -ne 0 ]]; then exit $rc; fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
+fail=0
+err() { echo "FAIL $*"; fail=1; }
+
+"$build/peft-venv/bin/python" "$src/tests/chat_data_ref.py" make "$src" "$tmp" || exit 1
+for t in chatml llama3; do
+  spec=tokenizer
+  [[ $t == llama3 ]] && spec=$tmp/llama3.jinja
+  for mode in all assistant; do
+    if ! "$test_bin" dump "$tmp/tok/tokenizer.json" "$tmp/chat.jsonl" "$spec" $mode "$tmp/ours-$t-$mode.rows" \
+      >"$tmp/dump.log" 2>&1; then
+      err "$t $mode: loading failed: $(tail -1 "$tmp/dump.log")"
+    elif cmp -s "$tmp/ours-$t-$mode.rows" "$tmp/$t-$mode.rows"; then
+      echo "$t, loss on $mode: rows equal transformers' ($(cat "$tmp/dump.log"))"
+    else
+      line=$(cmp "$tmp/ours-$t-$mode.rows" "$tmp/$t-$mode.rows" | sed -n 's/.* line //p')
+      err "$t, loss on $mode: row line ${line:-?} differs from transformers'"
+    fi
+  done
+done
+
+mkdir -p "$tmp/err"
+"$test_bin" errors "$tmp/tok/tokenizer.json" "$src/models/stories260K/tok512.model" "$tmp/err" || fail=1
+
+# Training: eval_loss on the held-out conversations' assistant turns falls.
+if timeout 300 "$bin" train --model "$src/models/stories260K/stories260K.bin" --tokenizer "$tmp/tok" \
+  --train_file "$tmp/chat.jsonl" --assistant_only_loss true --max_seq_length 256 --max_steps 12 \
+  --learning_rate 3e-3 --per_device_train_batch_size 4 --validation_split_percentage 10 --eval_steps 12 \
+  --logging_steps 4 --r 8 --target_modules all-linear --output_dir "$tmp/run" >"$tmp/train.log" 2>&1; then
+  first=$(sed -n 's/^eval at step 0: eval_loss \([0-9.]*\).*/\1/p' "$tmp/train.log")
+  last=$(sed -n 's/^eval at step 12: eval_loss \([0-9.]*\).*/\1/p' "$tmp/train.log")
+  if [[ -n $first && -n $last ]] && awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a / 2) }'; then
+    echo "train on conversations (assistant_only_loss): eval_loss $first at step 0 -> $last at step 12"
+  else
+    err "train on conversations: eval_loss ${first:-?} at step 0 -> ${last:-?} at step 12, expected it to halve"
+  fi
+else
+  err "train on conversations failed: $(tail -1 "$tmp/train.log")"
+fi
+exit $fail
