@@ -335,17 +335,15 @@ static void tokenizer_dir(const char *path, char *dir, size_t cap) {
 static lt_status chat_record(record_ctx *x, const cJSON *messages, size_t line, lt_error *err) {
     const lt_data_config *cfg = x->cfg;
     lt_status st;
-    if (strcmp(lt_tokenizer_kind(x->tok), "byte-level-bpe") != 0)
-        return lt_fail(err, LT_ERR_CONFIG,
-                       "%s line %zu: field \"%s\" is a conversation, which needs a byte-level BPE tokenizer "
-                       "(tokenizer.json); this one is %s, whose chat encoding depends on SentencePiece's "
-                       "dummy prefix", x->path, line, cfg->messages_field, lt_tokenizer_kind(x->tok));
     if (!x->chat) {
         const char *spec = cfg->chat_template && *cfg->chat_template ? cfg->chat_template : "tokenizer";
         char dir[4096];
         if (cfg->tokenizer_path && *cfg->tokenizer_path) tokenizer_dir(cfg->tokenizer_path, dir, sizeof dir);
-        st = lt_chat_template_load(spec, cfg->tokenizer_path && *cfg->tokenizer_path ? dir : NULL, NULL, NULL,
-                                   &x->chat, err);
+        /* SentencePiece's own spellings of its control pieces, which
+         * Llama 2's tokenizer_config.json names too. */
+        const int spm = !strncmp(lt_tokenizer_kind(x->tok), "sentencepiece", 13);
+        st = lt_chat_template_load(spec, cfg->tokenizer_path && *cfg->tokenizer_path ? dir : NULL,
+                                   spm ? "<s>" : NULL, spm ? "</s>" : NULL, &x->chat, err);
         if (st != LT_OK)
             return lt_fail_context(err, "%s line %zu: field \"%s\" is a conversation, which needs a chat "
                                    "template (config key chat_template)", x->path, line, cfg->messages_field);

@@ -16,9 +16,10 @@
  * completion records). For templates with transformers' {% generation %}
  * blocks around exactly those bytes this is return_assistant_tokens_mask.
  *
- * Byte-level BPE tokenizers (tokenizer.json) only: SentencePiece's dummy
- * prefix and its literal "<s>" make their chat encodings depend on
- * transformers' legacy flags, which nothing here can check. */
+ * SentencePiece tokenizers (tokenizer.model, llama2.c .bin) encode as
+ * transformers' LlamaTokenizer with legacy=True (its default): the
+ * template's bos_token / eos_token spellings become BOS / EOS and each
+ * stretch between them is encoded alone, with its dummy prefix. */
 #ifndef LT_IO_DATASET_CHAT_H
 #define LT_IO_DATASET_CHAT_H
 

@@ -8,7 +8,9 @@
       (conversations built from the bundled WikiSQL questions and
       tests/data/chat/conversations.json) and, for each template and loss
       mode, OUT/<template>-<all|assistant>.rows: the rows loratrain's data
-      loader must produce for T = 1024, unpacked.
+      loader must produce for T = 1024, unpacked; and the same for the
+      bundled SentencePiece tok512.model with tests/data/chat/llama2.jinja
+      (OUT/chat_spm.jsonl, OUT/llama2-*.rows; see spm()).
 
 The rows come from transformers itself: PreTrainedTokenizerFast's
 apply_chat_template(tokenize=True, return_assistant_tokens_mask=True). Both
@@ -146,6 +148,60 @@ def main():
             with open(os.path.join(out, f"{name}-{mode}.rows"), "w") as f:
                 f.write("".join(lines))
         print(f"{name}: {ntok} tokens, {nmask} in assistant turns")
+    spm(src, out, convs)
+
+
+def spm(src, out, convs):
+    """SentencePiece: the bundled tok512.model in transformers' (slow,
+    legacy) LlamaTokenizer with our Llama 2 style template. Its ids are
+    transformers'; the assistant mask (return_assistant_tokens_mask needs a
+    fast tokenizer) is the rule of io/dataset_chat.h applied with
+    transformers' renders and encodings: tokens of encode(render) past the
+    common prefix with encode(render up to the turn, generation prompt) and
+    inside the common prefix with encode(render through the turn)."""
+    import jinja2
+    from transformers import LlamaTokenizer
+    tok = LlamaTokenizer(vocab_file=os.path.join(src, "models/stories260K/tok512.model"), legacy=True)
+    with open(os.path.join(src, "tests/data/chat/llama2.jinja"), encoding="utf-8") as f:
+        template = f.read()
+
+    def render(msgs, gen):
+        return tok.apply_chat_template(msgs, chat_template=template, tokenize=False, add_generation_prompt=gen)
+
+    def encode(text):
+        return tok(text, add_special_tokens=False).input_ids
+
+    def common(a, b):
+        k = 0
+        while k < len(a) and k < len(b) and a[k] == b[k]:
+            k += 1
+        return k
+
+    kept, done = [], {"all": [], "assistant": []}
+    ntok = nmask = 0
+    for c in convs:
+        try:
+            ids = tok.apply_chat_template(c, chat_template=template, tokenize=True)
+        except jinja2.TemplateError:
+            continue  # roles that do not alternate: the template refuses them
+        assert ids == encode(render(c, False))
+        mask = [0] * len(ids)
+        for i, m in enumerate(c):
+            if m["role"] == "assistant":
+                lo, hi = common(encode(render(c[:i], True)), ids), common(encode(render(c[:i + 1], False)), ids)
+                mask[lo:hi] = [1] * (hi - lo)
+        kept.append(c)
+        ntok += len(ids)
+        nmask += sum(mask)
+        for mode in done:
+            done[mode].append(rows(ids, mask, mode == "assistant"))
+    with open(os.path.join(out, "chat_spm.jsonl"), "w", encoding="utf-8") as f:
+        for c in kept:
+            f.write(json.dumps({"messages": c}, ensure_ascii=False) + "\n")
+    for mode, lines in done.items():
+        with open(os.path.join(out, f"llama2-{mode}.rows"), "w") as f:
+            f.write("".join(lines))
+    print(f"llama2 (tok512.model): {len(kept)} conversations, {ntok} tokens, {nmask} in assistant turns")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ static int write_text(const char *path, const char *text) {
 }
 
 static int errors(char **argv) {
+    /* spm: a tokenizer with no tokenizer_config.json beside it */
     const char *tok = argv[2], *spm = argv[3], *dir = argv[4];
     static const char ok[] = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, "
                              "{\"role\": \"assistant\", \"content\": \"hello there\"}]}\n";
@@ -105,7 +106,8 @@ static int errors(char **argv) {
         {"template raises", "{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}]}\n", "raising", 0, T, 0,
          {"line 1", "only user and assistant roles", NULL}},
         {"too long, no truncation", ok, NULL, 0, 4, 0, {"line 1", "expected at most max_seq_length + 1", NULL}},
-        {"SentencePiece tokenizer", ok, NULL, 0, T, 1, {"line 1", "byte-level BPE", "sentencepiece"}},
+        {"no template beside the tokenizer", ok, NULL, 0, T, 1,
+         {"line 1", "tokenizer_config.json cannot be read", "chat_template set to a .jinja file"}},
     };
     char tpl_loopy[4200], tpl_raising[4200];
     snprintf(tpl_loopy, sizeof tpl_loopy, "%s/loopy.jinja", dir);
