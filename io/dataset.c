@@ -423,7 +423,7 @@ static lt_status json_record(record_ctx *x, const cJSON *obj, size_t line, lt_er
                        line, has_p ? cfg->completion_field : cfg->prompt_field,
                        has_p ? cfg->prompt_field : cfg->completion_field);
     return lt_fail(err, LT_ERR_FORMAT,
-                   "%s line %zu: field \"%s\" is missing, expected \"%s\", \"%s\" and \"%s\", or \"%s\"",
+                   "%s line %zu: field \"%s\" is missing, expected \"%s\", or \"%s\" and \"%s\", or \"%s\"",
                    x->path, line, cfg->text_field, cfg->text_field, cfg->prompt_field,
                    cfg->completion_field, cfg->messages_field);
 }

@@ -26,7 +26,7 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$root" || exit 1
 fail=0
 err() { echo "FAIL $*"; fail=1; }
-steps=120
+steps=60
 args=(train --model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin
       --train_file data/tinyshakespeare/input.txt --max_seq_length 256 --per_device_train_batch_size 4
       --warmup_steps 5 --lr_scheduler_type cosine --learning_rate 3e-3 --lora_dropout 0.1
