@@ -31,7 +31,7 @@ static const key_desc k_keys[] = {
     {"model", K_STR, F(model), "", 0, 0, "model and data", "base model checkpoint (llama2.c format)"},
     {"tokenizer", K_STR, F(tokenizer), "", 0, 0, "model and data", "tokenizer: tokenizer.json, tokenizer.model, llama2.c .bin (e.g. tok512.bin) or an HF model directory; not needed when the data are token files"},
     {"train_file", K_STR, F(train_file), "", 0, 0, "model and data",
-     "training data: plain text, JSONL with \"text\" or \"prompt\"/\"completion\", or a token file from `loratrain tokenize`"},
+     "training data: plain text, JSONL with \"text\", \"prompt\"/\"completion\" or \"messages\" (a conversation), or a token file from `loratrain tokenize`"},
     {"validation_file", K_STR, F(validation_file), "", 0, 0, "model and data", "held-out data for eval_loss (same formats)"},
     {"validation_split_percentage", K_DOUBLE, F(validation_split_percentage), "0", 0, 50, "model and data",
      "without validation_file: hold out this percentage of train_file (its end) for evaluation"},
