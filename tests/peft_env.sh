@@ -49,7 +49,6 @@
 # a 2-core machine with a fast PyPI mirror; cached call: < 0.1 s.
 set -uo pipefail
 me=peft_env.sh
-skip() { echo "$me: SKIP: $*" >&2; exit 77; }
 
 if [[ $# -ne 1 || $1 == -* ]]; then
   echo "usage: tests/peft_env.sh DIR" >&2
@@ -73,8 +72,6 @@ pins=(
   Jinja2==3.1.6
   MarkupSafe==3.0.4
 )
-stamp="${pins[*]}"
-py=/usr/bin/python3
 check='import sys, torch, numpy, transformers, peft, safetensors, accelerate
 assert torch.__file__.startswith("/usr/lib/python3/"), torch.__file__
 assert numpy.__file__.startswith("/usr/lib/python3/"), numpy.__file__
@@ -82,42 +79,9 @@ from transformers import LlamaForCausalLM, LlamaConfig
 from peft import LoraConfig, PeftModel, get_peft_model
 import jinja2'
 
-ready() { [[ -f $dir/.peft_env_ok && $(cat "$dir/.peft_env_ok") == "$stamp" && -x $dir/bin/python ]]; }
-ready && exit 0
-# Tests run in parallel (ctest -j): one builds, the others wait for it.
-mkdir -p "$(dirname "$dir")" || skip "cannot create $(dirname "$dir")"
-exec 9>"$dir.lock" || skip "cannot write $dir.lock"
-flock 9
-ready && exit 0
-
-[[ -x $py ]] || skip "no /usr/bin/python3"
-$py -c 'import torch, numpy' 2>/dev/null || skip "/usr/bin/python3 has no torch/numpy (apt-get install python3-torch python3-numpy)"
-$py -c 'import venv, ensurepip' 2>/dev/null || skip "/usr/bin/python3 cannot make venvs (apt-get install python3-venv)"
-
-start=$EPOCHREALTIME
-rm -rf "$dir"
-log=$(mktemp)
-trap 'rm -f "$log" "$log.c"' EXIT
-if ! $py -m venv --system-site-packages "$dir" >"$log" 2>&1; then
-  rm -rf "$dir"
-  skip "/usr/bin/python3 -m venv failed (apt-get install python3-venv?): $(tail -n 1 "$log")"
-fi
-# The system torch reports "1.13.0a0" but pip sees "1.13.0a0+gitunknown".
-tv=$("$dir/bin/python" -m pip show torch 2>/dev/null | sed -n 's/^Version: //p')
-nv=$("$dir/bin/python" -m pip show numpy 2>/dev/null | sed -n 's/^Version: //p')
-printf 'torch==%s\nnumpy==%s\n' "$tv" "$nv" >"$log.c"
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
-if ! "$dir/bin/python" -m pip install -q --no-deps --timeout 30 --retries 1 -c "$log.c" "${pins[@]}" >"$log" 2>&1; then
-  reason=$(grep -E 'ERROR|Error|error' "$log" | tail -n 1)
-  rm -rf "$dir"
-  skip "pip install failed (no network or no such version?): ${reason:-$(tail -n 1 "$log")}"
-fi
-if ! "$dir/bin/python" -c "$check" >"$log" 2>&1; then
-  reason=$(tail -n 1 "$log")
-  rm -rf "$dir"
-  skip "pinned transformers/peft do not import with this torch/numpy: $reason"
-fi
-echo "$stamp" >"$dir/.peft_env_ok"
-secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
-echo "$me: venv $dir ready in $secs s" >&2
-exit 0
+stamp_file=$dir/.peft_env_ok
+sys_import="torch, numpy"
+sys_hint="python3-torch python3-numpy"
+what="transformers/peft"
+# shellcheck source=tests/venv_build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/venv_build.sh"
