@@ -12,13 +12,21 @@
 #include "io/hf_model.h"
 #include "launch/config.h"
 
+static char dir[64], path[96];
+
+/* libFuzzer ends a -max_total_time run through exit(): the folder goes
+ * with it instead of piling up in /tmp run after run. */
+static void remove_dir(void) {
+    unlink(path);
+    rmdir(dir);
+}
+
 /* config.json in a private folder (the reader takes the directory). */
 static void hf_config(const uint8_t *data, size_t size) {
-    static char dir[64], path[96];
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/lt_fuzz_hf.%ld", (long)getpid());
         snprintf(path, sizeof path, "%s/config.json", dir);
-        mkdir(dir, 0700);
+        if (mkdir(dir, 0700) == 0) atexit(remove_dir);
     }
     FILE *f = fopen(path, "wb");
     if (!f) return;
