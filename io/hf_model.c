@@ -509,6 +509,10 @@ static lt_status hf_read(void *user, const lt_base_tensor_spec *t, float *dst, s
     int i = spec_index(s, t->name);
     if (i < 0) return lt_fail(err, LT_ERR_INTERNAL, "%s: tensor %s was not indexed", s->dir, t->name);
     lt_status st = lt_st_read_f32(s->files[s->file_of[i]], s->found[i], dst, count, err);
+    /* dst holds the copy now: left mapped, every tensor read would stay
+     * resident until the whole fill ends, the fp32 file in RSS even when
+     * the model keeps it in NF4. */
+    lt_st_release(s->files[s->file_of[i]], s->found[i]);
     if (st == LT_OK) *bytes += s->found[i]->nbytes;
     return st;
 }

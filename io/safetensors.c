@@ -1,3 +1,7 @@
+/* madvise and MADV_DONTNEED are outside POSIX (posix_madvise's
+ * POSIX_MADV_DONTNEED is a no-op on glibc), and the build defines
+ * _POSIX_C_SOURCE, which hides them without this. */
+#define _DEFAULT_SOURCE
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -21,6 +25,7 @@ struct lt_safetensors {
     char path[4096];
     const unsigned char *map;
     size_t map_size;
+    size_t page; /* the system page size, for lt_st_release */
     const unsigned char *data; /* start of the data section */
     uint64_t data_size;
     lt_st_tensor *t;
@@ -228,6 +233,8 @@ lt_status lt_st_open(const char *path, lt_safetensors **out, lt_error *err) {
         goto fail;
     }
     st->map = m;
+    long page = sysconf(_SC_PAGESIZE);
+    st->page = page > 0 ? (size_t)page : 4096;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | st->map[i];
     if (hlen > st->map_size - 8 || hlen > LT_ST_MAX_HEADER) {
@@ -320,6 +327,21 @@ lt_status lt_st_read_f32(const lt_safetensors *st, const lt_st_tensor *t, float 
                        st->path, t->name, lt_st_dtype_name(t->dtype));
     }
     return LT_OK;
+}
+
+void lt_st_release(const lt_safetensors *st, const lt_st_tensor *t) {
+    if (!st || !t || !st->map || !t->nbytes) return;
+    /* Rounded outward: a page shared with a neighbour is dropped too and
+     * re-faults from the file if that neighbour is read later, since the
+     * mapping is read-only and never dirtied. */
+    size_t begin = (size_t)(st->data - st->map) + (size_t)t->offset;
+    size_t end = begin + (size_t)t->nbytes;
+    begin -= begin % st->page;
+    end = end > st->map_size ? st->map_size : end;
+#ifdef MADV_DONTNEED
+    /* Only a hint: should it fail, the pages just stay until lt_st_close. */
+    (void)madvise((void *)(uintptr_t)(st->map + begin), end - begin, MADV_DONTNEED);
+#endif
 }
 
 /* Round to nearest even, as torch's .to(float16) and .to(bfloat16) do. */

@@ -57,6 +57,13 @@ const char *lt_st_metadata(const lt_safetensors *st, const char *key);
 lt_status lt_st_read_f32(const lt_safetensors *st, const lt_st_tensor *t, float *dst, size_t count,
                          lt_error *err);
 
+/* Drops the process's resident pages of t's bytes in the mapping, after
+ * they have been copied out: a loader that converts one tensor at a time
+ * then keeps at most about one tensor of the file resident, not the whole
+ * file until lt_st_close. t stays readable (its pages re-fault from the
+ * file); a hint, so nothing to report. */
+void lt_st_release(const lt_safetensors *st, const lt_st_tensor *t);
+
 typedef struct {
     const char *name;
     const float *data;
