@@ -675,9 +675,14 @@ static int put_u64_array(hid_t o, const char *name, const uint64_t *v, size_t n)
  * operations to be collective); data goes in independently: the weights,
  * the same on every rank, from rank 0; each moment shard from its owner.
  * seg[0..nseg] are the shards' boundaries, seg_hash their checksums. */
+/* Every rank makes the same sequence of collective HDF5 calls whatever
+ * happens to its own raw-data writes: a rank that stopped early would leave
+ * the others waiting in the next collective call for ever. A failed write
+ * of this rank's data clears *data_ok instead, and the caller agrees on the
+ * outcome after the file is closed. */
 static int write_full(hid_t f, lt_model *m, const float *params, const lt_adamw *opt, int rank,
                       size_t my_lo, const size_t *seg, int nseg, const uint64_t (*seg_hash)[2],
-                      const lt_ckpt_meta *meta, const char *json) {
+                      const lt_ckpt_meta *meta, const char *json, int *data_ok) {
     const lt_param_table *t = lt_model_base_table(m);
     int ok = put_root_attrs(f, meta, json, "full");
     hid_t g = ok ? H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
@@ -688,8 +693,8 @@ static int write_full(hid_t f, lt_model *m, const float *params, const lt_adamw 
         hid_t sp = H5Screate_simple(2, dims, NULL);
         hid_t ds = H5Dcreate2(g, d->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         ok = ds >= 0;
-        if (ok && rank == 0)
-            ok = H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, params + d->offset) >= 0;
+        if (ok && rank == 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, params + d->offset) < 0)
+            *data_ok = 0;
         ok = ok && put_u64(ds, "checksum_fnv1a64",
                            lt_fnv1a64(LT_FNV1A64_BASIS, params + d->offset, lt_tensor_numel(d) * sizeof(float)));
         ok = ok && put_u64(ds, "offset", (uint64_t)d->offset);
@@ -712,8 +717,8 @@ static int write_full(hid_t f, lt_model *m, const float *params, const lt_adamw 
         hsize_t dim = t->numel, lo = my_lo, cnt = opt->n;
         hid_t fs = H5Screate_simple(1, &dim, NULL), ms = H5Screate_simple(1, &cnt, NULL);
         hid_t ds = H5Dcreate2(f, name, H5T_IEEE_F32LE, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        ok = ds >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, &lo, NULL, &cnt, NULL) >= 0 &&
-             H5Dwrite(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, w ? opt->v : opt->m) >= 0;
+        ok = ds >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, &lo, NULL, &cnt, NULL) >= 0;
+        if (ok && H5Dwrite(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, w ? opt->v : opt->m) < 0) *data_ok = 0;
         for (int k = 0; k < nseg; k++) hashes[k] = seg_hash[k][w];
         ok = ok && put_u64_array(ds, "segment_offsets", bounds, (size_t)nseg + 1) &&
              put_u64_array(ds, "segment_checksums_fnv1a64", hashes, (size_t)nseg);
@@ -749,11 +754,19 @@ lt_status lt_checkpoint_save_full(const char *output_dir, lt_model *m, const lt_
     lt_atomic_file af;
     memset(&af, 0, sizeof af);
     char tmp[sizeof af.tmp] = "";
-    lt_status st = LT_OK;
-    if (rank == 0 && (st = lt_atomic_open(&af, path, err)) == LT_OK) {
+    /* The room the file needs (the data and a generous allowance for
+     * HDF5's metadata and the run config) is reserved before the first
+     * collective call: once every rank is writing, a full disk cannot stop
+     * them cleanly together (MPI-IO reports it on one rank, mid-write). */
+    const uint64_t need = (uint64_t)t->numel * 3 * sizeof(float) + ((uint64_t)64 << 10) +
+                          (uint64_t)t->count * 2048 + 2 * (run_config_json ? strlen(run_config_json) : 0);
+    if (rank == 0 && lt_atomic_open(&af, path, err) == LT_OK) {
         fclose(af.f);
         af.f = NULL;
-        snprintf(tmp, sizeof tmp, "%s", af.tmp);
+        if (lt_reserve_space(af.tmp, need, err) == LT_OK)
+            snprintf(tmp, sizeof tmp, "%s", af.tmp);
+        else
+            unlink(af.tmp);
     }
     if (parallel && lt_comm_broadcast(comm, tmp, sizeof tmp, 0, err) != LT_OK) {
         if (tmp[0] && rank == 0) unlink(tmp);
@@ -769,29 +782,43 @@ lt_status lt_checkpoint_save_full(const char *output_dir, lt_model *m, const lt_
     const size_t *seg = parallel ? shard_begin : one;
     uint64_t (*hash)[2] = calloc((size_t)nseg, sizeof *hash);
     float *params = malloc(t->numel * sizeof(float));
-    int ok = hash && params;
-    if (ok) {
+    /* Whether every rank can go on, decided together before each collective
+     * step so that all ranks take the same path. */
+    lt_error agree_err;
+    int64_t go = hash && params;
+    if (parallel && lt_comm_allreduce(comm, &go, 1, LT_DT_I64, LT_RED_MIN, &agree_err) != LT_OK) go = 0;
+    if (go) {
         const lt_ops *o = lt_model_get_ops(m);
         o->download(o, params, lt_model_base(m), t->numel * sizeof(float));
         uint64_t mine[2] = {lt_fnv1a64(LT_FNV1A64_BASIS, opt->m, opt->n * sizeof(float)),
                             lt_fnv1a64(LT_FNV1A64_BASIS, opt->v, opt->n * sizeof(float))};
         if (parallel)
-            ok = lt_comm_allgather(comm, mine, hash, sizeof mine, err) == LT_OK;
+            go = lt_comm_allgather(comm, mine, hash, sizeof mine, &agree_err) == LT_OK;
         else
             memcpy(hash[0], mine, sizeof mine);
     }
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (parallel) H5Pset_fapl_mpio(fapl, *(MPI_Comm *)mpi_comm, MPI_INFO_NULL);
-    hid_t f = ok ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
+    hid_t f = go ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
     H5Pclose(fapl);
-    ok = ok && f >= 0 &&
-         write_full(f, m, params, opt, rank, my_lo, seg, nseg, (const uint64_t(*)[2])hash, meta, run_config_json);
+    /* Creating the file truncated it, which may have given the reserved
+     * blocks back: rank 0 reserves them again before anyone writes. */
+    int reserved = 1;
+    if (go) {
+        if (rank == 0) reserved = lt_reserve_space(tmp, need, err) == LT_OK;
+        int64_t ready = f >= 0 && reserved;
+        if (parallel && lt_comm_allreduce(comm, &ready, 1, LT_DT_I64, LT_RED_MIN, &agree_err) != LT_OK) ready = 0;
+        go = ready;
+    }
+    int data_ok = 1;
+    int ok = go && write_full(f, m, params, opt, rank, my_lo, seg, nseg, (const uint64_t(*)[2])hash, meta,
+                              run_config_json, &data_ok) && data_ok;
     if (f >= 0 && H5Fclose(f) < 0) ok = 0;
     free(params);
     free(hash);
     if (parallel) { /* the file is good only if every rank's part is */
         int64_t all = ok;
-        if (lt_comm_allreduce(comm, &all, 1, LT_DT_I64, LT_RED_MIN, err) != LT_OK) all = 0;
+        if (lt_comm_allreduce(comm, &all, 1, LT_DT_I64, LT_RED_MIN, &agree_err) != LT_OK) all = 0;
         ok = (int)all;
     }
     if (rank != 0) {
@@ -800,6 +827,7 @@ lt_status lt_checkpoint_save_full(const char *output_dir, lt_model *m, const lt_
     }
     if (!ok || !(af.f = fopen(tmp, "r+b"))) {
         unlink(tmp);
+        if (!reserved) return lt_fail_context(err, "checkpoint not saved (the previous one is kept)");
         return lt_fail(err, LT_ERR_IO, "%s: cannot write the checkpoint (disk full or unwritable?); the "
                        "previous checkpoint is kept", path);
     }

@@ -1,3 +1,5 @@
+/* fallocate and FALLOC_FL_KEEP_SIZE are Linux's. */
+#define _GNU_SOURCE
 #include "io/fileutil.h"
 
 #include <errno.h>
@@ -6,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 lt_status lt_file_size(const char *path, uint64_t *size, lt_error *err) {
@@ -144,5 +147,21 @@ lt_status lt_make_dirs(const char *path, lt_error *err) {
     struct stat st;
     if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
         return lt_fail(err, LT_ERR_IO, "%s: exists and is not a directory", buf);
+    return LT_OK;
+}
+
+lt_status lt_reserve_space(const char *path, uint64_t bytes, lt_error *err) {
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return lt_fail(err, LT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int rc = bytes ? fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) : 0, e = rc ? errno : 0;
+    if (rc && (e == EOPNOTSUPP || e == ENOSYS)) {
+        struct statvfs v;
+        rc = fstatvfs(fd, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < bytes;
+        e = ENOSPC;
+    }
+    close(fd);
+    if (rc)
+        return lt_fail(err, LT_ERR_IO, "%s: cannot reserve %llu bytes: %s", path, (unsigned long long)bytes,
+                       strerror(e));
     return LT_OK;
 }

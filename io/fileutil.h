@@ -37,6 +37,13 @@ lt_status lt_atomic_commit(lt_atomic_file *af, lt_error *err);
 /* Drops the temporary file (after a failure). */
 void lt_atomic_abort(lt_atomic_file *af);
 
+/* Reserves bytes of disk for the existing file at path without changing
+ * its size, so that writes inside that range cannot fail for lack of space
+ * later (a writer that cannot stop cleanly halfway, such as collective
+ * parallel HDF5, checks this first). Where the file system cannot reserve,
+ * the free space is compared instead. */
+lt_status lt_reserve_space(const char *path, uint64_t bytes, lt_error *err);
+
 /* The whole file at once, atomically: text and then a newline. */
 lt_status lt_atomic_write_text(const char *path, const char *text, lt_error *err);
 

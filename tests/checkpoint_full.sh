@@ -11,7 +11,9 @@
 #     flat /optimizer/exp_avg(_sq) whose segment_offsets are the writers'
 #     ZeRO-1 shards and whose segment checksums are FNV-1a 64 of the bytes;
 #   - a flipped byte in a moment segment and a LoRA run pointed at a full
-#     checkpoint give one clear error line.
+#     checkpoint give one clear error line;
+#   - a disk that fills up during a 2-rank parallel save stops the job with
+#     the reason, within seconds, and the previous checkpoint still loads.
 # Usage: checkpoint_full.sh LORATRAIN REPO_ROOT
 set -u
 bin=${1:?usage: checkpoint_full.sh LORATRAIN REPO_ROOT}
@@ -119,5 +121,24 @@ fi
 "$bin" train "${args[@]/full/lora}" --output_dir "$tmp/L" --resume_from_checkpoint "$tmp/C4/checkpoint-3.h5" >"$tmp/L.log" 2>&1
 if [[ $? == 0 ]] || ! grep -q "holds a full fine-tuning checkpoint; this run trains LoRA" "$tmp/L.log"; then
   echo "FAIL a LoRA run resuming a full checkpoint:"; tail -2 "$tmp/L.log"; fail=1
+fi
+# A full disk under parallel HDF5 (a 4500 KiB tmpfs: checkpoint-2 fits,
+# checkpoint-4 does not): the space is reserved before the ranks write, so
+# the job stops with the reason instead of hanging in a collective call
+# after MPI-IO's write failed on one rank; checkpoint-2 stays loadable.
+if mkdir -p "$tmp/full" && mount -t tmpfs -o size=4500k tmpfs "$tmp/full" 2>/dev/null; then
+  timeout 60 mpirun -np 2 --oversubscribe "$bin" train "${args[@]}" --per_device_train_batch_size 2 --zero1 true \
+    --save_steps 2 --output_dir "$tmp/full/run" >"$tmp/df.log" 2>&1
+  rc=$?
+  if [[ $rc == 0 || $rc == 124 ]] || ! grep -q "rank 0 of 2.*No space left on device" "$tmp/df.log" ||
+     ! "$bin" inspect "$tmp/full/run/checkpoint-2.h5" >/dev/null || ls "$tmp/full/run" | grep -q tmp; then
+    echo "FAIL disk full on 2 ranks (exit $rc, 124 = hung), files: $(ls "$tmp/full/run" | tr '\n' ' ')"
+    grep -v "^ *$" "$tmp/df.log" | tail -5; fail=1
+  else
+    echo "disk full, 2 ranks: exit $rc, $(grep -o "rank 0 of 2.*" "$tmp/df.log"); checkpoint-2 verifies, no temporary left"
+  fi
+  umount "$tmp/full"
+else
+  echo "disk full: not run (this machine cannot mount a tmpfs)"
 fi
 exit $fail
