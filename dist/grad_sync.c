@@ -21,6 +21,7 @@ struct lt_grad_sync {
     int *of_layer; /* layer -> bucket it completes, -1 if none */
     int n_layers;
     uint64_t early, last_early; /* bytes reduced before finish() */
+    uint64_t last_started;      /* bytes whose reduction began before finish() */
     /* ZeRO-1: reduce-scatter into this rank's shard */
     float *shard_grads;
     size_t shard_lo;
@@ -79,6 +80,8 @@ void lt_grad_sync_free(lt_grad_sync *g) {
 int lt_grad_sync_buckets(const lt_grad_sync *g) { return g->nb; }
 
 uint64_t lt_grad_sync_overlapped_bytes(const lt_grad_sync *g) { return g->last_early; }
+
+uint64_t lt_grad_sync_started_bytes(const lt_grad_sync *g) { return g->last_started; }
 
 void lt_grad_sync_arm(lt_grad_sync *g) {
     g->armed = 1;
@@ -162,6 +165,9 @@ lt_status lt_grad_sync_finish(lt_grad_sync *g, double *exposed_s, lt_error *err)
     double t0 = lt_now_s();
     lt_status st = LT_OK;
     g->last_early = g->armed ? g->early : 0;
+    g->last_started = 0;
+    for (int i = 0; g->armed && i < g->nb; i++)
+        if (g->b[i].started) g->last_started += g->b[i].count * sizeof(float);
     for (int i = 0; i < g->nb && st == LT_OK; i++)
         if (!g->armed || !g->b[i].started) st = start(g, &g->b[i], err);
     for (int i = 0; i < g->nb; i++) {

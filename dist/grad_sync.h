@@ -58,5 +58,9 @@ lt_status lt_grad_sync_gather_params(lt_grad_sync *g, float *params, double *exp
 /* Of the last finished step's gradient bytes, those whose all-reduce had
  * completed before finish() was called: reduced while backward ran. */
 uint64_t lt_grad_sync_overlapped_bytes(const lt_grad_sync *g);
+/* Of the same, those whose reduction the layer hook had started by then,
+ * finished or not: unlike the bytes above this does not depend on timing,
+ * so tests can hold it to the bucket layout. */
+uint64_t lt_grad_sync_started_bytes(const lt_grad_sync *g);
 
 #endif

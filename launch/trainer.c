@@ -45,9 +45,11 @@ lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched,
     }
     out->grad_wait_s = 0;
     out->grad_overlapped_bytes = 0;
+    out->grad_started_bytes = 0;
     if (sync) {
         lt_status st = lt_grad_sync_finish(sync, &out->grad_wait_s, err);
         out->grad_overlapped_bytes = lt_grad_sync_overlapped_bytes(sync);
+        out->grad_started_bytes = lt_grad_sync_started_bytes(sync);
         if (st == LT_OK) st = lt_comm_reduce(dp->comm, &loss_sum, &loss_sum, 1, LT_DT_F64, LT_RED_SUM, 0, err);
         if (st != LT_OK) return st;
     }
@@ -613,14 +615,14 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
                     "\"target_tokens\":%lld,\"tokens_seen\":%lld,\"tokens_per_s\":%.1f,\"mem_mib\":%.1f,"
                     "\"elapsed_s\":%.3f,\"ranks\":%d,\"allreduce_bytes\":%llu,\"allgather_bytes\":%llu,"
                     "\"reduce_bytes\":%llu,\"reduce_scatter_bytes\":%llu,\"comm_wait_s\":%.6f,\"grad_wait_s\":%.6f,"
-                    "\"grad_overlapped_bytes\":%llu}\n",
+                    "\"grad_overlapped_bytes\":%llu,\"grad_started_bytes\":%llu}\n",
                     (long long)step + 1, epoch, s.loss, (double)s.lr, s.grad_norm, (long long)s.tokens,
                     (long long)tokens_seen, global_tokens / dt, mem_mib(), lt_now_s() - p.t0, N,
                     (unsigned long long)d.bytes[LT_COLL_ALLREDUCE],
                     (unsigned long long)d.bytes[LT_COLL_ALLGATHER],
                     (unsigned long long)d.bytes[LT_COLL_REDUCE],
                     (unsigned long long)d.bytes[LT_COLL_REDUCE_SCATTER], d.wait_s, s.grad_wait_s,
-                    (unsigned long long)s.grad_overlapped_bytes);
+                    (unsigned long long)s.grad_overlapped_bytes, (unsigned long long)s.grad_started_bytes);
             fflush(r.metrics);
             show(&p, step + 1, &s, global_tokens / dt);
         }

@@ -30,6 +30,7 @@ typedef struct {
     int64_t tokens;   /* target tokens in the step (all ranks) */
     double grad_wait_s; /* time blocked waiting for the gradient all-reduce */
     uint64_t grad_overlapped_bytes; /* gradient bytes reduced while backward ran */
+    uint64_t grad_started_bytes;    /* gradient bytes whose reduction began during backward */
 } lt_step_stats;
 
 /* inputs and targets hold ga micro-batches of [B, T] each, back to back

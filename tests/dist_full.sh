@@ -108,6 +108,9 @@ def compare(name, np_, zero1):
         for k, v in want.items():
             if s[k] != v:
                 fail.append("%s step %d: %s %d, expected %d" % (name, s["step"], k, s[k], v))
+        if s["grad_started_bytes"] != 4 * P:
+            fail.append("%s step %d: only %d of %d gradient bytes began their reduction during backward"
+                        % (name, s["step"], s["grad_started_bytes"], 4 * P))
     mem = json.load(open(os.path.join(tmp, name, "memory.json")))
     per = -(-P // np_)
     per = -(-per // 16) * 16

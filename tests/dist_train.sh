@@ -113,6 +113,11 @@ for np_ in (2, 4):
         if b["allreduce_bytes"] != 4 * nparams:
             fail.append("%s step %d all-reduced %d bytes, expected the LoRA gradients' %d"
                         % (name, b["step"], b["allreduce_bytes"], 4 * nparams))
+        # every layer's bucket is started by the backward pass's hook, not
+        # left for the optimizer's wait
+        if b["grad_started_bytes"] != 4 * nparams:
+            fail.append("%s step %d: only %d of %d gradient bytes began their all-reduce during backward"
+                        % (name, b["step"], b["grad_started_bytes"], 4 * nparams))
     if len(steps) != len(ref_steps):
         fail.append("%s: %d steps, 1 rank ran %d" % (name, len(steps), len(ref_steps)))
     ev = max(abs(a["eval_loss"] - b["eval_loss"]) / a["eval_loss"] for a, b in zip(ref_evals, evals))
