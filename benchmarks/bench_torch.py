@@ -1,15 +1,25 @@
 #!/usr/bin/python3
-"""PyTorch side of the LoRA training-step speed benchmark (CPU).
+"""PyTorch side of the LoRA (and full fine-tune) training-step speed benchmark (CPU).
 
     bench_torch.py --shape stories15M|stories260K --batch 8 --threads N --steps S --warmup W
-                   [--ddp P]
+                   [--ddp P] [--finetuning-type lora|full]
 
 Builds a randomly initialised Llama of the named shape with a frozen base and
 PEFT-style LoRA (r=8, alpha=16, dropout 0) on q_proj, k_proj, v_proj, o_proj,
 and times one training step = forward + cross-entropy + backward + AdamW step on
-the LoRA parameters, batch x seq_len random tokens per step. Prints one JSON line:
+the LoRA parameters (every parameter with --finetuning-type full), batch x seq_len
+random tokens per step. Prints one JSON line:
   {"impl":"pytorch","shape":...,"threads":N,"batch":B,"seq":T,
    "tokens_per_s":...,"step_ms_median":...,"torch":version, ...extra detail keys}
+(extra keys include "finetuning_type" and "trainable_params"; "lora_params" only for LoRA).
+
+--finetuning-type full (default lora): the full fine-tuning baseline, the reference for
+loratrain --finetuning_type full. Same model, init, shape, batch, seq, data and step;
+no LoRA modules: every weight (embedding = tied classifier, the 7 linears of every layer,
+the norms) trains in fp32 with one foreach AdamW over all of them (same lr, betas, eps,
+weight decay 0, no clipping); --rank / --alpha are ignored. With --ddp the DDP wrapper is
+the same (default bucket_cap_mb = 25 MiB, so the ~58 MiB of gradients go in a few buckets
+all-reduced over gloo as backward produces them, gradient_as_bucket_view=True).
 
 The model is written the way Hugging Face's LlamaForCausalLM is (separate q/k/v
 Linears, rotate_half RoPE, repeat_kv for grouped-query attention, tied embedding
@@ -29,7 +39,7 @@ gradient_as_bucket_view=True, broadcast_buffers=False: the buffers are constant 
 tables and mask), same seed so identical init. --batch stays the GLOBAL batch: every
 rank builds the same global token data and trains on its batch/P rows (error if not
 divisible), so the averaged gradients, and the losses, equal the single-process run's.
-Step = forward + CE + backward (DDP all-reduces the LoRA grads) + AdamW, timed on
+Step = forward + CE + backward (DDP all-reduces the trainable grads) + AdamW, timed on
 every rank with its own wall clock (no barrier). Only rank 0 prints, one JSON line
 with the keys above (batch = global, tokens_per_s from the global batch x seq over
 rank 0's median step, loss_* = mean over ranks) plus "ddp":P, "backend":"gloo",
@@ -128,6 +138,10 @@ def parse_args(argv):
                          "when installed; system: whatever libblas.so.3 the alternatives pick")
     ap.add_argument("--no-reexec", action="store_true",
                     help="do not re-exec with tcmalloc and thread env vars (for experiments)")
+    ap.add_argument("--finetuning-type", "--finetuning_type", dest="finetuning_type",
+                    choices=("lora", "full"), default="lora",
+                    help="lora (default): frozen base + LoRA on q,k,v,o; full: every weight "
+                         "trains (fp32, AdamW over all parameters)")
     ap.add_argument("--ddp", type=int, default=0,
                     help="data-parallel: N processes (torch.distributed gloo + DistributedDataParallel), "
                          "--threads threads each, --batch is the GLOBAL batch split batch/N per rank; "
@@ -417,12 +431,15 @@ class Llama(nn.Module):
         return F.linear(self.norm(x), self.embed_tokens.weight)
 
 
-def build(c, T, r, alpha, gen):
+def build(c, T, r, alpha, gen, full=False):
     m = Llama(c, T)
     with torch.no_grad():
         for n, p in m.named_parameters():
             if not n.endswith("norm.weight"):
                 p.normal_(0.0, 0.02, generator=gen)  # HF initializer_range
+    if full:  # full fine-tuning: no adapters, every parameter (all fp32) trains
+        m.requires_grad_(True)
+        return m
     m.requires_grad_(False)  # frozen base
     for layer in m.layers:
         at = layer.self_attn
@@ -473,10 +490,11 @@ def main():
     # global data, of which each rank takes its own batch/N rows
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)
-    model = build(c, T, a.rank, a.alpha, gen)
+    full = a.finetuning_type == "full"
+    model = build(c, T, a.rank, a.alpha, gen, full=full)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    n_lora = sum(p.numel() for p in params)
+    n_train = sum(p.numel() for p in params)
     n_total = sum(p.numel() for p in model.parameters())
     if ddp:
         # buffers (RoPE tables, causal mask) are constant and identical: no per-step broadcast
@@ -535,7 +553,8 @@ def main():
         "step_ms_max": round(max(times) * 1e3, 2),
         "steps": a.steps,
         "warmup": a.warmup,
-        "lora_params": n_lora,
+        "finetuning_type": a.finetuning_type,
+        "trainable_params": n_train,
         "total_params": n_total,
         "loss_first": round(losses[0], 4),
         "loss_last": round(losses[-1], 4),
@@ -543,6 +562,8 @@ def main():
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
         "blas": loaded_blas(),
     }
+    if not full:
+        out["lora_params"] = n_train
     if ddp:
         out.update({"ddp": world, "backend": "gloo", "batch_per_rank": B_local,
                     "rank_step_ms_median": rank_medians})
