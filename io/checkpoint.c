@@ -226,6 +226,29 @@ static size_t list_checkpoints(const char *dir, int64_t **steps) {
 static lt_status place(lt_atomic_file *af, const char *output_dir, const char *path, int64_t step,
                        int keep, char *written, size_t cap, lt_error *err);
 
+/* A save killed before its rename leaves its temporary (a whole
+ * checkpoint's size) behind; a preempted run would collect one per kill.
+ * Called once a save of this run has completed, when no other save of it
+ * can be in flight. Only names our atomic writer makes are removed. */
+static void remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long s;
+        long pid;
+        int used = 0;
+        if ((sscanf(e->d_name, "checkpoint-%lld.h5.tmp.%ld%n", &s, &pid, &used) == 2 ||
+             sscanf(e->d_name, POINTER_FILE ".tmp.%ld%n", &pid, &used) == 1) &&
+            e->d_name[used] == '\0') {
+            char full[4096 + 300];
+            snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+            unlink(full);
+        }
+    }
+    closedir(d);
+}
+
 lt_status lt_checkpoint_save(const char *output_dir, lt_model *m, const lt_adamw *opt,
                              const lt_ckpt_meta *meta, const char *run_config_json, int keep,
                              char *written, size_t cap, lt_error *err) {
@@ -271,6 +294,7 @@ static lt_status place(lt_atomic_file *af, const char *output_dir, const char *p
     snprintf(ptr, sizeof ptr, "%s/" POINTER_FILE, output_dir);
     if ((st = lt_atomic_write_text(ptr, strrchr(path, '/') + 1, err)) != LT_OK) return st;
     if (written) snprintf(written, cap, "%s", path);
+    remove_stale_temporaries(output_dir);
     if (keep > 0) {
         int64_t *steps;
         size_t n = list_checkpoints(output_dir, &steps);

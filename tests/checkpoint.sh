@@ -102,17 +102,21 @@ sys.exit(1 if bad else 0)
 PY
 
 # Killed between writing and renaming, and before the pointer moves.
+# The killed save's temporary is removed by the next completed save.
 for where in before_rename before_pointer; do
   LT_FAULT_CHECKPOINT=$where:8 run 1 "$tmp/$where" --save_steps 4 && err "$where: not killed"
+  left=$(ls "$tmp/$where" | grep -c '\.tmp\.')
+  [[ $where == before_rename && $left != 1 ]] && err "$where: expected the killed save's temporary, found $left"
   must 1 "$tmp/$where" --save_steps 4 --max_steps 12 --resume_from_checkpoint latest
   grep -q "resuming from .*checkpoint-4.h5 at step 4" "$tmp/$where.log" ||
     { err "$where: did not resume from checkpoint 4:"; tail -3 "$tmp/$where.log"; }
-  echo "killed $where at step 8: resumed from step 4"
+  ls "$tmp/$where" | grep -q '\.tmp\.' && err "$where: temporaries left after the resumed run's saves"
+  echo "killed $where at step 8: resumed from step 4; $left temporary left by the kill, removed by the next save"
 done
 
 # SIGKILL at random moments of a run saving every step.
 must 1 "$tmp/every" --save_steps 1 --save_total_limit 2 --max_steps 80
-kills=0 resumes=0
+kills=0 resumes=0 mid_save=0
 for i in $(seq 1 20); do
   resume=()
   [[ -f $tmp/rand/latest_checkpoint ]] && resume=(--resume_from_checkpoint latest) && resumes=$((resumes + 1))
@@ -124,6 +128,7 @@ for i in $(seq 1 20); do
   wait $pid 2>/dev/null
   rc=$?
   if [[ $rc != 137 && $rc != 0 ]]; then err "random kill $i: exit $rc:"; tail -3 "$tmp/rand.log"; break; fi
+  ls "$tmp/rand" 2>/dev/null | grep -q '\.tmp\.' && mid_save=$((mid_save + 1))
   [[ $rc == 0 ]] && break
 done
 resume=()
@@ -132,8 +137,11 @@ resume=()
   timeout 300 "$bin" train $(args 1) --output_dir "$tmp/rand" --save_steps 1 --save_total_limit 2 \
     --max_steps 80 "${resume[@]}" >"$tmp/rand.log" 2>&1 || { err "final run:"; tail -3 "$tmp/rand.log"; }
 ls "$tmp/rand"/checkpoint-*.h5 | wc -l | grep -qx 2 || err "save_total_limit 2 kept $(ls "$tmp/rand"/checkpoint-*.h5 | wc -l) checkpoints"
+# A test whose kills all came before the first checkpoint would prove nothing.
+[[ $resumes -ge 3 ]] || err "only $resumes of $kills random kills came after a checkpoint existed"
+ls "$tmp/rand" | grep -q '\.tmp\.' && err "random kills: temporaries left after the final run"
 if cmp -s "$tmp/every/adapter_model.safetensors" "$tmp/rand/adapter_model.safetensors"; then
-  echo "$kills random SIGKILLs, $resumes resumes from latest: final adapter bitwise the uninterrupted run's"
+  echo "$kills random SIGKILLs ($mid_save left a save's temporary), $resumes resumes from latest: final adapter bitwise the uninterrupted run's"
 else
   err "after $kills random kills and resumes the adapter differs from the uninterrupted run's"
 fi
