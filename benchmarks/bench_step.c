@@ -2,7 +2,7 @@
  *
  *   bench_step --shape stories15M|stories260K [--model FILE] [--batch 8]
  *              [--seq T] [--threads 1] [--steps 10] [--warmup 2] [--profile]
- *              [--quant nf4|nf4dq|fp4|int8]
+ *              [--quant nf4|nf4dq|fp4|int8] [--full]
  *
  * stories15M is a randomly initialised model of that shape; stories260K
  * loads the bundled pretrained model when --model is given (random
@@ -212,10 +212,11 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     const char *shape = "stories15M", *model_path = NULL, *quant = "none";
-    int batch = 8, seq = 0, threads = 1, steps = 10, warmup = 2, profile = 0;
+    int batch = 8, seq = 0, threads = 1, steps = 10, warmup = 2, profile = 0, full = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--profile")) { profile = 1; continue; }
+        if (!strcmp(a, "--full")) { full = 1; continue; }
         if (!v) { fprintf(stderr, "bench_step: %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--shape")) shape = v;
         else if (!strcmp(a, "--model")) model_path = v;
@@ -281,13 +282,14 @@ int main(int argc, char **argv) {
     g_vocab = cfg.vocab_size;
     lt_lora_config lc = {.r = 8, .alpha = 16, .dropout = 0, .use_rslora = 0,
                          .targets = (1u << LT_MOD_Q) | (1u << LT_MOD_K) | (1u << LT_MOD_V) | (1u << LT_MOD_O)};
-    if (lt_model_add_lora(m, &lc, 1, &err) != LT_OK || lt_model_reserve(m, batch, seq, &err) != LT_OK) {
+    if ((full ? lt_model_enable_full_training(m, &err) : lt_model_add_lora(m, &lc, 1, &err)) != LT_OK ||
+        lt_model_reserve(m, batch, seq, &err) != LT_OK) {
         fprintf(stderr, "bench_step: %s\n", err.msg);
         return 1;
     }
     const lt_param_table *lt = lt_model_lora_table(m);
     float *lp = lt_model_lora_params(m);
-    for (int i = 0; i < lt->count; i++)
+    for (int i = 0; !full && i < lt->count; i++)
         if (strstr(lt->t[i].name, "lora_B"))
             for (size_t k = 0; k < lt_tensor_numel(&lt->t[i]); k++)
                 lp[lt->t[i].offset + k] = 0.01f * (2 * lt_rng_next_uniform(&rng) - 1);
@@ -318,12 +320,13 @@ int main(int argc, char **argv) {
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
     double med = times[steps / 2];
     double flops = step_flops(&cfg, batch, seq, lc.r, lc.targets);
+    if (full) flops = g_gemm_flops > 0 ? g_gemm_flops / steps : 0; /* measured with --profile */
     double peak = gemm_peak(cpu);
     double gflops = flops / med / 1e9;
-    printf("{\"impl\":\"loratrain\",\"quant\":\"%s\",\"shape\":\"%s\",\"threads\":%d,\"batch\":%d,\"seq\":%d,"
+    printf("{\"impl\":\"loratrain\",\"mode\":\"%s\",\"quant\":\"%s\",\"shape\":\"%s\",\"threads\":%d,\"batch\":%d,\"seq\":%d,"
            "\"tokens_per_s\":%.1f,\"step_ms_median\":%.2f,\"step_ms_min\":%.2f,\"gflops\":%.1f,"
            "\"gemm_peak_gflops\":%.1f,\"peak_fraction\":%.3f,\"blas_core\":\"%s\",\"loss\":%.4f}\n",
-           quant, shape, threads, batch, seq, n / med, med * 1e3, times[0] * 1e3, gflops, peak,
+           full ? "full" : "lora", quant, shape, threads, batch, seq, n / med, med * 1e3, times[0] * 1e3, gflops, peak,
            gflops / peak, lt_ops_cpu_blas_core(), loss);
     if (profile) {
         double total = 0;

@@ -197,7 +197,7 @@ static void cpu_bias_bwd(const lt_ops *o, float *db, const float *dy, int n, int
 
 /* sigmoid(g) = 1 / (1 + exp(-g)); exp saturates at 88, so very negative g
  * gives 0 rather than inf/inf. */
-static inline v16 v16_sigmoid(v16 g) { return 1.0f / (1.0f + v16_exp(-g)); }
+static inline vf vf_sigmoid(vf g) { return 1.0f / (1.0f + vf_exp(-g)); }
 
 static void cpu_swiglu_fwd(const lt_ops *o, float *h, const float *gate_up, int n, int hidden) {
     (void)o;
@@ -207,8 +207,8 @@ static void cpu_swiglu_fwd(const lt_ops *o, float *h, const float *gate_up, int 
         const float *g = gate_up + (size_t)i * 2 * hidden, *u = g + hidden;
         float *hi = h + (size_t)i * hidden;
         for (int j = 0; j < nv; j += LT_V) {
-            v16 gv = v16_load(g + j);
-            v16_store(hi + j, gv * v16_sigmoid(gv) * v16_load(u + j));
+            vf gv = vf_load(g + j);
+            vf_store(hi + j, gv * vf_sigmoid(gv) * vf_load(u + j));
         }
         for (int j = nv; j < hidden; j++) hi[j] = g[j] / (1.0f + lt_expf_scalar(-g[j])) * u[j];
     }
@@ -224,9 +224,9 @@ static void cpu_swiglu_bwd(const lt_ops *o, float *dgate_up, const float *dh,
         const float *dhi = dh + (size_t)i * hidden;
         float *dg = dgate_up + (size_t)i * 2 * hidden, *du = dg + hidden;
         for (int j = 0; j < nv; j += LT_V) {
-            v16 gv = v16_load(g + j), sig = v16_sigmoid(gv), d = v16_load(dhi + j);
-            v16_store(du + j, d * gv * sig);
-            v16_store(dg + j, d * v16_load(u + j) * sig * (1.0f + gv * (1.0f - sig)));
+            vf gv = vf_load(g + j), sig = vf_sigmoid(gv), d = vf_load(dhi + j);
+            vf_store(du + j, d * gv * sig);
+            vf_store(dg + j, d * vf_load(u + j) * sig * (1.0f + gv * (1.0f - sig)));
         }
         for (int j = nv; j < hidden; j++) {
             float sig = 1.0f / (1.0f + lt_expf_scalar(-g[j]));
@@ -267,25 +267,25 @@ static void cpu_cross_entropy(const lt_ops *o, float *logits, float *losses,
             continue;
         }
         const float xt = x[t]; /* the exp pass below overwrites it */
-        v16 mv = v16_set1(-INFINITY);
-        for (int j = 0; j < nv; j += LT_V) mv = v16_max(mv, v16_load(x + j));
-        float mx = v16_hmax(mv);
+        vf mv = vf_set1(-INFINITY);
+        for (int j = 0; j < nv; j += LT_V) mv = vf_max(mv, vf_load(x + j));
+        float mx = vf_hmax(mv);
         for (int j = nv; j < V; j++) mx = x[j] > mx ? x[j] : mx;
         /* sum exp(x - max) = ties + rest, where ties counts the maxima (each
          * exp(0) = 1 exactly). A confident prediction's loss lives in rest;
          * adding it up apart from the 1 keeps its digits, where a running
          * sum starting at 1 would round the small terms away. The loss is
          * then (max - x_t) + log(ties + rest), never (max + lse) - x_t. */
-        v16 rest = {0}, ties = {0};
-        const v16 mxv = v16_set1(mx);
+        vf rest = {0}, ties = {0};
+        const vf mxv = vf_set1(mx);
         for (int j = 0; j < nv; j += LT_V) {
-            v16 xv = v16_load(x + j), e = v16_exp(xv - mx);
-            v16i is_max = xv == mxv;
-            ties += v16_select(is_max, v16_set1(1.0f), (v16){0});
-            rest += v16_select(is_max, (v16){0}, e);
-            if (want_grad) v16_store(x + j, e);
+            vf xv = vf_load(x + j), e = vf_exp(xv - mx);
+            vfi is_max = xv == mxv;
+            ties += vf_select(is_max, vf_set1(1.0f), (vf){0});
+            rest += vf_select(is_max, (vf){0}, e);
+            if (want_grad) vf_store(x + j, e);
         }
-        double nties = v16_hsum(ties), sum_rest = v16_hsum(rest);
+        double nties = vf_hsum(ties), sum_rest = vf_hsum(rest);
         for (int j = nv; j < V; j++) {
             float e = lt_expf_scalar(x[j] - mx);
             if (x[j] == mx) nties += 1.0; else sum_rest += e;
@@ -295,7 +295,7 @@ static void cpu_cross_entropy(const lt_ops *o, float *logits, float *losses,
         losses[i] = (float)((double)(mx - xt) + log(nties) + log1p(sum_rest / nties));
         if (want_grad) {
             const float inv = (float)(grad_scale / sum);
-            for (int j = 0; j < nv; j += LT_V) v16_store(x + j, v16_load(x + j) * inv);
+            for (int j = 0; j < nv; j += LT_V) vf_store(x + j, vf_load(x + j) * inv);
             for (int j = nv; j < V; j++) x[j] *= inv;
             x[t] -= grad_scale;
         }

@@ -8,11 +8,12 @@
  * results do not depend on threads. Query rows go ROWS at a time so each
  * load of K or V feeds several FMAs.
  *
- * Scores (q.k) and dO.v run over key positions, sixteen at a time, against
- * K and V transposed to [hd, T]. Sums over keys into head-dimension vectors
- * (P V, dS K, and the dK, dV updates) use K and V as [T, hd] rows when hd is
- * a multiple of 16 (real models: 64, 128; stories15M: 48), and the
- * transposed copies with horizontal sums otherwise (stories260K: 8). */
+ * Scores (q.k) and dO.v run over key positions, a vector (LT_V: 16 with
+ * AVX-512, 8 otherwise) at a time, against K and V transposed to [hd, T].
+ * Sums over keys into head-dimension vectors (P V, dS K, and the dK, dV
+ * updates) use K and V as [T, hd] rows when hd is a multiple of LT_V (real
+ * models: 64, 128; stories15M: 48), and the transposed copies with
+ * horizontal sums otherwise (stories260K with AVX-512: 8). */
 #include <math.h>
 #include <string.h>
 
@@ -29,12 +30,12 @@ typedef struct {
     float *s, *ds;    /* [ROWS, Tp] probabilities and their gradient */
 } attn_scratch;
 
-static int pad16(int T) { return (T + LT_V - 1) / LT_V * LT_V; }
+static int padv(int T) { return (T + LT_V - 1) / LT_V * LT_V; }
 static int row_path(int hd) { return hd % LT_V == 0; }
 
 static float *scratch_alloc(attn_scratch *s, int T, int hd) {
-    const size_t Tp = (size_t)pad16(T), m = (size_t)hd * Tp;
-    /* every part a multiple of 16 floats, so each stays 64-byte aligned */
+    const size_t Tp = (size_t)padv(T), m = (size_t)hd * Tp;
+    /* every part a multiple of LT_V floats, so each stays vector-aligned */
     float *p = lt_cpu_thread_scratch(6 * m + 2 * ROWS * Tp);
     if (!p) return NULL;
     s->kt = p, s->vt = p + m, s->kr = p + 2 * m, s->vr = p + 3 * m;
@@ -46,7 +47,7 @@ static float *scratch_alloc(attn_scratch *s, int T, int hd) {
 /* K and V of kv head g of batch b, in both layouts; padding stays zero. */
 static void gather_kv(const attn_scratch *s, const float *qkv, int b, int g, int T, int nh,
                       int nkv, int hd) {
-    const int C = nh * hd, W = C + 2 * nkv * hd, Tp = pad16(T);
+    const int C = nh * hd, W = C + 2 * nkv * hd, Tp = padv(T);
     const float *base = qkv + (size_t)b * T * W;
     for (int j = 0; j < T; j++) {
         const float *kj = base + (size_t)j * W + C + g * hd, *vj = kj + nkv * hd;
@@ -67,28 +68,28 @@ static void dot_rows(float *out, int Tp, const float *const x[ROWS], const float
                      int nch, float scale) {
     int c = 0;
     for (; c + 1 < nch; c += 2) {
-        v16 a0[ROWS] = {{0}}, a1[ROWS] = {{0}};
+        vf a0[ROWS] = {{0}}, a1[ROWS] = {{0}};
         const float *tc = t + (size_t)c * LT_V;
         for (int d = 0; d < hd; d++) {
-            v16 k0 = v16_load(tc + (size_t)d * Tp), k1 = v16_load(tc + (size_t)d * Tp + LT_V);
+            vf k0 = vf_load(tc + (size_t)d * Tp), k1 = vf_load(tc + (size_t)d * Tp + LT_V);
             for (int r = 0; r < ROWS; r++) {
                 a0[r] += x[r][d] * k0;
                 a1[r] += x[r][d] * k1;
             }
         }
         for (int r = 0; r < ROWS; r++) {
-            v16_store(out + (size_t)r * Tp + (size_t)c * LT_V, a0[r] * scale);
-            v16_store(out + (size_t)r * Tp + (size_t)c * LT_V + LT_V, a1[r] * scale);
+            vf_store(out + (size_t)r * Tp + (size_t)c * LT_V, a0[r] * scale);
+            vf_store(out + (size_t)r * Tp + (size_t)c * LT_V + LT_V, a1[r] * scale);
         }
     }
     if (c < nch) {
-        v16 a0[ROWS] = {{0}};
+        vf a0[ROWS] = {{0}};
         const float *tc = t + (size_t)c * LT_V;
         for (int d = 0; d < hd; d++) {
-            v16 k0 = v16_load(tc + (size_t)d * Tp);
+            vf k0 = vf_load(tc + (size_t)d * Tp);
             for (int r = 0; r < ROWS; r++) a0[r] += x[r][d] * k0;
         }
-        for (int r = 0; r < ROWS; r++) v16_store(out + (size_t)r * Tp + (size_t)c * LT_V, a0[r] * scale);
+        for (int r = 0; r < ROWS; r++) vf_store(out + (size_t)r * Tp + (size_t)c * LT_V, a0[r] * scale);
     }
 }
 
@@ -97,21 +98,21 @@ static void dot_rows(float *out, int Tp, const float *const x[ROWS], const float
  * arrays on the stack instead of in registers. */
 #define LT_INLINE static inline __attribute__((always_inline))
 
-/* out[r][d0 .. d0+16NV) = post[r] * sum_{j < nkeys} w[r][j] x[j][d0 ..]:
+/* out[r][d0 .. d0+LT_V*NV) = post[r] * sum_{j < nkeys} w[r][j] x[j][d0 ..]:
  * x as [T, hd] rows, four rows of w, 4 NV accumulators in registers. */
 LT_INLINE void wsum_block(float *const out[ROWS], int rows, const float *w, int Tp, const float *x,
                           int nkeys, int hd, int d0, const float post[ROWS], const int NV) {
-    v16 a[ROWS][4] = {{{0}}};
+    vf a[ROWS][4] = {{{0}}};
     for (int j = 0; j < nkeys; j++) {
-        v16 xv[4];
-        for (int v = 0; v < NV; v++) xv[v] = v16_load(x + (size_t)j * hd + d0 + v * LT_V);
+        vf xv[4];
+        for (int v = 0; v < NV; v++) xv[v] = vf_load(x + (size_t)j * hd + d0 + v * LT_V);
         for (int r = 0; r < ROWS; r++) {
             const float wr = w[(size_t)r * Tp + j];
             for (int v = 0; v < NV; v++) a[r][v] += wr * xv[v];
         }
     }
     for (int r = 0; r < rows; r++)
-        for (int v = 0; v < NV; v++) v16_store(out[r] + d0 + v * LT_V, a[r][v] * post[r]);
+        for (int v = 0; v < NV; v++) vf_store(out[r] + d0 + v * LT_V, a[r][v] * post[r]);
 }
 
 static void wsum_rowlayout(float *const out[ROWS], int rows, const float *w, int Tp,
@@ -122,21 +123,21 @@ static void wsum_rowlayout(float *const out[ROWS], int rows, const float *w, int
     if (hd - d0 == LT_V) wsum_block(out, rows, w, Tp, x, nkeys, hd, d0, post, 1);
 }
 
-/* acc[j][d0 .. d0+16NV) += sum_r w[r][j] x[r][d0 ..] for j < nkeys. */
+/* acc[j][d0 .. d0+LT_V*NV) += sum_r w[r][j] x[r][d0 ..] for j < nkeys. */
 LT_INLINE void outer_block(float *acc, const float *w, int Tp, const float *const x[ROWS],
                            int nkeys, int hd, int d0, const int NV) {
-    v16 xr[ROWS][4];
+    vf xr[ROWS][4];
     for (int r = 0; r < ROWS; r++)
-        for (int v = 0; v < NV; v++) xr[r][v] = v16_load(x[r] + d0 + v * LT_V);
+        for (int v = 0; v < NV; v++) xr[r][v] = vf_load(x[r] + d0 + v * LT_V);
     for (int j = 0; j < nkeys; j++) {
         float *aj = acc + (size_t)j * hd + d0;
-        v16 a[4];
-        for (int v = 0; v < NV; v++) a[v] = v16_load(aj + v * LT_V);
+        vf a[4];
+        for (int v = 0; v < NV; v++) a[v] = vf_load(aj + v * LT_V);
         for (int r = 0; r < ROWS; r++) {
             const float wr = w[(size_t)r * Tp + j];
             for (int v = 0; v < NV; v++) a[v] += wr * xr[r][v];
         }
-        for (int v = 0; v < NV; v++) v16_store(aj + v * LT_V, a[v]);
+        for (int v = 0; v < NV; v++) vf_store(aj + v * LT_V, a[v]);
     }
 }
 
@@ -145,17 +146,17 @@ LT_INLINE void outer_block(float *acc, const float *w, int Tp, const float *cons
  * tree for four horizontal sums. */
 LT_INLINE void wsumt_block(float *const out[ROWS], int rows, const float *w, int Tp,
                            const float *xt, int nch, int d0, const float post[ROWS], const int ND) {
-    v16 a[ROWS][4] = {{{0}}};
+    vf a[ROWS][4] = {{{0}}};
     for (int c = 0; c < nch; c++) {
-        v16 wc[ROWS];
-        for (int r = 0; r < ROWS; r++) wc[r] = v16_load(w + (size_t)r * Tp + c * LT_V);
+        vf wc[ROWS];
+        for (int r = 0; r < ROWS; r++) wc[r] = vf_load(w + (size_t)r * Tp + c * LT_V);
         for (int dd = 0; dd < ND; dd++) {
-            v16 xv = v16_load(xt + (size_t)(d0 + dd) * Tp + c * LT_V);
+            vf xv = vf_load(xt + (size_t)(d0 + dd) * Tp + c * LT_V);
             for (int r = 0; r < ROWS; r++) a[r][dd] += wc[r] * xv;
         }
     }
     for (int r = 0; r < rows; r++) {
-        v4f t = v16_hsum4(a[r][0], a[r][1], a[r][2], a[r][3]);
+        v4f t = vf_hsum4(a[r][0], a[r][1], a[r][2], a[r][3]);
         for (int dd = 0; dd < ND; dd++) out[r][d0 + dd] = t[dd] * post[r];
     }
 }
@@ -193,13 +194,13 @@ static void outer_acc(const attn_scratch *s, float *acc, const float *w, int Tp,
     (void)s;
     const int nch = (nkeys + LT_V - 1) / LT_V;
     for (int c = 0; c < nch; c++) {
-        v16 wc[ROWS];
-        for (int r = 0; r < ROWS; r++) wc[r] = v16_load(w + (size_t)r * Tp + c * LT_V);
+        vf wc[ROWS];
+        for (int r = 0; r < ROWS; r++) wc[r] = vf_load(w + (size_t)r * Tp + c * LT_V);
         for (int d = 0; d < hd; d++) {
             float *ad = acc + (size_t)d * Tp + c * LT_V;
-            v16 a = v16_load(ad);
+            vf a = vf_load(ad);
             for (int r = 0; r < ROWS; r++) a += wc[r] * x[r][d];
-            v16_store(ad, a);
+            vf_store(ad, a);
         }
     }
 }
@@ -213,7 +214,7 @@ static void causal_mask(float *srow, int n, int nch) {
 void lt_cpu_attention_fwd(const lt_ops *o, float *out, float *lse, const float *qkv, int B, int T,
                           int nh, int nkv, int hd) {
     (void)o;
-    const int C = nh * hd, W = C + 2 * nkv * hd, group = nh / nkv, Tp = pad16(T);
+    const int C = nh * hd, W = C + 2 * nkv * hd, group = nh / nkv, Tp = padv(T);
     const float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel
     {
@@ -245,16 +246,16 @@ void lt_cpu_attention_fwd(const lt_ops *o, float *out, float *lse, const float *
                             continue;
                         }
                         causal_mask(sr, i0 + r + 1, nch);
-                        v16 mx = v16_set1(-INFINITY);
-                        for (int c = 0; c < nch; c++) mx = v16_max(mx, v16_load(sr + c * LT_V));
-                        const float m = v16_hmax(mx);
-                        v16 sum = {0};
+                        vf mx = vf_set1(-INFINITY);
+                        for (int c = 0; c < nch; c++) mx = vf_max(mx, vf_load(sr + c * LT_V));
+                        const float m = vf_hmax(mx);
+                        vf sum = {0};
                         for (int c = 0; c < nch; c++) {
-                            v16 e = v16_exp(v16_load(sr + c * LT_V) - m);
+                            vf e = vf_exp(vf_load(sr + c * LT_V) - m);
                             sum += e;
-                            v16_store(sr + c * LT_V, e);
+                            vf_store(sr + c * LT_V, e);
                         }
-                        const float total = v16_hsum(sum);
+                        const float total = vf_hsum(sum);
                         inv[r] = 1.0f / total;
                         lse_h[i0 + r] = m + logf(total);
                     }
@@ -269,7 +270,7 @@ void lt_cpu_attention_bwd(const lt_ops *o, float *dqkv, const float *dout, const
                           const float *lse, const float *qkv, int B, int T, int nh, int nkv,
                           int hd) {
     (void)o;
-    const int C = nh * hd, W = C + 2 * nkv * hd, group = nh / nkv, Tp = pad16(T);
+    const int C = nh * hd, W = C + 2 * nkv * hd, group = nh / nkv, Tp = padv(T);
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t acc_floats = (size_t)hd * Tp;
 #pragma omp parallel
@@ -313,7 +314,7 @@ void lt_cpu_attention_bwd(const lt_ops *o, float *dqkv, const float *dout, const
                         causal_mask(sr, i0 + r + 1, nch);
                         const float l = lse_h[i0 + r];
                         for (int c = 0; c < nch; c++)
-                            v16_store(sr + c * LT_V, v16_exp(v16_load(sr + c * LT_V) - l));
+                            vf_store(sr + c * LT_V, vf_exp(vf_load(sr + c * LT_V) - l));
                     }
                     /* dS = P (dO V^T - D) * scale */
                     dot_rows(s.ds, Tp, dO, s.vt, hd, nch, 1.0f);
@@ -321,8 +322,8 @@ void lt_cpu_attention_bwd(const lt_ops *o, float *dqkv, const float *dout, const
                         float *dsr = s.ds + (size_t)r * Tp;
                         const float *pr = s.s + (size_t)r * Tp;
                         for (int c = 0; c < nch; c++)
-                            v16_store(dsr + c * LT_V,
-                                      v16_load(pr + c * LT_V) * (v16_load(dsr + c * LT_V) - Di[r]) * scale);
+                            vf_store(dsr + c * LT_V,
+                                      vf_load(pr + c * LT_V) * (vf_load(dsr + c * LT_V) - Di[r]) * scale);
                     }
                     wsum(&s, dq, rows, s.ds, Tp, 1, nkeys, hd, one);
                     outer_acc(&s, s.dk, s.ds, Tp, q, nkeys, hd);
