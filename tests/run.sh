@@ -20,12 +20,13 @@ cmake --build "$root/build" -j"$jobs"
 # preempt and checkpoint already run under the sanitizers, and
 # train_qlora, a 3-minute convergence comparison whose NF4 training path
 # dist_train_nf4, hf_train and qwen2_parity run under them too (it kept
-# the suite past 30 minutes).
+# the suite past 30 minutes), and quickstart, the same sharded-QLoRA path
+# again.
 cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLT_WERROR=ON \
   -DLT_SANITIZE=ON
 cmake --build "$root/build-asan" -j"$jobs"
 (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-  ctest --output-on-failure -j"$jobs" -E 'torch_reference_selfcheck|train_reference_selfcheck|quant_memory|dist_memory|full_memory|slurm_|train_qlora')
+  ctest --output-on-failure -j"$jobs" -E 'torch_reference_selfcheck|train_reference_selfcheck|quant_memory|dist_memory|full_memory|slurm_|train_qlora|quickstart')
 
 # The readers of untrusted files (safetensors, JSON configs, tokenizers)
 # under libFuzzer (clang, coverage-guided, ASan+UBSan), LT_FUZZ_SECONDS each.
