@@ -10,6 +10,9 @@
 #     plain and rsLoRA) load into loratrain and give transformers' logits;
 #   - `loratrain merge`: the merged model's logits (in loratrain and in
 #     transformers) are base + adapter's within 1e-4; bf16 within 0.4;
+#   - models saved by transformers itself (Llama and Mistral, untied
+#     lm_head, 4 heads on 1 kv head, rope_theta 500000), with and without a
+#     PEFT adapter: loratrain's logits equal transformers + PEFT's;
 #   - the same comparisons against tests/peft_torch_ref.py, an independent
 #     pure-PyTorch Llama + LoRA, which is all that runs (with a printed
 #     reason) where transformers and PEFT do not install.
@@ -147,5 +150,34 @@ if [[ -n $hf_py ]]; then
   fi
 else
   echo "skipped: adapters made by PEFT (PEFT does not install here)"
+fi
+
+# Directories written by transformers itself (save_pretrained), in the
+# variants the bundled model does not have: an untied lm_head, grouped-query
+# attention with another ratio, rope_theta 500000 (Llama 3's), and the
+# Mistral architecture; loratrain's logits, without and with an adapter
+# PEFT made for it, equal transformers + PEFT's.
+if [[ -n $hf_py ]]; then
+  for arch in llama mistral; do
+    d=$tmp/tf-$arch
+    "$hf_py" tests/peft_ref.py make-model --out "$d" --arch $arch --untied --rope_theta 500000 --heads 4 \
+      --kv_heads 1 --layers 3 --seed 11 --init_std 0.25 >"$tmp/mm.log" 2>&1 &&
+      "$hf_py" tests/peft_ref.py make-adapter --model "$d" --out "$d-peft" --seed 5 >>"$tmp/mm.log" 2>&1 ||
+      { err "transformers could not write the $arch model or its adapter: $(tail -2 "$tmp/mm.log")"; continue; }
+    grep -q '"tie_word_embeddings": false' "$d/config.json" || err "tf-$arch: the model's classifier is not untied"
+    for with in base adapter; do
+      a=()
+      [[ $with == adapter ]] && a=(--adapter "$d-peft")
+      "$bin" logits --model "$d" "${a[@]}" --ids "$tmp/ids.txt" --out "$d.$with.ours" >"$tmp/l.log" 2>&1 ||
+        { err "tf-$arch $with: loratrain logits failed: $(tail -1 "$tmp/l.log")"; continue; }
+      "$hf_py" tests/peft_ref.py logits --model "$d" "${a[@]}" --ids "$tmp/ids.txt" --out "$d.$with.hf" \
+        >"$tmp/r.log" 2>&1 || { err "tf-$arch $with: transformers failed: $(tail -2 "$tmp/r.log")"; continue; }
+      if out=$($py tests/peft_torch_ref.py compare "$d.$with.ours" "$d.$with.hf" --vocab $V --tol $tol 2>&1); then
+        echo "$arch model saved by transformers (untied, 4 heads / 1 kv head, rope_theta 500000), $with: $out"
+      else
+        err "tf-$arch $with: $out"
+      fi
+    done
+  done
 fi
 exit $fail

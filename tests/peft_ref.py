@@ -28,6 +28,7 @@ not importable by this interpreter.
   peft_ref.py make-model --out HF_DIR [--seed 0] [--hidden 64] [--layers 5]
                      [--heads 8] [--kv_heads 4] [--intermediate 172] [--vocab 512]
                      [--untied] [--init_std 0.02] [--rope_theta 10000] [--max_pos 256]
+                     [--arch llama|mistral]
       A random LlamaForCausalLM (rms_norm_eps 1e-5), save_pretrained with
       safe_serialization -> config.json + model.safetensors (+ generation_config.json).
   peft_ref.py merge-check --model HF_DIR --adapter PEFT_DIR --ids FILE
@@ -169,15 +170,16 @@ def cmd_make_adapter(a):
 
 
 def cmd_make_model(a):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    cfg = LlamaConfig(hidden_size=a.hidden, num_hidden_layers=a.layers, num_attention_heads=a.heads,
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+    Config, Model = (MistralConfig, MistralForCausalLM) if a.arch == "mistral" else (LlamaConfig, LlamaForCausalLM)
+    cfg = Config(hidden_size=a.hidden, num_hidden_layers=a.layers, num_attention_heads=a.heads,
                       num_key_value_heads=a.kv_heads, intermediate_size=a.intermediate,
                       vocab_size=a.vocab, tie_word_embeddings=not a.untied, rms_norm_eps=1e-5,
                       rope_theta=a.rope_theta, max_position_embeddings=a.max_pos,
                       initializer_range=a.init_std, torch_dtype="float32",
                       bos_token_id=1, eos_token_id=2)
     torch.manual_seed(a.seed)
-    model = LlamaForCausalLM(cfg)
+    model = Model(cfg)
     with torch.no_grad():  # norms are ones at init: make them non-trivial
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
@@ -235,6 +237,7 @@ def main():
     p.add_argument("--init_std", type=float, default=0.02)
     p.add_argument("--rope_theta", type=float, default=10000.0)
     p.add_argument("--max_pos", type=int, default=256)
+    p.add_argument("--arch", choices=("llama", "mistral"), default="llama")
     p = sub.add_parser("merge-check")
     p.add_argument("--model", required=True)
     p.add_argument("--adapter", required=True)
