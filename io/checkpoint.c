@@ -698,11 +698,11 @@ static int put_u64_array(hid_t o, const char *name, const uint64_t *v, size_t n)
  * objects or attributes, with the same values (HDF5 requires metadata
  * operations to be collective); data goes in independently: the weights,
  * the same on every rank, from rank 0; each moment shard from its owner.
- * seg[0..nseg] are the shards' boundaries, seg_hash their checksums. */
-/* Every rank makes the same sequence of collective HDF5 calls whatever
- * happens to its own raw-data writes: a rank that stopped early would leave
- * the others waiting in the next collective call for ever. A failed write
- * of this rank's data clears *data_ok instead, and the caller agrees on the
+ * seg[0..nseg] are the shards' boundaries, seg_hash their checksums.
+ * Every rank makes the same sequence of collective calls whatever happens
+ * to its own raw-data writes: a rank that stopped early would leave the
+ * others waiting in the next collective call for ever. A failed write of
+ * this rank's data clears *data_ok instead, and the caller agrees on the
  * outcome after the file is closed. */
 static int write_full(hid_t f, lt_model *m, const float *params, const lt_adamw *opt, int rank,
                       size_t my_lo, const size_t *seg, int nseg, const uint64_t (*seg_hash)[2],
