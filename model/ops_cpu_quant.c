@@ -2,7 +2,8 @@
  * time into the fp32 workspace that the GEMMs read, twice per step, so it
  * must cost little next to them. Every element is one table lookup and one
  * multiply, exactly lt_dequantize_ref's (this file is compiled without FMA
- * contraction so the double-quant absmax keeps its two roundings). */
+ * contraction so the double-quant absmax keeps its two roundings). Vector
+ * paths: AVX-512 (32 elements a step) and AVX2 (16); scalar elsewhere. */
 #include <omp.h>
 #include <string.h>
 
@@ -29,6 +30,27 @@ static inline void decode32(float *out, const uint8_t *codes, __m512 table, __m5
     _mm512_storeu_ps(out + 16, _mm512_permutex2var_ps(hi, odd, lo));
 }
 #define LT_HAVE_DECODE32 1
+#elif defined(__AVX2__)
+#include <immintrin.h>
+
+/* The table's 16 entries: t0 holds 0-7, t1 8-15; bit 3 of the code picks
+ * the half (vpermps looks at the low three bits only). */
+static inline __m256 lookup16(__m256i idx, __m256 t0, __m256 t1) {
+    const __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)); /* sign = bit 3 */
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, idx), _mm256_permutevar8x32_ps(t1, idx), upper);
+}
+
+/* 16 elements from 8 bytes, the AVX2 twin of decode32 below. */
+static inline void decode16(float *out, const uint8_t *codes, __m256 t0, __m256 t1, __m256 scale) {
+    const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)codes));
+    const __m256 hi = _mm256_mul_ps(lookup16(_mm256_srli_epi32(idx, 4), t0, t1), scale);
+    const __m256 lo = _mm256_mul_ps(lookup16(_mm256_and_si256(idx, _mm256_set1_epi32(15)), t0, t1), scale);
+    /* per 128-bit lane: [h0 l0 h1 l1 | h4 l4 h5 l5] and [h2 l2 h3 l3 | h6 l6 h7 l7] */
+    const __m256 a = _mm256_unpacklo_ps(hi, lo), b = _mm256_unpackhi_ps(hi, lo);
+    _mm256_storeu_ps(out, _mm256_permute2f128_ps(a, b, 0x20));
+    _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(a, b, 0x31));
+}
+#define LT_HAVE_DECODE16 1
 #endif
 
 /* n elements of one block, starting on a byte boundary. */
@@ -38,6 +60,9 @@ static void decode_block(float *out, const uint8_t *codes, int64_t n, float absm
 #ifdef LT_HAVE_DECODE32
     const __m512 t = _mm512_loadu_ps(table), s = _mm512_set1_ps(absmax);
     for (; i + 32 <= n; i += 32) decode32(out + i, codes + i / 2, t, s);
+#elif defined(LT_HAVE_DECODE16)
+    const __m256 t0 = _mm256_loadu_ps(table), t1 = _mm256_loadu_ps(table + 8), s = _mm256_set1_ps(absmax);
+    for (; i + 16 <= n; i += 16) decode16(out + i, codes + i / 2, t0, t1, s);
 #endif
     for (; i < n; i++) {
         const unsigned c = i & 1 ? codes[i / 2] & 15u : codes[i / 2] >> 4;
