@@ -13,7 +13,7 @@
 #     previous checkpoint loads; SIGKILL at random moments of a run saving
 #     every step, resumed each time: the final adapter is bitwise the
 #     uninterrupted run's;
-#   - truncated, bit-flipped, wrong-version and wrong-r checkpoints give one
+#   - truncated, bit-flipped, wrong-version, wrong-r and other-target-modules checkpoints give one
 #     clear error; `latest` skips a damaged newest checkpoint with a line
 #     saying so; a checkpoint that cannot be put in place, or does not fit
 #     on a full disk (a small tmpfs, where mount works), stops the run with
@@ -120,9 +120,18 @@ kills=0 resumes=0 mid_save=0
 for i in $(seq 1 20); do
   resume=()
   [[ -f $tmp/rand/latest_checkpoint ]] && resume=(--resume_from_checkpoint latest) && resumes=$((resumes + 1))
+  before=$(cat "$tmp/rand/latest_checkpoint" 2>/dev/null)
   "$bin" train $(args 1) --output_dir "$tmp/rand" --save_steps 1 --save_total_limit 2 --max_steps 80 \
     "${resume[@]}" >"$tmp/rand.log" 2>&1 &
   pid=$!
+  # Kill once this run has saved a checkpoint of its own (so that a loaded
+  # machine's slow start cannot put every kill before the first save), at
+  # a random moment of the steps and saves that follow.
+  for _ in $(seq 1 600); do
+    [[ $(cat "$tmp/rand/latest_checkpoint" 2>/dev/null) != "$before" ]] && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.05
+  done
   sleep "0.$((RANDOM % 6))$((RANDOM % 10))"
   kill -9 $pid 2>/dev/null && kills=$((kills + 1))
   wait $pid 2>/dev/null
@@ -181,6 +190,8 @@ PY
 expect "flipped byte" "fails its checksum" "$bin" inspect "$tmp/flip.h5"
 expect "wrong version" "format_version 2, this loratrain reads version 1" "$bin" inspect "$tmp/v2.h5"
 expect "another r" "holds LoRA r 8" "$bin" train $(args 1) --output_dir "$tmp/r4" --r 4 --resume_from_checkpoint "$ck"
+expect "other target modules" "this run has r 8, .* on q_proj,v_proj" "$bin" train $(args 1) --output_dir "$tmp/qv" \
+  --target_modules q_proj,v_proj --resume_from_checkpoint "$ck"
 expect "flipped byte on resume" "fails its checksum" "$bin" train $(args 1) --output_dir "$tmp/flipres" \
   --max_steps 12 --resume_from_checkpoint "$tmp/flip.h5"
 cp "$tmp/flip.h5" "$tmp/full1/checkpoint-8.h5"
