@@ -46,7 +46,7 @@ if [[ $mode == spm ]]; then
     "$bin" "$out/$n.model" "$out" "$n" || fail=1
   done
 else
-  for n in hf_gpt2 hf_gpt2_legacy hf_gpt2_prefix hf_llama3; do
+  for n in hf_gpt2 hf_gpt2_legacy hf_gpt2_prefix hf_llama3 hf_qwen2 hf_llama3_digits; do
     "$bin" "$out/$n.json" "$out" "$n" --lenient-unicode || fail=1
   done
   # An HF model directory: tokenizer.json is found inside.

@@ -27,6 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 LLAMA3_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
              r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# Qwen2's tokenizer.json: Llama 3's split, but digits one at a time.
+QWEN2_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+            r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
 def escape(s):
@@ -150,6 +153,32 @@ def run_hf(out, records, train_lines):
     llama3.post_processor = processors.TemplateProcessing(
         single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", bos)])
     save("hf_llama3", llama3, bos)
+
+    # Qwen2's split (digits one at a time) on Llama 3's vocabulary plus a
+    # merge for every pair of digits: the corpus is too short of numbers
+    # for training to learn any, and without them a reader that grouped
+    # digits as Llama 3 does would give the same ids.
+    qwen2 = Tokenizer.from_str(llama3.to_str())
+    qwen2.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_RE), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    qwen2.post_processor = None
+    j = json.loads(qwen2.to_str())
+    j["model"]["ignore_merges"] = False
+    vocab, merges = j["model"]["vocab"], j["model"]["merges"]
+    as_list = bool(merges) and isinstance(merges[0], list)
+    next_id = 1 + max(list(vocab.values()) + [t["id"] for t in j["added_tokens"]])
+    for a in "0123456789":
+        for b in "0123456789":
+            if a + b not in vocab:
+                vocab[a + b] = next_id
+                next_id += 1
+                merges.append([a, b] if as_list else a + " " + b)
+    save("hf_qwen2", Tokenizer.from_str(json.dumps(j)), -1)
+    # the same vocabulary split as Llama 3 does: its digit pairs must show
+    llama3_digits = Tokenizer.from_str(json.dumps(j))
+    llama3_digits.pre_tokenizer = llama3.pre_tokenizer
+    save("hf_llama3_digits", llama3_digits, -1)
 
 
 def main():
