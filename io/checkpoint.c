@@ -457,7 +457,7 @@ static lt_status read_meta(reader *r, lt_ckpt_meta *meta) {
 }
 
 static lt_status read_type(reader *r, char *type, size_t cap);
-static lt_status verify_full(reader *r, FILE *out);
+static lt_status verify_full(reader *r, FILE *out, int tensors);
 
 lt_status lt_checkpoint_read_header(const char *path, lt_ckpt_meta *meta, char *type, size_t cap,
                                     char **run_config, lt_error *err) {
@@ -552,7 +552,8 @@ done:
 }
 
 /* Format, version and every checksum, without a model. */
-static lt_status verify(const char *path, FILE *out, lt_error *err) {
+/* tensors: also one line per tensor (name and shape) as it verifies. */
+static lt_status verify(const char *path, FILE *out, int tensors, lt_error *err) {
     reader r = {path, -1, err};
     lt_status st = open_checked(&r);
     if (st != LT_OK) return st;
@@ -568,7 +569,7 @@ static lt_status verify(const char *path, FILE *out, lt_error *err) {
                     (long long)meta.tokens_seen, (unsigned long long)meta.cursor.epoch,
                     (unsigned long long)meta.cursor.position, (unsigned long long)meta.seed,
                     meta.world_size, meta.base_path, (unsigned long long)meta.base_bytes);
-        st = verify_full(&r, out);
+        st = verify_full(&r, out, tensors);
         if (st == LT_OK && out) fprintf(out, "  run_config: %s\n", cfg);
         free(cfg);
         H5Fclose(r.f);
@@ -618,6 +619,8 @@ static lt_status verify(const char *path, FILE *out, lt_error *err) {
                      : lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path);
             free(buf);
             elements += dims[0] * dims[1];
+            if (st == LT_OK && out && tensors && g == 0) /* the moments share names and shapes */
+                fprintf(out, "    %s [%llu, %llu]\n", name, (unsigned long long)dims[0], (unsigned long long)dims[1]);
         }
         if (st == LT_OK && out)
             fprintf(out, "  /%s: %llu tensors, %llu float32 values, checksums verified\n", k_groups[g],
@@ -631,7 +634,9 @@ static lt_status verify(const char *path, FILE *out, lt_error *err) {
     return st;
 }
 
-lt_status lt_checkpoint_inspect(const char *path, FILE *out, lt_error *err) { return verify(path, out, err); }
+lt_status lt_checkpoint_inspect(const char *path, FILE *out, int tensors, lt_error *err) {
+    return verify(path, out, tensors, err);
+}
 
 lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, FILE *notes, char *path,
                                 size_t cap, lt_error *err) {
@@ -653,7 +658,7 @@ lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, FILE *
     if (step_of(name, &step)) {
         pointed = step;
         snprintf(path, cap, "%s/%s", output_dir, name);
-        if (verify(path, NULL, &e2) == LT_OK) return LT_OK;
+        if (verify(path, NULL, 0, &e2) == LT_OK) return LT_OK;
         if (notes)
             fprintf(notes, "loratrain: %s names %s, which does not verify (%s); trying older checkpoints\n",
                     ptr, name, e2.msg);
@@ -669,7 +674,7 @@ lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, FILE *
     for (size_t i = 0; i < n; i++) {
         if (steps[i] == pointed) continue;
         snprintf(path, cap, "%s/checkpoint-%lld.h5", output_dir, (long long)steps[i]);
-        if (verify(path, NULL, &e2) == LT_OK) {
+        if (verify(path, NULL, 0, &e2) == LT_OK) {
             free(steps);
             return LT_OK;
         }
@@ -1019,7 +1024,7 @@ done:
 
 /* verify() for a full fine-tuning checkpoint: the model's tensors as the
  * file lists them and every moment segment. */
-static lt_status verify_full(reader *r, FILE *out) {
+static lt_status verify_full(reader *r, FILE *out, int tensors) {
     hid_t g = H5Gopen2(r->f, "model", H5P_DEFAULT);
     H5G_info_t gi;
     if (g < 0 || H5Gget_info(g, &gi) < 0) {
@@ -1044,6 +1049,9 @@ static lt_status verify_full(reader *r, FILE *out) {
         if (sp >= 0) H5Sclose(sp);
         if (d >= 0) H5Dclose(d);
         if (st == LT_OK) st = lt_table_add(&t, name, -1, (int)dims[0], (int)dims[1], r->err);
+        if (st == LT_OK && out && tensors) /* listed as read, verified below */
+            fprintf(out, "    %s [%llu, %llu] at offset %llu\n", name, (unsigned long long)dims[0],
+                    (unsigned long long)dims[1], (unsigned long long)off);
     }
     H5Gclose(g);
     if (st == LT_OK) st = read_model(r, &t, NULL);

@@ -109,7 +109,8 @@ lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, FILE *
 lt_status lt_checkpoint_read_header(const char *path, lt_ckpt_meta *meta, char *type, size_t cap,
                                     char **run_config, lt_error *err);
 
-/* Verifies path's format and checksums and prints what it holds. */
-lt_status lt_checkpoint_inspect(const char *path, FILE *out, lt_error *err);
+/* Verifies path's format and checksums and prints what it holds; with
+ * tensors, every tensor's name and shape too. */
+lt_status lt_checkpoint_inspect(const char *path, FILE *out, int tensors, lt_error *err);
 
 #endif

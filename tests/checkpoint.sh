@@ -265,4 +265,20 @@ if not bad:
     print("h5py: documented attributes, 3 x 70 float32 tensors under PEFT names, checksums recomputed")
 sys.exit(1 if bad else 0)
 PY
+
+# inspect --tensors lists what h5py finds under /adapter, name and shape.
+"$bin" inspect --tensors "$tmp/full2/checkpoint-8.h5" >"$tmp/it.out" 2>&1 || err "inspect --tensors: $(tail -1 "$tmp/it.out")"
+"$py" - "$tmp/full2/checkpoint-8.h5" "$tmp/it.out" <<'PY' || fail=1
+import re, sys
+import h5py
+with h5py.File(sys.argv[1], "r") as f:
+    want = sorted((n, list(d.shape)) for n, d in f["adapter"].items())
+got = sorted((m.group(1), [int(m.group(2)), int(m.group(3))])
+             for m in re.finditer(r"^    (\S+) \[(\d+), (\d+)\]$", open(sys.argv[2]).read(), re.M))
+if got != want or not got:
+    print("FAIL inspect --tensors lists %d tensors, h5py finds %d under /adapter (first difference: %s)"
+          % (len(got), len(want), next((a, b) for a, b in zip(got + [None] * len(want), want) if a != b)))
+    sys.exit(1)
+print("inspect --tensors: the %d /adapter tensors h5py finds, with their shapes" % len(got))
+PY
 exit $fail
