@@ -59,10 +59,12 @@ EOF
 "$bin" export --format peft "$tmp/run/checkpoint-30.h5" "$tmp/peft" --base_model_name_or_path "$tmp/hf" \
   >/dev/null 2>&1 || { err "export failed"; exit 1; }
 
+# ours / refs run the bundled model (as llama2.c file and as converted
+# directory); OUR_MODEL / REF_MODEL point them at another.
 ours() { # name, extra loratrain logits options...
   local name=$1
   shift
-  "$bin" logits --model $model "$@" --ids "$tmp/ids.txt" --out "$tmp/$name.ours" >"$tmp/l.log" 2>&1 ||
+  "$bin" logits --model "${OUR_MODEL:-$model}" "$@" --ids "$tmp/ids.txt" --out "$tmp/$name.ours" >"$tmp/l.log" 2>&1 ||
     err "$name: loratrain logits failed: $(tail -1 "$tmp/l.log")"
 }
 refs() { # name, extra reference options...: compares ours with each reference
@@ -75,7 +77,7 @@ refs() { # name, extra reference options...: compares ours with each reference
     else
       r=("$py" tests/peft_torch_ref.py)
     fi
-    "${r[@]}" logits --model "$tmp/hf" "$@" --ids "$tmp/ids.txt" --out "$tmp/$name.$tool" >"$tmp/r.log" 2>&1 ||
+    "${r[@]}" logits --model "${REF_MODEL:-$tmp/hf}" "$@" --ids "$tmp/ids.txt" --out "$tmp/$name.$tool" >"$tmp/r.log" 2>&1 ||
       { err "$name: the $tool reference failed: $(tail -2 "$tmp/r.log")"; continue; }
     if out=$($py tests/peft_torch_ref.py compare "$tmp/$name.ours" "$tmp/$name.$tool" --vocab $V --tol $tol 2>&1); then
       echo "$name vs $([[ $tool == hf ]] && echo "transformers+PEFT" || echo "pure PyTorch"): $out"
@@ -156,7 +158,8 @@ fi
 # variants the bundled model does not have: an untied lm_head, grouped-query
 # attention with another ratio, rope_theta 500000 (Llama 3's), and the
 # Mistral architecture; loratrain's logits, without and with an adapter
-# PEFT made for it, equal transformers + PEFT's.
+# PEFT made for it, equal transformers + PEFT's and the pure-PyTorch
+# reference's.
 if [[ -n $hf_py ]]; then
   for arch in llama mistral; do
     d=$tmp/tf-$arch
@@ -165,19 +168,11 @@ if [[ -n $hf_py ]]; then
       "$hf_py" tests/peft_ref.py make-adapter --model "$d" --out "$d-peft" --seed 5 >>"$tmp/mm.log" 2>&1 ||
       { err "transformers could not write the $arch model or its adapter: $(tail -2 "$tmp/mm.log")"; continue; }
     grep -q '"tie_word_embeddings": false' "$d/config.json" || err "tf-$arch: the model's classifier is not untied"
-    for with in base adapter; do
-      a=()
-      [[ $with == adapter ]] && a=(--adapter "$d-peft")
-      "$bin" logits --model "$d" "${a[@]}" --ids "$tmp/ids.txt" --out "$d.$with.ours" >"$tmp/l.log" 2>&1 ||
-        { err "tf-$arch $with: loratrain logits failed: $(tail -1 "$tmp/l.log")"; continue; }
-      "$hf_py" tests/peft_ref.py logits --model "$d" "${a[@]}" --ids "$tmp/ids.txt" --out "$d.$with.hf" \
-        >"$tmp/r.log" 2>&1 || { err "tf-$arch $with: transformers failed: $(tail -2 "$tmp/r.log")"; continue; }
-      if out=$($py tests/peft_torch_ref.py compare "$d.$with.ours" "$d.$with.hf" --vocab $V --tol $tol 2>&1); then
-        echo "$arch model saved by transformers (untied, 4 heads / 1 kv head, rope_theta 500000), $with: $out"
-      else
-        err "tf-$arch $with: $out"
-      fi
-    done
+    echo "$arch model saved by transformers (untied, 4 heads / 1 kv head, rope_theta 500000):"
+    OUR_MODEL=$d ours "tf-$arch"
+    OUR_MODEL=$d ours "tf-$arch-adapter" --adapter "$d-peft"
+    REF_MODEL=$d refs "tf-$arch"
+    REF_MODEL=$d refs "tf-$arch-adapter" --adapter "$d-peft"
   done
 fi
 exit $fail
