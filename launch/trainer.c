@@ -516,8 +516,11 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
                        : lt_checkpoint_load(ck, r.model, &r.opt, r.base_bytes, r.base_fingerprint, &meta, err)) != LT_OK ||
             (st = lt_loader_seek(r.loader, meta.cursor, err)) != LT_OK)
             goto done;
-        if (meta.global_step >= total) {
-            st = lt_fail(err, LT_ERR_CONFIG, "%s is at step %lld and this run has %lld steps: nothing to resume",
+        /* At exactly the last step the run was stopped after its final
+         * checkpoint but before its final evaluation and outputs (killed,
+         * or preempted): resuming runs no step and writes those. */
+        if (meta.global_step > total) {
+            st = lt_fail(err, LT_ERR_CONFIG, "%s is at step %lld, beyond this run's %lld steps",
                          ck, (long long)meta.global_step, (long long)total);
             goto done;
         }

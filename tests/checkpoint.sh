@@ -12,7 +12,8 @@
 #   - killed between writing and renaming, or before the pointer moves: the
 #     previous checkpoint loads; SIGKILL at random moments of a run saving
 #     every step, resumed each time: the final adapter is bitwise the
-#     uninterrupted run's;
+#     uninterrupted run's; killed after the last step's checkpoint, resuming
+#     finishes the run (no step, the final evaluation and adapter);
 #   - truncated, bit-flipped, wrong-version, wrong-r and other-target-modules checkpoints give one
 #     clear error; `latest` skips a damaged newest checkpoint with a line
 #     saying so; a checkpoint that cannot be put in place, or does not fit
@@ -69,6 +70,13 @@ for np in 1 2; do
   grep -q "resuming from .*checkpoint-4.h5 at step 4" "$tmp/res$np.log" || err "np $np: did not resume at step 4"
   same_run "$tmp/full$np" "$tmp/res$np"
 done
+
+# Killed after the last step's checkpoint, before the final evaluation and
+# adapter: resuming runs no step and finishes the run as it would have.
+LT_FAULT_CHECKPOINT=after_save:8 run 1 "$tmp/last" --save_steps 4 && err "last step: the fault hook did not stop the run"
+[[ -f $tmp/last/checkpoint-8.h5 && ! -f $tmp/last/adapter_model.safetensors ]] || err "last step: no interrupted state"
+must 1 "$tmp/last" --save_steps 4 --resume_from_checkpoint latest
+same_run "$tmp/full1" "$tmp/last"
 
 # The 2-rank checkpoint on 1 and on 4 ranks.
 for np in 1 4; do
