@@ -9,11 +9,12 @@
  * load of K or V feeds several FMAs.
  *
  * Scores (q.k) and dO.v run over key positions, a vector (LT_V: 16 with
- * AVX-512, 8 otherwise) at a time, against K and V transposed to [hd, T].
- * Sums over keys into head-dimension vectors (P V, dS K, and the dK, dV
- * updates) use K and V as [T, hd] rows when hd is a multiple of LT_V (real
- * models: 64, 128; stories15M: 48), and the transposed copies with
- * horizontal sums otherwise (stories260K with AVX-512: 8). */
+ * AVX-512, 8 otherwise) at a time, against K and V transposed to [hd, T]
+ * (copied in 8 x 8 tiles). Sums over keys into head-dimension vectors
+ * (P V, dS K, and the dK, dV updates) use K and V as [T, hd] rows when hd
+ * is a multiple of LT_V (real models: 64, 128; stories15M: 48), and the
+ * transposed copies with horizontal sums otherwise (stories260K with
+ * AVX-512: 8). */
 #include <math.h>
 #include <string.h>
 
@@ -44,59 +45,96 @@ static float *scratch_alloc(attn_scratch *s, int T, int hd) {
     return p;
 }
 
-/* K and V of kv head g of batch b, in both layouts; padding stays zero. */
-static void gather_kv(const attn_scratch *s, const float *qkv, int b, int g, int T, int nh,
-                      int nkv, int hd) {
-    const int C = nh * hd, W = C + 2 * nkv * hd, Tp = padv(T);
-    const float *base = qkv + (size_t)b * T * W;
-    for (int j = 0; j < T; j++) {
-        const float *kj = base + (size_t)j * W + C + g * hd, *vj = kj + nkv * hd;
-        memcpy(s->kr + (size_t)j * hd, kj, (size_t)hd * sizeof(float));
-        memcpy(s->vr + (size_t)j * hd, vj, (size_t)hd * sizeof(float));
-        for (int d = 0; d < hd; d++) {
-            s->kt[(size_t)d * Tp + j] = kj[d];
-            s->vt[(size_t)d * Tp + j] = vj[d];
-        }
+/* dst[d][j0 + i] = src[i][d0 + d] for an 8 x 8 tile: rows of src have
+ * stride lds, rows of dst stride ldd. Unpacks within 128-bit lanes, then a
+ * lane swap: 24 shuffles where element-wise stores took 64 strided writes,
+ * which made the gather a quarter of attention's time. */
+static inline void transpose8(float *dst, size_t ldd, const float *src, size_t lds) {
+    v8f r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) memcpy(&r[i], src + (size_t)i * lds, sizeof r[i]);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
     }
-    for (int d = 0; d < hd; d++)
-        for (int j = T; j < Tp; j++) s->kt[(size_t)d * Tp + j] = s->vt[(size_t)d * Tp + j] = 0.0f;
+    for (int i = 0; i < 8; i += 4)
+        for (int k = 0; k < 2; k++) {
+            u[i + k] = __builtin_shufflevector(t[i + k], t[i + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + k + 2] = __builtin_shufflevector(t[i + k], t[i + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    /* u[0]: column 0 of rows 0-3 | column 4 of rows 0-3; u[2]: column 1 ..;
+     * u[1]: column 2 ..; u[3]: column 3 ..; u[4..7] the same for rows 4-7 */
+    static const int col_of[4] = {0, 2, 1, 3};
+    for (int k = 0; k < 4; k++) {
+        const int c = col_of[k];
+        v8f lo = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        v8f hi = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+        memcpy(dst + (size_t)c * ldd, &lo, sizeof lo);
+        memcpy(dst + (size_t)(c + 4) * ldd, &hi, sizeof hi);
+    }
 }
 
-/* out[r][j] = scale * sum_d x[r][d] t[d][j] for chunks [0, nch), two chunks
- * at a time: eight accumulators, two loads and four broadcasts per d. */
+/* x [T, hd] (row stride ld) into xt [hd, Tp]; padding columns zero. */
+static void transpose_rows(float *xt, int Tp, const float *x, size_t ld, int T, int hd) {
+    const int T8 = T / 8 * 8, hd8 = hd / 8 * 8;
+    for (int j = 0; j < T8; j += 8)
+        for (int d = 0; d < hd8; d += 8)
+            transpose8(xt + (size_t)d * Tp + j, (size_t)Tp, x + (size_t)j * ld + d, ld);
+    for (int j = 0; j < T; j++)
+        for (int d = j < T8 ? hd8 : 0; d < hd; d++) xt[(size_t)d * Tp + j] = x[(size_t)j * ld + d];
+    for (int d = 0; d < hd; d++)
+        for (int j = T; j < Tp; j++) xt[(size_t)d * Tp + j] = 0.0f;
+}
+
+/* K and V of kv head g of batch b: transposed copies, and contiguous rows
+ * when the row kernels use them (read in place, at qkv's row stride, the
+ * rows of a head are 3.5 KB apart on stories15M and the sums over keys
+ * ran 40% slower). */
+static void gather_kv(const attn_scratch *s, const float *qkv, int b, int g, int T, int nh, int nkv,
+                      int hd) {
+    const int C = nh * hd, W = C + 2 * nkv * hd, Tp = padv(T);
+    const float *k = qkv + (size_t)b * T * W + C + (size_t)g * hd, *v = k + (size_t)nkv * hd;
+    transpose_rows(s->kt, Tp, k, (size_t)W, T, hd);
+    transpose_rows(s->vt, Tp, v, (size_t)W, T, hd);
+    if (!row_path(hd)) return;
+    for (int j = 0; j < T; j++)
+        for (int d = 0; d < hd; d += LT_V) {
+            vf_store(s->kr + (size_t)j * hd + d, vf_load(k + (size_t)j * W + d));
+            vf_store(s->vr + (size_t)j * hd + d, vf_load(v + (size_t)j * W + d));
+        }
+}
+
+/* Row-layout kernels take their vector counts as compile-time constants:
+ * with a runtime count GCC keeps the accumulator arrays on the stack
+ * instead of in registers. */
+#define LT_INLINE static inline __attribute__((always_inline))
+
+/* out[r][c*LT_V ..] = scale * sum_d x[r][d] t[d][c*LT_V ..] for NC chunks
+ * from c0: 4 NC accumulators, NC loads and four broadcasts per d. */
+LT_INLINE void dot_block(float *out, int Tp, const float *const x[ROWS], const float *t, int hd,
+                         int c0, float scale, const int NC) {
+    vf a[ROWS][3] = {{{0}}};
+    const float *tc = t + (size_t)c0 * LT_V;
+    for (int d = 0; d < hd; d++) {
+        vf k[3];
+        for (int c = 0; c < NC; c++) k[c] = vf_load(tc + (size_t)d * Tp + c * LT_V);
+        for (int r = 0; r < ROWS; r++) {
+            const float xr = x[r][d];
+            for (int c = 0; c < NC; c++) a[r][c] += xr * k[c];
+        }
+    }
+    for (int r = 0; r < ROWS; r++)
+        for (int c = 0; c < NC; c++)
+            vf_store(out + (size_t)r * Tp + (size_t)(c0 + c) * LT_V, a[r][c] * scale);
+}
+
+/* out[r][j] = scale * sum_d x[r][d] t[d][j] for chunks [0, nch). */
 static void dot_rows(float *out, int Tp, const float *const x[ROWS], const float *t, int hd,
                      int nch, float scale) {
     int c = 0;
-    for (; c + 1 < nch; c += 2) {
-        vf a0[ROWS] = {{0}}, a1[ROWS] = {{0}};
-        const float *tc = t + (size_t)c * LT_V;
-        for (int d = 0; d < hd; d++) {
-            vf k0 = vf_load(tc + (size_t)d * Tp), k1 = vf_load(tc + (size_t)d * Tp + LT_V);
-            for (int r = 0; r < ROWS; r++) {
-                a0[r] += x[r][d] * k0;
-                a1[r] += x[r][d] * k1;
-            }
-        }
-        for (int r = 0; r < ROWS; r++) {
-            vf_store(out + (size_t)r * Tp + (size_t)c * LT_V, a0[r] * scale);
-            vf_store(out + (size_t)r * Tp + (size_t)c * LT_V + LT_V, a1[r] * scale);
-        }
-    }
-    if (c < nch) {
-        vf a0[ROWS] = {{0}};
-        const float *tc = t + (size_t)c * LT_V;
-        for (int d = 0; d < hd; d++) {
-            vf k0 = vf_load(tc + (size_t)d * Tp);
-            for (int r = 0; r < ROWS; r++) a0[r] += x[r][d] * k0;
-        }
-        for (int r = 0; r < ROWS; r++) vf_store(out + (size_t)r * Tp + (size_t)c * LT_V, a0[r] * scale);
-    }
+    for (; c + 3 <= nch; c += 3) dot_block(out, Tp, x, t, hd, c, scale, 3);
+    if (nch - c == 2) dot_block(out, Tp, x, t, hd, c, scale, 2);
+    if (nch - c == 1) dot_block(out, Tp, x, t, hd, c, scale, 1);
 }
-
-/* Row-layout kernels take NV vectors of the head dimension at a time as a
- * compile-time constant: with a runtime count GCC keeps the accumulator
- * arrays on the stack instead of in registers. */
-#define LT_INLINE static inline __attribute__((always_inline))
 
 /* out[r][d0 .. d0+LT_V*NV) = post[r] * sum_{j < nkeys} w[r][j] x[j][d0 ..]:
  * x as [T, hd] rows, four rows of w, 4 NV accumulators in registers. */
@@ -205,6 +243,17 @@ static void outer_acc(const attn_scratch *s, float *acc, const float *w, int Tp,
     }
 }
 
+/* sum_d x[d] y[d], vectors first: a scalar loop in source order is a
+ * chain of dependent adds. */
+static float dot(const float *x, const float *y, int n) {
+    const int nv = n / LT_V * LT_V;
+    vf acc = {0};
+    for (int d = 0; d < nv; d += LT_V) acc += vf_load(x + d) * vf_load(y + d);
+    float s = vf_hsum(acc);
+    for (int d = nv; d < n; d++) s += x[d] * y[d];
+    return s;
+}
+
 /* Per row of a block: mask keys after the row (causal) and return the
  * row's max score; rows past the end of the sequence get all -inf. */
 static void causal_mask(float *srow, int n, int nch) {
@@ -297,10 +346,7 @@ void lt_cpu_attention_bwd(const lt_ops *o, float *dqkv, const float *dout, const
                         q[r] = qkv + row * W + h * hd;
                         dO[r] = dout + row * C + h * hd;
                         dq[r] = dqkv + row * W + h * hd;
-                        const float *orow = out + row * C + h * hd;
-                        float d_ = 0.0f;
-                        for (int d = 0; d < hd; d++) d_ += dO[r][d] * orow[d];
-                        Di[r] = d_;
+                        Di[r] = dot(dO[r], out + row * C + h * hd, hd);
                         one[r] = 1.0f;
                     }
                     /* P recomputed from the saved log-sum-exp */

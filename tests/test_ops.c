@@ -468,6 +468,7 @@ int main(void) {
     test_attention(2, 1, 16, 21); /* row-layout kernels, ragged row blocks */
     test_attention(4, 2, 48, 19); /* stories15M's head size, three vectors */
     test_attention(2, 2, 32, 40); /* more than two chunks of keys */
+    test_attention(2, 1, 12, 17); /* transposed copies: 8 x 8 tiles and both tails */
     test_bias();
     test_swiglu();
     test_cross_entropy();
