@@ -31,6 +31,7 @@ static const char *k_pnames[P_COUNT] = {"gemm (base)", "gemm (classifier)", "gem
 static double g_ptime[P_COUNT], g_pflops[P_COUNT];
 static double g_gemm_flops;
 static int g_rank, g_vocab;
+static const float *g_cls_lo, *g_cls_hi; /* the classifier weight: GEMMs reading it are its */
 static const lt_ops *g_base;
 
 #define TIMED(cat, call)                \
@@ -43,9 +44,8 @@ static const lt_ops *g_base;
 static void p_gemm(const lt_ops *o, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     (void)o;
-    int cat = (M == g_rank || N == g_rank || K == g_rank) ? P_GEMM_LORA
-              : (N == g_vocab || K == g_vocab)           ? P_GEMM_CLS
-                                                         : P_GEMM;
+    const int cls = (B >= g_cls_lo && B < g_cls_hi) || M == g_vocab || N == g_vocab || K == g_vocab;
+    int cat = (M == g_rank || N == g_rank || K == g_rank) ? P_GEMM_LORA : cls ? P_GEMM_CLS : P_GEMM;
     g_gemm_flops += 2.0 * M * N * K;
     g_pflops[cat] += 2.0 * M * N * K;
     TIMED(cat, g_base->gemm(g_base, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
@@ -88,6 +88,16 @@ static void p_ce(const lt_ops *o, float *logits, float *losses, const int32_t *t
     (void)o;
     TIMED(P_CE, g_base->cross_entropy(g_base, logits, losses, t, n, V, scale, grad));
 }
+static void p_ce_block(const lt_ops *o, float *blk, int ld, int n, int cols, int col0,
+                       const int32_t *t, float *st, float *dx, int dim, int grad) {
+    (void)o;
+    TIMED(P_CE, g_base->ce_block(g_base, blk, ld, n, cols, col0, t, st, dx, dim, grad));
+}
+static void p_ce_finish(const lt_ops *o, float *losses, const float *st, const int32_t *t, int n,
+                        float scale, float *dx, int dim, const float *cls) {
+    (void)o;
+    TIMED(P_CE, g_base->ce_finish(g_base, losses, st, t, n, scale, dx, dim, cls));
+}
 static void p_copy(const lt_ops *o, void *dst, const void *src, size_t bytes) {
     (void)o;
     TIMED(P_OTHER, g_base->copy(g_base, dst, src, bytes));
@@ -115,6 +125,8 @@ static lt_ops make_profiling_ops(const lt_ops *base) {
     p.swiglu_fwd = p_swiglu_f;
     p.swiglu_bwd = p_swiglu_b;
     p.cross_entropy = p_ce;
+    p.ce_block = p_ce_block;
+    p.ce_finish = p_ce_finish;
     p.copy = p_copy;
     p.embedding_fwd = p_embed;
     p.dequantize = p_dequant;
@@ -280,6 +292,12 @@ int main(int argc, char **argv) {
     if (seq <= 0) seq = cfg.seq_len;
     g_rank = 8;
     g_vocab = cfg.vocab_size;
+    const lt_tensor_desc *cls = lt_table_find(lt_model_base_table(m), "lm_head.weight");
+    if (!cls) cls = lt_table_find(lt_model_base_table(m), "model.embed_tokens.weight");
+    if (cls) {
+        g_cls_lo = lt_model_base(m) + cls->offset;
+        g_cls_hi = g_cls_lo + (size_t)cfg.vocab_size * cfg.dim;
+    }
     lt_lora_config lc = {.r = 8, .alpha = 16, .dropout = 0, .use_rslora = 0,
                          .targets = (1u << LT_MOD_Q) | (1u << LT_MOD_K) | (1u << LT_MOD_V) | (1u << LT_MOD_O)};
     if ((full ? lt_model_enable_full_training(m, &err) : lt_model_add_lora(m, &lc, 1, &err)) != LT_OK ||

@@ -89,6 +89,7 @@ struct lt_model {
     layer_acts *acts;
     float *x_final, *xf, *rstdf;
     float *logits;   /* [chunk, V] */
+    float *ce_state; /* [chunk, LT_CE_STATE] */
     float *losses;   /* [n] */
     int32_t *tokens, *targets;
     grad_scratch g;
@@ -628,7 +629,7 @@ static act_sizes activation_sizes(const lt_model_config *c, const lt_lora_config
      * rest, which backward recomputes layer by layer. */
     const size_t layers = checkpointing ? L * n * C + layer_act_floats(c, lc, n, B, T) - n * C
                                         : L * layer_act_floats(c, lc, n, B, T);
-    s.act = layers + 3 * n * C + n + s.chunk * V + n;
+    s.act = layers + 3 * n * C + n + s.chunk * (V + LT_CE_STATE) + n;
     s.ints = 2 * n; /* tokens and targets, stored as int32 in float slots */
     /* Regenerated dropout inputs need room only when dropout is on. */
     const size_t max_in = lc && lc->dropout > 0.0f ? (H > C ? H : C) : 0;
@@ -711,6 +712,7 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
     TAKE(m->xf, n * C);
     TAKE(m->rstdf, n);
     TAKE(m->logits, chunk * V);
+    TAKE(m->ce_state, chunk * LT_CE_STATE);
     TAKE(m->losses, n);
     m->tokens = (int32_t *)p;
     p += n;
@@ -931,23 +933,55 @@ lt_status lt_model_logits(lt_model *m, const int32_t *tokens, int B, int T, int 
 /* The gradient buffer's twin of base weight w (full fine-tuning). */
 static float *grad_of(lt_model *m, const float *w) { return m->base_grad + (w - m->base); }
 
-/* Classifier and cross-entropy over chunks of rows; with grad_out, also
- * d(loss)/d(xf) into grad_out (and, in full fine-tuning, the classifier's
- * gradient), so [n, V] logits are never materialised. */
+/* The classifier and loss a block of vocabulary columns at a time (ops
+ * ce_block / ce_finish): each block's logits, their exp, and the input
+ * gradient's GEMM over them stay in cache, where a whole chunk's logits
+ * (64 MiB) went through memory six times (the GEMM's zeroing and its
+ * accumulate, the softmax's read and write, the second GEMM's read). */
+static void head_loss_blocked(lt_model *m, int n, float grad_scale, float *grad_out) {
+    const lt_ops *o = m->ops;
+    const int V = m->c.vocab_size, C = m->C;
+    for (int r0 = 0; r0 < n; r0 += m->chunk) {
+        const int rows = n - r0 < m->chunk ? n - r0 : m->chunk;
+        /* about 4 MiB of logits per block, whole 64-byte vectors */
+        int nb = (int)(((size_t)1 << 20) / (size_t)rows) / 16 * 16;
+        nb = nb < 16 ? 16 : nb > V ? V : nb;
+        const float *x = m->xf + (size_t)r0 * C;
+        float *dx = grad_out ? grad_out + (size_t)r0 * C : NULL;
+        for (int v0 = 0; v0 < V; v0 += nb) {
+            const int cols = V - v0 < nb ? V - v0 : nb;
+            const float *w = m->cls + (size_t)v0 * C;
+            o->gemm(o, 0, 1, rows, cols, C, 1.0f, x, C, w, C, 0.0f, m->logits, cols);
+            o->ce_block(o, m->logits, cols, rows, cols, v0, m->targets + r0, m->ce_state, dx, C,
+                        dx != NULL);
+            if (dx)
+                o->gemm(o, 0, 0, rows, C, cols, 1.0f, m->logits, cols, w, C, v0 ? 1.0f : 0.0f, dx, C);
+        }
+        o->ce_finish(o, m->losses + r0, m->ce_state, m->targets + r0, rows, grad_scale, dx, C, m->cls);
+    }
+}
+
+/* Classifier and cross-entropy over chunks of rows, so [n, V] logits are
+ * never materialised; with grad_out, d(loss)/d(xf) into grad_out. Full
+ * fine-tuning takes whole rows of logits: the classifier's own gradient
+ * needs each block's probabilities normalised, which the blocked path
+ * knows only after its last block. */
 static void head_loss(lt_model *m, int n, float grad_scale, float *grad_out) {
+    if (!grad_out || !m->full) {
+        head_loss_blocked(m, n, grad_scale, grad_out);
+        return;
+    }
     const lt_ops *o = m->ops;
     const int V = m->c.vocab_size, C = m->C;
     for (int r0 = 0; r0 < n; r0 += m->chunk) {
         int rows = n - r0 < m->chunk ? n - r0 : m->chunk;
         o->gemm(o, 0, 1, rows, V, C, 1.0f, m->xf + (size_t)r0 * C, C, m->cls, C, 0.0f, m->logits, V);
-        o->cross_entropy(o, m->logits, m->losses + r0, m->targets + r0, rows, V, grad_scale,
-                         grad_out != NULL);
-        if (!grad_out) continue;
+        o->cross_entropy(o, m->logits, m->losses + r0, m->targets + r0, rows, V, grad_scale, 1);
         o->gemm(o, 0, 0, rows, C, V, 1.0f, m->logits, V, m->cls, C, 0.0f,
                 grad_out + (size_t)r0 * C, C);
-        if (m->full) /* dcls [V, C] += dlogits^T xf */
-            o->gemm(o, 1, 0, V, C, rows, 1.0f, m->logits, V, m->xf + (size_t)r0 * C, C, 1.0f,
-                    grad_of(m, m->cls), C);
+        /* dcls [V, C] += dlogits^T xf */
+        o->gemm(o, 1, 0, V, C, rows, 1.0f, m->logits, V, m->xf + (size_t)r0 * C, C, 1.0f,
+                grad_of(m, m->cls), C);
     }
 }
 

@@ -104,7 +104,30 @@ struct lt_ops {
      * ignored targets). */
     void (*cross_entropy)(const lt_ops *o, float *logits, float *losses, const int32_t *targets,
                           int n, int V, float grad_scale, int want_grad);
+
+    /* The same loss with the logits arriving a block of columns at a time,
+     * so the classifier GEMM, the softmax and the input gradient's GEMM
+     * share one cache-sized block (online softmax, as FlashAttention does
+     * over keys). Per row, st keeps LT_CE_STATE floats of running state
+     * (the max, the target's logit, exp-sums relative to the max).
+     *
+     * ce_block takes columns [col0, col0 + cols) of the n rows' logits
+     * (blk, row stride ld; overwritten); col0 == 0 starts the rows' state.
+     * When a row's max rises, its earlier sums and, with want_grad, its row
+     * of dx ([n, dim]: the sum of the earlier blocks' blk W_block) are
+     * scaled down to the new max. With want_grad the block becomes
+     * exp(logit - max) with 0 at the target and on ignored rows, for the
+     * caller's dx += blk W_block. */
+    void (*ce_block)(const lt_ops *o, float *blk, int ld, int n, int cols, int col0,
+                     const int32_t *targets, float *st, float *dx, int dim, int want_grad);
+    /* After the last block: losses as cross_entropy gives them; with dx,
+     * dx becomes grad_scale * (softmax - onehot) cls (cls [V, dim], the
+     * classifier), d(loss)/d(classifier input); 0 rows for ignored targets. */
+    void (*ce_finish)(const lt_ops *o, float *losses, const float *st, const int32_t *targets,
+                      int n, float grad_scale, float *dx, int dim, const float *cls);
 };
+
+#define LT_CE_STATE 8 /* floats per row; 32 bytes keep rows aligned */
 
 /* The CPU backend: OpenBLAS GEMMs and OpenMP kernels on `threads` threads
  * (0: leave the runtime's default). */

@@ -302,6 +302,97 @@ static void cpu_cross_entropy(const lt_ops *o, float *logits, float *losses,
     }
 }
 
+/* Per row: the running max; the target's logit and its exp relative to
+ * the max; and, over the other entries, how many equal the max and the sum
+ * of the rest's exps. The target's own term is kept out of the block (its
+ * exp stored as 0) so d(loss)/dx = scale/sum * (sum_{j != t} e_j W_j -
+ * others * W_t) never subtracts two numbers near W_t: on a confident row
+ * (p_t = 1 - 1e-17) that difference is the whole gradient. */
+enum { CE_MAX, CE_XT, CE_ET, CE_TIES, CE_REST, CE_FIELDS };
+_Static_assert(CE_FIELDS <= LT_CE_STATE, "LT_CE_STATE holds the per-row fields");
+
+static void cpu_ce_block(const lt_ops *o, float *blk, int ld, int n, int cols, int col0,
+                         const int32_t *targets, float *st, float *dx, int dim, int want_grad) {
+    (void)o;
+    const int nv = cols / LT_V * LT_V;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        float *x = blk + (size_t)i * ld, *s = st + (size_t)i * LT_CE_STATE;
+        const int t = targets[i];
+        if (t < 0) {
+            if (want_grad) memset(x, 0, (size_t)cols * sizeof(float));
+            continue;
+        }
+        if (col0 == 0) s[CE_MAX] = -INFINITY, s[CE_ET] = s[CE_TIES] = s[CE_REST] = 0.0f;
+        vf mv = vf_set1(-INFINITY);
+        for (int j = 0; j < nv; j += LT_V) mv = vf_max(mv, vf_load(x + j));
+        float mx = vf_hmax(mv);
+        for (int j = nv; j < cols; j++) mx = x[j] > mx ? x[j] : mx;
+        if (mx > s[CE_MAX]) {
+            /* the old max's ties join the rest, all scaled to the new max */
+            if (col0 > 0) {
+                const float a = lt_expf_scalar(s[CE_MAX] - mx);
+                s[CE_REST] = (s[CE_REST] + s[CE_TIES]) * a;
+                s[CE_ET] *= a;
+                s[CE_TIES] = 0.0f;
+                if (want_grad)
+                    for (int d = 0; d < dim; d++) dx[(size_t)i * dim + d] *= a;
+            }
+            s[CE_MAX] = mx;
+        } else {
+            mx = s[CE_MAX];
+        }
+        if (t >= col0 && t < col0 + cols) {
+            s[CE_XT] = x[t - col0];
+            s[CE_ET] = lt_expf_scalar(s[CE_XT] - mx);
+            x[t - col0] = -INFINITY;
+        }
+        vf rest = {0}, ties = {0};
+        const vf mxv = vf_set1(mx);
+        for (int j = 0; j < nv; j += LT_V) {
+            vf xv = vf_load(x + j), e = vf_exp(xv - mx);
+            vfi is_max = xv == mxv;
+            ties += vf_select(is_max, vf_set1(1.0f), (vf){0});
+            rest += vf_select(is_max, (vf){0}, e);
+            if (want_grad) vf_store(x + j, e);
+        }
+        float nties = vf_hsum(ties), sum_rest = vf_hsum(rest);
+        for (int j = nv; j < cols; j++) {
+            float e = lt_expf_scalar(x[j] - mx);
+            if (x[j] == mx) nties += 1.0f; else sum_rest += e;
+            if (want_grad) x[j] = e;
+        }
+        s[CE_TIES] += nties;
+        s[CE_REST] += sum_rest;
+    }
+}
+
+static void cpu_ce_finish(const lt_ops *o, float *losses, const float *st, const int32_t *targets,
+                          int n, float grad_scale, float *dx, int dim, const float *cls) {
+    (void)o;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *s = st + (size_t)i * LT_CE_STATE;
+        const int t = targets[i];
+        float *dxi = dx ? dx + (size_t)i * dim : NULL;
+        if (t < 0) {
+            losses[i] = 0.0f;
+            if (dxi) memset(dxi, 0, (size_t)dim * sizeof(float));
+            continue;
+        }
+        /* sum = big + rest with big = the terms near 1 (the target's when it
+         * is the max, and the others at the max): log(big) + log1p(rest/big)
+         * keeps a confident row's tiny loss, which log(sum) would round to 0 */
+        const double big = (double)s[CE_ET] + s[CE_TIES], rest = s[CE_REST];
+        losses[i] = (float)((double)(s[CE_MAX] - s[CE_XT]) + log(big) + log1p(rest / big));
+        if (!dxi) continue;
+        const float inv = (float)(grad_scale / (big + rest));
+        const float others = s[CE_TIES] + s[CE_REST];
+        const float *ct = cls + (size_t)t * dim;
+        for (int d = 0; d < dim; d++) dxi[d] = (dxi[d] - others * ct[d]) * inv;
+    }
+}
+
 /* ---------------------------------------------------------------- table */
 
 static lt_ops g_cpu_ops = {
@@ -330,6 +421,8 @@ static lt_ops g_cpu_ops = {
     .swiglu_bwd = cpu_swiglu_bwd,
     .dropout = cpu_dropout,
     .cross_entropy = cpu_cross_entropy,
+    .ce_block = cpu_ce_block,
+    .ce_finish = cpu_ce_finish,
 };
 
 const char *lt_ops_cpu_blas_core(void) { return openblas_get_corename(); }

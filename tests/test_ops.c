@@ -393,6 +393,69 @@ static void test_cross_entropy(void) {
     lt_free(x), lt_free(losses);
 }
 
+/* The blocked loss (ce_block / ce_finish) driven as the model drives it,
+ * over column blocks of 16 (the last one ragged), against softmax in
+ * double: the losses, and dX = scale * (softmax - onehot) W. Row 0's
+ * logits rise along the row, so its max moves up in every block and its
+ * earlier sums and dX row must be rescaled; row 4 is confident (one logit
+ * 40 above the rest, its loss ~ 1e-16 in float's range only through the
+ * separate sum of the non-max terms); row 1 is ignored. */
+static void test_cross_entropy_blocked(void) {
+    enum { n = 6, V = 37, dim = 5, NB = 16 };
+    int32_t t[n] = {3, -100, 0, 36, 17, 20};
+    float *x = frand((size_t)n * V, 6), *w = frand((size_t)V * dim, 1);
+    for (int j = 0; j < V; j++) x[j] = 0.5f * (float)j;
+    for (int j = 0; j < V; j++) x[4 * V + j] = (float)urand();
+    x[4 * V + 17] = 40.0f;
+    const float scale = 0.37f;
+    float blk[n * NB], st[n * LT_CE_STATE], losses[n], dx[n * dim], l0[n];
+    for (int grad = 0; grad < 2; grad++) {
+        for (int v0 = 0; v0 < V; v0 += NB) {
+            const int cols = V - v0 < NB ? V - v0 : NB;
+            for (int i = 0; i < n; i++) memcpy(blk + i * cols, x + i * V + v0, (size_t)cols * 4);
+            O->ce_block(O, blk, cols, n, cols, v0, t, st, grad ? dx : NULL, dim, grad);
+            for (int i = 0; grad && i < n; i++)
+                for (int d = 0; d < dim; d++) {
+                    float acc = v0 ? dx[i * dim + d] : 0.0f;
+                    for (int j = 0; j < cols; j++) acc += blk[i * cols + j] * w[(v0 + j) * dim + d];
+                    dx[i * dim + d] = acc;
+                }
+        }
+        O->ce_finish(O, grad ? losses : l0, st, t, n, scale, grad ? dx : NULL, dim, w);
+    }
+    double worst_l = 0, worst_g = 0;
+    for (int i = 0; i < n; i++) {
+        CHECK(losses[i] == l0[i], "row %d: loss %g with the gradient, %g without", i, (double)losses[i],
+              (double)l0[i]);
+        if (t[i] < 0) {
+            int zero = losses[i] == 0.0f;
+            for (int d = 0; d < dim; d++) zero &= dx[i * dim + d] == 0.0f;
+            CHECK(zero, "ignored row %d has a loss or a gradient", i);
+            continue;
+        }
+        double mx = -1e300, sum = 0, rest = 0, p[V];
+        for (int j = 0; j < V; j++) mx = fmax(mx, x[i * V + j]);
+        for (int j = 0; j < V; j++) {
+            sum += (p[j] = exp((double)x[i * V + j] - mx));
+            if (x[i * V + j] != mx) rest += p[j];
+        }
+        const double loss = (mx - x[i * V + t[i]]) + log1p(rest);
+        /* the confident row's loss is ~1e-16: relative to itself */
+        worst_l = fmax(worst_l, fabs(losses[i] - loss) / fmax(fabs(loss), 1e-30));
+        /* p_t - 1 as minus the others' share: 1 - p_t would cancel */
+        double others = 0;
+        for (int j = 0; j < V; j++) others += j == t[i] ? 0.0 : p[j];
+        for (int d = 0; d < dim; d++) {
+            double g = -others / sum * w[t[i] * dim + d];
+            for (int j = 0; j < V; j++) g += j == t[i] ? 0.0 : p[j] / sum * w[j * dim + d];
+            worst_g = fmax(worst_g, fabs(dx[i * dim + d] - scale * g) / fabs(scale * g));
+        }
+    }
+    CHECK(worst_l < 2e-6, "blocked cross-entropy loss relative error %g", worst_l);
+    CHECK(worst_g < 1e-5, "blocked cross-entropy dX error %g", worst_g);
+    lt_free(x), lt_free(w);
+}
+
 /* ------------------------------------------------------------ embedding */
 
 static void test_embedding(void) {
@@ -472,6 +535,7 @@ int main(void) {
     test_bias();
     test_swiglu();
     test_cross_entropy();
+    test_cross_entropy_blocked();
     test_embedding();
     test_dropout();
     return check_exit_code();
