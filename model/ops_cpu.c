@@ -252,6 +252,37 @@ static void cpu_dropout(const lt_ops *o, float *out, const float *x, int n, int 
     }
 }
 
+static float row_max(const float *x, int n) {
+    const int nv = n / LT_V * LT_V;
+    vf mv = vf_set1(-INFINITY);
+    for (int j = 0; j < nv; j += LT_V) mv = vf_max(mv, vf_load(x + j));
+    float mx = vf_hmax(mv);
+    for (int j = nv; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    return mx;
+}
+
+/* e = exp(x - mx) over n entries, stored back when `store`: the count of
+ * entries equal to mx, and the sum of the other e. */
+static inline void exp_sums(float *x, int n, float mx, int store, double *ties, double *rest) {
+    const int nv = n / LT_V * LT_V;
+    vf r = {0}, t = {0};
+    const vf mxv = vf_set1(mx);
+    for (int j = 0; j < nv; j += LT_V) {
+        vf xv = vf_load(x + j), e = vf_exp(xv - mx);
+        vfi is_max = xv == mxv;
+        t += vf_select(is_max, vf_set1(1.0f), (vf){0});
+        r += vf_select(is_max, (vf){0}, e);
+        if (store) vf_store(x + j, e);
+    }
+    double nt = vf_hsum(t), sr = vf_hsum(r);
+    for (int j = nv; j < n; j++) {
+        float e = lt_expf_scalar(x[j] - mx);
+        if (x[j] == mx) nt += 1.0; else sr += e;
+        if (store) x[j] = e;
+    }
+    *ties = nt, *rest = sr;
+}
+
 static void cpu_cross_entropy(const lt_ops *o, float *logits, float *losses,
                               const int32_t *targets, int n, int V, float grad_scale,
                               int want_grad) {
@@ -267,30 +298,14 @@ static void cpu_cross_entropy(const lt_ops *o, float *logits, float *losses,
             continue;
         }
         const float xt = x[t]; /* the exp pass below overwrites it */
-        vf mv = vf_set1(-INFINITY);
-        for (int j = 0; j < nv; j += LT_V) mv = vf_max(mv, vf_load(x + j));
-        float mx = vf_hmax(mv);
-        for (int j = nv; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+        const float mx = row_max(x, V);
         /* sum exp(x - max) = ties + rest, where ties counts the maxima (each
          * exp(0) = 1 exactly). A confident prediction's loss lives in rest;
          * adding it up apart from the 1 keeps its digits, where a running
          * sum starting at 1 would round the small terms away. The loss is
          * then (max - x_t) + log(ties + rest), never (max + lse) - x_t. */
-        vf rest = {0}, ties = {0};
-        const vf mxv = vf_set1(mx);
-        for (int j = 0; j < nv; j += LT_V) {
-            vf xv = vf_load(x + j), e = vf_exp(xv - mx);
-            vfi is_max = xv == mxv;
-            ties += vf_select(is_max, vf_set1(1.0f), (vf){0});
-            rest += vf_select(is_max, (vf){0}, e);
-            if (want_grad) vf_store(x + j, e);
-        }
-        double nties = vf_hsum(ties), sum_rest = vf_hsum(rest);
-        for (int j = nv; j < V; j++) {
-            float e = lt_expf_scalar(x[j] - mx);
-            if (x[j] == mx) nties += 1.0; else sum_rest += e;
-            if (want_grad) x[j] = e;
-        }
+        double nties, sum_rest;
+        exp_sums(x, V, mx, want_grad, &nties, &sum_rest);
         const double sum = nties + sum_rest;
         losses[i] = (float)((double)(mx - xt) + log(nties) + log1p(sum_rest / nties));
         if (want_grad) {
@@ -314,7 +329,6 @@ _Static_assert(CE_FIELDS <= LT_CE_STATE, "LT_CE_STATE holds the per-row fields")
 static void cpu_ce_block(const lt_ops *o, float *blk, int ld, int n, int cols, int col0,
                          const int32_t *targets, float *st, float *dx, int dim, int want_grad) {
     (void)o;
-    const int nv = cols / LT_V * LT_V;
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         float *x = blk + (size_t)i * ld, *s = st + (size_t)i * LT_CE_STATE;
@@ -324,10 +338,7 @@ static void cpu_ce_block(const lt_ops *o, float *blk, int ld, int n, int cols, i
             continue;
         }
         if (col0 == 0) s[CE_MAX] = -INFINITY, s[CE_ET] = s[CE_TIES] = s[CE_REST] = 0.0f;
-        vf mv = vf_set1(-INFINITY);
-        for (int j = 0; j < nv; j += LT_V) mv = vf_max(mv, vf_load(x + j));
-        float mx = vf_hmax(mv);
-        for (int j = nv; j < cols; j++) mx = x[j] > mx ? x[j] : mx;
+        float mx = row_max(x, cols);
         if (mx > s[CE_MAX]) {
             /* the old max's ties join the rest, all scaled to the new max */
             if (col0 > 0) {
@@ -347,23 +358,10 @@ static void cpu_ce_block(const lt_ops *o, float *blk, int ld, int n, int cols, i
             s[CE_ET] = lt_expf_scalar(s[CE_XT] - mx);
             x[t - col0] = -INFINITY;
         }
-        vf rest = {0}, ties = {0};
-        const vf mxv = vf_set1(mx);
-        for (int j = 0; j < nv; j += LT_V) {
-            vf xv = vf_load(x + j), e = vf_exp(xv - mx);
-            vfi is_max = xv == mxv;
-            ties += vf_select(is_max, vf_set1(1.0f), (vf){0});
-            rest += vf_select(is_max, (vf){0}, e);
-            if (want_grad) vf_store(x + j, e);
-        }
-        float nties = vf_hsum(ties), sum_rest = vf_hsum(rest);
-        for (int j = nv; j < cols; j++) {
-            float e = lt_expf_scalar(x[j] - mx);
-            if (x[j] == mx) nties += 1.0f; else sum_rest += e;
-            if (want_grad) x[j] = e;
-        }
-        s[CE_TIES] += nties;
-        s[CE_REST] += sum_rest;
+        double nties, sum_rest;
+        exp_sums(x, cols, mx, want_grad, &nties, &sum_rest);
+        s[CE_TIES] += (float)nties;
+        s[CE_REST] += (float)sum_rest;
     }
 }
 
