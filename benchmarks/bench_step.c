@@ -13,6 +13,7 @@
  * it). Prints one JSON line; with --profile, a per-op time breakdown on
  * stderr taken through a timing wrapper around the ops table. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ static const char *k_pnames[P_COUNT] = {"gemm (base)", "gemm (classifier)", "gem
 static double g_ptime[P_COUNT], g_pflops[P_COUNT];
 static double g_gemm_flops;
 static int g_rank, g_vocab;
-static const float *g_cls_lo, *g_cls_hi; /* the classifier weight: GEMMs reading it are its */
+static uintptr_t g_cls_lo, g_cls_hi; /* the classifier weight's bytes: GEMMs reading it are its */
 static const lt_ops *g_base;
 
 #define TIMED(cat, call)                \
@@ -44,7 +45,8 @@ static const lt_ops *g_base;
 static void p_gemm(const lt_ops *o, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     (void)o;
-    const int cls = (B >= g_cls_lo && B < g_cls_hi) || M == g_vocab || N == g_vocab || K == g_vocab;
+    const uintptr_t b = (uintptr_t)B;
+    const int cls = (b >= g_cls_lo && b < g_cls_hi) || M == g_vocab || N == g_vocab || K == g_vocab;
     int cat = (M == g_rank || N == g_rank || K == g_rank) ? P_GEMM_LORA : cls ? P_GEMM_CLS : P_GEMM;
     g_gemm_flops += 2.0 * M * N * K;
     g_pflops[cat] += 2.0 * M * N * K;
@@ -295,8 +297,8 @@ int main(int argc, char **argv) {
     const lt_tensor_desc *cls = lt_table_find(lt_model_base_table(m), "lm_head.weight");
     if (!cls) cls = lt_table_find(lt_model_base_table(m), "model.embed_tokens.weight");
     if (cls) {
-        g_cls_lo = lt_model_base(m) + cls->offset;
-        g_cls_hi = g_cls_lo + (size_t)cfg.vocab_size * cfg.dim;
+        g_cls_lo = (uintptr_t)(lt_model_base(m) + cls->offset);
+        g_cls_hi = g_cls_lo + (size_t)cfg.vocab_size * cfg.dim * sizeof(float);
     }
     lt_lora_config lc = {.r = 8, .alpha = 16, .dropout = 0, .use_rslora = 0,
                          .targets = (1u << LT_MOD_Q) | (1u << LT_MOD_K) | (1u << LT_MOD_V) | (1u << LT_MOD_O)};

@@ -201,7 +201,7 @@ LT_INLINE void wsumt_block(float *const out[ROWS], int rows, const float *w, int
         vf wc[ROWS];
         for (int r = 0; r < ROWS; r++) wc[r] = vf_load(w + (size_t)r * Tp + c * LT_V);
         for (int dd = 0; dd < ND; dd++) {
-            vf xv = vf_load(xt + (size_t)(d0 + dd) * Tp + c * LT_V);
+            vf xv = in_register(vf_load(xt + (size_t)(d0 + dd) * Tp + c * LT_V));
             for (int r = 0; r < ROWS; r++) a[r][dd] += wc[r] * xv;
         }
     }
