@@ -88,7 +88,8 @@ struct lt_model {
     float *act_mem, *scratch_mem;
     layer_acts *acts;
     float *x_final, *xf, *rstdf;
-    float *logits;   /* [chunk, V] */
+    float *logits;   /* logits_cap floats: [chunk, V] rows, or one vocabulary block */
+    size_t logits_cap;
     float *ce_state; /* [chunk, LT_CE_STATE] */
     float *losses;   /* [n] */
     int32_t *tokens, *targets;
@@ -435,6 +436,10 @@ void lt_model_set_hooks(lt_model *m, const lt_model_hooks *hooks) {
 
 lt_status lt_model_add_lora(lt_model *m, const lt_lora_config *lc, uint64_t seed, lt_error *err) {
     if (m->has_lora) return lt_fail(err, LT_ERR_INVALID, "model already has LoRA adapters");
+    if (m->full)
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "LoRA adapters on a model in full fine-tuning: it trains the base "
+                       "weights themselves");
     lt_status st = lt_lora_config_validate(lc, &m->c, err);
     if (st != LT_OK) return st;
     const int L = m->c.n_layers;
@@ -609,8 +614,15 @@ static size_t layer_act_floats(const lt_model_config *c, const lt_lora_config *l
  * the model cannot disagree: saved activations, backward scratch, the
  * logits chunk's rows and the RoPE tables. */
 typedef struct {
-    size_t act, ints, scratch, chunk, rope;
+    size_t act, ints, scratch, chunk, logits, rope;
 } act_sizes;
+
+/* Vocabulary columns per block of the blocked loss for `rows` rows: about
+ * 4 MiB of logits, whole 64-byte vectors. */
+static int ce_block_cols(size_t rows, int V) {
+    int nb = (int)(((size_t)1 << 20) / rows) / 16 * 16;
+    return nb < 16 ? 16 : nb > V ? V : nb;
+}
 
 static act_sizes activation_sizes(const lt_model_config *c, const lt_lora_config *lc, size_t B,
                                   size_t T, int checkpointing) {
@@ -625,11 +637,23 @@ static act_sizes activation_sizes(const lt_model_config *c, const lt_lora_config
     s.chunk = ((size_t)16 << 20) / V;
     s.chunk = s.chunk < 16 ? 16 : s.chunk;
     s.chunk = s.chunk > n ? n : s.chunk;
+    /* LoRA training and evaluation take the logits one vocabulary block at a
+     * time (head_loss_blocked): rows x ce_block_cols(rows) is at most 2^20
+     * or 16 rows a column; whole rows (full fine-tuning's loss, and
+     * lt_model_logits, which then goes a few rows at a time) need the
+     * chunk's, and at least one row. */
+    s.logits = s.chunk * V;
+    if (lc) {
+        size_t blk = (size_t)1 << 20;
+        blk = blk > s.chunk * 16 ? blk : s.chunk * 16;
+        blk = blk > V ? blk : V;
+        s.logits = blk < s.logits ? blk : s.logits;
+    }
     /* Checkpointing keeps every layer's input and one layer's worth of the
      * rest, which backward recomputes layer by layer. */
     const size_t layers = checkpointing ? L * n * C + layer_act_floats(c, lc, n, B, T) - n * C
                                         : L * layer_act_floats(c, lc, n, B, T);
-    s.act = layers + 3 * n * C + n + s.chunk * (V + LT_CE_STATE) + n;
+    s.act = layers + 3 * n * C + n + s.logits + s.chunk * LT_CE_STATE + n;
     s.ints = 2 * n; /* tokens and targets, stored as int32 in float slots */
     /* Regenerated dropout inputs need room only when dropout is on. */
     const size_t max_in = lc && lc->dropout > 0.0f ? (H > C ? H : C) : 0;
@@ -658,7 +682,7 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
     }
     free_activations(m);
     const lt_ops *o = m->ops;
-    const size_t n = (size_t)B * T, C = m->C, H = m->H, V = m->c.vocab_size;
+    const size_t n = (size_t)B * T, C = m->C, H = m->H;
     const size_t L = m->c.n_layers, r = m->has_lora ? (size_t)m->lc.r : 0;
     const act_sizes sz = activation_sizes(&m->c, m->has_lora ? &m->lc : NULL, (size_t)B, (size_t)T,
                                           m->checkpointing);
@@ -666,6 +690,7 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
     const size_t max_in = m->has_lora && m->lc.dropout > 0.0f ? (H > C ? H : C) : 0;
     const size_t half = (size_t)m->HD / 2;
     m->chunk = (int)chunk;
+    m->logits_cap = sz.logits;
     m->act_mem = o->alloc(o, LT_MEM_ACTIVATIONS, (act_floats + int_floats) * sizeof(float));
     m->scratch_mem = o->alloc(o, LT_MEM_ACTIVATIONS, scratch_floats * sizeof(float));
     m->acts = calloc(L, sizeof *m->acts);
@@ -711,7 +736,7 @@ lt_status lt_model_reserve(lt_model *m, int B, int T, lt_error *err) {
     TAKE(m->x_final, n * C);
     TAKE(m->xf, n * C);
     TAKE(m->rstdf, n);
-    TAKE(m->logits, chunk * V);
+    TAKE(m->logits, sz.logits);
     TAKE(m->ce_state, chunk * LT_CE_STATE);
     TAKE(m->losses, n);
     m->tokens = (int32_t *)p;
@@ -922,8 +947,9 @@ lt_status lt_model_logits(lt_model *m, const int32_t *tokens, int B, int T, int 
         return LT_OK;
     }
     const int n = B * T;
-    for (int r0 = 0; r0 < n; r0 += m->chunk) {
-        int rows = n - r0 < m->chunk ? n - r0 : m->chunk;
+    const int step = (size_t)m->chunk * V <= m->logits_cap ? m->chunk : (int)(m->logits_cap / V);
+    for (int r0 = 0; r0 < n; r0 += step) {
+        int rows = n - r0 < step ? n - r0 : step;
         o->gemm(o, 0, 1, rows, V, C, 1.0f, m->xf + (size_t)r0 * C, C, m->cls, C, 0.0f, m->logits, V);
         o->download(o, logits + (size_t)r0 * V, m->logits, (size_t)rows * V * sizeof(float));
     }
@@ -943,9 +969,7 @@ static void head_loss_blocked(lt_model *m, int n, float grad_scale, float *grad_
     const int V = m->c.vocab_size, C = m->C;
     for (int r0 = 0; r0 < n; r0 += m->chunk) {
         const int rows = n - r0 < m->chunk ? n - r0 : m->chunk;
-        /* about 4 MiB of logits per block, whole 64-byte vectors */
-        int nb = (int)(((size_t)1 << 20) / (size_t)rows) / 16 * 16;
-        nb = nb < 16 ? 16 : nb > V ? V : nb;
+        const int nb = ce_block_cols((size_t)rows, V);
         const float *x = m->xf + (size_t)r0 * C;
         float *dx = grad_out ? grad_out + (size_t)r0 * C : NULL;
         for (int v0 = 0; v0 < V; v0 += nb) {
