@@ -612,7 +612,7 @@ static size_t layer_act_floats(const lt_model_config *c, const lt_lora_config *l
 
 /* What lt_model_reserve allocates for B x T (floats), so the planner and
  * the model cannot disagree: saved activations, backward scratch, the
- * logits chunk's rows and the RoPE tables. */
+ * logits (a chunk's rows, or one block of them) and the RoPE tables. */
 typedef struct {
     size_t act, ints, scratch, chunk, logits, rope;
 } act_sizes;
@@ -637,11 +637,11 @@ static act_sizes activation_sizes(const lt_model_config *c, const lt_lora_config
     s.chunk = ((size_t)16 << 20) / V;
     s.chunk = s.chunk < 16 ? 16 : s.chunk;
     s.chunk = s.chunk > n ? n : s.chunk;
-    /* LoRA training and evaluation take the logits one vocabulary block at a
-     * time (head_loss_blocked): rows x ce_block_cols(rows) is at most 2^20
-     * or 16 rows a column; whole rows (full fine-tuning's loss, and
-     * lt_model_logits, which then goes a few rows at a time) need the
-     * chunk's, and at least one row. */
+    /* With LoRA, training and evaluation take the logits one vocabulary
+     * block at a time (head_loss_blocked), and rows x ce_block_cols(rows)
+     * is at most max(2^20, 16 rows). Full fine-tuning's loss needs whole
+     * rows of the chunk; lt_model_logits needs one row at least, and takes
+     * as many rows at a time as the buffer holds. */
     s.logits = s.chunk * V;
     if (lc) {
         size_t blk = (size_t)1 << 20;
