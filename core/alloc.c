@@ -29,15 +29,16 @@ _Static_assert(sizeof(block_header) == 64, "header must preserve 64-byte alignme
  * allocate exactly the same blocks. Sanitizer builds keep the heap, whose
  * red zones catch overruns of these blocks too. */
 #if defined(__SANITIZE_ADDRESS__)
-#define LT_ALLOC_MAP_MIN 0
+#define LT_ALLOC_MAPS 0
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define LT_ALLOC_MAP_MIN 0
+#define LT_ALLOC_MAPS 0
 #endif
 #endif
-#ifndef LT_ALLOC_MAP_MIN
+#ifndef LT_ALLOC_MAPS
+#define LT_ALLOC_MAPS 1
+#endif
 #define LT_ALLOC_MAP_MIN ((size_t)1 << 20)
-#endif
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static lt_mem_stats g_stats;
@@ -61,7 +62,7 @@ void *lt_alloc(lt_mem_category cat, size_t bytes) {
     void *raw = NULL;
     const size_t total = sizeof(block_header) + bytes;
     size_t mapped = 0;
-    if (LT_ALLOC_MAP_MIN && total >= LT_ALLOC_MAP_MIN) {
+    if (LT_ALLOC_MAPS && total >= LT_ALLOC_MAP_MIN) {
         raw = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (raw == MAP_FAILED) return NULL;
         mapped = total;
