@@ -86,6 +86,8 @@ static block_header *header_of(const void *p) {
     return (block_header *)((unsigned char *)(uintptr_t)p - sizeof(block_header));
 }
 
+size_t lt_alloc_map_min(void) { return LT_ALLOC_MAPS ? LT_ALLOC_MAP_MIN : 0; }
+
 size_t lt_alloc_size(const void *p) {
     return p ? (size_t)header_of(p)->bytes : 0;
 }

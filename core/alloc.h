@@ -27,6 +27,9 @@ typedef enum { LT_SPACE_HOST = 0, LT_SPACE_DEVICE = 1, LT_SPACE_COUNT } lt_mem_s
 void *lt_alloc(lt_mem_category cat, size_t bytes);
 void lt_free(void *p);
 size_t lt_alloc_size(const void *p);
+/* The smallest block (header included) mapped from the OS and unmapped on
+ * lt_free, or 0 when every block comes from the heap (sanitizer builds). */
+size_t lt_alloc_map_min(void);
 
 /* For allocators outside this file (cudaMalloc): add or remove bytes. */
 void lt_mem_account(lt_mem_space space, lt_mem_category cat, int64_t delta);

@@ -617,10 +617,12 @@ typedef struct {
     size_t act, ints, scratch, chunk, logits, rope;
 } act_sizes;
 
-/* Vocabulary columns per block of the blocked loss for `rows` rows: about
- * 4 MiB of logits, whole 64-byte vectors. */
+/* Logits per block of the blocked loss: 4 MiB, about a core's share of L3. */
+#define CE_BLOCK_FLOATS ((size_t)1 << 20)
+
+/* Vocabulary columns per block for `rows` rows, whole 64-byte vectors. */
 static int ce_block_cols(size_t rows, int V) {
-    int nb = (int)(((size_t)1 << 20) / rows) / 16 * 16;
+    int nb = (int)(CE_BLOCK_FLOATS / rows) / 16 * 16;
     return nb < 16 ? 16 : nb > V ? V : nb;
 }
 
@@ -639,12 +641,12 @@ static act_sizes activation_sizes(const lt_model_config *c, const lt_lora_config
     s.chunk = s.chunk > n ? n : s.chunk;
     /* With LoRA, training and evaluation take the logits one vocabulary
      * block at a time (head_loss_blocked), and rows x ce_block_cols(rows)
-     * is at most max(2^20, 16 rows). Full fine-tuning's loss needs whole
+     * is at most max(CE_BLOCK_FLOATS, 16 rows). Full fine-tuning's loss needs whole
      * rows of the chunk; lt_model_logits needs one row at least, and takes
      * as many rows at a time as the buffer holds. */
     s.logits = s.chunk * V;
     if (lc) {
-        size_t blk = (size_t)1 << 20;
+        size_t blk = CE_BLOCK_FLOATS;
         blk = blk > s.chunk * 16 ? blk : s.chunk * 16;
         blk = blk > V ? blk : V;
         s.logits = blk < s.logits ? blk : s.logits;
@@ -947,7 +949,8 @@ lt_status lt_model_logits(lt_model *m, const int32_t *tokens, int B, int T, int 
         return LT_OK;
     }
     const int n = B * T;
-    const int step = (size_t)m->chunk * V <= m->logits_cap ? m->chunk : (int)(m->logits_cap / V);
+    const size_t fit = m->logits_cap / V;
+    const int step = fit < (size_t)m->chunk ? (int)fit : m->chunk;
     for (int r0 = 0; r0 < n; r0 += step) {
         int rows = n - r0 < step ? n - r0 : step;
         o->gemm(o, 0, 1, rows, V, C, 1.0f, m->xf + (size_t)r0 * C, C, m->cls, C, 0.0f, m->logits, V);
