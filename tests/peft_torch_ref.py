@@ -55,7 +55,11 @@ import struct
 import sys
 
 import numpy as np
-import torch
+
+# torch is imported by the logits command only (main): compare needs numpy
+# alone, and the parity scripts call it a score of times, each import of
+# torch costing 2 s of a test's time.
+torch = None
 
 me = "peft_torch_ref.py"
 
@@ -319,7 +323,10 @@ def main():
     p.add_argument("--vocab", type=int, required=True)
     p.add_argument("--tol", type=float, default=1e-5)
     a = ap.parse_args()
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    if a.cmd == "logits":
+        global torch
+        import torch
+        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     {"logits": cmd_logits, "compare": cmd_compare}[a.cmd](a)
 
 
