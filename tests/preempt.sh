@@ -26,12 +26,12 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$root" || exit 1
 fail=0
 err() { echo "FAIL $*"; fail=1; }
-steps=60
+steps=40
 args=(train --model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin
       --train_file data/tinyshakespeare/input.txt --max_seq_length 256 --per_device_train_batch_size 4
       --warmup_steps 5 --lr_scheduler_type cosine --learning_rate 3e-3 --lora_dropout 0.1
       --target_modules all-linear --validation_split_percentage 5 --max_eval_samples 8
-      --eval_steps 40 --save_steps 50 --threads 1 --disable_tqdm --logging_steps 10)
+      --eval_steps 25 --save_steps 30 --threads 1 --disable_tqdm --logging_steps 10)
 mpi=(mpirun --oversubscribe -np 2)
 
 losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl"; }

@@ -29,9 +29,10 @@ cmake --build "$root/build-asan" -j"$jobs"
   ctest --output-on-failure -j"$jobs" -E 'torch_reference_selfcheck|train_reference_selfcheck|quant_memory|dist_memory|full_memory|slurm_|train_qlora|quickstart')
 
 # The readers of untrusted files (safetensors, JSON configs, tokenizers)
-# under libFuzzer (clang, coverage-guided, ASan+UBSan), LT_FUZZ_SECONDS each.
+# under libFuzzer (clang, coverage-guided, ASan+UBSan), LT_FUZZ_SECONDS each,
+# one target per core (each keeps its own corpus folder).
 cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DLT_FUZZ=ON -DLT_FUZZ_SECONDS="${LT_FUZZ_SECONDS:-60}"
 cmake --build "$root/build-fuzz" -j"$jobs" --target fuzz_targets
-(cd "$root/build-fuzz" && ctest --output-on-failure -L fuzz)
+(cd "$root/build-fuzz" && ctest --output-on-failure -j"$jobs" -L fuzz)
 echo "tests/run.sh: all suites passed (release and ASan+UBSan builds, fuzzing)"
