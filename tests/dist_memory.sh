@@ -7,12 +7,14 @@
 #     quantized bytes (to the 64-byte padding of each layer's shard);
 #   - the process peak (VmHWM) falls by what that predicts -- the quantized
 #     bytes a rank no longer stores, less the two whole-layer gather buffers
-#     -- to within 3.5 MiB, comparing the lowest VmHWM of the ranks of each
-#     run. 3.5 MiB is the jitter measured here: a rank's VmHWM now and then
-#     sits a 3 MiB step above or below its peers' in the same
-#     configuration, sharded or not. A base that is not really sharded
-#     gives a fall of minus the gather buffers (-1.7 MiB) and fails on 2
-#     and on 4 ranks. (The fall may be larger: an unsharded rank also
+#     -- to within 2 MiB, comparing the lowest VmHWM of the ranks of each
+#     run. The jitter measured here, since the tracked allocator maps its
+#     large blocks: -0.64 to +0.83 MiB on 2 ranks, -0.39 to -0.06 on 4
+#     (five runs; it was 3 MiB steps with glibc's heap). A base that is not
+#     really sharded gives a fall of minus the gather buffers (-1.7 MiB)
+#     and fails on 2 and on 4 ranks; so does an untracked copy of each
+#     4-rank shard (3.5 MiB: a fall of 5.06 MiB where 8.71 are
+#     predicted). (The fall may be larger: an unsharded rank also
 #     quantizes every tensor and glibc keeps some of that churn resident.)
 # Usage: dist_memory.sh LORATRAIN REPO_ROOT
 set -u
@@ -60,8 +62,8 @@ for n in (2, 4):
     got = min(x["vm_hwm_bytes"] for x in p["ranks"]) - min(x["vm_hwm_bytes"] for x in s["ranks"])
     print("%d ranks: lowest VmHWM fell %.2f MiB, %.2f predicted (%+.1f%%)"
           % (n, got / MiB, expect / MiB, 100.0 * (got - expect) / expect))
-    if got < expect - 3.5 * MiB:
-        fail.append("%d ranks: the lowest VmHWM fell %.2f MiB, more than 3.5 MiB short of the predicted %.2f MiB"
+    if got < expect - 2.0 * MiB:
+        fail.append("%d ranks: the lowest VmHWM fell %.2f MiB, more than 2 MiB short of the predicted %.2f MiB"
                     % (n, got / MiB, expect / MiB))
 for f in fail:
     print("FAIL", f)
