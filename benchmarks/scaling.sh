@@ -9,7 +9,8 @@
 # alpha 16 on q,k,v,o as bench_torch.py. The runs alternate for ROUNDS
 # rounds (a shared VM drifts); the report takes each configuration's median
 # step over its steady steps (the first WARMUP steps of a run dropped) and
-# its fastest round.
+# its fastest round, and pairs each 2-rank loratrain run with the PyTorch
+# DDP run of its own round (the ratio the VM's drift moves least).
 #
 # Communication (metrics.jsonl, rank 0): each step's time blocked in
 # collectives; of it, the wait for the gradient buckets after backward
@@ -84,13 +85,13 @@ ours() { # ranks, base (LoRA: fp32, nf4, nf4-sharded; full FT: full, full-zero1)
     --max_steps "$steps" --learning_rate 1e-4 --warmup_steps 0 --lr_scheduler_type constant \
     --threads 1 --disable_tqdm --logging_steps 1000 --output_dir "$o" "${q[@]}" >"$o.log" 2>&1 ||
     { echo "loratrain failed:"; tail -5 "$o.log"; exit 1; }
-  "$py" - "$o/metrics.jsonl" "$np" "$base" "$warm" >>"$out" <<'PY'
+  "$py" - "$o/metrics.jsonl" "$np" "$base" "$warm" "$round" >>"$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l][int(sys.argv[4]):]
 tps = [r["tokens_per_s"] for r in rows]
 # gradient bytes per step: all-reduced, or reduce-scattered to their owners with zero1
 gb = lambda r: r.get("reduce_scatter_bytes", 0) or r["allreduce_bytes"]
-print(json.dumps({"impl": "loratrain", "ranks": int(sys.argv[2]), "base": sys.argv[3],
+print(json.dumps({"impl": "loratrain", "round": int(sys.argv[5]), "ranks": int(sys.argv[2]), "base": sys.argv[3],
                   "finetuning_type": "full" if sys.argv[3].startswith("full") else "lora",
                   "tokens_per_s": statistics.median(tps),
                   "step_ms_median": 1e3 * 8 * 256 / statistics.median(tps),
@@ -103,11 +104,11 @@ print(json.dumps({"impl": "loratrain", "ranks": int(sys.argv[2]), "base": sys.ar
 PY
 }
 
-torch_bench() { # finetuning type (lora, full)
+torch_bench() { # finetuning type (lora, full), round
   "$py" "$root/benchmarks/bench_torch.py" --shape stories15M --threads 1 --steps "$steps" \
-    --warmup "$warm" --finetuning-type "$1" >>"$out"
+    --warmup "$warm" --finetuning-type "$1" | sed "s/^{/{\"round\":$2,/" >>"$out"
   "$py" "$root/benchmarks/bench_torch.py" --shape stories15M --threads 1 --steps "$steps" \
-    --warmup "$warm" --finetuning-type "$1" --ddp 2 >>"$out"
+    --warmup "$warm" --finetuning-type "$1" --ddp 2 | sed "s/^{/{\"round\":$2,/" >>"$out"
 }
 
 for ((r = 0; r < rounds; r++)); do
@@ -118,13 +119,13 @@ for ((r = 0; r < rounds; r++)); do
         ours $np $base $r
       done
     done
-    torch_bench lora
+    torch_bench lora $r
   fi
   if ((do_full)); then
     ours 1 full $r
     ours 2 full $r
     ours 2 full-zero1 $r
-    torch_bench full
+    torch_bench full $r
   fi
 done
 comm_bench() { # finetuning type, REPS: one blocking all-reduce of that mode's 2-rank gradient bytes
@@ -137,7 +138,7 @@ if ((do_lora)); then comm_bench lora 50; fi
 if ((do_full)); then comm_bench full 20; fi
 
 "$py" - "$out" <<'PY'
-import json, sys
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 best = {}
 for r in rows:
@@ -162,6 +163,16 @@ for (impl, base, n), r in sorted(best.items(), key=lambda kv: (is_full(kv[0][1])
     if impl == "loratrain" and n > 1:
         extra = "%12.2f %14.3f %9.0f%%" % (r["comm_ms_per_step"], r["grad_wait_ms_per_step"], 100 * r["overlapped"])
     print("%-10s %-12s %6d %12.0f %13.2fx %9.2fx %s" % (impl, base, n, r["tokens_per_s"], speed, vs_ddp, extra))
+# Each 2-rank run against the DDP run of its own round.
+ddp_of = {(r.get("round"), "full" if r.get("finetuning_type") == "full" else "lora"): r["tokens_per_s"]
+          for r in rows if r["impl"] == "pytorch" and (r.get("ddp", 1) or 1) == 2}
+for base in order:
+    pairs = [r["tokens_per_s"] / ddp_of[(r["round"], r["finetuning_type"])] for r in rows
+             if r["impl"] == "loratrain" and r["base"] == base and r["ranks"] == 2
+             and (r["round"], r["finetuning_type"]) in ddp_of]
+    if pairs:
+        print("%s, 2 ranks, vs the same round's DDP: %s (median %.2fx)"
+              % (base, " ".join("%.2fx" % x for x in pairs), statistics.median(pairs)))
 for comm in (r for r in rows if r["impl"] == "bench_comm"):
     print("blocking all-reduce of the %d-byte %s gradient on 2 ranks: %.3f ms (median)"
           % (comm["bytes"], "full fine-tune" if comm.get("finetuning_type") == "full" else "LoRA",
