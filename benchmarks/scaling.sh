@@ -104,11 +104,12 @@ print(json.dumps({"impl": "loratrain", "round": int(sys.argv[5]), "ranks": int(s
 PY
 }
 
-torch_bench() { # finetuning type (lora, full), round
-  "$py" "$root/benchmarks/bench_torch.py" --shape stories15M --threads 1 --steps "$steps" \
-    --warmup "$warm" --finetuning-type "$1" | sed "s/^{/{\"round\":$2,/" >>"$out"
-  "$py" "$root/benchmarks/bench_torch.py" --shape stories15M --threads 1 --steps "$steps" \
-    --warmup "$warm" --finetuning-type "$1" --ddp 2 | sed "s/^{/{\"round\":$2,/" >>"$out"
+torch_bench() { # finetuning type (lora, full), round: single process, then DDP 2x1
+  local ddp
+  for ddp in 0 2; do
+    "$py" "$root/benchmarks/bench_torch.py" --shape stories15M --threads 1 --steps "$steps" \
+      --warmup "$warm" --finetuning-type "$1" --ddp $ddp | sed "s/^{/{\"round\":$2,/" >>"$out"
+  done
 }
 
 for ((r = 0; r < rounds; r++)); do
