@@ -2103,7 +2103,7 @@ static lt_status filter(render *R, const expr *e, const value *v, value *out) {
     }
     if ((st = stringify(R, v, &s)) != LT_OK) return st;
     if (IS("trim")) return strip(R, &s, 1, 1, NULL, out);
-    char *w;
+    char *w = NULL;
     if ((st = copy_str(R, s.s, s.n, out, &w)) != LT_OK) return st;
     ascii_case(w, out->n, IS("upper"));
     return LT_OK;
