@@ -165,8 +165,8 @@ for (impl, base, n), r in sorted(best.items(), key=lambda kv: (is_full(kv[0][1])
         extra = "%12.2f %14.3f %9.0f%%" % (r["comm_ms_per_step"], r["grad_wait_ms_per_step"], 100 * r["overlapped"])
     print("%-10s %-12s %6d %12.0f %13.2fx %9.2fx %s" % (impl, base, n, r["tokens_per_s"], speed, vs_ddp, extra))
 # Each 2-rank run against the DDP run of its own round.
-ddp_of = {(r.get("round"), "full" if r.get("finetuning_type") == "full" else "lora"): r["tokens_per_s"]
-          for r in rows if r["impl"] == "pytorch" and (r.get("ddp", 1) or 1) == 2}
+ddp_of = {(r["round"], r["finetuning_type"]): r["tokens_per_s"]
+          for r in rows if r["impl"] == "pytorch" and r.get("ddp") == 2}
 for base in order:
     pairs = [r["tokens_per_s"] / ddp_of[(r["round"], r["finetuning_type"])] for r in rows
              if r["impl"] == "loratrain" and r["base"] == base and r["ranks"] == 2
