@@ -85,7 +85,9 @@ ours() { # ranks, base (LoRA: fp32, nf4, nf4-sharded; full FT: full, full-zero1)
     --max_steps "$steps" --learning_rate 1e-4 --warmup_steps 0 --lr_scheduler_type constant \
     --threads 1 --disable_tqdm --logging_steps 1000 --output_dir "$o" "${q[@]}" >"$o.log" 2>&1 ||
     { echo "loratrain failed:"; tail -5 "$o.log"; exit 1; }
-  "$py" - "$o/metrics.jsonl" "$np" "$base" "$warm" "$round" >>"$out" <<'PY'
+  local core
+  core=$(sed -n 's/^compute: .*OpenBLAS \([^ ]*\) kernels.*/\1/p' "$o.log" | head -1)
+  "$py" - "$o/metrics.jsonl" "$np" "$base" "$warm" "$round" "$core" >>"$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l][int(sys.argv[4]):]
 tps = [r["tokens_per_s"] for r in rows]
@@ -100,7 +102,8 @@ print(json.dumps({"impl": "loratrain", "round": int(sys.argv[5]), "ranks": int(s
                   "overlapped": statistics.median(r["grad_overlapped_bytes"] / max(1, gb(r)) for r in rows),
                   "grad_bytes": gb(rows[0]),
                   "allreduce_bytes": rows[0]["allreduce_bytes"], "allgather_bytes": rows[0]["allgather_bytes"],
-                  "reduce_scatter_bytes": rows[0].get("reduce_scatter_bytes", 0)}))
+                  "reduce_scatter_bytes": rows[0].get("reduce_scatter_bytes", 0),
+                  "blas_core": sys.argv[6]}))
 PY
 }
 
@@ -174,6 +177,16 @@ for base in order:
     if pairs:
         print("%s, 2 ranks, vs the same round's DDP: %s (median %.2fx)"
               % (base, " ".join("%.2fx" % x for x in pairs), statistics.median(pairs)))
+# The two sides must run the same GEMM kernels: bench_torch.py sets
+# OPENBLAS_CORETYPE=SkylakeX for PyTorch on an AVX-512 CPU when it is unset,
+# while loratrain takes OpenBLAS's own pick (the two differ on a CPU that
+# OpenBLAS 0.3.21 maps to older kernels).
+ours_core = sorted({r.get("blas_core") or "?" for r in rows if r["impl"] == "loratrain"})
+torch_core = sorted({r.get("openblas_coretype") or "<OpenBLAS's pick>" for r in rows if r["impl"] == "pytorch"})
+print("OpenBLAS kernels: loratrain %s; PyTorch %s" % (", ".join(ours_core), ", ".join(torch_core)))
+if any(c != "<OpenBLAS's pick>" and c.lower() not in {o.lower() for o in ours_core} for c in torch_core):
+    print("warning: loratrain and PyTorch ran different OpenBLAS kernels; rerun with "
+          "OPENBLAS_CORETYPE set for the whole invocation")
 for comm in (r for r in rows if r["impl"] == "bench_comm"):
     print("blocking all-reduce of the %d-byte %s gradient on 2 ranks: %.3f ms (median)"
           % (comm["bytes"], "full fine-tune" if comm.get("finetuning_type") == "full" else "LoRA",

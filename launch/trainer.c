@@ -553,6 +553,11 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         char base[320];
         lt_describe_base(r.model, base, sizeof base);
         printf("base: %s\n", base);
+        /* OpenBLAS picks its kernels from the CPU at load time and falls back to
+         * older ones on CPUs it does not know, so say which it took. */
+        const char *coretype = getenv("OPENBLAS_CORETYPE");
+        printf("compute: %s backend, OpenBLAS %s kernels (OPENBLAS_CORETYPE %s)\n", ops->name,
+               lt_ops_cpu_blas_core(), coretype && *coretype ? coretype : "unset");
         if (N > 1) {
             const lt_rank_info *ri = lt_comm_info(world);
             char th[32] = "all cores";

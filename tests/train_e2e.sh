@@ -116,6 +116,13 @@ qlora)
   train "$tmp/qlora" "${common[@]}" --load_in_4bit --bnb_4bit_quant_type nf4 --bnb_4bit_use_double_quant
   grep -q "^base: nf4, blocks of 64, double quant" "$tmp/qlora.log" ||
     { echo "FAIL the QLoRA run does not report an NF4 double-quant base"; exit 1; }
+  # the kernels the log names are the ones OpenBLAS chose (its own answer, through ctypes)
+  lib=$(ldd "$bin" | awk '/libopenblas/ {print $3; exit}')
+  core=$("$py" -c 'import ctypes, sys
+l = ctypes.CDLL(sys.argv[1]); l.openblas_get_corename.restype = ctypes.c_char_p
+print(l.openblas_get_corename().decode())' "$lib") || { echo "FAIL no OpenBLAS core from $lib"; exit 1; }
+  grep -q "^compute: cpu backend, OpenBLAS $core kernels (OPENBLAS_CORETYPE " "$tmp/qlora.log" ||
+    { echo "FAIL the log does not name OpenBLAS's $core kernels:"; grep "^compute" "$tmp/qlora.log"; exit 1; }
   drop "$tmp/qlora/metrics.jsonl" 1.0 || { echo "FAIL QLoRA eval_loss did not fall by 1.0"; exit 1; }
   "$py" - "$tmp/lora/metrics.jsonl" "$tmp/qlora/metrics.jsonl" <<'PY' || exit 1
 import json, sys
