@@ -34,8 +34,10 @@ for shape in stories260K stories15M; do
     done
   done
 done
-"$py" - "$out" <<'PY'
+"$py" - "$out" "$root/benchmarks" <<'PY'
 import json, statistics, sys
+sys.path.insert(0, sys.argv[2])
+from blas_kernels import kernel_lines
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 keys = sorted({(r["shape"], r["threads"]) for r in rows}, key=lambda k: (k[0] != "stories260K", k[1]))
 print(f"{'shape':<12} {'threads':>7} {'loratrain t/s':>14} {'pytorch t/s':>12} {'ratio':>7}"
@@ -60,6 +62,7 @@ for shape, t in keys:
     lo, ql = min(r["step_ms_min"] for r in sel("none")), min(r["step_ms_min"] for r in sel("nf4dq"))
     n = sel("none")[0]["batch"] * sel("none")[0]["seq"]
     print(f"{shape:<12} {t:>7} {n / lo * 1e3:>10.0f} {n / ql * 1e3:>17.0f} {lo / ql:>12.3f}x")
+print("\n".join(kernel_lines(rows)))
 PY
 # a 4096 x 4096 tensor (its fp32 output leaves the caches) and a
 # stories15M MLP matrix (the workspace a layer really uses, cache-resident)

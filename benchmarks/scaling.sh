@@ -141,8 +141,10 @@ comm_bench() { # finetuning type, REPS: one blocking all-reduce of that mode's 2
 if ((do_lora)); then comm_bench lora 50; fi
 if ((do_full)); then comm_bench full 20; fi
 
-"$py" - "$out" <<'PY'
+"$py" - "$out" "$root/benchmarks" <<'PY'
 import json, statistics, sys
+sys.path.insert(0, sys.argv[2])
+from blas_kernels import kernel_lines
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 best = {}
 for r in rows:
@@ -177,16 +179,7 @@ for base in order:
     if pairs:
         print("%s, 2 ranks, vs the same round's DDP: %s (median %.2fx)"
               % (base, " ".join("%.2fx" % x for x in pairs), statistics.median(pairs)))
-# The two sides must run the same GEMM kernels: bench_torch.py sets
-# OPENBLAS_CORETYPE=SkylakeX for PyTorch on an AVX-512 CPU when it is unset,
-# while loratrain takes OpenBLAS's own pick (the two differ on a CPU that
-# OpenBLAS 0.3.21 maps to older kernels).
-ours_core = sorted({r.get("blas_core") or "?" for r in rows if r["impl"] == "loratrain"})
-torch_core = sorted({r.get("openblas_coretype") or "<OpenBLAS's pick>" for r in rows if r["impl"] == "pytorch"})
-print("OpenBLAS kernels: loratrain %s; PyTorch %s" % (", ".join(ours_core), ", ".join(torch_core)))
-if any(c != "<OpenBLAS's pick>" and c.lower() not in {o.lower() for o in ours_core} for c in torch_core):
-    print("warning: loratrain and PyTorch ran different OpenBLAS kernels; rerun with "
-          "OPENBLAS_CORETYPE set for the whole invocation")
+print("\n".join(kernel_lines(rows)))
 for comm in (r for r in rows if r["impl"] == "bench_comm"):
     print("blocking all-reduce of the %d-byte %s gradient on 2 ranks: %.3f ms (median)"
           % (comm["bytes"], "full fine-tune" if comm.get("finetuning_type") == "full" else "LoRA",
