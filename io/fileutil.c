@@ -165,3 +165,78 @@ lt_status lt_reserve_space(const char *path, uint64_t bytes, lt_error *err) {
                        strerror(e));
     return LT_OK;
 }
+
+lt_status lt_dir_free_space(const char *dir, uint64_t *free_bytes, lt_error *err) {
+    char probe[4096 + 64];
+    snprintf(probe, sizeof probe, "%s/.loratrain-probe.%ld", dir, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", dir, strerror(errno));
+    /* One page's worth: enough to need a block of its own. */
+    static const char zeros[4096];
+    ssize_t w = write(fd, zeros, sizeof zeros);
+    int e = w == (ssize_t)sizeof zeros ? 0 : w < 0 ? errno : ENOSPC;
+    if (!e && fsync(fd) != 0) e = errno;
+    if (close(fd) != 0 && !e) e = errno;
+    unlink(probe);
+    if (e) return lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", dir, strerror(e));
+    struct statvfs v;
+    if (statvfs(dir, &v) != 0)
+        return lt_fail(err, LT_ERR_IO, "%s: cannot read the free space: %s", dir, strerror(errno));
+    *free_bytes = (uint64_t)v.f_bavail * (uint64_t)v.f_frsize;
+    return LT_OK;
+}
+
+void lt_line_log_init(lt_line_log *log, const char *path) {
+    memset(log, 0, sizeof *log);
+    log->fd = -1;
+    snprintf(log->path, sizeof log->path, "%s", path);
+}
+
+/* After a failed line: back to the whole lines, and no file at all when
+ * there are none. */
+static void line_log_cut(lt_line_log *log) {
+    if (log->size == 0) {
+        close(log->fd);
+        log->fd = -1;
+        unlink(log->path);
+    } else if (ftruncate(log->fd, (off_t)log->size) != 0) {
+        /* Shrinking needs no space; nothing more to do if even that fails. */
+    }
+}
+
+lt_status lt_line_log_append(lt_line_log *log, const char *line, size_t n, lt_error *err) {
+    if (log->fd < 0) {
+        log->fd = open(log->path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (log->fd < 0) return lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", log->path, strerror(errno));
+        struct stat st;
+        if (fstat(log->fd, &st) != 0) {
+            int e = errno;
+            close(log->fd);
+            log->fd = -1;
+            return lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", log->path, strerror(e));
+        }
+        log->size = (uint64_t)st.st_size;
+    }
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(log->fd, line + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : ENOSPC;
+            line_log_cut(log);
+            return lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", log->path, strerror(e));
+        }
+        done += (size_t)w;
+    }
+    log->size += n;
+    return LT_OK;
+}
+
+lt_status lt_line_log_close(lt_line_log *log, lt_error *err) {
+    if (log->fd < 0) return LT_OK;
+    int e = fsync(log->fd) != 0 && errno != EINVAL ? errno : 0;
+    if (close(log->fd) != 0 && !e) e = errno;
+    log->fd = -1;
+    if (e) return lt_fail(err, LT_ERR_IO, "%s: cannot flush to disk: %s", log->path, strerror(e));
+    return LT_OK;
+}

@@ -50,4 +50,27 @@ lt_status lt_atomic_write_text(const char *path, const char *text, lt_error *err
 /* mkdir -p; existing directories are fine. */
 lt_status lt_make_dirs(const char *path, lt_error *err);
 
+/* Free bytes for an unprivileged writer on dir's file system (statvfs:
+ * f_bavail x f_frsize), after a write probe: a small file is written,
+ * fsynced and removed, so a read-only, full or over-quota directory fails
+ * here, naming dir, rather than at the run's first output. */
+lt_status lt_dir_free_space(const char *dir, uint64_t *free_bytes, lt_error *err);
+
+/* An append-only log written one whole line at a time (metrics.jsonl): the
+ * file is created with its first line, each line is one write(2), and a
+ * line that does not fit is cut off again, so a full disk leaves the lines
+ * before it -- never a partial line, never an empty file -- and an error
+ * naming the file. lt_line_log_init first; no file exists before the first line. */
+typedef struct {
+    int fd; /* -1 until the first line */
+    uint64_t size; /* bytes of whole lines written */
+    char path[4096];
+} lt_line_log;
+
+void lt_line_log_init(lt_line_log *log, const char *path);
+/* line: n bytes, its newline included. */
+lt_status lt_line_log_append(lt_line_log *log, const char *line, size_t n, lt_error *err);
+/* fsyncs and closes (checked); safe on a log that wrote nothing. */
+lt_status lt_line_log_close(lt_line_log *log, lt_error *err);
+
 #endif

@@ -42,7 +42,7 @@ void lt_describe_base(const lt_model *m, char *buf, size_t cap) {
              (unsigned long long)bm.quant_params, mib(bm.fp32_bytes), mib(bm.workspace_bytes));
 }
 
-void lt_memory_report_print(FILE *f, const lt_model *m, const lt_rank_memory *ranks, int n) {
+void lt_memory_report_print(FILE *f, const lt_rank_memory *ranks, int n) {
     lt_mem_stats ms;
     lt_mem_get_stats(&ms);
     uint64_t hwm, rss;
@@ -54,9 +54,6 @@ void lt_memory_report_print(FILE *f, const lt_model *m, const lt_rank_memory *ra
                     mib(ms.peak[LT_SPACE_HOST][c]));
     fprintf(f, " total peak %.2f MiB; process peak (VmHWM) %.2f MiB\n",
             mib(ms.total_peak[LT_SPACE_HOST]), mib(hwm));
-    char base[320];
-    lt_describe_base(m, base, sizeof base);
-    fprintf(f, "base: %s\n", base);
     for (int r = 0; ranks && n > 1 && r < n; r++)
         fprintf(f, "rank %d: quantized base resident %.2f MiB, tracked peak %.2f MiB, process peak "
                    "%.2f MiB, read %.2f MiB of model tensors\n",

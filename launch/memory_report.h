@@ -18,8 +18,10 @@ void lt_process_memory(uint64_t *hwm, uint64_t *rss);
 void lt_describe_base(const lt_model *m, char *buf, size_t cap);
 
 /* ranks: every rank's figures (n of them; NULL for none), listed in the
- * report so a sharded run shows each rank's resident base. */
-void lt_memory_report_print(FILE *f, const lt_model *m, const lt_rank_memory *ranks, int n);
+ * report so a sharded run shows each rank's resident base. The base's own
+ * line is the trainer's at the start (lt_describe_base), printed once;
+ * memory.json holds it too. */
+void lt_memory_report_print(FILE *f, const lt_rank_memory *ranks, int n);
 lt_status lt_memory_report_write(const char *path, const lt_model *m, const lt_rank_memory *ranks,
                                  int n, lt_error *err);
 

@@ -6,12 +6,31 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t g_signal;
+static volatile sig_atomic_t g_deferred; /* 0: loading, a signal ends the process */
+static int g_speak;
 static const int k_signals[] = {SIGUSR1, SIGTERM, SIGINT};
 #define NSIG_HANDLED (int)(sizeof k_signals / sizeof k_signals[0])
 static struct sigaction g_old[NSIG_HANDLED];
 static int g_installed;
 
+static void say(const char *msg, size_t n) {
+    ssize_t w = write(STDERR_FILENO, msg, n);
+    (void)w;
+}
+
 static void on_signal(int sig) {
+    if (!g_deferred) {
+        /* Only async-signal-safe calls here: write and _exit. */
+        if (g_speak) {
+            static const char head[] = "loratrain: stopped by ";
+            static const char tail[] = " while loading: nothing to save yet (exit status 75)\n";
+            const char *name = sig == SIGUSR1 ? "SIGUSR1" : sig == SIGTERM ? "SIGTERM" : "SIGINT";
+            say(head, sizeof head - 1);
+            say(name, strlen(name));
+            say(tail, sizeof tail - 1);
+        }
+        _exit(LT_EXIT_STOPPED);
+    }
     if (sig == SIGINT && g_signal) {
         /* Asked twice: the user wants out now. */
         signal(SIGINT, SIG_DFL);
@@ -22,14 +41,15 @@ static void on_signal(int sig) {
     if (sig == SIGINT) {
         static const char msg[] = "\nloratrain: stopping after this step with a checkpoint "
                                   "(Ctrl-C again to quit at once)\n";
-        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
-        (void)w;
+        say(msg, sizeof msg - 1);
     }
 }
 
-void lt_stop_install(void) {
+void lt_stop_install(int speak) {
     if (g_installed) return;
     g_signal = 0;
+    g_deferred = 0;
+    g_speak = speak;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -44,6 +64,8 @@ void lt_stop_install(void) {
     }
     g_installed = 1;
 }
+
+void lt_stop_defer(void) { g_deferred = 1; }
 
 void lt_stop_restore(void) {
     if (!g_installed) return;

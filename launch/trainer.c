@@ -1,6 +1,10 @@
 #include "launch/trainer.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <time.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,8 +95,43 @@ lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched,
     return LT_OK;
 }
 
-lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_rows, lt_dp *dp,
-                      double *loss, int64_t *tokens, lt_error *err) {
+/* Any rank signalled stops every rank at the same point: the flag is
+ * all-reduced (MAX), a few bytes that no step counter sees. */
+static lt_status agree_on_stop(lt_dp *dp, int *sig, lt_error *err) {
+    int64_t v = lt_stop_requested();
+    if (dp && dp->size > 1) {
+        lt_status st = lt_comm_allreduce(dp->comm, &v, 1, LT_DT_I64, LT_RED_MAX, err);
+        if (st != LT_OK) return st;
+    }
+    *sig = (int)v;
+    return LT_OK;
+}
+
+/* The test hook for slow phases: LT_FAULT_SLOW="load:S,eval:S,step:S"
+ * pauses S seconds once loading is done (while a signal still ends the
+ * process at once), before every evaluation batch, and after every
+ * optimizer step, so that a test can land a signal or fill a disk there.
+ * A signal does not cut the pause short: what ends it early is the
+ * handler or the trainer's own poll, as in a slow phase of a real run. */
+static void fault_slow(const char *where) {
+    const char *f = getenv("LT_FAULT_SLOW");
+    const size_t n = strlen(where);
+    for (const char *p = f; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+        if (strncmp(p, where, n) != 0 || p[n] != ':') continue;
+        const double until = lt_now_s() + strtod(p + n + 1, NULL);
+        for (double left; (left = until - lt_now_s()) > 0;) {
+            struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+        return;
+    }
+}
+
+/* stop_sig non-NULL: every rank polls the stop signal before each batch
+ * (agreeing, as every rank runs the same number of batches) and the
+ * evaluation ends early, *stop_sig set and no loss, when one arrived. */
+static lt_status evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_rows, lt_dp *dp,
+                          int *stop_sig, double *loss, int64_t *tokens, lt_error *err) {
     const int T = lt_dataset_seq_len(ds);
     size_t rows = lt_dataset_rows(ds);
     if (max_rows && rows > max_rows) rows = max_rows;
@@ -113,7 +152,12 @@ lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_r
     double sum = 0.0;
     int64_t count = 0;
     lt_status st = LT_OK;
+    if (stop_sig) *stop_sig = 0;
     for (size_t k = 0; k < batches && st == LT_OK; k++) {
+        if (stop_sig) {
+            fault_slow("eval");
+            if ((st = agree_on_stop(dp, stop_sig, err)) != LT_OK || *stop_sig) break;
+        }
         const size_t r0 = lo + k * (size_t)batch;
         int b = r0 >= hi ? 0 : (hi - r0 < (size_t)batch ? (int)(hi - r0) : batch);
         if (b == 0 && !(dp && dp->gather)) continue;
@@ -128,7 +172,7 @@ lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_r
     }
     free(in);
     free(tg);
-    if (st != LT_OK) return st;
+    if (st != LT_OK || (stop_sig && *stop_sig)) return st;
     if (dp && dp->size > 1) {
         double v[2] = {sum, (double)count};
         if ((st = lt_comm_reduce(dp->comm, v, v, 2, LT_DT_F64, LT_RED_SUM, 0, err)) != LT_OK) return st;
@@ -138,6 +182,11 @@ lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_r
     *loss = count ? sum / (double)count : NAN;
     *tokens = count;
     return LT_OK;
+}
+
+lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_rows, lt_dp *dp,
+                      double *loss, int64_t *tokens, lt_error *err) {
+    return evaluate(m, ds, batch, max_rows, dp, NULL, loss, tokens, err);
 }
 
 /* ------------------------------------------------------------ progress */
@@ -198,18 +247,19 @@ typedef struct {
     lt_adamw opt;
     int opt_ready;
     int32_t *inputs, *targets;
-    FILE *metrics;
+    lt_line_log metrics; /* rank 0 */
     lt_dp dp;
     int lead; /* rank 0: prints and writes the outputs */
     uint64_t base_bytes, base_fingerprint;
     uint64_t model_bytes_read;
+    int64_t last_saved; /* the step of the newest checkpoint on disk */
 } run_state;
 
 /* failed: on several ranks the collectives in flight are abandoned, not
  * completed: the other ranks may never join them, and main is about to
  * end the whole job. */
 static void run_free(run_state *r, int failed) {
-    if (r->metrics) fclose(r->metrics);
+    lt_line_log_close(&r->metrics, NULL);
     free(r->inputs);
     free(r->targets);
     if (r->opt_ready) lt_adamw_free(&r->opt);
@@ -232,71 +282,119 @@ static lt_status load_data(const lt_run_config *c, run_state *r, int T, lt_error
     return lt_dataset_load(c->validation_file, r->tok, V, &dc, &r->eval, NULL, err);
 }
 
-static void log_eval(run_state *r, int64_t step, double loss, int64_t tokens) {
-    fprintf(r->metrics, "{\"step\":%lld,\"eval_loss\":%.17g,\"eval_tokens\":%lld}\n", (long long)step,
-            loss, (long long)tokens);
-    fflush(r->metrics);
+/* One line of metrics.jsonl (rank 0); a line that cannot be written ends
+ * the run with an error naming the file. */
+static lt_status log_line(run_state *r, lt_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static lt_status log_line(run_state *r, lt_error *err, const char *fmt, ...) {
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return lt_fail(err, LT_ERR_INTERNAL, "%s: a line of %d bytes does not fit the buffer", r->metrics.path, n);
+    return lt_line_log_append(&r->metrics, line, (size_t)n, err);
 }
 
+/* Evaluates at step and logs it; a stop signal agreed during the
+ * evaluation ends it early with *stop_sig set (nothing logged). */
 static lt_status evaluate_and_log(const lt_run_config *c, run_state *r, int64_t step, int tty,
-                                  double *loss_out, lt_error *err) {
+                                  int *stop_sig, lt_error *err) {
+    *stop_sig = 0;
     if (!r->eval) return LT_OK;
     double loss;
     int64_t tokens;
-    lt_status st = lt_evaluate(r->model, r->eval, c->per_device_eval_batch_size,
-                               (size_t)c->max_eval_samples, &r->dp, &loss, &tokens, err);
-    if (st != LT_OK || !r->lead) return st;
-    log_eval(r, step, loss, tokens);
+    lt_status st = evaluate(r->model, r->eval, c->per_device_eval_batch_size,
+                            (size_t)c->max_eval_samples, &r->dp, stop_sig, &loss, &tokens, err);
+    if (st != LT_OK || *stop_sig || !r->lead) return st;
+    if ((st = log_line(r, err, "{\"step\":%lld,\"eval_loss\":%.17g,\"eval_tokens\":%lld}\n", (long long)step,
+                       loss, (long long)tokens)) != LT_OK)
+        return st;
     if (tty) printf("\n");
     printf("eval at step %lld: eval_loss %.4f (perplexity %.2f) over %lld tokens\n", (long long)step,
            loss, exp(loss), (long long)tokens);
     fflush(stdout);
-    if (loss_out) *loss_out = loss;
     return LT_OK;
 }
 
-/* A resumed run keeps the metrics of the steps it resumes after (those of
- * later steps, written before the interruption, are replaced). */
-static lt_status keep_metrics_until(const char *path, int64_t step, lt_error *err) {
+/* Calls fn for each line of path with the step it starts with (-1 for a
+ * line without one); 0 when there is no file. */
+static int each_metrics_line(const char *path, void (*fn)(void *, char *, long long), void *user) {
     char *text = NULL;
     uint64_t size = 0;
     lt_error e2;
-    if (lt_read_file(path, (uint64_t)1 << 32, &text, &size, &e2) != LT_OK) return LT_OK; /* none yet */
-    lt_atomic_file af;
-    lt_status st = lt_atomic_open(&af, path, err);
-    for (char *line = text, *next; st == LT_OK && line && *line; line = next) {
+    if (lt_read_file(path, (uint64_t)1 << 32, &text, &size, &e2) != LT_OK) return 0;
+    for (char *line = text, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = '\0';
         long long s = -1;
-        if (sscanf(line, "{\"step\":%lld", &s) == 1 && s <= step) {
-            st = lt_atomic_write(&af, line, strlen(line), err);
-            if (st == LT_OK) st = lt_atomic_write(&af, "\n", 1, err);
-        }
+        if (sscanf(line, "{\"step\":%lld", &s) != 1) s = -1;
+        fn(user, line, s);
     }
     free(text);
-    if (st != LT_OK) {
+    return 1;
+}
+
+typedef struct {
+    int64_t step;
+    lt_atomic_file *af;
+    lt_status st;
+    lt_error *err;
+    int dropped;
+} keep_state;
+
+static void keep_line(void *user, char *line, long long step) {
+    keep_state *k = user;
+    if (step < 0 || step > k->step) {
+        k->dropped = 1;
+        return;
+    }
+    if (k->af && k->st == LT_OK) k->st = lt_atomic_write(k->af, line, strlen(line), k->err);
+    if (k->af && k->st == LT_OK) k->st = lt_atomic_write(k->af, "\n", 1, k->err);
+}
+
+/* A resumed run keeps the metrics of the steps it resumes after (those of
+ * later steps, written before the interruption, are replaced; a file with
+ * none of those is left as it is). */
+static lt_status keep_metrics_until(const char *path, int64_t step, lt_error *err) {
+    keep_state k = {.step = step, .af = NULL, .st = LT_OK, .err = err, .dropped = 0};
+    if (!each_metrics_line(path, keep_line, &k) || !k.dropped) return LT_OK;
+    lt_atomic_file af;
+    if ((k.st = lt_atomic_open(&af, path, err)) != LT_OK) return k.st;
+    k.af = &af;
+    each_metrics_line(path, keep_line, &k);
+    if (k.st != LT_OK) {
         lt_atomic_abort(&af);
-        return st;
+        return k.st;
     }
     return lt_atomic_commit(&af, err);
 }
 
-/* Writes the run's files: only rank 0 does, the others return at once. */
+/* Writes the run's files: only rank 0 does, the others return at once.
+ * run_config.json is replaced atomically; a fresh run starts its own
+ * metrics.jsonl with its first line. */
 static lt_status write_start_files(const lt_run_config *c, run_state *r, int64_t resumed_at,
                                    lt_error *err) {
     if (!r->lead) return LT_OK;
     char path[LT_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/run_config.json", c->output_dir);
-    FILE *cf = fopen(path, "w");
-    if (!cf) return lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    lt_run_config_write_json(c, cf);
-    fprintf(cf, "\n");
-    fclose(cf);
-    snprintf(path, sizeof path, "%s/metrics.jsonl", c->output_dir);
-    lt_status st = resumed_at > 0 ? keep_metrics_until(path, resumed_at, err) : LT_OK;
+    char *json = NULL;
+    size_t len = 0;
+    FILE *mf = open_memstream(&json, &len);
+    if (!mf) return lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path);
+    lt_run_config_write_json(c, mf);
+    lt_status st = fclose(mf) == 0 && json ? lt_atomic_write_text(path, json, err)
+                                           : lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path);
+    free(json);
     if (st != LT_OK) return st;
-    if (!(r->metrics = fopen(path, resumed_at > 0 ? "a" : "w")))
-        return lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->output_dir);
+    if (resumed_at > 0) {
+        if ((st = keep_metrics_until(path, resumed_at, err)) != LT_OK) return st;
+    } else if (unlink(path) != 0 && errno != ENOENT) {
+        return lt_fail(err, LT_ERR_IO, "%s: cannot replace: %s", path, strerror(errno));
+    }
+    lt_line_log_init(&r->metrics, path);
     return LT_OK;
 }
 
@@ -359,18 +457,6 @@ static lt_status start_from_adapter(const lt_run_config *c, run_state *r, const 
     return LT_OK;
 }
 
-/* Any rank signalled stops every rank after the same step: the flag is
- * all-reduced (MAX) between steps, a few bytes that no step counter sees. */
-static lt_status agree_on_stop(lt_dp *dp, int *sig, lt_error *err) {
-    int64_t v = lt_stop_requested();
-    if (dp->size > 1) {
-        lt_status st = lt_comm_allreduce(dp->comm, &v, 1, LT_DT_I64, LT_RED_MAX, err);
-        if (st != LT_OK) return st;
-    }
-    *sig = (int)v;
-    return LT_OK;
-}
-
 static void counters_delta(const lt_comm_counters *now, const lt_comm_counters *before,
                            lt_comm_counters *d) {
     for (int k = 0; k < LT_COLL_COUNT; k++) {
@@ -417,9 +503,128 @@ static void print_comm_summary(const run_state *r, int64_t steps, const lt_comm_
     printf("\n");
 }
 
+void lt_estimate_outputs(const lt_run_config *c, size_t trainable, size_t config_bytes, int64_t start,
+                         int64_t total, int64_t existing_checkpoints, int ranks, int evaluates,
+                         lt_output_estimate *e) {
+    const uint64_t MiB = 1 << 20, params = (uint64_t)trainable * 4;
+    memset(e, 0, sizeof *e);
+    e->checkpoint_bytes = 3 * params + MiB + config_bytes;
+    int64_t fresh = 0;
+    if (start < total) {
+        const int64_t every = c->save_steps;
+        fresh = every ? total / every - start / every : 0;
+        /* A stop signal saves the step it stops at; past the last save
+         * step (or with no save_steps) that is one more. */
+        if (!every || total % every) fresh++;
+    }
+    int64_t at_once = existing_checkpoints + fresh;
+    if (c->save_total_limit > 0 && at_once > c->save_total_limit + 1) at_once = c->save_total_limit + 1;
+    e->checkpoints = at_once > existing_checkpoints ? at_once - existing_checkpoints : 0;
+    e->final_bytes = params + MiB;
+    const int64_t steps = total - start, evals = (c->eval_steps ? steps / c->eval_steps : 0) + 2;
+    e->log_bytes = (uint64_t)steps * 768 + (evaluates ? (uint64_t)evals * 160 : 0) + config_bytes +
+                   16 * 1024 + (uint64_t)ranks * 1024;
+    e->total = (uint64_t)e->checkpoints * e->checkpoint_bytes + e->final_bytes + e->log_bytes;
+}
+
+/* checkpoint-N.h5 files in dir. */
+static int64_t count_checkpoints(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int64_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long s;
+        int used = 0;
+        if (sscanf(e->d_name, "checkpoint-%lld.h5%n", &s, &used) == 1 && e->d_name[used] == '\0') n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static double to_mib(uint64_t b) { return (double)b / (1 << 20); }
+
+/* Rank 0, before the run writes anything: output_dir takes a write and
+ * has room for what lt_estimate_outputs says the run writes. */
+static lt_status check_output_space(const lt_run_config *c, const run_state *r, size_t config_bytes,
+                                    int64_t start, int64_t total, lt_error *err) {
+    if (!r->lead) return LT_OK;
+    lt_output_estimate e;
+    lt_estimate_outputs(c, lt_model_train_table(r->model)->numel, config_bytes, start, total,
+                        count_checkpoints(c->output_dir), r->dp.size, r->eval != NULL, &e);
+    uint64_t free_bytes = 0;
+    lt_status st = lt_dir_free_space(c->output_dir, &free_bytes, err);
+    if (st != LT_OK || free_bytes >= e.total) return st;
+    char ckpts[160] = "";
+    if (e.checkpoints)
+        snprintf(ckpts, sizeof ckpts, "%lld checkpoint%s of %.2f MiB at once (save_steps %d, save_total_limit %d), ",
+                 (long long)e.checkpoints, e.checkpoints == 1 ? "" : "s", to_mib(e.checkpoint_bytes),
+                 c->save_steps, c->save_total_limit);
+    return lt_fail(err, LT_ERR_IO,
+                   "output_dir %s: %.2f MiB free, and this run writes up to %.2f MiB there: %sthe %s "
+                   "%.2f MiB, logs %.2f MiB; free some space%s or choose another output_dir",
+                   c->output_dir, to_mib(free_bytes), to_mib(e.total), ckpts,
+                   lt_run_config_full(c) ? "model" : "adapter", to_mib(e.final_bytes), to_mib(e.log_bytes),
+                   e.checkpoints > 1 ? ", lower save_total_limit" : "");
+}
+
+typedef struct {
+    int64_t step;
+    const char *key;
+    int found;
+} find_state;
+
+static void find_line(void *user, char *line, long long step) {
+    find_state *f = user;
+    if (step == f->step && strstr(line, f->key)) f->found = 1;
+}
+
+/* metrics.jsonl in dir has step's line with key ("\"loss\":" or
+ * "\"eval_loss\":"). */
+static int logged(const char *dir, int64_t step, const char *key) {
+    char path[LT_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    find_state f = {step, key, 0};
+    each_metrics_line(path, find_line, &f);
+    return f.found;
+}
+
+/* The run's outputs for its last step are all there, written after ck
+ * (that step's checkpoint): the memory report and the adapter (or model),
+ * and in metrics.jsonl the step's line and, for a run that evaluates, its
+ * final eval_loss. A run stopped between ck and its outputs fails this. */
+static int outputs_complete(const lt_run_config *c, const char *ck, int evaluates, int64_t total) {
+    struct stat cs, fs;
+    if (stat(ck, &cs) != 0) return 0;
+    static const char *lora[] = {"memory.json", "adapter_config.json", "adapter_model.safetensors", NULL};
+    static const char *full[] = {"memory.json", "model.safetensors", NULL};
+    for (const char **n = lt_run_config_full(c) ? full : lora; *n; n++) {
+        char path[LT_PATH_MAX + 64];
+        snprintf(path, sizeof path, "%s/%s", c->output_dir, *n);
+        if (stat(path, &fs) != 0 || !S_ISREG(fs.st_mode) || fs.st_size == 0) return 0;
+        if (fs.st_mtim.tv_sec < cs.st_mtim.tv_sec ||
+            (fs.st_mtim.tv_sec == cs.st_mtim.tv_sec && fs.st_mtim.tv_nsec < cs.st_mtim.tv_nsec))
+            return 0;
+    }
+    return logged(c->output_dir, total, "\"loss\":") &&
+           (!evaluates || logged(c->output_dir, total, "\"eval_loss\":"));
+}
+
+/* Rank 0 decides from the files, every rank learns it. */
+static lt_status lead_decides(run_state *r, int *v, lt_error *err) {
+    int64_t x = *v;
+    if (r->dp.size > 1) {
+        lt_status st = lt_comm_broadcast(r->dp.comm, &x, sizeof x, 0, err);
+        if (st != LT_OK) return st;
+    }
+    *v = (int)x;
+    return LT_OK;
+}
+
 lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     run_state r;
     memset(&r, 0, sizeof r);
+    lt_line_log_init(&r.metrics, "");
     const int rank = lt_comm_rank(world), N = lt_comm_size(world);
     /* threads 0 means all cores; ranks sharing a node split them, as
      * torchrun's one thread per process avoids N pools fighting. */
@@ -431,13 +636,22 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     }
     const lt_ops *ops = lt_ops_cpu(threads);
     r.lead = rank == 0;
-    /* From here a stop signal waits for the step in progress (a signal
-     * while loading stops the run after its first step). */
-    lt_stop_install();
+    /* Until the run has loaded, a stop signal ends the process at once:
+     * there is nothing to save yet, and loading a large model can outlast
+     * the time a scheduler gives between its signal and SIGKILL. */
+    lt_stop_install(r.lead);
     lt_status st;
+    char *config_json = NULL;
     if (r.lead && (st = lt_make_dirs(c->output_dir, err)) != LT_OK) goto done;
     lt_quant_config qc;
     if ((st = lt_run_config_quant(c, &qc, err)) != LT_OK) goto done;
+    /* The same answer on any number of ranks (one rank has nothing to
+     * split, but the setting would be refused on two). */
+    if (c->shard_base && qc.format == LT_QUANT_NONE) {
+        st = lt_fail(err, LT_ERR_CONFIG, "shard_base needs a quantized base (load_in_4bit or load_in_8bit); "
+                     "an fp32 base is kept whole on every rank");
+        goto done;
+    }
     const int shards = c->shard_base ? N : 1;
     if ((st = lt_model_file_load_sharded(c->model, &qc, shards > 1 ? rank : 0, shards, ops, &r.model,
                                          &r.model_bytes_read, err)) != LT_OK)
@@ -526,6 +740,18 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         }
         start = meta.global_step;
         tokens_seen = meta.tokens_seen;
+        /* ...unless those are there already: a finished run resumed (a job
+         * script that always passes `latest`) leaves its outputs alone. */
+        int finished = start == total && r.lead && outputs_complete(c, ck, r.eval != NULL, total);
+        if ((st = lead_decides(&r, &finished, err)) != LT_OK) goto done;
+        if (finished) {
+            if (r.lead) {
+                printf("%s is the last step (%lld) of this run, and its outputs in %s are complete: "
+                       "nothing to do, nothing rewritten\n", ck, (long long)total, c->output_dir);
+                fflush(stdout);
+            }
+            goto done;
+        }
         if (r.lead) {
             printf("resuming from %s at step %lld (written by %d rank(s), now %d)\n", ck,
                    (long long)start, meta.world_size, N);
@@ -537,6 +763,22 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
                        (long long)meta.sched.total_steps, lt_lr_schedule_name(sched.kind), sched.lr,
                        (long long)sched.warmup_steps, (long long)sched.total_steps);
         }
+    }
+    r.last_saved = start;
+    fault_slow("load");
+    /* Loaded: from here a stop signal is honoured at the next point where
+     * every rank can agree on it (an evaluation batch, the end of a step). */
+    lt_stop_defer();
+    if (r.lead) {
+        size_t len = 0;
+        FILE *mf = open_memstream(&config_json, &len);
+        if (!mf) {
+            st = lt_fail(err, LT_ERR_NOMEM, "run config: out of memory");
+            goto done;
+        }
+        lt_run_config_write_json(c, mf);
+        fclose(mf);
+        if ((st = check_output_space(c, &r, len, start, total, err)) != LT_OK) goto done;
     }
     if ((st = write_start_files(c, &r, start, err)) != LT_OK) goto done;
 
@@ -575,19 +817,34 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
                lt_lr_schedule_name(sched.kind), (long long)sched.warmup_steps);
         fflush(stdout);
     }
-    /* Under mpirun a rank's stdout is a pseudo-terminal even when the job's
-     * output goes to a file: the bar is for a single process on a
-     * terminal; ranks log lines. */
-    const int tty = r.lead && N == 1 && isatty(STDOUT_FILENO) && !c->disable_tqdm;
-    if (start == 0 && (st = evaluate_and_log(c, &r, 0, 0, NULL, err)) != LT_OK) goto done;
+    /* The bar is for a single process on a terminal. A launcher's ranks
+     * (mpirun's, srun's, even one of them) write to a pseudo-terminal when
+     * the job's output is a file: they log lines. */
+    const int tty = r.lead && N == 1 && !strcmp(lt_comm_info(world)->launcher, "single") &&
+                    isatty(STDOUT_FILENO) && !c->disable_tqdm;
+    /* Where the run stopped (a stop signal every rank agreed on) and in
+     * which phase: NULL after a step, else "loading" or "evaluation". */
+    int stop_sig = 0, stopped = 0;
+    int64_t stopped_at = start;
+    const char *stopped_in = NULL;
+    if ((st = agree_on_stop(&r.dp, &stop_sig, err)) != LT_OK) goto done;
+    if (stop_sig) stopped = 1, stopped_in = "loading";
+    /* The evaluation of the step the run starts at: step 0's, or that of a
+     * resumed step whose eval_loss line is missing (a run stopped during
+     * it). The final step's is the one after the loop. */
+    int eval_first = r.eval && (start == 0 || (c->eval_steps && start % c->eval_steps == 0 && start < total &&
+                                               r.lead && !logged(c->output_dir, start, "\"eval_loss\":")));
+    if (!stopped && (st = lead_decides(&r, &eval_first, err)) != LT_OK) goto done;
+    if (!stopped && eval_first) {
+        if ((st = evaluate_and_log(c, &r, start, 0, &stop_sig, err)) != LT_OK) goto done;
+        if (stop_sig) stopped = 1, stopped_in = "evaluation";
+    }
 
     progress p = {.tty = tty, .every = c->logging_steps, .total = total, .t0 = lt_now_s()};
-    int stop_sig = 0;
-    int64_t stopped_at = 0;
     const double global_tokens = (double)GA * B * T * N;
     lt_comm_counters first_step = {{0}, {0}, 0};
     double grad_wait_total = 0, step_time_total = 0, comm_total = 0, overlapped_total = 0;
-    for (int64_t step = start; step < total; step++) {
+    for (int64_t step = start; !stopped && step < total; step++) {
         r.dp.global_targets = 0;
         r.dp.first_row = (uint64_t)rank * (uint64_t)B;
         for (int g = 0; g < GA; g++) {
@@ -618,41 +875,49 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         lt_data_cursor cur = lt_loader_cursor(r.loader);
         double epoch = (double)cur.epoch + (double)cur.position / (double)rows;
         if (r.lead) {
-            fprintf(r.metrics,
-                    "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.17g,\"learning_rate\":%.9g,\"grad_norm\":%.9g,"
-                    "\"target_tokens\":%lld,\"tokens_seen\":%lld,\"tokens_per_s\":%.1f,\"mem_mib\":%.1f,"
-                    "\"elapsed_s\":%.3f,\"ranks\":%d,\"allreduce_bytes\":%llu,\"allgather_bytes\":%llu,"
-                    "\"reduce_bytes\":%llu,\"reduce_scatter_bytes\":%llu,\"comm_wait_s\":%.6f,\"grad_wait_s\":%.6f,"
-                    "\"grad_overlapped_bytes\":%llu,\"grad_started_bytes\":%llu}\n",
-                    (long long)step + 1, epoch, s.loss, (double)s.lr, s.grad_norm, (long long)s.tokens,
-                    (long long)tokens_seen, global_tokens / dt, mem_mib(), lt_now_s() - p.t0, N,
-                    (unsigned long long)d.bytes[LT_COLL_ALLREDUCE],
-                    (unsigned long long)d.bytes[LT_COLL_ALLGATHER],
-                    (unsigned long long)d.bytes[LT_COLL_REDUCE],
-                    (unsigned long long)d.bytes[LT_COLL_REDUCE_SCATTER], d.wait_s, s.grad_wait_s,
-                    (unsigned long long)s.grad_overlapped_bytes, (unsigned long long)s.grad_started_bytes);
-            fflush(r.metrics);
+            st = log_line(&r, err,
+                          "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.17g,\"learning_rate\":%.9g,\"grad_norm\":%.9g,"
+                          "\"target_tokens\":%lld,\"tokens_seen\":%lld,\"tokens_per_s\":%.1f,\"mem_mib\":%.1f,"
+                          "\"elapsed_s\":%.3f,\"ranks\":%d,\"allreduce_bytes\":%llu,\"allgather_bytes\":%llu,"
+                          "\"reduce_bytes\":%llu,\"reduce_scatter_bytes\":%llu,\"comm_wait_s\":%.6f,\"grad_wait_s\":%.6f,"
+                          "\"grad_overlapped_bytes\":%llu,\"grad_started_bytes\":%llu}\n",
+                          (long long)step + 1, epoch, s.loss, (double)s.lr, s.grad_norm, (long long)s.tokens,
+                          (long long)tokens_seen, global_tokens / dt, mem_mib(), lt_now_s() - p.t0, N,
+                          (unsigned long long)d.bytes[LT_COLL_ALLREDUCE],
+                          (unsigned long long)d.bytes[LT_COLL_ALLGATHER],
+                          (unsigned long long)d.bytes[LT_COLL_REDUCE],
+                          (unsigned long long)d.bytes[LT_COLL_REDUCE_SCATTER], d.wait_s, s.grad_wait_s,
+                          (unsigned long long)s.grad_overlapped_bytes, (unsigned long long)s.grad_started_bytes);
+            if (st != LT_OK) goto done;
             show(&p, step + 1, &s, global_tokens / dt);
         }
-        if (c->eval_steps && (step + 1) % c->eval_steps == 0 && step + 1 < total &&
-            (st = evaluate_and_log(c, &r, step + 1, tty, NULL, err)) != LT_OK)
-            goto done;
-        const int saved = c->save_steps && (step + 1) % c->save_steps == 0;
-        if ((r.lead || full) && saved &&
-            (st = save_checkpoint(c, &r, &sched, step + 1, tokens_seen, err)) != LT_OK)
-            goto done;
-        if (step + 1 < total && (st = agree_on_stop(&r.dp, &stop_sig, err)) != LT_OK) goto done;
-        if (stop_sig) {
-            stopped_at = step + 1;
-            if (tty) printf("\n");
-            if ((r.lead || full) && !saved &&
-                (st = save_checkpoint(c, &r, &sched, step + 1, tokens_seen, err)) != LT_OK)
-                goto done;
-            break;
+        fault_slow("step");
+        if (c->eval_steps && (step + 1) % c->eval_steps == 0 && step + 1 < total) {
+            if ((st = evaluate_and_log(c, &r, step + 1, tty, &stop_sig, err)) != LT_OK) goto done;
+            if (stop_sig) stopped = 1, stopped_at = step + 1, stopped_in = "evaluation";
         }
+        if (c->save_steps && (step + 1) % c->save_steps == 0) {
+            if ((r.lead || full) && (st = save_checkpoint(c, &r, &sched, step + 1, tokens_seen, err)) != LT_OK)
+                goto done;
+            r.last_saved = step + 1;
+        }
+        if (!stopped && step + 1 < total) {
+            if ((st = agree_on_stop(&r.dp, &stop_sig, err)) != LT_OK) goto done;
+            if (stop_sig) stopped = 1, stopped_at = step + 1;
+        }
+        if (stopped && tty) printf("\n");
     }
-    double final_loss = NAN;
-    if (!stopped_at && (st = evaluate_and_log(c, &r, total, 0, &final_loss, err)) != LT_OK) goto done;
+    if (!stopped) {
+        if ((st = evaluate_and_log(c, &r, total, 0, &stop_sig, err)) != LT_OK) goto done;
+        if (stop_sig) stopped = 1, stopped_at = total, stopped_in = "evaluation";
+    }
+    /* Stopped with steps since the last checkpoint: save them. */
+    if (stopped && stopped_at != r.last_saved) {
+        if ((r.lead || full) && (st = save_checkpoint(c, &r, &sched, stopped_at, tokens_seen, err)) != LT_OK)
+            goto done;
+        r.last_saved = stopped_at;
+    }
+    if (r.lead && (st = lt_line_log_close(&r.metrics, err)) != LT_OK) goto done;
     lt_rank_memory *mem = calloc((size_t)N, sizeof *mem);
     if (!mem) {
         st = lt_fail(err, LT_ERR_NOMEM, "memory report: out of memory");
@@ -665,18 +930,27 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         char path[LT_PATH_MAX + 64];
         snprintf(path, sizeof path, "%s/memory.json", c->output_dir);
         st = lt_memory_report_write(path, r.model, mem, N, err);
-        if (st == LT_OK) lt_memory_report_print(stdout, r.model, mem, N);
-        if (st == LT_OK && stopped_at) {
-            printf("stopped by %s after step %lld of %lld: the checkpoint of step %lld in %s is "
-                   "complete; run again with --resume_from_checkpoint latest to continue (exit "
+        if (st == LT_OK) lt_memory_report_print(stdout, mem, N);
+        if (st == LT_OK && stopped) {
+            char where[96], saved[LT_PATH_MAX + 96];
+            snprintf(where, sizeof where, "%s step %lld of %lld",
+                     !stopped_in ? "after"
+                     : !strcmp(stopped_in, "loading") ? "while loading, before"
+                                                      : "during the evaluation at",
+                     (long long)stopped_at, (long long)total);
+            if (stopped_at > 0)
+                snprintf(saved, sizeof saved, "the checkpoint of step %lld in %s is complete",
+                         (long long)stopped_at, c->output_dir);
+            else
+                snprintf(saved, sizeof saved, "no step taken, nothing to save");
+            printf("stopped by %s %s: %s; run again with --resume_from_checkpoint latest to continue (exit "
                    "status %d)\n",
-                   lt_stop_signal_name(stop_sig), (long long)stopped_at, (long long)total,
-                   (long long)stopped_at, c->output_dir, LT_EXIT_STOPPED);
+                   lt_stop_signal_name(stop_sig), where, saved, LT_EXIT_STOPPED);
             fflush(stdout);
         } else if (st == LT_OK)
             st = full ? lt_model_save_safetensors(r.model, c->output_dir, err)
                       : lt_adapter_save(r.model, c->output_dir, c->model, err);
-        if (st == LT_OK && !stopped_at) {
+        if (st == LT_OK && !stopped) {
             printf("done: %lld steps in %.1f s; %s written to %s/%s\n", (long long)total,
                    lt_now_s() - p.t0, full ? "model" : "adapter", c->output_dir,
                    full ? "model.safetensors" : "adapter_model.safetensors");
@@ -685,8 +959,9 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         }
     }
     free(mem);
-    if (st == LT_OK && stopped_at) st = LT_STOPPED;
+    if (st == LT_OK && stopped) st = LT_STOPPED;
 done:
+    free(config_json);
     lt_stop_restore();
     run_free(&r, st != LT_OK && st != LT_STOPPED);
     return st;

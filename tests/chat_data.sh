@@ -15,6 +15,7 @@
 #     assistant_only_loss lowers the held-out loss by at least a quarter.
 # usage: chat_data.sh SRC BUILD LORATRAIN TEST_BIN
 set -uo pipefail
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 src=$1 build=$2 bin=$3 test_bin=$4
 "$src/tests/peft_env.sh" "$build/peft-venv"
 rc=$?
@@ -49,7 +50,7 @@ mkdir -p "$tmp/err"
 
 # Training the bundled model with its own tokenizer on Llama 2 style chats:
 # eval_loss on the held-out conversations' assistant turns falls.
-if timeout 300 "$bin" train --model "$src/models/stories260K/stories260K.bin" --tokenizer "$spm" \
+if timeout $((300 * ts)) "$bin" train --model "$src/models/stories260K/stories260K.bin" --tokenizer "$spm" \
   --chat_template "$src/tests/data/chat/llama2.jinja" --train_file "$tmp/chat_spm.jsonl" \
   --assistant_only_loss true --max_seq_length 512 --max_steps 12 \
   --learning_rate 3e-3 --per_device_train_batch_size 4 --validation_split_percentage 10 --eval_steps 12 \

@@ -22,6 +22,7 @@
 #   - h5py reads the documented layout and its checksums.
 # Usage: checkpoint.sh LORATRAIN REPO_ROOT
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: checkpoint.sh LORATRAIN REPO_ROOT}
 root=${2:?}
 py=/usr/bin/python3
@@ -44,9 +45,9 @@ run() { # ranks, out, extra... ; returns the exit status
   local np=$1 out=$2
   shift 2
   if [[ $np == 1 ]]; then
-    timeout 300 "$bin" train $(args 1) --output_dir "$out" "$@" >"$out.log" 2>&1
+    timeout $((300 * ts)) "$bin" train $(args 1) --output_dir "$out" "$@" >"$out.log" 2>&1
   else
-    timeout 300 mpirun --oversubscribe -np "$np" "$bin" train $(args "$np") --output_dir "$out" "$@" >"$out.log" 2>&1
+    timeout $((300 * ts)) mpirun --oversubscribe -np "$np" "$bin" train $(args "$np") --output_dir "$out" "$@" >"$out.log" 2>&1
   fi
 }
 must() { run "$@" || { err "run $2 exited $?:"; tail -3 "$2.log"; }; }
@@ -135,7 +136,7 @@ for i in $(seq 1 20); do
   # Kill once this run has saved a checkpoint of its own (so that a loaded
   # machine's slow start cannot put every kill before the first save), at
   # a random moment of the steps and saves that follow.
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 $((600 * ts))); do
     [[ $(cat "$tmp/rand/latest_checkpoint" 2>/dev/null) != "$before" ]] && break
     kill -0 $pid 2>/dev/null || break
     sleep 0.05
@@ -151,7 +152,7 @@ done
 resume=()
 [[ -f $tmp/rand/latest_checkpoint ]] && resume=(--resume_from_checkpoint latest)
 [[ -f $tmp/rand/adapter_model.safetensors ]] ||
-  timeout 300 "$bin" train $(args 1) --output_dir "$tmp/rand" --save_steps 1 --save_total_limit 2 \
+  timeout $((300 * ts)) "$bin" train $(args 1) --output_dir "$tmp/rand" --save_steps 1 --save_total_limit 2 \
     --max_steps 80 "${resume[@]}" >"$tmp/rand.log" 2>&1 || { err "final run:"; tail -3 "$tmp/rand.log"; }
 ls "$tmp/rand"/checkpoint-*.h5 | wc -l | grep -qx 2 || err "save_total_limit 2 kept $(ls "$tmp/rand"/checkpoint-*.h5 | wc -l) checkpoints"
 # A test whose kills all came before the first checkpoint would prove nothing.

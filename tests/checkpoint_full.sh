@@ -16,6 +16,7 @@
 #     the reason, within seconds, and the previous checkpoint still loads.
 # Usage: checkpoint_full.sh LORATRAIN REPO_ROOT
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: checkpoint_full.sh LORATRAIN REPO_ROOT}
 root=${2:?}
 py=/usr/bin/python3
@@ -33,7 +34,7 @@ run() { # name, ranks, extra args...; FAULT=where:step kills the run there (the 
   shift 2
   local fx=()
   [[ -n ${FAULT:-} ]] && fx=(-x LT_FAULT_CHECKPOINT="$FAULT")
-  timeout 300 mpirun -np "$np" --oversubscribe "${fx[@]}" "$bin" train "${args[@]}" \
+  timeout $((300 * ts)) mpirun -np "$np" --oversubscribe "${fx[@]}" "$bin" train "${args[@]}" \
     --per_device_train_batch_size $((4 / np)) --output_dir "$tmp/$name" "$@" >>"$tmp/$name.log" 2>&1
 }
 run A2 2 --zero1 true || { echo "FAIL the uninterrupted 2-rank run failed"; tail -3 "$tmp/A2.log"; exit 1; }
@@ -127,7 +128,7 @@ fi
 # the job stops with the reason instead of hanging in a collective call
 # after MPI-IO's write failed on one rank; checkpoint-2 stays loadable.
 if mkdir -p "$tmp/full" && mount -t tmpfs -o size=4500k tmpfs "$tmp/full" 2>/dev/null; then
-  timeout 60 mpirun -np 2 --oversubscribe "$bin" train "${args[@]}" --per_device_train_batch_size 2 --zero1 true \
+  timeout $((60 * ts)) mpirun -np 2 --oversubscribe "$bin" train "${args[@]}" --per_device_train_batch_size 2 --zero1 true \
     --save_steps 2 --output_dir "$tmp/full/run" >"$tmp/df.log" 2>&1
   rc=$?
   if [[ $rc == 0 || $rc == 124 ]] || ! grep -q "rank 0 of 2.*No space left on device" "$tmp/df.log" ||

@@ -2,9 +2,10 @@
 # A failing rank ends the whole job, quickly, with its message -- never a
 # hang -- and data-parallel misconfigurations are refused with one line:
 #   - rank 1 of 2 given a truncated model file (mpirun's MPMD form): the
-#     job exits non-zero within 30 s and stderr names rank 1 and the file;
+#     job exits non-zero within 30 s (x LT_TIMEOUT_SCALE) and stderr names
+#     rank 1 and the file;
 #   - rank 1 of 2 killed (SIGKILL) mid-training: mpirun exits non-zero
-#     within 30 s and reports the killed rank;
+#     within 30 s (x LT_TIMEOUT_SCALE) and reports the killed rank;
 #   - ranks that differ (rank 1 seeded differently) with ddp_check_replicas:
 #     the check names the step and the rank;
 #   - srun that starts tasks MPI does not see as one job (no PMIx), and a
@@ -13,6 +14,7 @@
 #   - shard_base with an fp32 base: refused.
 # Usage: dist_faults.sh LORATRAIN REPO_ROOT
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: dist_faults.sh LORATRAIN REPO_ROOT}
 root=${2:?}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -29,7 +31,8 @@ expect_fail() { # name, rc, elapsed, log, pattern...
   local name=$1 rc=$2 el=$3 log=$4
   shift 4
   if [[ $rc == 0 ]]; then echo "FAIL $name: exit status 0"; fail=1; fi
-  if ((el > 30)); then echo "FAIL $name: took $el s to end the job"; fail=1; fi
+  # Scaled, a hang still shows: the runs are bounded by 4 x this limit.
+  if ((el > 30 * ts)); then echo "FAIL $name: took $el s to end the job"; fail=1; fi
   for p in "$@"; do
     if ! grep -q -- "$p" "$log"; then echo "FAIL $name: output lacks \"$p\":"; tail -5 "$log"; fail=1; fi
   done
@@ -39,7 +42,7 @@ expect_fail() { # name, rc, elapsed, log, pattern...
 # A bad file on one rank.
 head -c 100000 models/stories260K/stories260K.bin >"$tmp/truncated.bin"
 t0=$(date +%s)
-timeout 120 mpirun --oversubscribe -np 1 "$bin" "${args[@]}" --max_steps 50 --output_dir "$tmp/bad" : \
+timeout $((120 * ts)) mpirun --oversubscribe -np 1 "$bin" "${args[@]}" --max_steps 50 --output_dir "$tmp/bad" : \
   -np 1 "$bin" "${args[@]}" --max_steps 50 --output_dir "$tmp/bad" --model "$tmp/truncated.bin" \
   >"$tmp/bad.log" 2>&1
 rc=$?
@@ -47,10 +50,10 @@ expect_fail "bad file on rank 1" $rc $(($(date +%s) - t0)) "$tmp/bad.log" "rank 
 
 # A rank killed mid-run.
 t0=$(date +%s)
-timeout 120 mpirun --oversubscribe -np 2 "$bin" "${args[@]}" --max_steps 100000 \
+timeout $((120 * ts)) mpirun --oversubscribe -np 2 "$bin" "${args[@]}" --max_steps 100000 \
   --output_dir "$tmp/kill" >"$tmp/kill.log" 2>&1 &
 job=$!
-for _ in $(seq 1 600); do # until step 2 is logged (at most 60 s)
+for _ in $(seq 1 $((600 * ts))); do # until step 2 is logged (at most 60 s x ts)
   [[ -f $tmp/kill/metrics.jsonl ]] && (($(wc -l <"$tmp/kill/metrics.jsonl") >= 2)) && break
   sleep 0.1
 done
@@ -70,7 +73,7 @@ expect_fail "rank killed" $rc $(($(date +%s) - t0)) "$tmp/kill.log" "signal 9"
 
 # Replicas that differ.
 t0=$(date +%s)
-timeout 120 mpirun --oversubscribe -np 1 "$bin" "${args[@]}" --max_steps 3 --ddp_check_replicas true \
+timeout $((120 * ts)) mpirun --oversubscribe -np 1 "$bin" "${args[@]}" --max_steps 3 --ddp_check_replicas true \
   --output_dir "$tmp/rep" : -np 1 "$bin" "${args[@]}" --max_steps 3 --ddp_check_replicas true \
   --output_dir "$tmp/rep" --seed 7 >"$tmp/rep.log" 2>&1
 rc=$?
@@ -79,7 +82,7 @@ expect_fail "diverged replicas" $rc $(($(date +%s) - t0)) "$tmp/rep.log" \
 
 # srun without PMIx: each task would be a world of 1.
 t0=$(date +%s)
-SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=0 timeout 60 "$bin" "${args[@]}" --max_steps 1 \
+SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=0 timeout $((60 * ts)) "$bin" "${args[@]}" --max_steps 1 \
   --output_dir "$tmp/srun" >"$tmp/srun.log" 2>&1
 rc=$?
 expect_fail "srun without PMIx" $rc $(($(date +%s) - t0)) "$tmp/srun.log" "srun --mpi=pmix"
@@ -88,7 +91,7 @@ expect_fail "srun without PMIx" $rc $(($(date +%s) - t0)) "$tmp/srun.log" "srun 
 # A launcher Open MPI cannot join (MPICH's Hydra sets PMI_SIZE): each
 # process would be a world of 1.
 t0=$(date +%s)
-PMI_SIZE=2 PMI_RANK=0 timeout 60 "$bin" "${args[@]}" --max_steps 1 --output_dir "$tmp/hydra" \
+PMI_SIZE=2 PMI_RANK=0 timeout $((60 * ts)) "$bin" "${args[@]}" --max_steps 1 --output_dir "$tmp/hydra" \
   >"$tmp/hydra.log" 2>&1
 rc=$?
 expect_fail "foreign launcher" $rc $(($(date +%s) - t0)) "$tmp/hydra.log" \
@@ -97,7 +100,7 @@ expect_fail "foreign launcher" $rc $(($(date +%s) - t0)) "$tmp/hydra.log" \
 
 # shard_base needs a quantized base.
 t0=$(date +%s)
-timeout 60 mpirun --oversubscribe -np 2 "$bin" "${args[@]}" --max_steps 1 --shard_base true \
+timeout $((60 * ts)) mpirun --oversubscribe -np 2 "$bin" "${args[@]}" --max_steps 1 --shard_base true \
   --output_dir "$tmp/shard" >"$tmp/shard.log" 2>&1
 rc=$?
 expect_fail "shard_base with fp32" $rc $(($(date +%s) - t0)) "$tmp/shard.log" \

@@ -22,6 +22,7 @@
 #   - a quantized base is refused with a message that says why.
 # Usage: dist_full.sh LORATRAIN REPO_ROOT
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: dist_full.sh LORATRAIN REPO_ROOT}
 root=${2:?}
 py=/usr/bin/python3
@@ -37,7 +38,7 @@ args=(--model models/stories260K/stories260K.bin --tokenizer models/stories260K/
 run() { # name, ranks, extra args...
   local name=$1 np=$2
   shift 2
-  timeout 300 mpirun -np "$np" --oversubscribe "$bin" train "${args[@]}" \
+  timeout $((300 * ts)) mpirun -np "$np" --oversubscribe "$bin" train "${args[@]}" \
     --per_device_train_batch_size $((8 / np)) --output_dir "$tmp/$name" "$@" >"$tmp/$name.log" 2>&1
   local rc=$?
   if [[ $rc != 0 ]]; then echo "FAIL $name: mpirun exited with $rc:"; tail -5 "$tmp/$name.log"; exit 1; fi

@@ -18,6 +18,7 @@
 #     quantizes every tensor and glibc keeps some of that churn resident.)
 # Usage: dist_memory.sh LORATRAIN REPO_ROOT
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: dist_memory.sh LORATRAIN REPO_ROOT}
 root=${2:?}
 py=/usr/bin/python3
@@ -28,7 +29,7 @@ trap 'rm -rf "$tmp"' EXIT
 run() { # name, ranks, extra args...
   local out=$tmp/$1 np=$2
   shift 2
-  timeout 300 mpirun --oversubscribe -np "$np" "$bin" train --model "$tmp/model.bin" \
+  timeout $((300 * ts)) mpirun --oversubscribe -np "$np" "$bin" train --model "$tmp/model.bin" \
     --tokenizer "$root/models/stories260K/tok512.bin" \
     --train_file "$root/data/tinyshakespeare/input.txt" --max_seq_length 64 \
     --per_device_train_batch_size 1 --max_steps 2 --threads 1 --disable_tqdm \

@@ -24,6 +24,7 @@
 #     reads fewer bytes of the model file.
 # Usage: dist_train.sh LORATRAIN REPO_ROOT fp32|nf4
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: dist_train.sh LORATRAIN REPO_ROOT fp32|nf4}
 root=${2:?}
 base=${3:?}
@@ -39,7 +40,7 @@ run() { # name, ranks, extra args...
   local name=$1 np=$2
   shift 2
   local b=$((8 / np))
-  timeout 300 mpirun -np "$np" --oversubscribe "$bin" train \
+  timeout $((300 * ts)) mpirun -np "$np" --oversubscribe "$bin" train \
     --model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin \
     --train_file data/tinyshakespeare/input.txt --max_seq_length 64 \
     --per_device_train_batch_size "$b" --gradient_accumulation_steps 2 --max_steps 6 \

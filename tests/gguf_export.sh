@@ -20,6 +20,7 @@
 # still run; the test then exits 77 with the reason.
 # Usage: gguf_export.sh LORATRAIN REPO_ROOT VENV_DIR
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: gguf_export.sh LORATRAIN REPO_ROOT VENV_DIR}
 root=${2:?}
 venv=${3:?}
@@ -62,7 +63,7 @@ runs=("bin $model --r 4 --lora_alpha 8"
 for spec in "${runs[@]}"; do
   read -r run base lora <<<"$spec"
   # shellcheck disable=SC2086  # the LoRA options are words
-  timeout 300 "$bin" "${args[@]}" --model "$base" $lora --output_dir "$tmp/$run" >"$tmp/$run.log" 2>&1 ||
+  timeout $((300 * ts)) "$bin" "${args[@]}" --model "$base" $lora --output_dir "$tmp/$run" >"$tmp/$run.log" 2>&1 ||
     { err "$run: training failed: $(tail -1 "$tmp/$run.log")"; continue; }
   ck=$tmp/$run/checkpoint-6.h5
   "$bin" export --format peft "$ck" "$tmp/$run-peft" >"$tmp/x.log" 2>&1 || err "$run: peft export: $(cat "$tmp/x.log")"

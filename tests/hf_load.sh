@@ -27,6 +27,7 @@
 #   run; resuming it on another directory is refused.
 # Usage: hf_load.sh LORATRAIN TEST_HF_MODEL REPO_ROOT load|train
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: hf_load.sh LORATRAIN TEST_HF_MODEL REPO_ROOT load|train}
 tester=${2:?}
 root=${3:?}
@@ -103,7 +104,7 @@ if [[ $mode == train ]]; then
   run() { # name, ranks, model, extra args...
     local name=$1 np=$2 m=$3
     shift 3
-    timeout 300 mpirun -np "$np" --oversubscribe "$bin" train --model "$m" --tokenizer $tok \
+    timeout $((300 * ts)) mpirun -np "$np" --oversubscribe "$bin" train --model "$m" --tokenizer $tok \
       --train_file data/tinyshakespeare/input.txt --max_seq_length 64 \
       --per_device_train_batch_size $((8 / np)) --max_steps 5 --warmup_steps 1 --learning_rate 3e-3 \
       --target_modules all-linear --logging_steps 1 --threads 1 --disable_tqdm \

@@ -13,6 +13,7 @@
 #     wrong base, and a damaged checkpoint each give one clear error line.
 # Usage: peft_export.sh LORATRAIN REPO_ROOT
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: peft_export.sh LORATRAIN REPO_ROOT}
 root=${2:?}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -37,9 +38,9 @@ expect_error() { # name, pattern, command...
   grep -q -- "$pat" "$tmp/e.log" || { err "$name: no \"$pat\" in: $(cat "$tmp/e.log")"; }
 }
 
-timeout 300 mpirun --oversubscribe -np 2 "$bin" "${args[@]}" --output_dir "$tmp/lora" >"$tmp/lora.log" 2>&1 ||
+timeout $((300 * ts)) mpirun --oversubscribe -np 2 "$bin" "${args[@]}" --output_dir "$tmp/lora" >"$tmp/lora.log" 2>&1 ||
   { err "LoRA run failed"; tail -3 "$tmp/lora.log"; }
-timeout 300 "$bin" "${args[@]}" --load_in_4bit --bnb_4bit_use_double_quant --output_dir "$tmp/qlora" \
+timeout $((300 * ts)) "$bin" "${args[@]}" --load_in_4bit --bnb_4bit_use_double_quant --output_dir "$tmp/qlora" \
   >"$tmp/qlora.log" 2>&1 || { err "QLoRA run failed"; tail -3 "$tmp/qlora.log"; }
 for run in lora qlora; do
   "$bin" export --format peft "$tmp/$run/checkpoint-12.h5" "$tmp/$run-peft" >"$tmp/x.log" 2>&1 ||
@@ -82,12 +83,12 @@ echo "adapter_name_or_path: the imported adapter is the starting point, bit for 
 
 # Errors.
 cp $model "$tmp/base.bin"
-timeout 300 "$bin" "${args[@]}" --model "$tmp/base.bin" --finetuning_type full --max_steps 2 --save_steps 2 \
+timeout $((300 * ts)) "$bin" "${args[@]}" --model "$tmp/base.bin" --finetuning_type full --max_steps 2 --save_steps 2 \
   --output_dir "$tmp/full" >/dev/null 2>&1 || err "full fine-tuning run failed"
 expect_error "full checkpoint" "holds no adapter" "$bin" export --format peft "$tmp/full/checkpoint-2.h5" "$tmp/o1"
 expect_error "format" "--format: expected peft or gguf" "$bin" export --format onnx "$tmp/lora/checkpoint-12.h5" "$tmp/o2"
 cp $model "$tmp/base.bin"
-timeout 300 "$bin" "${args[@]}" --model "$tmp/base.bin" --max_steps 2 --save_steps 2 --output_dir "$tmp/moved" \
+timeout $((300 * ts)) "$bin" "${args[@]}" --model "$tmp/base.bin" --max_steps 2 --save_steps 2 --output_dir "$tmp/moved" \
   >/dev/null 2>&1 || err "run on the copied base failed"
 rm "$tmp/base.bin"
 expect_error "moved base" "pass --model if it moved" "$bin" export --format peft "$tmp/moved/checkpoint-2.h5" "$tmp/o3"

@@ -16,6 +16,7 @@
 #     with ZeRO-1 on 2 ranks, where weights, gradients and moments dominate.
 # Usage: plan_check.sh LORATRAIN REPO_ROOT
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: plan_check.sh LORATRAIN REPO_ROOT}
 root=${2:?}
 py=/usr/bin/python3
@@ -29,7 +30,7 @@ fail=0
 check() { # name, ranks, model, plan args (quoted), train args...
   local name=$1 np=$2 model=$3 plan=$4
   shift 4
-  timeout 300 mpirun --oversubscribe -np "$np" "$bin" train --model "$model" \
+  timeout $((300 * ts)) mpirun --oversubscribe -np "$np" "$bin" train --model "$model" \
     --tokenizer models/stories260K/tok512.bin --train_file data/tinyshakespeare/input.txt \
     --max_steps 2 --threads 1 --disable_tqdm --output_dir "$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 ||
     { echo "FAIL $name: training failed:"; tail -3 "$tmp/$name.log"; fail=1; return; }

@@ -17,6 +17,7 @@
 #     second SIGINT ends the process at once.
 # Usage: preempt.sh LORATRAIN REPO_ROOT
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: preempt.sh LORATRAIN REPO_ROOT}
 root=${2:?}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -36,8 +37,8 @@ mpi=(mpirun --oversubscribe -np 2)
 
 losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl"; }
 steps_logged() { if [[ -f $1/metrics.jsonl ]]; then grep -c '"loss"' "$1/metrics.jsonl"; else echo 0; fi; }
-wait_for_step() { # dir, step, pid: until metrics has the step (at most 120 s)
-  for _ in $(seq 1 1200); do
+wait_for_step() { # dir, step, pid: until metrics has the step (at most 120 s x ts)
+  for _ in $(seq 1 $((1200 * ts))); do
     (($(steps_logged "$1") >= $2)) && return 0
     kill -0 "$3" 2>/dev/null || return 1
     sleep 0.1
@@ -78,7 +79,7 @@ check_same() {
 }
 
 # The uninterrupted runs.
-timeout 300 "${mpi[@]}" "$bin" "${args[@]}" --max_steps $steps --output_dir "$tmp/ref" >"$tmp/ref.log" 2>&1 ||
+timeout $((300 * ts)) "${mpi[@]}" "$bin" "${args[@]}" --max_steps $steps --output_dir "$tmp/ref" >"$tmp/ref.log" 2>&1 ||
   { err "reference run failed:"; tail -5 "$tmp/ref.log"; }
 
 # SIGUSR1 to mpirun, which forwards it to every rank.
@@ -96,7 +97,7 @@ if grep -q '^\[1,1\]<std' "$tmp/usr1.log"; then
   err "rank 1 printed:"
   grep '^\[1,1\]<std' "$tmp/usr1.log" | head -3
 fi
-timeout 300 "${mpi[@]}" "$bin" "${args[@]}" --max_steps $steps --output_dir "$d" \
+timeout $((300 * ts)) "${mpi[@]}" "$bin" "${args[@]}" --max_steps $steps --output_dir "$d" \
   --resume_from_checkpoint latest >"$tmp/usr1b.log" 2>&1 || err "SIGUSR1 to mpirun: the resumed run failed"
 grep -q "resuming from $d/checkpoint-$k.h5 at step $k" "$tmp/usr1b.log" ||
   err "SIGUSR1 to mpirun: the resumed run did not start from checkpoint-$k.h5"
@@ -112,14 +113,14 @@ victim=$(ranks_of "$d" | tail -1)
 [[ -n $victim ]] && kill -USR1 "$victim"
 wait $job
 check_stopped "SIGUSR1 to rank 1" "$tmp/one.log" "$d" $?
-timeout 300 "${mpi[@]}" "$bin" "${args[@]}" --max_steps $steps --output_dir "$d" \
+timeout $((300 * ts)) "${mpi[@]}" "$bin" "${args[@]}" --max_steps $steps --output_dir "$d" \
   --resume_from_checkpoint latest >"$tmp/oneb.log" 2>&1 || err "SIGUSR1 to rank 1: the resumed run failed"
 check_same "SIGUSR1 to rank 1, resumed" "$tmp/ref" "$d"
 echo "SIGUSR1 to rank 1 only: both ranks stopped after step $k, resumed to step $steps"
 
 # SIGTERM to both ranks of a ZeRO-1 full fine-tune.
 full=(--finetuning_type full --zero1 true --learning_rate 1e-3)
-timeout 300 "${mpi[@]}" "$bin" "${args[@]}" "${full[@]}" --max_steps $steps --output_dir "$tmp/fref" \
+timeout $((300 * ts)) "${mpi[@]}" "$bin" "${args[@]}" "${full[@]}" --max_steps $steps --output_dir "$tmp/fref" \
   >"$tmp/fref.log" 2>&1 || { err "full reference run failed:"; tail -5 "$tmp/fref.log"; }
 d=$tmp/full
 "${mpi[@]}" "$bin" "${args[@]}" "${full[@]}" --max_steps $steps --output_dir "$d" \
@@ -133,7 +134,7 @@ rc=$?
 # mpirun reports its ranks' status 75 as its own; SIGTERM to the ranks
 # themselves (as slurmd sends it) is what is tested here.
 check_stopped "SIGTERM to a full fine-tune" "$tmp/full.log" "$d" $rc
-timeout 300 "${mpi[@]}" "$bin" "${args[@]}" "${full[@]}" --max_steps $steps --output_dir "$d" \
+timeout $((300 * ts)) "${mpi[@]}" "$bin" "${args[@]}" "${full[@]}" --max_steps $steps --output_dir "$d" \
   --resume_from_checkpoint latest >"$tmp/fullb.log" 2>&1 || err "SIGTERM to a full fine-tune: the resumed run failed"
 check_same "SIGTERM to a full fine-tune, resumed" "$tmp/fref" "$d" model.safetensors
 echo "SIGTERM to both ranks of a ZeRO-1 full fine-tune: stopped after step $k, resumed bitwise"
@@ -157,7 +158,9 @@ d=$tmp/int2
 job=$!
 wait_for_step "$d" 1 $job || err "SIGINT twice: step 1 never logged"
 kill -INT $job
-sleep 0.2 # two signals sent at once may arrive as one
+# Two signals sent at once may arrive as one; a loaded machine may not run
+# the process between them for a while.
+for _ in $(seq 1 "$ts"); do sleep 0.2; done
 kill -INT $job
 wait $job
 rc=$?

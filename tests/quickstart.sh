@@ -7,12 +7,13 @@
 # is the advertised fine-tune, not just one that exits 0.
 # Usage: quickstart.sh LORATRAIN REPO_ROOT
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 bin=${1:?usage: quickstart.sh LORATRAIN REPO_ROOT}
 root=${2:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 out=$tmp/quickstart
-LT_QUICKSTART_BIN=$bin LT_QUICKSTART_OUT=$out timeout 600 "$root/launch/quickstart.sh" >"$tmp/log" 2>&1
+LT_QUICKSTART_BIN=$bin LT_QUICKSTART_OUT=$out timeout $((600 * ts)) "$root/launch/quickstart.sh" >"$tmp/log" 2>&1
 rc=$?
 fail=0
 bad() { echo "FAIL $*"; fail=1; }

@@ -16,6 +16,7 @@
 # Skipped (77) where Slurm cannot run here (not installed, not root).
 # Usage: slurm.sh job|requeue LORATRAIN REPO_ROOT
 set -u
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 mode=${1:?usage: slurm.sh job|requeue LORATRAIN REPO_ROOT}
 bin=$(realpath "${2:?}")
 root=${3:?}
@@ -65,7 +66,7 @@ expect() { # name, file, pattern...
 submit() {
   OUTPUT_DIR=$2 sbatch "${sbatch_args[@]}" --job-name="$1" --output="$3" "$template" >"$4" 2>&1 &
   submitter=$!
-  for _ in $(seq 1 1200); do # at most 120 s
+  for _ in $(seq 1 $((1200 * ts))); do # at most 120 s x ts
     (($(steps_logged "$2") >= 20)) && break
     kill -0 $submitter 2>/dev/null || break
     sleep 0.1
@@ -77,13 +78,13 @@ stopped_step() { sed -n 's/^stopped by SIG[A-Z0-9]* after step \([0-9]*\) of .*/
 
 # The reference: the same settings under mpirun.
 # shellcheck disable=SC2086
-timeout 300 mpirun --oversubscribe -np 2 "$bin" train --config "$CONFIG" $EXTRA_ARGS --threads 1 \
+timeout $((300 * ts)) mpirun --oversubscribe -np 2 "$bin" train --config "$CONFIG" $EXTRA_ARGS --threads 1 \
   --output_dir "$tmp/ref" >"$tmp/ref.log" 2>&1 || { err "mpirun reference failed:"; tail -5 "$tmp/ref.log"; }
 
 case $mode in
 job)
   t0=$(date +%s)
-  OUTPUT_DIR=$tmp/job timeout 300 sbatch "${sbatch_args[@]}" --job-name=lora-job --output="$tmp/job.out" \
+  OUTPUT_DIR=$tmp/job timeout $((300 * ts)) sbatch "${sbatch_args[@]}" --job-name=lora-job --output="$tmp/job.out" \
     "$template" >"$tmp/sbatch.log" 2>&1
   rc=$?
   [[ $rc == 0 ]] || { err "job: sbatch --wait returned $rc"; cat "$tmp/sbatch.log"; tail -8 "$tmp/job.out"; }
@@ -117,7 +118,7 @@ requeue)
   submit lora-cancel "$tmp/cx" "$tmp/cx.out" "$tmp/cx.sbatch"
   [[ -n $job ]] && scancel "$job"
   wait $submitter
-  for _ in $(seq 1 600); do # at most 60 s
+  for _ in $(seq 1 $((600 * ts))); do # at most 60 s x ts
     [[ -z $(squeue -h -j "$job" 2>/dev/null) ]] && break
     sleep 0.1
   done
@@ -128,7 +129,7 @@ requeue)
   grep -q "requeueing job\|run 2," "$tmp/cx.out" && err "scancel: a cancelled job requeued itself"
   [[ $(cat "$tmp/cx/latest_checkpoint" 2>/dev/null) == "checkpoint-$k.h5" ]] ||
     err "scancel: latest_checkpoint does not name checkpoint-$k.h5"
-  OUTPUT_DIR=$tmp/cx timeout 300 sbatch "${sbatch_args[@]}" --job-name=lora-cancel-again \
+  OUTPUT_DIR=$tmp/cx timeout $((300 * ts)) sbatch "${sbatch_args[@]}" --job-name=lora-cancel-again \
     --output="$tmp/cx2.out" "$template" >"$tmp/cx2.sbatch" 2>&1
   rc=$?
   [[ $rc == 0 ]] || { err "scancel: the resubmitted job returned $rc"; tail -8 "$tmp/cx2.out"; }

@@ -41,6 +41,7 @@
 # root: slurmd must run as root), 1 failure (the relevant log's tail is printed
 # and whatever had been started is stopped again).
 set -uo pipefail
+ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 
 me=slurm_cluster
 die() { echo "$me: $*" >&2; exit 1; }
@@ -106,7 +107,7 @@ cmd_stop() { # DIR
   if ((${#jobs[@]})); then
     SLURM_CONF=$d/slurm.conf scancel --quiet "${jobs[@]}" 2>/dev/null
     local i
-    for ((i = 0; i < 150; i++)); do
+    for ((i = 0; i < 150 * ts; i++)); do
       [[ -z $(SLURM_CONF=$d/slurm.conf squeue -h -o %i 2>/dev/null) ]] && break
       sleep 0.1
     done
@@ -123,7 +124,7 @@ cmd_stop() { # DIR
     fi
   done
   local left
-  for ((i = 0; i < 100; i++)); do
+  for ((i = 0; i < 100 * ts; i++)); do
     left=0
     for p in "${!pids[@]}"; do alive "${pids[$p]}" "${names[$p]}" && left=1; done
     ((left)) || break
@@ -131,9 +132,9 @@ cmd_stop() { # DIR
   done
   for p in "${!pids[@]}"; do
     alive "${pids[$p]}" "${names[$p]}" || continue
-    echo "$me: ${names[$p]} (pid ${pids[$p]}) ignored SIGTERM for 10 s; sending SIGKILL" >&2
+    echo "$me: ${names[$p]} (pid ${pids[$p]}) ignored SIGTERM for $((10 * ts)) s; sending SIGKILL" >&2
     kill -KILL "${pids[$p]}" 2>/dev/null
-    for ((i = 0; i < 50; i++)); do alive "${pids[$p]}" "${names[$p]}" || break; sleep 0.1; done
+    for ((i = 0; i < 50 * ts; i++)); do alive "${pids[$p]}" "${names[$p]}" || break; sleep 0.1; done
     alive "${pids[$p]}" "${names[$p]}" && echo "$me: ${names[$p]} (pid ${pids[$p]}) is still alive" >&2
   done
   for name in "${daemons[@]}"; do rm -f "$d/run/$name.pid"; done
@@ -187,7 +188,7 @@ cmd_start() { # DIR
     --pid-file="$d/run/munged.pid" --seed-file="$d/munge/munged.seed" ||
     fail munged "munged did not start"
   local i
-  for ((i = 0; i < 50; i++)); do [[ -S $sock ]] && break; sleep 0.1; done
+  for ((i = 0; i < 50 * ts; i++)); do [[ -S $sock ]] && break; sleep 0.1; done
   munge -n -S "$sock" 2>/dev/null | unmunge -S "$sock" >/dev/null 2>&1 ||
     fail munged "munged does not answer on $sock"
 
@@ -262,7 +263,7 @@ EOF
   export LORATRAIN_TEST_SLURM_DIR=$d
 
   slurmctld -f "$SLURM_CONF" -c >>"$d/log/slurmctld.log" 2>&1 9>&- || fail slurmctld "slurmctld did not start"
-  for ((i = 0; i < 100; i++)); do
+  for ((i = 0; i < 100 * ts; i++)); do
     scontrol ping 2>/dev/null | grep -q 'is UP' && break
     p=$(pid_of "$d" slurmctld) && ! alive "$p" slurmctld && ((i > 10)) && break
     sleep 0.2
@@ -271,12 +272,12 @@ EOF
 
   slurmd -f "$SLURM_CONF" -N localhost >>"$d/log/slurmd.log" 2>&1 9>&- || fail slurmd "slurmd did not start"
   local state=""
-  for ((i = 0; i < 100; i++)); do
+  for ((i = 0; i < 100 * ts; i++)); do
     state=$(sinfo -h -n localhost -o %T 2>/dev/null)
     [[ $state == idle ]] && break
     sleep 0.2
   done
-  [[ $state == idle ]] || fail slurmd "node localhost is '${state:-unknown}', not idle, after 20 s"
+  [[ $state == idle ]] || fail slurmd "node localhost is '${state:-unknown}', not idle, after $((20 * ts)) s"
   exec 9>&-
 
   trap - EXIT

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs one libFuzzer target for a bounded time from the committed seeds;
 # fails (with the crashing input's path and libFuzzer's report) if any
-# input crashes, leaks, overflows or times out.
+# input crashes, leaks, overflows or times out (10 s an input, times the
+# build's LT_TIMEOUT_SCALE).
 # Usage: run_fuzz.sh FUZZER SEED_DIR SECONDS
 set -u
 fuzzer=${1:?usage: run_fuzz.sh FUZZER SEED_DIR SECONDS}
@@ -11,7 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/corpus"
 # The first folder receives new inputs; the seeds stay untouched.
-(cd "$work" && "$fuzzer" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+(cd "$work" && "$fuzzer" -max_total_time="$secs" -timeout=$((10 * ${LT_TIMEOUT_SCALE:-1})) -rss_limit_mb=2048 -max_len=65536 \
   -print_final_stats=1 corpus "$seeds" >"$work/log" 2>&1)
 rc=$?
 grep -E "^(stat::number_of_executed_units|stat::new_units_added)|Done [0-9]+ runs" "$work/log"
