@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,25 @@ lt_status lt_atomic_write_text(const char *path, const char *text, lt_error *err
     return st;
 }
 
+void lt_atomic_remove_stale(const char *dir, const char *const *names) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        for (const char *const *n = names; *n; n++) {
+            const size_t len = strlen(*n);
+            const char *rest = e->d_name + len;
+            if (strncmp(e->d_name, *n, len) != 0 || strncmp(rest, ".tmp.", 5) != 0) continue;
+            rest += 5;
+            if (!*rest || strspn(rest, "0123456789") != strlen(rest)) continue;
+            char full[4096 + 300];
+            snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+            unlink(full);
+        }
+    }
+    closedir(d);
+}
+
 void lt_atomic_abort(lt_atomic_file *af) {
     if (af->f) fclose(af->f);
     af->f = NULL;
@@ -168,7 +188,7 @@ lt_status lt_reserve_space(const char *path, uint64_t bytes, lt_error *err) {
 
 lt_status lt_dir_free_space(const char *dir, uint64_t *free_bytes, lt_error *err) {
     char probe[4096 + 64];
-    snprintf(probe, sizeof probe, "%s/.loratrain-probe.%ld", dir, (long)getpid());
+    snprintf(probe, sizeof probe, "%s/.loratrain-probe.tmp.%ld", dir, (long)getpid());
     int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return lt_fail(err, LT_ERR_IO, "%s: cannot write: %s", dir, strerror(errno));
     /* One page's worth: enough to need a block of its own. */

@@ -44,6 +44,12 @@ void lt_atomic_abort(lt_atomic_file *af);
  * the free space is compared instead. */
 lt_status lt_reserve_space(const char *path, uint64_t bytes, lt_error *err);
 
+/* Removes the temporaries that lt_atomic_open names (<name>.tmp.<pid>)
+ * for each of names (NULL-terminated) in dir: a process killed while
+ * writing one leaves it, and the next writer of the same file, which is
+ * the only one, takes it away. */
+void lt_atomic_remove_stale(const char *dir, const char *const *names);
+
 /* The whole file at once, atomically: text and then a newline. */
 lt_status lt_atomic_write_text(const char *path, const char *text, lt_error *err);
 

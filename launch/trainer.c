@@ -377,6 +377,10 @@ static lt_status keep_metrics_until(const char *path, int64_t step, lt_error *er
 static lt_status write_start_files(const lt_run_config *c, run_state *r, int64_t resumed_at,
                                    lt_error *err) {
     if (!r->lead) return LT_OK;
+    /* What a killed run of this output_dir left half-written. */
+    static const char *const ours[] = {".loratrain-probe", "run_config.json", "metrics.jsonl", "memory.json", "adapter_config.json",
+                                       "adapter_model.safetensors", "model.safetensors", NULL};
+    lt_atomic_remove_stale(c->output_dir, ours);
     char path[LT_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/run_config.json", c->output_dir);
     char *json = NULL;
@@ -555,17 +559,18 @@ static lt_status check_output_space(const lt_run_config *c, const run_state *r, 
     uint64_t free_bytes = 0;
     lt_status st = lt_dir_free_space(c->output_dir, &free_bytes, err);
     if (st != LT_OK || free_bytes >= e.total) return st;
-    char ckpts[160] = "";
+    char ckpts[160] = "", limit[32] = "no save_total_limit";
+    if (c->save_total_limit) snprintf(limit, sizeof limit, "save_total_limit %d", c->save_total_limit);
     if (e.checkpoints)
-        snprintf(ckpts, sizeof ckpts, "%lld checkpoint%s of %.2f MiB at once (save_steps %d, save_total_limit %d), ",
+        snprintf(ckpts, sizeof ckpts, "%lld checkpoint%s of %.2f MiB at once (save_steps %d, %s), ",
                  (long long)e.checkpoints, e.checkpoints == 1 ? "" : "s", to_mib(e.checkpoint_bytes),
-                 c->save_steps, c->save_total_limit);
+                 c->save_steps, limit);
     return lt_fail(err, LT_ERR_IO,
                    "output_dir %s: %.2f MiB free, and this run writes up to %.2f MiB there: %sthe %s "
                    "%.2f MiB, logs %.2f MiB; free some space%s or choose another output_dir",
                    c->output_dir, to_mib(free_bytes), to_mib(e.total), ckpts,
                    lt_run_config_full(c) ? "model" : "adapter", to_mib(e.final_bytes), to_mib(e.log_bytes),
-                   e.checkpoints > 1 ? ", lower save_total_limit" : "");
+                   e.checkpoints < 2 ? "" : c->save_total_limit ? ", lower save_total_limit" : ", set save_total_limit");
 }
 
 typedef struct {

@@ -17,8 +17,8 @@
 #   - truncated, bit-flipped, wrong-version, wrong-r and other-target-modules checkpoints give one
 #     clear error; `latest` skips a damaged newest checkpoint with a line
 #     saying so; a checkpoint that cannot be put in place, or does not fit
-#     on a full disk (a small tmpfs, where mount works), stops the run with
-#     the reason and keeps the previous one;
+#     on a disk that filled during the run (a small tmpfs, where mount
+#     works), stops the run with the reason and keeps the previous one;
 #   - h5py reads the documented layout and its checksums.
 # Usage: checkpoint.sh LORATRAIN REPO_ROOT
 set -u
@@ -218,9 +218,22 @@ else
   echo "blocked save: exit $rc, $(cat "$tmp/bl.err"); checkpoint-4 still verifies"
 fi
 
-# A full disk (a 1000 KiB tmpfs: checkpoint-4 fits, checkpoint-8 does not).
-if mkdir -p "$tmp/full" && mount -t tmpfs -o size=1000k tmpfs "$tmp/full" 2>/dev/null; then
-  "$bin" train $(args 1) --output_dir "$tmp/full/run" --save_steps 4 --max_steps 12 >"$tmp/df.out" 2>"$tmp/df.err"
+# A disk that fills mid-run (an 8 MiB tmpfs, room for the whole run when
+# it starts, filled from here once checkpoint-4 is written, leaving 64 KiB:
+# the metrics lines fit, checkpoint-8 does not). LT_FAULT_SLOW (a test
+# hook) makes each step last 0.5 s, time to fill it before step 8.
+if mkdir -p "$tmp/full" && mount -t tmpfs -o size=8m tmpfs "$tmp/full" 2>/dev/null; then
+  LT_FAULT_SLOW=step:0.5 "$bin" train $(args 1) --output_dir "$tmp/full/run" --save_steps 4 --max_steps 12 \
+    >"$tmp/df.out" 2>"$tmp/df.err" &
+  job=$!
+  for _ in $(seq 1 $((600 * ts))); do
+    [[ -f $tmp/full/run/latest_checkpoint ]] && break
+    kill -0 $job 2>/dev/null || break
+    sleep 0.05
+  done
+  avail=$(df -B1 --output=avail "$tmp/full" | tail -1)
+  fallocate -l $((avail - 65536)) "$tmp/full/filler" || err "disk full: cannot fill the tmpfs"
+  wait $job
   rc=$?
   if [[ $rc != 1 ]] || ! grep -q "No space left on device" "$tmp/df.err" || [[ $(wc -l <"$tmp/df.err") != 1 ]] ||
      ! "$bin" inspect "$tmp/full/run/checkpoint-4.h5" >/dev/null || ls "$tmp/full/run" | grep -q tmp; then

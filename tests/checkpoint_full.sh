@@ -123,13 +123,25 @@ fi
 if [[ $? == 0 ]] || ! grep -q "holds a full fine-tuning checkpoint; this run trains LoRA" "$tmp/L.log"; then
   echo "FAIL a LoRA run resuming a full checkpoint:"; tail -2 "$tmp/L.log"; fail=1
 fi
-# A full disk under parallel HDF5 (a 4500 KiB tmpfs: checkpoint-2 fits,
-# checkpoint-4 does not): the space is reserved before the ranks write, so
-# the job stops with the reason instead of hanging in a collective call
-# after MPI-IO's write failed on one rank; checkpoint-2 stays loadable.
-if mkdir -p "$tmp/full" && mount -t tmpfs -o size=4500k tmpfs "$tmp/full" 2>/dev/null; then
-  timeout $((60 * ts)) mpirun -np 2 --oversubscribe "$bin" train "${args[@]}" --per_device_train_batch_size 2 --zero1 true \
-    --save_steps 2 --output_dir "$tmp/full/run" >"$tmp/df.log" 2>&1
+# A disk that fills under parallel HDF5 (a 20 MiB tmpfs, room for the run
+# when it starts, filled from here once checkpoint-2 is written, leaving 64
+# KiB: checkpoint-4 does not fit): the space is reserved before the ranks
+# write, so the job stops with the reason instead of hanging in a
+# collective call after MPI-IO's write failed on one rank; checkpoint-2
+# stays loadable. LT_FAULT_SLOW (a test hook) makes each step last 1 s,
+# time to fill the disk before step 4.
+if mkdir -p "$tmp/full" && mount -t tmpfs -o size=20m tmpfs "$tmp/full" 2>/dev/null; then
+  timeout $((60 * ts)) mpirun -np 2 --oversubscribe -x LT_FAULT_SLOW=step:1 "$bin" train "${args[@]}" \
+    --per_device_train_batch_size 2 --zero1 true --save_steps 2 --output_dir "$tmp/full/run" >"$tmp/df.log" 2>&1 &
+  job=$!
+  for _ in $(seq 1 $((600 * ts))); do
+    [[ -f $tmp/full/run/latest_checkpoint ]] && break
+    kill -0 $job 2>/dev/null || break
+    sleep 0.05
+  done
+  avail=$(df -B1 --output=avail "$tmp/full" | tail -1)
+  fallocate -l $((avail - 65536)) "$tmp/full/filler" || echo "FAIL disk full: cannot fill the tmpfs"
+  wait $job
   rc=$?
   if [[ $rc == 0 || $rc == 124 ]] || ! grep -q "rank 0 of 2.*No space left on device" "$tmp/df.log" ||
      ! "$bin" inspect "$tmp/full/run/checkpoint-2.h5" >/dev/null || ls "$tmp/full/run" | grep -q tmp; then
