@@ -18,6 +18,7 @@ all)
     python3 python3-numpy python3-torch python3-sentencepiece  # reference checks
     python3-pip                     # with python3-venv: pinned HF tokenizers (tests/tokenizer_hf.sh)
     python3-h5py                    # reads checkpoints as a user would
+    hdf5-tools                      # h5dump, which the README names: tests/stop_early.sh reads checkpoints with it
     python3-venv                    # tests/peft_env.sh: transformers + PEFT from PyPI over python3-torch
     libtcmalloc-minimal4            # the tuned PyTorch benchmark preloads it
     slurm-wlm munge                 # tests run a private local Slurm (tests/slurm_cluster.sh)

@@ -12,8 +12,9 @@
 #     run with exit 1 and one line naming metrics.jsonl; every line left
 #     in it is whole JSON (steps 1..n, n >= 3), run_config.json is intact,
 #     and no file is empty or left as a temporary;
-#   - the same without any output_dir to write in (a read-only tmpfs):
-#     refused before step 1, naming the directory.
+#   - an output_dir that takes no write (a read-only tmpfs with room
+#     enough by statvfs, so that only the write probe can tell): refused
+#     before step 1, naming the directory.
 # LT_FAULT_SLOW=step:S (a test hook) makes each step last S s, so the disk
 # fills while the run is in its steps.
 # Usage: disk_space.sh LORATRAIN REPO_ROOT
@@ -148,7 +149,7 @@ PY
 echo "filled mid-run: exit $rc, $el s after the disk filled: $(cat "$tmp/fill.err")"
 
 # Nowhere to write.
-mount_tmpfs "$tmp/ro" 1m ro || err "cannot mount a read-only tmpfs"
+mount_tmpfs "$tmp/ro" 8m ro || err "cannot mount a read-only tmpfs"
 "$bin" "${args[@]}" --max_steps 4 --output_dir "$tmp/ro" >"$tmp/ro.out" 2>"$tmp/ro.err"
 rc=$?
 [[ $rc == 1 ]] || err "read-only: exit $rc, expected 1"
