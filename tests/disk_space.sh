@@ -4,10 +4,10 @@
 # all-linear (46,240 parameters: checkpoints of 0.65 MB):
 #   - too small from the start (1.5 MiB; the same run leaves 2.1 MiB on a
 #     roomy disk: 3 checkpoints, the adapter and the logs): exit 1 before
-#     the step-0 evaluation and step 1, one
-#     line giving the free space (what statvfs says, read here by Python)
-#     and the estimate, which is no less than what the same run leaves on
-#     a roomy disk (du); output_dir holds no file afterwards;
+#     the step-0 evaluation and step 1, one line giving the free space
+#     (what statvfs says, read here by Python) and the estimate, which is
+#     no less than what the run leaves on the roomy disk (du); output_dir
+#     holds no file afterwards;
 #   - room at the start, filled from here once the run has logged 3 steps
 #     (no save_steps): the first metrics line that does not fit ends the
 #     run with exit 1 and one line naming metrics.jsonl; every line left
