@@ -9,7 +9,7 @@
 # so a run that ignored the signal until the phase ended stays
 # distinguishable from one that honoured it:
 #   - SIGTERM while loading (1 process; the handler seen installed in
-#     /proc/PID/status first): exit 75 within 5 s of a 120 s load, one
+#     /proc/PID/status first): exit 75 within 5 s of a 30 s load, one
 #     line saying nothing was saved, no file in output_dir;
 #   - SIGUSR1 to mpirun while 2 ranks load, and SIGUSR1 to rank 1 alone:
 #     the job ends with 75 within 5 s;
@@ -84,11 +84,9 @@ wait_logged() { # dir, step, pid: until metrics has the step's loss line (at mos
   return 1
 }
 now() { date +%s.%N; }
-within() { # name, t0, limit s (before scaling): the time since t0 is below it
-  local el
+within() { # name, t0, limit s (before scaling): sets el, the time since t0, and fails above the limit
   el=$(awk "BEGIN { printf \"%.1f\", $(now) - $2 }")
   if awk "BEGIN { exit !($el > $3 * $ts) }"; then err "$1: ended $el s after the signal (limit $(($3 * ts)) s)"; fi
-  echo "$el"
 }
 same_run() { # name, reference dir, dir: losses, eval losses and adapter bitwise
   if ! cmp -s <(grep -o '"loss":[^,]*\|"eval_loss":[^,]*' "$2/metrics.jsonl") \
@@ -118,14 +116,14 @@ timeout $((300 * ts)) "${mpi[@]}" "$bin" "${args[@]}" "${two[@]}" --output_dir "
 
 # SIGTERM while loading, one process.
 d=$tmp/load1
-LT_FAULT_SLOW=load:120 "$bin" "${args[@]}" "${one[@]}" --output_dir "$d" >"$tmp/load1.out" 2>"$tmp/load1.err" &
+LT_FAULT_SLOW=load:$((30 * ts)) "$bin" "${args[@]}" "${one[@]}" --output_dir "$d" >"$tmp/load1.out" 2>"$tmp/load1.err" &
 job=$!
 wait_handlers $job || err "loading: the handlers were never installed"
 t0=$(now)
 kill -TERM $job
 wait $job
 rc=$?
-el=$(within "SIGTERM while loading" "$t0" 5)
+within "SIGTERM while loading" "$t0" 5
 [[ $rc == 75 ]] || err "SIGTERM while loading: exit $rc, expected 75"
 grep -qx "loratrain: stopped by SIGTERM while loading: nothing to save yet (exit status 75)" "$tmp/load1.err" ||
   err "SIGTERM while loading: stderr: $(cat "$tmp/load1.err")"
@@ -135,7 +133,7 @@ echo "SIGTERM while loading: exit $rc after $el s: $(cat "$tmp/load1.err")"
 # SIGUSR1 to mpirun, then to rank 1 alone, while two ranks load.
 for who in mpirun rank1; do
   d=$tmp/load2$who
-  LT_FAULT_SLOW=load:120 "${mpi[@]}" "$bin" "${args[@]}" "${two[@]}" --output_dir "$d" >"$tmp/load2$who.log" 2>&1 &
+  LT_FAULT_SLOW=load:$((30 * ts)) "${mpi[@]}" "$bin" "${args[@]}" "${two[@]}" --output_dir "$d" >"$tmp/load2$who.log" 2>&1 &
   job=$!
   # shellcheck disable=SC2046
   ranks=$(wait_ranks "$d" 2) && wait_handlers $ranks || err "2 ranks loading: no ranks with handlers"
@@ -143,7 +141,7 @@ for who in mpirun rank1; do
   if [[ $who == mpirun ]]; then kill -USR1 $job; else kill -USR1 "$(echo "$ranks" | tail -1)"; fi
   wait $job
   rc=$?
-  el=$(within "SIGUSR1 to $who while 2 ranks load" "$t0" 5)
+  within "SIGUSR1 to $who while 2 ranks load" "$t0" 5
   [[ $rc == 75 ]] || err "SIGUSR1 to $who while 2 ranks load: exit $rc, expected 75"
   grep -q "stopped by SIG[A-Z0-9]* while loading: nothing to save yet" "$tmp/load2$who.log" ||
     err "SIGUSR1 to $who while 2 ranks load: no \"while loading\" line"
@@ -163,7 +161,7 @@ t0=$(now)
 kill -USR1 $job
 wait $job
 rc=$?
-el=$(within "SIGUSR1 during the step-0 evaluation" "$t0" 4)
+within "SIGUSR1 during the step-0 evaluation" "$t0" 4
 [[ $rc == 75 ]] || err "SIGUSR1 during the step-0 evaluation: exit $rc, expected 75"
 grep -q "^stopped by SIGUSR1 during the evaluation at step 0 of 8: no step taken, nothing to save" "$tmp/eval0.log" ||
   err "SIGUSR1 during the step-0 evaluation: no stop line: $(tail -2 "$tmp/eval0.log")"
@@ -172,7 +170,7 @@ echo "SIGUSR1 during the step-0 evaluation: exit $rc after $el s, nothing saved"
 
 # SIGUSR1 during the evaluation at step 4 (and at step 8, the final one).
 stop_in_eval() { # name, ref, dir, step, np, signal target (job|rank1)
-  local name=$1 ref=$2 d=$3 k=$4 np=$5 target=$6 job rc el
+  local name=$1 ref=$2 d=$3 k=$4 np=$5 target=$6 job rc
   local run=("$bin" "${args[@]}" "${one[@]}")
   ((np == 2)) && run=("${mpi[@]}" "$bin" "${args[@]}" "${two[@]}")
   LT_FAULT_SLOW=eval:$pause "${run[@]}" --output_dir "$d" >"$d.log" 2>&1 &
@@ -183,7 +181,7 @@ stop_in_eval() { # name, ref, dir, step, np, signal target (job|rank1)
   if [[ $target == job ]]; then kill -USR1 $job; else kill -USR1 "$(ranks_of "$d" | tail -1)"; fi
   wait $job
   rc=$?
-  el=$(within "$name" "$t0" 4)
+  within "$name" "$t0" 4
   [[ $rc == 75 ]] || err "$name: exit $rc, expected 75"
   grep -q "stopped by SIGUSR1 during the evaluation at step $k of 8: the checkpoint of step $k in $d is complete" "$d.log" ||
     err "$name: no stop line: $(grep -v '^ *$' "$d.log" | tail -2)"
