@@ -923,6 +923,21 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         r.last_saved = stopped_at;
     }
     if (r.lead && (st = lt_line_log_close(&r.metrics, err)) != LT_OK) goto done;
+    /* Stopped before its first step: no report of training, at once. */
+    if (stopped && stopped_at == start) {
+        if (r.lead) {
+            printf("stopped by %s %s step %lld of %lld: %s; run again with --resume_from_checkpoint latest "
+                   "to continue (exit status %d)\n",
+                   lt_stop_signal_name(stop_sig),
+                   !strcmp(stopped_in, "loading") ? "while loading, before" : "during the evaluation at",
+                   (long long)start, (long long)total,
+                   start ? "the checkpoint it started from is complete" : "no step taken, nothing to save",
+                   LT_EXIT_STOPPED);
+            fflush(stdout);
+        }
+        st = LT_STOPPED;
+        goto done;
+    }
     lt_rank_memory *mem = calloc((size_t)N, sizeof *mem);
     if (!mem) {
         st = lt_fail(err, LT_ERR_NOMEM, "memory report: out of memory");
@@ -937,20 +952,12 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         st = lt_memory_report_write(path, r.model, mem, N, err);
         if (st == LT_OK) lt_memory_report_print(stdout, mem, N);
         if (st == LT_OK && stopped) {
-            char where[96], saved[LT_PATH_MAX + 96];
+            char where[96];
             snprintf(where, sizeof where, "%s step %lld of %lld",
-                     !stopped_in ? "after"
-                     : !strcmp(stopped_in, "loading") ? "while loading, before"
-                                                      : "during the evaluation at",
-                     (long long)stopped_at, (long long)total);
-            if (stopped_at > 0)
-                snprintf(saved, sizeof saved, "the checkpoint of step %lld in %s is complete",
-                         (long long)stopped_at, c->output_dir);
-            else
-                snprintf(saved, sizeof saved, "no step taken, nothing to save");
-            printf("stopped by %s %s: %s; run again with --resume_from_checkpoint latest to continue (exit "
-                   "status %d)\n",
-                   lt_stop_signal_name(stop_sig), where, saved, LT_EXIT_STOPPED);
+                     !stopped_in ? "after" : "during the evaluation at", (long long)stopped_at, (long long)total);
+            printf("stopped by %s %s: the checkpoint of step %lld in %s is complete; run again with "
+                   "--resume_from_checkpoint latest to continue (exit status %d)\n",
+                   lt_stop_signal_name(stop_sig), where, (long long)stopped_at, c->output_dir, LT_EXIT_STOPPED);
             fflush(stdout);
         } else if (st == LT_OK)
             st = full ? lt_model_save_safetensors(r.model, c->output_dir, err)
