@@ -55,7 +55,7 @@ else
 fi
 
 # Outputs missing: the adapter removed; killed after the final checkpoint.
-cp -r "$tmp/done" "$tmp/noadapter"
+cp -a "$tmp/done" "$tmp/noadapter"
 rm "$tmp/noadapter/adapter_model.safetensors"
 run "$tmp/noadapter" --resume_from_checkpoint latest || err "adapter removed: the resumed run failed"
 cmp -s "$tmp/done/adapter_model.safetensors" "$tmp/noadapter/adapter_model.safetensors" ||
