@@ -5,8 +5,9 @@
 #     every file in output_dir as it was (bytes and modification times),
 #     adding none;
 #   - with its adapter removed, or killed between its final checkpoint and
-#     its outputs (LT_FAULT_CHECKPOINT=after_save:8, a test hook), the same
-#     resume writes them: the adapter bitwise the finished run's;
+#     its outputs (LT_FAULT_CHECKPOINT=after_save:8, a test hook), also in
+#     an output_dir holding an earlier run's complete (older) outputs, the
+#     same resume writes them: the adapter bitwise the uninterrupted run's;
 #   - the log has one `base:` line;
 #   - a progress bar only for a single process on a terminal (`script`
 #     gives it one); `mpirun -np 1 ... > file`, whose rank writes to a
@@ -66,9 +67,21 @@ cmp -s "$tmp/done/adapter_model.safetensors" "$tmp/noadapter/adapter_model.safet
 run "$tmp/killed" --resume_from_checkpoint latest || err "killed after the final checkpoint: the resumed run failed"
 cmp -s "$tmp/done/adapter_model.safetensors" "$tmp/killed/adapter_model.safetensors" ||
   err "killed after the final checkpoint: the resumed run's adapter differs from the finished run's"
-grep -q "is complete: nothing to do" "$tmp/noadapter.log" "$tmp/killed.log" &&
+# Killed after the final checkpoint in an output_dir that holds an earlier
+# run's complete outputs: those are older than the checkpoint, not its.
+# Without evaluation the metrics of step 8 are complete at the kill, so only
+# the files' times can tell.
+cp -a "$tmp/done" "$tmp/stale"
+noeval=(--seed 2 --validation_split_percentage 0)
+run "$tmp/seed2" "${noeval[@]}" || err "the seed-2 run failed"
+{ LT_FAULT_CHECKPOINT=after_save:8 run "$tmp/stale" "${noeval[@]}"; } 2>/dev/null && err "stale outputs: not killed"
+run "$tmp/stale" "${noeval[@]}" --resume_from_checkpoint latest || err "stale outputs: the resumed run failed"
+cmp -s "$tmp/seed2/adapter_model.safetensors" "$tmp/stale/adapter_model.safetensors" ||
+  err "stale outputs: the adapter is not the seed-2 run's"
+grep -q "is complete: nothing to do" "$tmp/noadapter.log" "$tmp/killed.log" "$tmp/stale.log" &&
   err "a run without its outputs was taken for complete"
-echo "adapter removed, or killed after the final checkpoint: resuming writes the outputs (adapter bitwise the finished run's)"
+echo "adapter removed, killed after the final checkpoint, or killed there over an earlier run's outputs:" \
+  "resuming writes the outputs (adapter bitwise the uninterrupted run's)"
 
 # The progress bar: a terminal, one process.
 q=$(printf '%q ' "$bin" "${args[@]}" --output_dir "$tmp/tty")
