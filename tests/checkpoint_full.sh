@@ -12,8 +12,9 @@
 #     ZeRO-1 shards and whose segment checksums are FNV-1a 64 of the bytes;
 #   - a flipped byte in a moment segment and a LoRA run pointed at a full
 #     checkpoint give one clear error line;
-#   - a disk that fills up during a 2-rank parallel save stops the job with
-#     the reason, within seconds, and the previous checkpoint still loads.
+#   - a disk that fills up during the run, before a 2-rank parallel save,
+#     stops the job with the reason, within seconds, and the previous
+#     checkpoint still loads.
 # Usage: checkpoint_full.sh LORATRAIN REPO_ROOT
 set -u
 ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
