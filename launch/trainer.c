@@ -1,14 +1,14 @@
 #include "launch/trainer.h"
 
-#include <errno.h>
-#include <stdarg.h>
-#include <time.h>
 #include <dirent.h>
-#include <sys/stat.h>
+#include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -378,8 +378,9 @@ static lt_status write_start_files(const lt_run_config *c, run_state *r, int64_t
                                    lt_error *err) {
     if (!r->lead) return LT_OK;
     /* What a killed run of this output_dir left half-written. */
-    static const char *const ours[] = {".loratrain-probe", "run_config.json", "metrics.jsonl", "memory.json", "adapter_config.json",
-                                       "adapter_model.safetensors", "model.safetensors", NULL};
+    static const char *const ours[] = {".loratrain-probe", "run_config.json", "metrics.jsonl",
+                                       "memory.json", "adapter_config.json", "adapter_model.safetensors",
+                                       "model.safetensors", NULL};
     lt_atomic_remove_stale(c->output_dir, ours);
     char path[LT_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/run_config.json", c->output_dir);
@@ -601,9 +602,9 @@ static int logged(const char *dir, int64_t step, const char *key) {
 static int outputs_complete(const lt_run_config *c, const char *ck, int evaluates, int64_t total) {
     struct stat cs, fs;
     if (stat(ck, &cs) != 0) return 0;
-    static const char *lora[] = {"memory.json", "adapter_config.json", "adapter_model.safetensors", NULL};
-    static const char *full[] = {"memory.json", "model.safetensors", NULL};
-    for (const char **n = lt_run_config_full(c) ? full : lora; *n; n++) {
+    static const char *const lora[] = {"memory.json", "adapter_config.json", "adapter_model.safetensors", NULL};
+    static const char *const full[] = {"memory.json", "model.safetensors", NULL};
+    for (const char *const *n = lt_run_config_full(c) ? full : lora; *n; n++) {
         char path[LT_PATH_MAX + 64];
         snprintf(path, sizeof path, "%s/%s", c->output_dir, *n);
         if (stat(path, &fs) != 0 || !S_ISREG(fs.st_mode) || fs.st_size == 0) return 0;
