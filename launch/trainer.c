@@ -110,15 +110,23 @@ static lt_status agree_on_stop(lt_dp *dp, int *sig, lt_error *err) {
 /* The test hook for slow phases: LT_FAULT_SLOW="load:S,eval:S,step:S"
  * pauses S seconds once loading is done (while a signal still ends the
  * process at once), before every evaluation batch, and after every
- * optimizer step, so that a test can land a signal or fill a disk there.
- * A signal does not cut the pause short: what ends it early is the
- * handler or the trainer's own poll, as in a slow phase of a real run. */
-static void fault_slow(const char *where) {
+ * optimizer step, so that a test can land a signal or fill a disk there;
+ * "eval@K:S" pauses in the evaluation at step K only. A signal does not
+ * cut the pause short: what ends it early is the handler or the trainer's
+ * own poll, as in a slow phase of a real run. */
+static void fault_slow(const char *where, int64_t step) {
     const char *f = getenv("LT_FAULT_SLOW");
     const size_t n = strlen(where);
     for (const char *p = f; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
-        if (strncmp(p, where, n) != 0 || p[n] != ':') continue;
-        const double until = lt_now_s() + strtod(p + n + 1, NULL);
+        if (strncmp(p, where, n) != 0) continue;
+        const char *q = p + n;
+        if (*q == '@') {
+            char *end;
+            if (strtoll(q + 1, &end, 10) != step) continue;
+            q = end;
+        }
+        if (*q != ':') continue;
+        const double until = lt_now_s() + strtod(q + 1, NULL);
         for (double left; (left = until - lt_now_s()) > 0;) {
             struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
             nanosleep(&ts, NULL);
@@ -129,9 +137,10 @@ static void fault_slow(const char *where) {
 
 /* stop_sig non-NULL: every rank polls the stop signal before each batch
  * (agreeing, as every rank runs the same number of batches) and the
- * evaluation ends early, *stop_sig set and no loss, when one arrived. */
+ * evaluation ends early, *stop_sig set and no loss, when one arrived.
+ * step: the run's step (for the test hook). */
 static lt_status evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_rows, lt_dp *dp,
-                          int *stop_sig, double *loss, int64_t *tokens, lt_error *err) {
+                          int64_t step, int *stop_sig, double *loss, int64_t *tokens, lt_error *err) {
     const int T = lt_dataset_seq_len(ds);
     size_t rows = lt_dataset_rows(ds);
     if (max_rows && rows > max_rows) rows = max_rows;
@@ -155,7 +164,7 @@ static lt_status evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t m
     if (stop_sig) *stop_sig = 0;
     for (size_t k = 0; k < batches && st == LT_OK; k++) {
         if (stop_sig) {
-            fault_slow("eval");
+            fault_slow("eval", step);
             if ((st = agree_on_stop(dp, stop_sig, err)) != LT_OK || *stop_sig) break;
         }
         const size_t r0 = lo + k * (size_t)batch;
@@ -186,7 +195,7 @@ static lt_status evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t m
 
 lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_rows, lt_dp *dp,
                       double *loss, int64_t *tokens, lt_error *err) {
-    return evaluate(m, ds, batch, max_rows, dp, NULL, loss, tokens, err);
+    return evaluate(m, ds, batch, max_rows, dp, 0, NULL, loss, tokens, err);
 }
 
 /* ------------------------------------------------------------ progress */
@@ -306,7 +315,7 @@ static lt_status evaluate_and_log(const lt_run_config *c, run_state *r, int64_t 
     double loss;
     int64_t tokens;
     lt_status st = evaluate(r->model, r->eval, c->per_device_eval_batch_size,
-                            (size_t)c->max_eval_samples, &r->dp, stop_sig, &loss, &tokens, err);
+                            (size_t)c->max_eval_samples, &r->dp, step, stop_sig, &loss, &tokens, err);
     if (st != LT_OK || *stop_sig || !r->lead) return st;
     if ((st = log_line(r, err, "{\"step\":%lld,\"eval_loss\":%.17g,\"eval_tokens\":%lld}\n", (long long)step,
                        loss, (long long)tokens)) != LT_OK)
@@ -771,7 +780,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         }
     }
     r.last_saved = start;
-    fault_slow("load");
+    fault_slow("load", start);
     /* Loaded: from here a stop signal is honoured at the next point where
      * every rank can agree on it (an evaluation batch, the end of a step). */
     lt_stop_defer();
@@ -897,7 +906,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
             if (st != LT_OK) goto done;
             show(&p, step + 1, &s, global_tokens / dt);
         }
-        fault_slow("step");
+        fault_slow("step", step + 1);
         if (c->eval_steps && (step + 1) % c->eval_steps == 0 && step + 1 < total) {
             if ((st = evaluate_and_log(c, &r, step + 1, tty, &stop_sig, err)) != LT_OK) goto done;
             if (stop_sig) stopped = 1, stopped_at = step + 1, stopped_in = "evaluation";

@@ -2,12 +2,12 @@
 # Stop signals that arrive before or between the steps -- while the run
 # loads, during an evaluation -- are honoured at once, on the bundled model
 # (LoRA dropout on, an evaluation every 4 steps, no save_steps). The test
-# hook LT_FAULT_SLOW=load:S|eval:S pauses S s once loading is done, or
-# before every evaluation batch; a signal does not cut the pause short, so
-# only the handler (loading) or the trainer's poll (evaluation) can end the
-# run early. Every limit and pause is scaled by LT_TIMEOUT_SCALE together,
-# so a run that ignored the signal until the phase ended stays
-# distinguishable from one that honoured it:
+# hook LT_FAULT_SLOW=load:S|eval@K:S pauses S s once loading is done, or
+# before every batch of the evaluation at step K; a signal does not cut the
+# pause short, so only the handler (loading) or the trainer's poll
+# (evaluation) can end the run early. Every limit and pause is scaled by
+# LT_TIMEOUT_SCALE together, so a run that ignored the signal until the
+# phase ended stays distinguishable from one that honoured it:
 #   - SIGTERM while loading (1 process; the handler seen installed in
 #     /proc/PID/status first): exit 75 within 5 s of a 30 s load, one
 #     line saying nothing was saved, no file in output_dir;
@@ -151,7 +151,7 @@ done
 
 # SIGUSR1 during the evaluation at step 0: nothing to save.
 d=$tmp/eval0
-LT_FAULT_SLOW=eval:$pause "$bin" "${args[@]}" "${one[@]}" --output_dir "$d" >"$tmp/eval0.log" 2>&1 &
+LT_FAULT_SLOW=eval@0:$pause "$bin" "${args[@]}" "${one[@]}" --output_dir "$d" >"$tmp/eval0.log" 2>&1 &
 job=$!
 wait_handlers $job || err "step-0 evaluation: the handlers were never installed"
 # The handlers come before loading; loading the bundled model takes well
@@ -173,7 +173,7 @@ stop_in_eval() { # name, ref, dir, step, np, signal target (job|rank1)
   local name=$1 ref=$2 d=$3 k=$4 np=$5 target=$6 job rc
   local run=("$bin" "${args[@]}" "${one[@]}")
   ((np == 2)) && run=("${mpi[@]}" "$bin" "${args[@]}" "${two[@]}")
-  LT_FAULT_SLOW=eval:$pause "${run[@]}" --output_dir "$d" >"$d.log" 2>&1 &
+  LT_FAULT_SLOW=eval@$k:$pause "${run[@]}" --output_dir "$d" >"$d.log" 2>&1 &
   job=$!
   wait_logged "$d" "$k" $job || { err "$name: step $k never logged"; return; }
   sleep $ts # into the evaluation
