@@ -226,13 +226,8 @@ if mkdir -p "$tmp/full" && mount -t tmpfs -o size=8m tmpfs "$tmp/full" 2>/dev/nu
   LT_FAULT_SLOW=step:0.5 "$bin" train $(args 1) --output_dir "$tmp/full/run" --save_steps 4 --max_steps 12 \
     >"$tmp/df.out" 2>"$tmp/df.err" &
   job=$!
-  for _ in $(seq 1 $((600 * ts))); do
-    [[ -f $tmp/full/run/latest_checkpoint ]] && break
-    kill -0 $job 2>/dev/null || break
-    sleep 0.05
-  done
-  avail=$(df -B1 --output=avail "$tmp/full" | tail -1)
-  fallocate -l $((avail - 65536)) "$tmp/full/filler" || err "disk full: cannot fill the tmpfs"
+  source "$root/tests/fill_disk.sh"
+  fill_after_checkpoint "$tmp/full/run" "$tmp/full" $job || err "disk full: cannot fill the tmpfs"
   wait $job
   rc=$?
   if [[ $rc != 1 ]] || ! grep -q "No space left on device" "$tmp/df.err" || [[ $(wc -l <"$tmp/df.err") != 1 ]] ||

@@ -135,13 +135,8 @@ if mkdir -p "$tmp/full" && mount -t tmpfs -o size=20m tmpfs "$tmp/full" 2>/dev/n
   timeout $((60 * ts)) mpirun -np 2 --oversubscribe -x LT_FAULT_SLOW=step:1 "$bin" train "${args[@]}" \
     --per_device_train_batch_size 2 --zero1 true --save_steps 2 --output_dir "$tmp/full/run" >"$tmp/df.log" 2>&1 &
   job=$!
-  for _ in $(seq 1 $((600 * ts))); do
-    [[ -f $tmp/full/run/latest_checkpoint ]] && break
-    kill -0 $job 2>/dev/null || break
-    sleep 0.05
-  done
-  avail=$(df -B1 --output=avail "$tmp/full" | tail -1)
-  fallocate -l $((avail - 65536)) "$tmp/full/filler" || echo "FAIL disk full: cannot fill the tmpfs"
+  source "$root/tests/fill_disk.sh"
+  fill_after_checkpoint "$tmp/full/run" "$tmp/full" $job || echo "FAIL disk full: cannot fill the tmpfs"
   wait $job
   rc=$?
   if [[ $rc == 0 || $rc == 124 ]] || ! grep -q "rank 0 of 2.*No space left on device" "$tmp/df.log" ||

@@ -83,10 +83,17 @@ wait_logged() { # dir, step, pid: until metrics has the step's loss line (at mos
   done
   return 1
 }
-now() { date +%s.%N; }
-within() { # name, t0, limit s (before scaling): sets el, the time since t0, and fails above the limit
-  el=$(awk "BEGIN { printf \"%.1f\", $(now) - $2 }")
-  if awk "BEGIN { exit !($el > $3 * $ts) }"; then err "$1: ended $el s after the signal (limit $(($3 * ts)) s)"; fi
+# name, signal, pid to signal, job, limit s (x ts): signals the pid and
+# waits for the job; sets rc and el (seconds from the signal to the end),
+# failing above the limit.
+stop_job() {
+  local t0
+  t0=$(date +%s.%N)
+  kill -"$2" "$3"
+  wait "$4"
+  rc=$?
+  el=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }")
+  if awk "BEGIN { exit !($el > $5 * $ts) }"; then err "$1: ended $el s after the signal (limit $(($5 * ts)) s)"; fi
 }
 same_run() { # name, reference dir, dir: losses, eval losses and adapter bitwise
   if ! cmp -s <(grep -o '"loss":[^,]*\|"eval_loss":[^,]*' "$2/metrics.jsonl") \
@@ -119,11 +126,7 @@ d=$tmp/load1
 LT_FAULT_SLOW=load:$((30 * ts)) "$bin" "${args[@]}" "${one[@]}" --output_dir "$d" >"$tmp/load1.out" 2>"$tmp/load1.err" &
 job=$!
 wait_handlers $job || err "loading: the handlers were never installed"
-t0=$(now)
-kill -TERM $job
-wait $job
-rc=$?
-within "SIGTERM while loading" "$t0" 5
+stop_job "SIGTERM while loading" TERM $job $job 5
 [[ $rc == 75 ]] || err "SIGTERM while loading: exit $rc, expected 75"
 grep -qx "loratrain: stopped by SIGTERM while loading: nothing to save yet (exit status 75)" "$tmp/load1.err" ||
   err "SIGTERM while loading: stderr: $(cat "$tmp/load1.err")"
@@ -137,11 +140,9 @@ for who in mpirun rank1; do
   job=$!
   # shellcheck disable=SC2046
   ranks=$(wait_ranks "$d" 2) && wait_handlers $ranks || err "2 ranks loading: no ranks with handlers"
-  t0=$(now)
-  if [[ $who == mpirun ]]; then kill -USR1 $job; else kill -USR1 "$(echo "$ranks" | tail -1)"; fi
-  wait $job
-  rc=$?
-  within "SIGUSR1 to $who while 2 ranks load" "$t0" 5
+  victim=$job
+  [[ $who == rank1 ]] && victim=$(echo "$ranks" | tail -1)
+  stop_job "SIGUSR1 to $who while 2 ranks load" USR1 "$victim" $job 5
   [[ $rc == 75 ]] || err "SIGUSR1 to $who while 2 ranks load: exit $rc, expected 75"
   grep -q "stopped by SIG[A-Z0-9]* while loading: nothing to save yet" "$tmp/load2$who.log" ||
     err "SIGUSR1 to $who while 2 ranks load: no \"while loading\" line"
@@ -157,11 +158,7 @@ wait_handlers $job || err "step-0 evaluation: the handlers were never installed"
 # The handlers come before loading; loading the bundled model takes well
 # under the evaluation's 10 s x ts.
 sleep $ts
-t0=$(now)
-kill -USR1 $job
-wait $job
-rc=$?
-within "SIGUSR1 during the step-0 evaluation" "$t0" 4
+stop_job "SIGUSR1 during the step-0 evaluation" USR1 $job $job 4
 [[ $rc == 75 ]] || err "SIGUSR1 during the step-0 evaluation: exit $rc, expected 75"
 grep -q "^stopped by SIGUSR1 during the evaluation at step 0 of 8: no step taken, nothing to save" "$tmp/eval0.log" ||
   err "SIGUSR1 during the step-0 evaluation: no stop line: $(tail -2 "$tmp/eval0.log")"
@@ -170,18 +167,16 @@ echo "SIGUSR1 during the step-0 evaluation: exit $rc after $el s, nothing saved"
 
 # SIGUSR1 during the evaluation at step 4 (and at step 8, the final one).
 stop_in_eval() { # name, ref, dir, step, np, signal target (job|rank1)
-  local name=$1 ref=$2 d=$3 k=$4 np=$5 target=$6 job rc
+  local name=$1 ref=$2 d=$3 k=$4 np=$5 target=$6 job
   local run=("$bin" "${args[@]}" "${one[@]}")
   ((np == 2)) && run=("${mpi[@]}" "$bin" "${args[@]}" "${two[@]}")
   LT_FAULT_SLOW=eval@$k:$pause "${run[@]}" --output_dir "$d" >"$d.log" 2>&1 &
   job=$!
   wait_logged "$d" "$k" $job || { err "$name: step $k never logged"; return; }
   sleep $ts # into the evaluation
-  t0=$(now)
-  if [[ $target == job ]]; then kill -USR1 $job; else kill -USR1 "$(ranks_of "$d" | tail -1)"; fi
-  wait $job
-  rc=$?
-  within "$name" "$t0" 4
+  local victim=$job
+  [[ $target == rank1 ]] && victim=$(ranks_of "$d" | tail -1)
+  stop_job "$name" USR1 "$victim" $job 4
   [[ $rc == 75 ]] || err "$name: exit $rc, expected 75"
   grep -q "stopped by SIGUSR1 during the evaluation at step $k of 8: the checkpoint of step $k in $d is complete" "$d.log" ||
     err "$name: no stop line: $(grep -v '^ *$' "$d.log" | tail -2)"
