@@ -202,7 +202,7 @@ lt_status lt_dir_free_space(const char *dir, uint64_t *free_bytes, lt_error *err
     struct statvfs v;
     if (statvfs(dir, &v) != 0)
         return lt_fail(err, LT_ERR_IO, "%s: cannot read the free space: %s", dir, strerror(errno));
-    *free_bytes = (uint64_t)v.f_bavail * (uint64_t)v.f_frsize;
+    *free_bytes = v.f_blocks ? (uint64_t)v.f_bavail * (uint64_t)v.f_frsize : UINT64_MAX;
     return LT_OK;
 }
 

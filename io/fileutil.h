@@ -57,9 +57,11 @@ lt_status lt_atomic_write_text(const char *path, const char *text, lt_error *err
 lt_status lt_make_dirs(const char *path, lt_error *err);
 
 /* Free bytes for an unprivileged writer on dir's file system (statvfs:
- * f_bavail x f_frsize), after a write probe: a small file is written,
- * fsynced and removed, so a read-only, full or over-quota directory fails
- * here, naming dir, rather than at the run's first output. */
+ * f_bavail x f_frsize; UINT64_MAX where the file system reports no size
+ * at all, as some network and FUSE file systems do), after a write probe:
+ * a small file is written, fsynced and removed, so a read-only, full or
+ * over-quota directory fails here, naming dir, rather than at the run's
+ * first output. */
 lt_status lt_dir_free_space(const char *dir, uint64_t *free_bytes, lt_error *err);
 
 /* An append-only log written one whole line at a time (metrics.jsonl): the
