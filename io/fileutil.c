@@ -2,9 +2,9 @@
 #define _GNU_SOURCE
 #include "io/fileutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>

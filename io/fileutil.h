@@ -68,7 +68,8 @@ lt_status lt_dir_free_space(const char *dir, uint64_t *free_bytes, lt_error *err
  * file is created with its first line, each line is one write(2), and a
  * line that does not fit is cut off again, so a full disk leaves the lines
  * before it -- never a partial line, never an empty file -- and an error
- * naming the file. lt_line_log_init first; no file exists before the first line. */
+ * naming the file. lt_line_log_init first; no file exists before the
+ * first line. */
 typedef struct {
     int fd; /* -1 until the first line */
     uint64_t size; /* bytes of whole lines written */

@@ -9,15 +9,15 @@
 # LT_TIMEOUT_SCALE together, so a run that ignored the signal until the
 # phase ended stays distinguishable from one that honoured it:
 #   - SIGTERM while loading (1 process; the handler seen installed in
-#     /proc/PID/status first): exit 75 within 5 s of a 30 s load, one
+#     /proc/PID/status first): exit 75 within 15 s of a 60 s load, one
 #     line saying nothing was saved, no file in output_dir;
 #   - SIGUSR1 to mpirun while 2 ranks load, and SIGUSR1 to rank 1 alone:
-#     the job ends with 75 within 5 s;
-#   - SIGUSR1 during the evaluation at step 0: exit 75 within 4 s of a 10 s
+#     the job ends with 75 within 15 s;
+#   - SIGUSR1 during the evaluation at step 0: exit 75 within 8 s of a 20 s
 #     evaluation, nothing to save, no checkpoint;
 #   - SIGUSR1 during the evaluation at step 4 (1 process) and SIGUSR1 to
 #     rank 1 alone during it (2 ranks, an NF4 base sharded across them, so
-#     every evaluation batch gathers layers collectively): exit 75 within 4
+#     every evaluation batch gathers layers collectively): exit 75 within 8
 #     s, the checkpoint of step 4 is written and is the latest, `loratrain
 #     inspect` verifies it and h5dump (HDF5's own reader) finds its
 #     global_step 4; no eval_loss line for step 4; resumed with `latest`,
@@ -45,7 +45,7 @@ args=(train --model models/stories260K/stories260K.bin --tokenizer models/storie
 one=(--per_device_train_batch_size 4 --max_eval_samples 40)               # 20 evaluation batches
 two=(--per_device_train_batch_size 2 --max_eval_samples 80 --load_in_4bit true --shard_base true)
 mpi=(mpirun --oversubscribe -np 2)
-pause=$((ts / 2)).$((ts % 2 * 5)) # 0.5 s x ts before each evaluation batch: 10 s x ts in all
+pause=$ts # 1 s x ts before each evaluation batch: 20 s x ts in all
 
 ranks_of() { # the loratrain processes writing to dir
   pgrep -f -- "--output_dir $1( |\$)" | while read -r p; do
@@ -123,10 +123,10 @@ timeout $((300 * ts)) "${mpi[@]}" "$bin" "${args[@]}" "${two[@]}" --output_dir "
 
 # SIGTERM while loading, one process.
 d=$tmp/load1
-LT_FAULT_SLOW=load:$((30 * ts)) "$bin" "${args[@]}" "${one[@]}" --output_dir "$d" >"$tmp/load1.out" 2>"$tmp/load1.err" &
+LT_FAULT_SLOW=load:$((60 * ts)) "$bin" "${args[@]}" "${one[@]}" --output_dir "$d" >"$tmp/load1.out" 2>"$tmp/load1.err" &
 job=$!
 wait_handlers $job || err "loading: the handlers were never installed"
-stop_job "SIGTERM while loading" TERM $job $job 5
+stop_job "SIGTERM while loading" TERM $job $job 15
 [[ $rc == 75 ]] || err "SIGTERM while loading: exit $rc, expected 75"
 grep -qx "loratrain: stopped by SIGTERM while loading: nothing to save yet (exit status 75)" "$tmp/load1.err" ||
   err "SIGTERM while loading: stderr: $(cat "$tmp/load1.err")"
@@ -136,13 +136,13 @@ echo "SIGTERM while loading: exit $rc after $el s: $(cat "$tmp/load1.err")"
 # SIGUSR1 to mpirun, then to rank 1 alone, while two ranks load.
 for who in mpirun rank1; do
   d=$tmp/load2$who
-  LT_FAULT_SLOW=load:$((30 * ts)) "${mpi[@]}" "$bin" "${args[@]}" "${two[@]}" --output_dir "$d" >"$tmp/load2$who.log" 2>&1 &
+  LT_FAULT_SLOW=load:$((60 * ts)) "${mpi[@]}" "$bin" "${args[@]}" "${two[@]}" --output_dir "$d" >"$tmp/load2$who.log" 2>&1 &
   job=$!
   # shellcheck disable=SC2046
   ranks=$(wait_ranks "$d" 2) && wait_handlers $ranks || err "2 ranks loading: no ranks with handlers"
   victim=$job
   [[ $who == rank1 ]] && victim=$(echo "$ranks" | tail -1)
-  stop_job "SIGUSR1 to $who while 2 ranks load" USR1 "$victim" $job 5
+  stop_job "SIGUSR1 to $who while 2 ranks load" USR1 "$victim" $job 15
   [[ $rc == 75 ]] || err "SIGUSR1 to $who while 2 ranks load: exit $rc, expected 75"
   grep -q "stopped by SIG[A-Z0-9]* while loading: nothing to save yet" "$tmp/load2$who.log" ||
     err "SIGUSR1 to $who while 2 ranks load: no \"while loading\" line"
@@ -156,9 +156,9 @@ LT_FAULT_SLOW=eval@0:$pause "$bin" "${args[@]}" "${one[@]}" --output_dir "$d" >"
 job=$!
 wait_handlers $job || err "step-0 evaluation: the handlers were never installed"
 # The handlers come before loading; loading the bundled model takes well
-# under the evaluation's 10 s x ts.
+# under the evaluation's 20 s x ts.
 sleep $ts
-stop_job "SIGUSR1 during the step-0 evaluation" USR1 $job $job 4
+stop_job "SIGUSR1 during the step-0 evaluation" USR1 $job $job 8
 [[ $rc == 75 ]] || err "SIGUSR1 during the step-0 evaluation: exit $rc, expected 75"
 grep -q "^stopped by SIGUSR1 during the evaluation at step 0 of 8: no step taken, nothing to save" "$tmp/eval0.log" ||
   err "SIGUSR1 during the step-0 evaluation: no stop line: $(tail -2 "$tmp/eval0.log")"
@@ -176,7 +176,7 @@ stop_in_eval() { # name, ref, dir, step, np, signal target (job|rank1)
   sleep $ts # into the evaluation
   local victim=$job
   [[ $target == rank1 ]] && victim=$(ranks_of "$d" | tail -1)
-  stop_job "$name" USR1 "$victim" $job 4
+  stop_job "$name" USR1 "$victim" $job 8
   [[ $rc == 75 ]] || err "$name: exit $rc, expected 75"
   grep -q "stopped by SIGUSR1 during the evaluation at step $k of 8: the checkpoint of step $k in $d is complete" "$d.log" ||
     err "$name: no stop line: $(grep -v '^ *$' "$d.log" | tail -2)"
