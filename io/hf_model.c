@@ -375,7 +375,7 @@ lt_status lt_hf_fingerprint(const char *dir, uint64_t *bytes, uint64_t *fingerpr
     weight_files w;
     lt_status st = list_weight_files(dir, &w, err);
     if (st != LT_OK) return st;
-    uint64_t total = 0, h = LT_FNV1A64_BASIS;
+    uint64_t total = 0, h = 0;
     char path[PATH_MAX_LEN];
     /* -2: config.json, -1: the index (when there is one), then each file. */
     for (int i = -2; i < w.n && st == LT_OK; i++) {
@@ -384,8 +384,8 @@ lt_status lt_hf_fingerprint(const char *dir, uint64_t *bytes, uint64_t *fingerpr
         snprintf(path, sizeof path, "%s/%s", dir, name);
         uint64_t b = 0, f = 0;
         if ((st = lt_file_fingerprint(path, &b, &f, err)) != LT_OK) break;
-        h = lt_fnv1a64(h, name, strlen(name) + 1);
-        h = lt_fnv1a64(h, &f, sizeof f);
+        h = lt_hash64_seeded(h, name, strlen(name) + 1);
+        h = lt_hash64_seeded(h, &f, sizeof f);
         total += b;
     }
     weight_files_free(&w);
