@@ -1,8 +1,8 @@
 /* loratrain plan: per-rank memory of a LoRA, QLoRA or full fine-tuning run,
  * by the tracked allocator's categories, computed from the same sizes the
  * model and the trainer allocate (lt_plan_base_memory, lt_quant_layer_layout,
- * lt_model_activation_bytes), for a llama2.c checkpoint's shape or a preset
- * of a published model. */
+ * lt_model_activation_bytes), for the shape of a llama2.c checkpoint, a
+ * Hugging Face model directory or a preset of a published model. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
