@@ -144,7 +144,7 @@ static int write_full(hid_t f, const float *params, flat_view *v, const lt_adamw
     const lt_param_table *t = v->t;
     lt_manifest *mf = lt_manifest_new();
     int ok = mf && lt_ck_put_root_attrs(mf, f, meta, json, "full");
-    hid_t g = ok ? H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    hid_t g = ok ? lt_ck_group(f, "model") : -1;
     ok = ok && g >= 0;
     for (int i = 0; i < t->count && ok; i++) {
         const lt_tensor_desc *d = &t->t[i];
@@ -159,7 +159,7 @@ static int write_full(hid_t f, const float *params, flat_view *v, const lt_adamw
         if (ds >= 0) H5Dclose(ds);
     }
     if (g >= 0) H5Gclose(g);
-    hid_t o = ok ? H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    hid_t o = ok ? lt_ck_group(f, "optimizer") : -1;
     ok = ok && o >= 0 &&
          lt_ck_put_str(mf, o, "layout", "exp_avg and exp_avg_sq are flat: the tensors of /model back to back, "
                                         "each at its offset attribute, rows in /model's order; hashed by segment");
@@ -280,8 +280,10 @@ lt_status lt_checkpoint_save_full(const char *output_dir, lt_model *m, const lt_
     lt_hasher_free(hs);
     hid_t fapl = lt_ck_fapl();
     if (parallel && fapl >= 0) H5Pset_fapl_mpio(fapl, *(MPI_Comm *)mpi_comm, MPI_INFO_NULL);
-    hid_t f = go && fapl >= 0 ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
+    hid_t fcpl = lt_ck_fcpl();
+    hid_t f = go && fapl >= 0 && fcpl >= 0 ? H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl) : -1;
     if (fapl >= 0) H5Pclose(fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
     /* Creating the file truncated it, which may have given the reserved
      * blocks back: rank 0 reserves them again before anyone writes. */
     int reserved = 1;

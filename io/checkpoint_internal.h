@@ -15,6 +15,10 @@ void lt_ck_quiet(void);
 /* File access properties of every checkpoint: the 1.8 format and later,
  * whose metadata carries checksums. -1 on failure. */
 hid_t lt_ck_fapl(void);
+/* File creation properties (the root group), and a new group: links and
+ * attributes kept in checksummed object headers. -1 on failure. */
+hid_t lt_ck_fcpl(void);
+hid_t lt_ck_group(hid_t loc, const char *name);
 
 /* Row order: the element count of m's largest tensor whose rows
  * lt_ck_reorder moves (0: none), and the move of one tensor x in place
