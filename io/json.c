@@ -309,11 +309,11 @@ static void describe(const parser *p, size_t off, char *buf, size_t cap) {
     } else if (c < 0x20 || c == 0x7F) {
         snprintf(buf, cap, "control character U+%04X", c);
     } else if (c == '/' && off + 1 < p->n && (s[off + 1] == '/' || s[off + 1] == '*')) {
-        snprintf(buf, cap, "comment \"%c%c\", which JSON does not have", c, s[off + 1]);
+        snprintf(buf, cap, "comment \"%c%c\"", c, s[off + 1]);
     } else if (c == '\'') {
-        snprintf(buf, cap, "single quote, which JSON does not use for strings");
+        snprintf(buf, cap, "single quote");
     } else if (c == '+') {
-        snprintf(buf, cap, "'+' sign, which JSON numbers do not take");
+        snprintf(buf, cap, "'+' sign");
     } else if (c >= 0x80) {
         uint32_t cp = 0;
         if (!utf8_seq(s + off, p->n - off, &cp))
@@ -329,10 +329,19 @@ static void describe(const parser *p, size_t off, char *buf, size_t cap) {
     }
 }
 
+/* "<what is at off><suffix> (expected <expected>)", with what JSON lacks
+ * said where the text seems to assume it. */
 static lt_status unexpected(parser *p, size_t off, const char *expected, const char *suffix) {
-    char d[96];
+    char d[96], want[200];
     describe(p, off, d, sizeof d);
-    return fail(p, off, expected, "%s%s", d, suffix);
+    const unsigned c = off < p->n ? p->s[off] : 0;
+    const char *note = c == '/' && off + 1 < p->n && (p->s[off + 1] == '/' || p->s[off + 1] == '*')
+                           ? "; JSON has no comments"
+                       : c == '\'' ? "; JSON strings take double quotes"
+                       : c == '+'  ? "; JSON numbers take no '+'"
+                                   : "";
+    snprintf(want, sizeof want, "%s%s", expected, note);
+    return fail(p, off, want, "%s%s", d, suffix);
 }
 
 static void skip_ws(parser *p) {
