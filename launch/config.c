@@ -305,7 +305,19 @@ lt_status lt_run_config_parse_json(lt_run_config *c, const char *text, size_t si
             snprintf(buf, sizeof buf, "%s", cJSON_IsTrue(it) ? "true" : "false");
         } else if (cJSON_IsNumber(it)) {
             double x = it->valuedouble;
-            if ((k->kind == K_INT || k->kind == K_I64 || k->kind == K_U64) && x == floor(x) && fabs(x) < 9e15)
+            const int integer = k->kind == K_INT || k->kind == K_I64 || k->kind == K_U64;
+            if (integer && fabs(x) >= 9007199254740992.0) {
+                /* cJSON holds numbers as doubles: past 2^53 the digits
+                 * written are not the digits read */
+                char want[96];
+                expected_value(k, want, sizeof want);
+                st = lt_fail(err, LT_ERR_CONFIG,
+                             "%s: %s = %.17g is past 2^53, where a JSON number loses digits; expected %s, "
+                             "written as a string beyond 2^53 (\"%s\": \"12345678901234567890\")",
+                             path, k->name, x, want, k->name);
+                break;
+            }
+            if (integer && x == floor(x))
                 snprintf(buf, sizeof buf, "%.0f", x);
             else
                 snprintf(buf, sizeof buf, "%.17g", x);
@@ -432,6 +444,27 @@ lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err) {
 
 int lt_run_config_full(const lt_run_config *c) { return !strcmp(c->finetuning_type, "full"); }
 
+/* The shortest spelling that reads back as x (cJSON's own print stops at
+ * 15 digits when that is within an epsilon, which run_config.json and a
+ * checkpoint's copy must not be). */
+static void add_number(cJSON *root, const char *name, double x) {
+    char buf[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    cJSON_AddRawToObject(root, name, buf);
+}
+
+/* An integer exactly: a JSON number up to 2^53, a string beyond (the
+ * reader takes strings for integer keys). */
+static void add_integer(cJSON *root, const char *name, int negative, uint64_t magnitude) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s%llu", negative ? "-" : "", (unsigned long long)magnitude);
+    if (magnitude > (1ull << 53)) cJSON_AddStringToObject(root, name, buf);
+    else cJSON_AddRawToObject(root, name, buf);
+}
+
 void lt_run_config_write_json(const lt_run_config *c, FILE *f) {
     cJSON *root = cJSON_CreateObject();
     for (size_t i = 0; root && i < NKEYS; i++) {
@@ -447,10 +480,14 @@ void lt_run_config_write_json(const lt_run_config *c, FILE *f) {
             break;
         }
         case K_INT: cJSON_AddNumberToObject(root, k->name, *(const int *)(const void *)base); break;
-        case K_I64: cJSON_AddNumberToObject(root, k->name, (double)*(const int64_t *)(const void *)base); break;
-        case K_U64: cJSON_AddNumberToObject(root, k->name, (double)*(const uint64_t *)(const void *)base); break;
-        case K_FLOAT: cJSON_AddNumberToObject(root, k->name, *(const float *)(const void *)base); break;
-        case K_DOUBLE: cJSON_AddNumberToObject(root, k->name, *(const double *)(const void *)base); break;
+        case K_I64: {
+            const int64_t v = *(const int64_t *)(const void *)base;
+            add_integer(root, k->name, v < 0, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+            break;
+        }
+        case K_U64: add_integer(root, k->name, 0, *(const uint64_t *)(const void *)base); break;
+        case K_FLOAT: add_number(root, k->name, *(const float *)(const void *)base); break;
+        case K_DOUBLE: add_number(root, k->name, *(const double *)(const void *)base); break;
         }
     }
     char *s = root ? cJSON_PrintUnformatted(root) : NULL;

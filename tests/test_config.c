@@ -78,7 +78,11 @@ int main(int argc, char **argv) {
     CHECK_OK(lt_run_config_set(&c, "use_rslora", NULL, "--use_rslora", &err), &err);
     CHECK(c.learning_rate == 1e-3 && c.use_rslora == 1, "overrides not applied");
 
-    /* round trip through the recorded JSON */
+    /* round trip through the recorded JSON, every digit: a seed past 2^53
+     * and a learning rate cJSON's own print would cut to 15 digits */
+    CHECK_OK(lt_run_config_set(&c, "seed", "18446744073709551615", "--seed", &err), &err);
+    CHECK_OK(lt_run_config_set(&c, "learning_rate", "0.30000000000000004", "--learning_rate", &err), &err);
+    CHECK_OK(lt_run_config_set(&c, "max_steps", "9000000000000000", "--max_steps", &err), &err);
     const char *rt = write_file("roundtrip.json", "");
     FILE *f = fopen(rt, "w");
     lt_run_config_write_json(&c, f);
@@ -86,7 +90,15 @@ int main(int argc, char **argv) {
     lt_run_config d;
     lt_run_config_defaults(&d);
     CHECK_OK(lt_run_config_load_json(&d, rt, &err), &err);
-    CHECK(memcmp(&c, &d, sizeof c) == 0, "run_config.json does not reproduce the configuration");
+    CHECK(memcmp(&c, &d, sizeof c) == 0, "run_config.json does not reproduce the configuration (seed %llu, lr %.17g)",
+          (unsigned long long)d.seed, d.learning_rate);
+    const char *big = write_file("bigseed.json", "{\"seed\": 1152921504606846977}");
+    CHECK(lt_run_config_load_json(&d, big, &err) == LT_ERR_CONFIG && strstr(err.msg, "past 2^53") &&
+              strstr(err.msg, "as a string"),
+          "seed past 2^53 as a JSON number: %s", err.msg);
+    const char *bigs = write_file("bigseed2.json", "{\"seed\": \"1152921504606846977\"}");
+    CHECK(lt_run_config_load_json(&d, bigs, &err) == LT_OK && d.seed == 1152921504606846977ull,
+          "seed past 2^53 as a string: %s", err.msg);
 
     /* errors: one line naming the file or option, the key and what is expected */
     lt_run_config_defaults(&c);
