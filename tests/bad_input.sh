@@ -120,6 +120,22 @@ expect "duplicate key in a record" "dupkey.jsonl:2:17: duplicate key \"text\"" t
 printf '{"prompt": "a", "completion": " b"}\n\n{"text": "c"}\n' >"$tmp/mixed.jsonl"
 expect "mixed record kinds" "mixed.jsonl line 3: a {\"text\"} record, but line 1 (the first record) is a {\"prompt\", \"completion\"} record" \
   train --train_file "$tmp/mixed.jsonl"
+# a tokenizer_config.json that is there but not JSON is refused, not read as absent:
+# beside a tokenizer.json (its EOS) and beside the tokenizer a chat template comes from
+mkdir -p "$tmp/tokdir" "$tmp/chatdir"
+tail -c +2 "$root/tests/fuzz/seeds/tokenizer/gpt2.json" >"$tmp/tokdir/tokenizer.json"  # (the seed's first byte picks the format)
+printf '{"eos_token": "<|endoftext|>",}' >"$tmp/tokdir/tokenizer_config.json"
+printf 'hello world\n' >"$tmp/hello.txt"
+expect "tokenizer_config.json not JSON" "tokenizer_config.json:1:30: trailing comma" \
+  "$bin" tokenize --tokenizer "$tmp/tokdir/tokenizer.json" --vocab_size 1000 --input "$tmp/hello.txt" --output "$tmp/hello.tok"
+cp "$tok" "$tmp/chatdir/tok512.bin"
+printf '{\n  "chat_template": "{%% for m in messages %%}{{ m.content }}{%% endfor %%}",\n  "chat_template": "x"\n}\n' \
+  >"$tmp/chatdir/tokenizer_config.json"
+printf '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' >"$tmp/chat.jsonl"
+expect "chat template from a tokenizer_config.json with a duplicate key" \
+  "tokenizer_config.json:3:3: duplicate key \"chat_template\"" \
+  "$bin" train --model "$model" --tokenizer "$tmp/chatdir/tok512.bin" --train_file "$tmp/chat.jsonl" \
+  --output_dir "$tmp/run" --max_steps 1 --disable_tqdm --max_seq_length 64
 printf '{"text": "fine"}\n{"prompt": "no completion here"}\n' >"$tmp/missing.jsonl"
 expect "missing field" "missing.jsonl|line 2|completion" train --train_file "$tmp/missing.jsonl"
 printf '{"text": "fine"}\n{"text": 42}\n' >"$tmp/type.jsonl"
