@@ -79,42 +79,6 @@ static void corpus_free(corpus *c) {
 
 /* ----------------------------------------------------------------- UTF-8 */
 
-/* Length of the valid UTF-8 prefix of s[0, n) that ends on a character
- * boundary: n when all of it is valid. Strict (RFC 3629): no overlong
- * forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_valid_prefix(const char *str, size_t n) {
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else {
-            return i;
-        }
-        if (i + len > n) return i;
-        if (s[i + 1] < lo || s[i + 1] > hi) return i;
-        for (size_t k = 2; k < len; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-        i += len;
-    }
-    return n;
-}
-
 /* Error for invalid UTF-8 at byte bad of buf; line numbering starts at
  * first_line at buf[0]. */
 static lt_status utf8_error(const char *path, const char *buf, size_t bad, size_t first_line,
@@ -196,7 +160,7 @@ typedef struct {
     char *joined; /* scratch: prompt + completion */
     size_t joined_cap;
     lt_chat_template *chat; /* loaded at the first conversation */
-    int kind0;              /* the first record's kind (record_kinds), -1 before it */
+    int kind0;              /* the first record's kind (KIND_*), -1 before it */
     size_t line0;           /* and its line */
 } record_ctx;
 
@@ -611,7 +575,7 @@ static lt_status build_corpus(const char *path, const lt_tokenizer *tok, int voc
     if (st != LT_OK) return st;
     const int chunked = newline_is_barrier(tok);
     if (fmt == FMT_TEXT) {
-        size_t ok = utf8_valid_prefix(buf, len);
+        size_t ok = lt_utf8_valid_prefix(buf, len);
         st = ok != len ? utf8_error(path, buf, ok, 1, err)
                        : encode_append(tok, chunked, buf, len, 1, 0, &c->ids, err);
         if (st != LT_OK && st != LT_ERR_FORMAT) lt_fail_context(err, "%s", path);

@@ -631,6 +631,22 @@ done:
     return st;
 }
 
+size_t lt_utf8_valid_prefix(const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        const size_t k = utf8_seq(s + i, n - i, &cp);
+        if (!k) return i;
+        i += k;
+    }
+    return n;
+}
+
 /* ------------------------------------------------------------- parsing */
 
 void lt_json_position(const char *text, size_t offset, int first_line, size_t *line, size_t *col) {

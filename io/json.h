@@ -44,8 +44,13 @@ typedef struct {
 /* Checks text[0, len) as one JSON text. LT_OK when valid; LT_ERR_FORMAT
  * with *fault filled when not; LT_ERR_NOMEM when the duplicate-key table
  * cannot grow (fault->what says so). One pass, no allocation for texts
- * with fewer than 32 keys. */
+ * whose open objects hold fewer than 32 keys at once. */
 lt_status lt_json_check(const char *text, size_t len, lt_json_fault *fault);
+
+/* Length of the longest prefix of s[0, n) that is valid UTF-8 (RFC 3629,
+ * as the check takes it) and ends on a character boundary: n when all of
+ * it is. */
+size_t lt_utf8_valid_prefix(const char *s, size_t n);
 
 /* Line and column (from first_line and 1; the column in UTF-8 characters)
  * of byte offset in text, whose prefix up to offset is valid UTF-8. */
