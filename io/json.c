@@ -234,10 +234,11 @@ static lt_status add_key(parser *p, int escaped, size_t off, size_t end) {
     return LT_OK;
 }
 
-/* Sorts e[0, n) by the hashes' top 33 bits: three counting passes of 11. */
-static void sort_top(key_ent *e, key_ent *tmp, size_t n) {
+/* Sorts e[0, n) by hash, stably (equal hashes stay in text order): six
+ * counting passes of 11 bits. */
+static void sort_hashes(key_ent *e, key_ent *tmp, size_t n) {
     size_t count[1 << 11];
-    for (int shift = 31; shift < 64; shift += 11) {
+    for (int shift = 0; shift < 64; shift += 11) {
         memset(count, 0, sizeof count);
         for (size_t k = 0; k < n; k++) count[(e[k].hash >> shift) & 0x7FF]++;
         size_t sum = 0;
@@ -275,13 +276,18 @@ static lt_status close_object(parser *p, size_t start) {
             p->scap = p->scratch ? n : 0;
             if (!p->scratch) return out_of_memory(p, e[0].off, "the keys");
         }
-        sort_top(e, p->scratch, n);
+        sort_hashes(e, p->scratch, n);
+        /* A run of equal hashes is in text order: its first key equal to
+         * an earlier one is the run's earliest second occurrence, found
+         * at once when the run is one key repeated (10^5 copies of a key
+         * must not take 10^10 steps). */
         for (size_t a = 0; a < n;) {
             size_t b = a + 1;
-            while (b < n && e[b].hash >> 31 == e[a].hash >> 31) b++;
-            for (size_t x = a; x + 1 < b; x++)
-                for (size_t y = x + 1; y < b; y++)
-                    if (e[x].hash == e[y].hash) PAIR(e[x], e[y]);
+            while (b < n && e[b].hash == e[a].hash) b++;
+            int found = 0;
+            for (size_t y = a + 1; y < b && !found && e[y].off < dup; y++)
+                for (size_t x = a; x < y && !found; x++)
+                    if (same_key(p, e[x].off, e[y].off)) dup = e[y].off, first = e[x].off, found = 1;
             a = b;
         }
     }

@@ -136,6 +136,33 @@ static int unit(void) {
         refused(big, o, "duplicate key \"k4321\"", NULL);
         free(big);
     }
+    /* one key 200,000 times: refused at its second occurrence, in time
+     * linear in the keys (cJSON's own tree of the text is the yardstick;
+     * comparing every pair took seconds) */
+    {
+        const size_t copies = 200000;
+        char *rep = malloc(copies * 6 + 2);
+        size_t o = 0;
+        rep[o++] = '{';
+        for (size_t k = 0; k < copies; k++) o += (size_t)sprintf(rep + o, "%s\"a\":1", k ? "," : "");
+        rep[o++] = '}';
+        double best_check = 1e30, best_tree = 1e30;
+        for (int r = 0; r < 3; r++) {
+            lt_json_fault fault;
+            double t0 = now();
+            lt_status st = lt_json_check(rep, o, &fault);
+            double t1 = now();
+            cJSON_Delete(cJSON_ParseWithLength(rep, o));
+            double t2 = now();
+            CHECK(st == LT_ERR_FORMAT && fault.offset == 7 && fault.first == 1, "repeated key: %s at %zu",
+                  fault.what, fault.offset);
+            if (t1 - t0 < best_check) best_check = t1 - t0;
+            if (t2 - t1 < best_tree) best_tree = t2 - t1;
+        }
+        CHECK(best_check < best_tree, "200,000 copies of a key: the check %.1f ms, cJSON's tree %.1f ms",
+              1e3 * best_check, 1e3 * best_tree);
+        free(rep);
+    }
     /* nesting: LT_JSON_MAX_DEPTH levels are fine, one more is not */
     {
         char deep[2 * LT_JSON_MAX_DEPTH + 4];
