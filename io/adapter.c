@@ -8,6 +8,7 @@
 
 #include "core/alloc.h"
 #include "io/fileutil.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 
 #define PEFT_PREFIX "base_model.model."
@@ -150,8 +151,10 @@ lt_status lt_adapter_read_config(const char *dir, lt_lora_config *lc, lt_error *
     uint64_t size = 0;
     lt_status st = lt_read_file(path, 1u << 20, &text, &size, err);
     if (st != LT_OK) return st;
-    cJSON *root = cJSON_ParseWithLength(text, (size_t)size);
+    cJSON *root = NULL;
+    st = lt_json_parse(text, (size_t)size, path, 1, &root, err);
     free(text);
+    if (st != LT_OK) return st;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return lt_fail(err, LT_ERR_FORMAT, "%s: not a JSON object", path);

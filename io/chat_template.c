@@ -19,6 +19,7 @@
 
 #include "core/alloc.h"
 #include "io/fileutil.h"
+#include "io/json.h"
 
 /* A template of a few KB renders a conversation in well under a million
  * steps; these bounds only stop inputs built to run away (the fuzzer's). */
@@ -2568,12 +2569,10 @@ lt_status lt_chat_template_load(const char *spec, const char *tokenizer_dir,
         snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer_config.json", tokenizer_dir);
         lt_error e2;
         if (lt_read_file(cfg_path, TEMPLATE_FILE_MAX, &raw, &size, &e2) == LT_OK) {
-            cfg = cJSON_ParseWithLength(raw, (size_t)size);
+            st = lt_json_parse(raw, (size_t)size, cfg_path, 1, &cfg, err);
             free(raw);
             raw = NULL;
-            if (!cfg && from_tok)
-                return lt_fail(err, LT_ERR_FORMAT, "%s: not valid JSON, expected a tokenizer_config.json with a chat_template",
-                               cfg_path);
+            if (st != LT_OK) return st;
         } else if (from_tok) {
             return lt_fail(err, LT_ERR_CONFIG,
                            "chat_template = \"tokenizer\", but %s cannot be read (%s); expected a "

@@ -11,6 +11,7 @@
 #include "core/hash.h"
 #include "io/checkpoint.h"
 #include "io/fileutil.h"
+#include "io/json.h"
 #include "io/model_fill.h"
 #include "io/safetensors.h"
 
@@ -33,15 +34,10 @@ static lt_status parse_json_file(const char *path, uint64_t max_bytes, cJSON **o
     uint64_t size = 0;
     lt_status st = lt_read_file(path, max_bytes, &text, &size, err);
     if (st != LT_OK) return st;
-    cJSON *root = cJSON_ParseWithLength(text, (size_t)size);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        long pos = at && at >= text && at <= text + size ? (long)(at - text) : -1;
-        free(text);
-        return lt_fail(err, LT_ERR_FORMAT, "%s: not valid JSON (at byte %ld of %llu)", path, pos,
-                       (unsigned long long)size);
-    }
+    cJSON *root = NULL;
+    st = lt_json_parse(text, (size_t)size, path, 1, &root, err);
     free(text);
+    if (st != LT_OK) return st;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return lt_fail(err, LT_ERR_FORMAT, "%s: expected a JSON object at the top level", path);
