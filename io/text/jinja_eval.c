@@ -1,7 +1,6 @@
 /* The evaluator: expressions and statements over the tree, in a render arena
  * freed at the end, with bounded steps, depth and output. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,16 +26,10 @@ typedef struct frame {
 
 typedef enum { FLOW_NONE, FLOW_BREAK, FLOW_CONTINUE } flow;
 
-static lt_status r_fail(render *R, size_t pos, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static lt_status r_fail(render *R, size_t pos, const char *fmt, ...) {
-    char msg[LT_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return lt_jinja_fail_at(R->err, LT_ERR_FORMAT, R->t->name, R->t->src, R->t->src_len, pos, "%s", msg);
-}
+/* A rendering error at byte pos of the template, in lt_jinja_fail_at's one line. */
+#define r_fail(R, pos, ...)                                                               \
+    lt_jinja_fail_at((R)->err, LT_ERR_FORMAT, (R)->t->name, (R)->t->src, (R)->t->src_len, \
+                     (pos), __VA_ARGS__)
 
 static lt_status emit(render *R, const char *s, size_t n) {
     if (R->out_len + n > LT_JINJA_MAX_OUTPUT)

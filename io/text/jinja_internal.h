@@ -128,6 +128,7 @@ typedef struct {
     double f;
 } token;
 
+/* Whitespace for -%} and trim/strip: ASCII, plus \x1c-\x1f as Python has. */
 static inline int is_space(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' ||
            (c >= 0x1c && c <= 0x1f);
@@ -161,6 +162,8 @@ struct value {
     const value *self; /* V_FUNC: the bound object of a method */
 };
 
+/* One render: its arena of temporaries, the output so far, the step and
+ * depth counts that bound it, and the template's variables. */
 typedef struct {
     const lt_chat_template *t;
     arena a;
@@ -201,6 +204,7 @@ static inline value v_bool(int b) {
     return v;
 }
 
+/* "out of memory while rendering", LT_ERR_NOMEM. */
 lt_status lt_jinja_render_nomem(render *R);
 value lt_jinja_from_json(const cJSON *j);
 value lt_jinja_list_at(const value *l, size_t i);

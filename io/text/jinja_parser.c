@@ -1,6 +1,5 @@
 /* The parser: recursive descent with Jinja2's operator precedence, building
  * the tree once, in the template's arena. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,16 +14,10 @@ typedef struct {
     lt_error *err;
 } parser;
 
-static lt_status p_fail(parser *P, size_t pos, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static lt_status p_fail(parser *P, size_t pos, const char *fmt, ...) {
-    char msg[LT_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return lt_jinja_fail_at(P->err, LT_ERR_FORMAT, P->t->name, P->t->src, P->t->src_len, pos, "%s", msg);
-}
+/* A syntax error at byte pos of the template, in lt_jinja_fail_at's one line. */
+#define p_fail(P, pos, ...)                                                               \
+    lt_jinja_fail_at((P)->err, LT_ERR_FORMAT, (P)->t->name, (P)->t->src, (P)->t->src_len, \
+                     (pos), __VA_ARGS__)
 
 static lt_status p_nomem(parser *P) {
     return lt_fail(P->err, LT_ERR_NOMEM, "chat template %s: out of memory", P->t->name);
