@@ -1,5 +1,6 @@
 /* The evaluator: expressions and statements over the tree, in a render arena
- * freed at the end, with bounded steps, depth and output. */
+ * freed at the end, with bounded steps, depth and output; and its public
+ * entry point, lt_chat_template_render. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
