@@ -3,16 +3,32 @@
 
 Reads WORK/runs.tsv (one line per `loratrain train` run: name, ranks, exit
 code, seconds, output_dir, log, command), each run's output_dir/memory.json
-and metrics.jsonl, and WORK/plans.tsv (one line per `loratrain plan --json`),
-and writes OUT/report.md, runs.csv, runs.json, plan.csv, plan.json and the SVG
-plots. Standard library and nothing else; every figure comes from the files of
-this invocation, and a figure a run did not produce is written "n/a".
+and metrics.jsonl, WORK/plans.tsv (one line per `loratrain plan --json`) and
+WORK/loadavg.start and loadavg.end (/proc/loadavg before the first run and
+after the last), and writes OUT/report.md, runs.csv, runs.json, plan.csv,
+plan.json and the SVG plots. With --from DIR instead, it renders the same
+outputs again from DIR/runs.json and DIR/plan.json (which hold every
+figure the report uses) without running anything. Standard library and
+nothing else; every figure comes from the files of this invocation, and a
+figure a run did not produce is written "n/a".
+
+Bytes per step are the collectives of metrics.jsonl (allreduce_bytes,
+allgather_bytes, ...); its grad_*_bytes fields say how much of the
+gradient's own collective started or finished during backward, a part of
+those bytes, and are never added to them.
+
+Throughput (THROUGHPUT_RULE below, in report.md's words): one run's tokens/s
+is compared with another's as a measured difference only when both runs had
+their cores to themselves and their per-step figures do not overlap;
+otherwise the comparison is printed as noise, with the reason and without a
+percentage or ratio, and throughput.svg hatches the runs that shared cores.
 """
 import argparse
 import csv
 import ctypes
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -41,6 +57,8 @@ MODE_LABEL = {
 MODE_COLORS = {"lora": "#4e79a7", "qlora": "#59a14f", "full": "#e15759"}
 PAPER_NF4_DQ_BITS = 4.127       # QLoRA paper: 4 bits + 0.127 bits of double-quantized absmax
 PAPER_FULL_BYTES = 16.0         # fp32 weights 4 + gradients 4 + Adam m 4 + v 4
+MIN_STEADY_STEPS = 3            # steps a throughput comparison needs per run (steps 2..N)
+LOAD_TAU_S = 60.0               # the kernel's 1-minute load average: exponential, time constant 60 s
 
 
 # ---------------------------------------------------------------- helpers
@@ -124,6 +142,15 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def load_file(path):
+    """The 1, 5 and 15 minute load averages of a copy of /proc/loadavg."""
+    f = read_text(path).split()
+    try:
+        return [float(x) for x in f[:3]] if len(f) >= 3 else None
+    except ValueError:
+        return None
+
+
 # ---------------------------------------------------------------- machine
 
 def machine_info(root, build):
@@ -143,10 +170,16 @@ def machine_info(root, build):
     m["memory_bytes"] = int(mt.group(1)) * 1024 if mt else None
     osr = re.search(r'^PRETTY_NAME="?([^"\n]*)"?', read_text("/etc/os-release"), re.M)
     m["os"] = (osr.group(1) if osr else platform.system()) + ", kernel " + platform.release()
-    try:
-        m["load_average"] = list(os.getloadavg())
-    except OSError:
-        m["load_average"] = None
+    # /proc/loadavg's 1, 5 and 15 minute figures before the first run and
+    # after the last (report.sh's loadavg.start, loadavg.end); without the
+    # latter, now.
+    m["load_average_start"] = load_file(os.path.join(ARGS.work, "loadavg.start"))
+    m["load_average"] = load_file(os.path.join(ARGS.work, "loadavg.end"))
+    if m["load_average"] is None:
+        try:
+            m["load_average"] = list(os.getloadavg())
+        except OSError:
+            pass
     # OpenBLAS core: from `loratrain info` if it prints it, else from the
     # library the binary links (openblas_get_corename).
     m["openblas_core"], m["openblas_source"] = None, None
@@ -215,9 +248,6 @@ def collect_runs():
         if len(f) < 7:
             continue
         name, np_, rc, wall, odir, log, cmd = f[:7]
-        r = {"name": name, "mode": MODE_LABEL.get(name, name), "ranks": int(np_), "exit_code": int(rc),
-             "wall_s": float(wall), "command": cmd, "log": log}
-        logtext = read_text(log)
         mem = read_json(os.path.join(odir, "memory.json"))
         rows = []
         for l in read_text(os.path.join(odir, "metrics.jsonl")).splitlines():
@@ -227,41 +257,60 @@ def collect_runs():
                 continue
             if isinstance(o, dict) and "loss" in o and "step" in o:
                 rows.append(o)
-        r["memory_json"], r["metrics"] = mem, rows
         if int(rc) != 0:
-            r["status"] = "not run: " + error_line(logtext)
+            status = "not run: " + error_line(read_text(log))
         elif mem is None:
-            r["status"] = "not run: no memory.json in the output folder"
+            status = "not run: no memory.json in the output folder"
         else:
-            r["status"] = "ok"
-        r["per_rank"] = rank_memory(mem)
-        r0 = r["per_rank"][0] if r["per_rank"] else {}
-        r["cats"] = dict(r0.get("cats") or {})
-        r["tracked_total"] = r0.get("total")
-        r["vm_hwm"] = r0.get("vm_hwm")
-        tots = [p.get("total") for p in r["per_rank"] if num(p.get("total"))]
-        hwms = [p.get("vm_hwm") for p in r["per_rank"] if num(p.get("vm_hwm"))]
-        r["tracked_total_max"] = max(tots) if tots else None
-        r["vm_hwm_max"] = max(hwms) if hwms else None
-        r["base"] = (mem or {}).get("base") or {}
-        steady = rows[1:] if len(rows) > 1 else rows
-        r["steps"] = len(rows)
-        r["tokens_per_s"] = median(x.get("tokens_per_s") for x in steady)
-        tps = [x.get("tokens_per_s") for x in steady if num(x.get("tokens_per_s"))]
-        r["tokens_per_s_min"], r["tokens_per_s_max"] = (min(tps), max(tps)) if tps else (None, None)
-        r["comm_wait_s"] = median(x.get("comm_wait_s") for x in steady)
-        r["elapsed_s"] = rows[-1].get("elapsed_s") if rows else None
-        r["loss_first"] = rows[0].get("loss") if rows else None
-        r["loss_last"] = rows[-1].get("loss") if rows else None
-        coll = {}
-        keys = sorted({k for x in steady for k in x if k.endswith("_bytes") and k != "grad_overlapped_bytes"})
-        for k in keys:
-            coll[k[:-len("_bytes")]] = median(x.get(k) for x in steady)
-        r["comm_bytes"] = coll
-        vals = [v for v in coll.values() if num(v)]
-        r["comm_bytes_total"] = sum(vals) if vals else (None if r["status"] != "ok" else 0)
-        runs.append(r)
+            status = "ok"
+        runs.append(make_run(name, int(np_), int(rc), float(wall), cmd, mem, rows, status, log))
     return runs
+
+
+def runs_from_json(raw):
+    """The runs of an earlier invocation, from its runs.json."""
+    return [make_run(r["name"], int(r["ranks"]), int(r["exit_code"]), r["wall_s"], r["command"],
+                     r.get("memory_json"), r.get("metrics") or [], r["status"], None)
+            for r in raw.get("runs") or []]
+
+
+def make_run(name, np_, rc, wall, cmd, mem, rows, status, log):
+    """One run's figures from its memory.json and metrics.jsonl rows."""
+    r = {"name": name, "mode": MODE_LABEL.get(name, name), "ranks": np_, "exit_code": rc,
+         "wall_s": wall, "command": cmd, "log": log, "status": status}
+    r["memory_json"], r["metrics"] = mem, rows
+    r["per_rank"] = rank_memory(mem)
+    r0 = r["per_rank"][0] if r["per_rank"] else {}
+    r["cats"] = dict(r0.get("cats") or {})
+    r["tracked_total"] = r0.get("total")
+    r["vm_hwm"] = r0.get("vm_hwm")
+    tots = [p.get("total") for p in r["per_rank"] if num(p.get("total"))]
+    hwms = [p.get("vm_hwm") for p in r["per_rank"] if num(p.get("vm_hwm"))]
+    r["tracked_total_max"] = max(tots) if tots else None
+    r["vm_hwm_max"] = max(hwms) if hwms else None
+    r["base"] = (mem or {}).get("base") or {}
+    steady = rows[1:] if len(rows) > 1 else rows
+    r["steps"] = len(rows)
+    r["tokens_per_s"] = median(x.get("tokens_per_s") for x in steady)
+    tps = [x.get("tokens_per_s") for x in steady if num(x.get("tokens_per_s"))]
+    r["tokens_per_s_steps"] = tps
+    r["tokens_per_s_min"], r["tokens_per_s_max"] = (min(tps), max(tps)) if tps else (None, None)
+    r["comm_wait_s"] = median(x.get("comm_wait_s") for x in steady)
+    r["elapsed_s"] = rows[-1].get("elapsed_s") if rows else None
+    r["loss_first"] = rows[0].get("loss") if rows else None
+    r["loss_last"] = rows[-1].get("loss") if rows else None
+    # The collectives' bytes. grad_started_bytes and grad_overlapped_bytes
+    # are parts of the gradient's all-reduce (or reduce-scatter): kept
+    # apart, never added to the traffic.
+    coll = {}
+    keys = sorted({k for x in steady for k in x if k.endswith("_bytes") and not k.startswith("grad_")})
+    for k in keys:
+        coll[k[:-len("_bytes")]] = median(x.get(k) for x in steady)
+    r["comm_bytes"] = coll
+    vals = [v for v in coll.values() if num(v)]
+    r["comm_bytes_total"] = sum(vals) if vals else (None if r["status"] != "ok" else 0)
+    r["grad_started"] = median(x.get("grad_started_bytes") for x in steady)
+    return r
 
 
 def collect_plans():
@@ -296,6 +345,64 @@ def collect_plans():
     return plans
 
 
+# ---------------------------------------------------------------- throughput rule
+
+THROUGHPUT_RULE = (
+    "A throughput comparison (one run's tokens/s against another's) is stated as a measured difference only "
+    "when (1) both runs had their cores to themselves: the other work on the machine plus the run's cores "
+    "(ranks x threads per rank) is at most the usable CPUs, the other work being the larger of the 1-minute "
+    "load average before the first run and the 1-minute load average after the last run less the runs' own "
+    "share of it (each run's cores weighted as the kernel's average weighs them, by e^(-t/60 s) over the "
+    "seconds t since the run, the runs taken back to back); and (2) the per-step figures (steps 2..N, at "
+    "least %d per run) of the two runs do not overlap: the slowest step of the faster run beat the fastest "
+    "step of the slower. Otherwise the comparison is printed as noise, with the reason and without a "
+    "percentage or ratio." % MIN_STEADY_STEPS)
+
+
+def run_cores(r, threads, cpus):
+    """Cores a run keeps busy: ranks x threads; threads 0 means all cores."""
+    if threads == 0:
+        return cpus
+    return r["ranks"] * threads if num(threads) else None
+
+
+def load_context(runs, mach, threads):
+    """The other work on the machine while the runs ran (in cores, from the
+    load averages), and for each run whether it shared its cores."""
+    cpus = mach.get("usable_cpus") or mach.get("logical_cpus")
+    start = (mach.get("load_average_start") or [None])[0]
+    end = (mach.get("load_average") or [None])[0]
+    own, t = 0.0, 0.0
+    for r in reversed(runs):
+        c = run_cores(r, threads, cpus)
+        if num(r["wall_s"]) and num(c):
+            own += c * (math.exp(-t / LOAD_TAU_S) - math.exp(-(t + r["wall_s"]) / LOAD_TAU_S))
+            t += r["wall_s"]
+    other_end = max(0.0, end - own) if num(end) else None
+    other = max(start, other_end) if num(start) and num(other_end) else None
+    for r in runs:
+        r["cores"] = run_cores(r, threads, cpus)
+        r["shared_cores"] = (other + r["cores"] > cpus) if num(other) and num(cpus) and num(r["cores"]) else None
+    return {"usable_cpus": cpus, "load_1min_start": start, "load_1min_end": end, "own_share_of_end_load": own,
+            "other_work_end": other_end, "other_work": other, "min_steps": MIN_STEADY_STEPS}
+
+
+def compare_throughput(ra, rb, ctx):
+    """Whether rb's tokens/s against ra's is a measured difference, and why not."""
+    reasons = []
+    if any(r["shared_cores"] is None for r in (ra, rb)):
+        reasons.append("the load during the runs is unknown")
+    elif ra["shared_cores"] or rb["shared_cores"]:
+        c = max(r["cores"] for r in (ra, rb) if r["shared_cores"])
+        reasons.append("other work %.2f + %d cores > %d CPUs" % (ctx["other_work"], c, ctx["usable_cpus"]))
+    sa, sb = ra["tokens_per_s_steps"], rb["tokens_per_s_steps"]
+    if len(sa) < MIN_STEADY_STEPS or len(sb) < MIN_STEADY_STEPS:
+        reasons.append("fewer than %d steps per run" % MIN_STEADY_STEPS)
+    elif min(sa) <= max(sb) and min(sb) <= max(sa):
+        reasons.append("steps %.0f-%.0f and %.0f-%.0f overlap" % (min(sa), max(sa), min(sb), max(sb)))
+    return reasons
+
+
 # ---------------------------------------------------------------- SVG
 
 def esc(s):
@@ -305,7 +412,6 @@ def esc(s):
 def nice_ticks(vmax, n=5):
     if not num(vmax) or vmax <= 0:
         return [0, 1]
-    import math
     raw = vmax / n
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
@@ -318,9 +424,12 @@ def nice_ticks(vmax, n=5):
 
 def svg_hbars(path, title, subtitle, rows, legend, unit, log=False, refs=()):
     """Horizontal (stacked) bars. rows: dicts with label, segs [(name, value, color)],
-    note (text after the bar), markers [(value, color, name)] drawn as ticks, gap (space
-    before), missing (text instead of a bar). legend: (name, color or "marker:COLOR")."""
-    import math
+    note (text after the bar), markers [(value, color, name)] drawn as ticks, range
+    (low, high, name) drawn as a whisker, noise (a reason: the bar is hatched), gap
+    (space before), missing (text instead of a bar). legend: (name, color,
+    "marker:COLOR" or "hatch"). Each row is a <g class="row" data-label=...>; bars,
+    markers, whiskers, notes and axis ticks carry classes (seg, marker, range, note,
+    tick), so a reader can take the figures back out of the drawing."""
     import textwrap
     W, left, right, top = 1060, 250, 230, 70
     sublines = textwrap.wrap(subtitle, 150) or [""]
@@ -332,6 +441,7 @@ def svg_hbars(path, title, subtitle, rows, legend, unit, log=False, refs=()):
     plot_w = W - left - right
     totals = [sum(v for _, v, _ in r.get("segs", []) if num(v)) for r in rows]
     marks = [m[0] for r in rows for m in r.get("markers", []) if num(m[0])]
+    marks += [r["range"][1] for r in rows if r.get("range") and num(r["range"][1])]
     vmax = max(totals + marks + [x for x, _ in refs] + [0])
     if log:
         pos = [v for v in totals + marks + [x for x, _ in refs] if num(v) and v > 0]
@@ -356,6 +466,9 @@ def svg_hbars(path, title, subtitle, rows, legend, unit, log=False, refs=()):
             return left + plot_w * v / hi
     o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
          'font-family="DejaVu Sans, Arial, sans-serif" font-size="12">' % (W, height, W, height),
+         '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+         'patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="#333" stroke-width="1.5"/>'
+         '</pattern></defs>',
          '<rect width="100%" height="100%" fill="white"/>',
          '<text x="%d" y="24" font-size="17" font-weight="bold">%s</text>' % (12, esc(title)),
          ] + ['<text x="12" y="%d" fill="#555">%s</text>' % (44 + 16 * i, esc(l)) for i, l in enumerate(sublines)]
@@ -364,6 +477,12 @@ def svg_hbars(path, title, subtitle, rows, legend, unit, log=False, refs=()):
         if color.startswith("marker:"):
             o.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"/>'
                      % (lx + 6, ly - 1, lx + 6, ly + 13, color[7:]))
+        elif color == "hatch":
+            o.append('<rect x="%d" y="%d" width="12" height="12" fill="#ccc"/>' % (lx, ly))
+            o.append('<rect x="%d" y="%d" width="12" height="12" fill="url(#hatch)"/>' % (lx, ly))
+        elif color == "range":
+            o.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#222" stroke-width="1.5"/>'
+                     % (lx, ly + 6, lx + 12, ly + 6))
         else:
             o.append('<rect x="%d" y="%d" width="12" height="12" fill="%s"/>' % (lx, ly, color))
         o.append('<text x="%d" y="%d">%s</text>' % (lx + 17, ly + 10, esc(name)))
@@ -371,9 +490,9 @@ def svg_hbars(path, title, subtitle, rows, legend, unit, log=False, refs=()):
     ybot = height - 50
     for t in ticks:
         x = X(t)
-        o.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#e3e3e3"/>' % (x, top - 4, x, ybot))
-        lab = ("%g" % t) if not log else ("%g" % t)
-        o.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#444">%s</text>' % (x, ybot + 16, lab))
+        o.append('<line class="tick" data-value="%r" x1="%.2f" y1="%d" x2="%.2f" y2="%d" stroke="#e3e3e3"/>'
+                 % (t, x, top - 4, x, ybot))
+        o.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#444">%s</text>' % (x, ybot + 16, "%g" % t))
     o.append('<text x="%d" y="%d" text-anchor="middle" fill="#444">%s</text>'
              % (left + plot_w / 2, ybot + 34, esc(unit)))
     for v, lab in refs:
@@ -385,10 +504,12 @@ def svg_hbars(path, title, subtitle, rows, legend, unit, log=False, refs=()):
     for r in rows:
         if r.get("gap"):
             y += 12
+        o.append('<g class="row" data-label="%s">' % esc(r["label"]))
         o.append('<text x="%d" y="%d" text-anchor="end">%s</text>' % (left - 8, y + bh - 3, esc(r["label"])))
         if r.get("missing"):
-            o.append('<text x="%d" y="%d" fill="#999" font-style="italic">%s</text>'
+            o.append('<text class="missing" x="%d" y="%d" fill="#999" font-style="italic">%s</text>'
                      % (left + 4, y + bh - 3, esc(r["missing"][:110])))
+            o.append("</g>")
             y += rh
             continue
         acc = 0.0
@@ -397,18 +518,37 @@ def svg_hbars(path, title, subtitle, rows, legend, unit, log=False, refs=()):
                 continue
             x0 = X(acc) if acc > 0 or not log else left
             x1 = X(acc + v)
-            o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>'
-                     % (x0, y, max(x1 - x0, 0.5), bh, color, esc("%s: %s" % (name, r.get("tips", {}).get(name, v)))))
+            tip = "%s: %s" % (name, r.get("tips", {}).get(name, v))
+            if r.get("noise"):
+                tip += " (noise: %s)" % r["noise"]
+            o.append('<rect class="seg%s" data-name="%s" x="%.2f" y="%d" width="%.2f" height="%d" fill="%s"%s>'
+                     '<title>%s</title></rect>'
+                     % (" noise" if r.get("noise") else "", esc(name), x0, y, max(x1 - x0, 0.5), bh, color,
+                        ' fill-opacity="0.45"' if r.get("noise") else "", esc(tip)))
+            if r.get("noise"):
+                o.append('<rect x="%.2f" y="%d" width="%.2f" height="%d" fill="url(#hatch)"/>'
+                         % (x0, y, max(x1 - x0, 0.5), bh))
             acc += v
         end = X(acc) if acc > 0 else left
         for mv, mcolor, mname in r.get("markers", []):
             if not num(mv):
                 continue
             x = X(mv)
-            o.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="3">'
-                     '<title>%s</title></line>' % (x, y - 3, x, y + bh + 3, mcolor, esc(mname)))
+            o.append('<line class="marker" data-name="%s" x1="%.2f" y1="%d" x2="%.2f" y2="%d" stroke="%s" '
+                     'stroke-width="3"><title>%s</title></line>'
+                     % (esc(mname.split(" ")[0]), x, y - 3, x, y + bh + 3, mcolor, esc(mname)))
             end = max(end, x)
-        o.append('<text x="%.1f" y="%d" fill="#222">%s</text>' % (end + 6, y + bh - 3, esc(r.get("note", ""))))
+        rg = r.get("range")
+        if rg and num(rg[0]) and num(rg[1]):
+            xa, xb, ym = X(rg[0]), X(rg[1]), y + bh / 2.0
+            o.append('<g class="range"><title>%s</title>'
+                     '<line x1="%.2f" y1="%.1f" x2="%.2f" y2="%.1f" stroke="#222" stroke-width="1.5"/>'
+                     '<line x1="%.2f" y1="%d" x2="%.2f" y2="%d" stroke="#222" stroke-width="1.5"/>'
+                     '<line x1="%.2f" y1="%d" x2="%.2f" y2="%d" stroke="#222" stroke-width="1.5"/></g>'
+                     % (esc(rg[2]), xa, ym, xb, ym, xa, y + 3, xa, y + bh - 3, xb, y + 3, xb, y + bh - 3))
+            end = max(end, xb)
+        o.append('<text class="note" x="%.1f" y="%d" fill="#222">%s</text>' % (end + 6, y + bh - 3, esc(r.get("note", ""))))
+        o.append("</g>")
         y += rh
     o.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#888"/>' % (left, top - 4, left, ybot))
     o.append("</svg>")
@@ -418,33 +558,58 @@ def svg_hbars(path, title, subtitle, rows, legend, unit, log=False, refs=()):
 
 # ---------------------------------------------------------------- report
 
+SETTINGS_ARGS = {"steps": "steps", "seq": "max_seq_length", "batch": "per_device_train_batch_size", "r": "r",
+                 "targets": "target_modules", "threads": "threads_per_rank", "lr": "learning_rate",
+                 "plan_seq": "plan_seq", "plan_batch": "plan_batch", "elapsed_s": "elapsed_s"}
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for k in ("root", "build", "work", "out", "targets", "lr"):
-        ap.add_argument("--" + k, required=k in ("root", "build", "work", "out"), default="n/a")
+        ap.add_argument("--" + k, default=None if k in ("root", "build", "work", "out") else "n/a")
     for k in ("steps", "seq", "batch", "r", "threads", "plan_seq", "plan_batch", "elapsed_s"):
         ap.add_argument("--" + k, type=int, default=None)
+    ap.add_argument("--from", dest="from_dir", default=None,
+                    help="render again from DIR/runs.json and DIR/plan.json (an earlier invocation's); "
+                         "--out defaults to DIR")
     ARGS = a = ap.parse_args()
+    if a.from_dir:
+        # Everything comes from the earlier invocation's files: its machine,
+        # model, settings, runs and plans; nothing is measured or probed now.
+        raw = read_json(os.path.join(a.from_dir, "runs.json"))
+        plans = read_json(os.path.join(a.from_dir, "plan.json"))
+        if not isinstance(raw, dict) or not isinstance(plans, list):
+            sys.exit("report.py: %s has no readable runs.json and plan.json" % a.from_dir)
+        a.out = a.out or a.from_dir
+        mach, model = raw["machine"], raw.get("model") or {}
+        for k, sk in SETTINGS_ARGS.items():
+            setattr(a, k, (raw.get("settings") or {}).get(sk))
+        runs = runs_from_json(raw)
+        data_tokens = (raw.get("settings") or {}).get("data_tokens")
+    else:
+        missing = [k for k in ("root", "build", "work", "out") if getattr(a, k) is None]
+        if missing:
+            ap.error("--%s required (or --from DIR)" % ", --".join(missing))
+        mach = machine_info(a.root, a.build)
+        runs = collect_runs()
+        plans = collect_plans()
+        model_txt = read_text(os.path.join(a.work, "model.txt"))
+        mp = re.search(r"(\d+) layers, dim (\d+), hidden (\d+): (\d+) parameters \((\d+) in decoder linears\)", model_txt)
+        model = {"layers": int(mp.group(1)), "dim": int(mp.group(2)), "hidden": int(mp.group(3)),
+                 "params": int(mp.group(4)), "linear_params": int(mp.group(5))} if mp else {}
+        info = read_text(os.path.join(a.work, "info.txt"))
+        hm = re.search(r"n_heads (\d+), n_kv_heads (\d+).*?\n\s*vocab_size (\d+), seq_len (\d+)", info, re.S)
+        if hm:
+            model.update(heads=int(hm.group(1)), kv_heads=int(hm.group(2)), vocab=int(hm.group(3)),
+                         seq_len=int(hm.group(4)))
+        tm = re.search(r"trainable params: ([\d,]+)", info)
+        model["lora_params"] = int(tm.group(1).replace(",", "")) if tm else None
+        tok = re.search(r"(\d+) tokens written", read_text(os.path.join(a.work, "tokenize.txt")))
+        data_tokens = int(tok.group(1)) if tok else None
     os.makedirs(a.out, exist_ok=True)
-    mach = machine_info(a.root, a.build)
-    runs = collect_runs()
-    plans = collect_plans()
-
-    model_txt = read_text(os.path.join(a.work, "model.txt"))
-    mp = re.search(r"(\d+) layers, dim (\d+), hidden (\d+): (\d+) parameters \((\d+) in decoder linears\)", model_txt)
-    model = {"layers": int(mp.group(1)), "dim": int(mp.group(2)), "hidden": int(mp.group(3)),
-             "params": int(mp.group(4)), "linear_params": int(mp.group(5))} if mp else {}
-    info = read_text(os.path.join(a.work, "info.txt"))
-    hm = re.search(r"n_heads (\d+), n_kv_heads (\d+).*?\n\s*vocab_size (\d+), seq_len (\d+)", info, re.S)
-    if hm:
-        model.update(heads=int(hm.group(1)), kv_heads=int(hm.group(2)), vocab=int(hm.group(3)),
-                     seq_len=int(hm.group(4)))
-    tm = re.search(r"trainable params: ([\d,]+)", info)
-    model["lora_params"] = int(tm.group(1).replace(",", "")) if tm else None
     params = model.get("params")
-    tok = re.search(r"(\d+) tokens written", read_text(os.path.join(a.work, "tokenize.txt")))
-    data_tokens = int(tok.group(1)) if tok else None
+    tctx = load_context(runs, mach, a.threads)
 
     # categories present anywhere, in the report's order
     cats = [c for c in CATS if any(c in r["cats"] for r in runs) or any(c in p["bytes"] for p in plans)]
@@ -515,20 +680,35 @@ def main():
     oa, ob = fig("full-zero1", 2, "cats", "optimizer_state"), fig("full", 2, "cats", "optimizer_state")
     lines.append("  - optimizer state per rank: %s MiB with ZeRO-1 vs %s MiB without (%s)"
                  % (mib(oa), mib(ob), rx(ratio(oa, ob))))
+    comparisons = []
+
+    def tput(before, after, how):
+        """'X -> Y (change)' for two runs' tokens/s, or the reason it is noise."""
+        if not before or not after or not num(before["tokens_per_s"]) or not num(after["tokens_per_s"]):
+            return "n/a"
+        reasons = compare_throughput(before, after, tctx)
+        q = ratio(after["tokens_per_s"], before["tokens_per_s"])
+        comparisons.append({"from": "%s-np%d" % (before["name"], before["ranks"]),
+                            "to": "%s-np%d" % (after["name"], after["ranks"]),
+                            "ratio": q if not reasons else None, "noise": reasons})
+        text = "%s -> %s" % (na(before["tokens_per_s"], "%.0f"), na(after["tokens_per_s"], "%.0f"))
+        if reasons:
+            return text + " (noise: %s)" % ", ".join(reasons)
+        return text + " (%s)" % (pct(q - 1) if how == "pct" else rx(q))
+
     for m_, lab in (("qlora", "QLoRA"), ("full", "full FT"), ("lora", "LoRA")):
         if not any(r["name"] == m_ + "-gc" for r in runs):
             continue
         for np_ in (1, 2):
             ga, gb = fig(m_ + "-gc", np_, "cats", "activations"), fig(m_, np_, "cats", "activations")
             ta, tb = fig(m_ + "-gc", np_, "tracked_total"), fig(m_, np_, "tracked_total")
-            sa, sb = fig(m_ + "-gc", np_, "tokens_per_s"), fig(m_, np_, "tokens_per_s")
             if run(m_ + "-gc", np_) is None and run(m_, np_) is None:
                 continue
             lines.append("- gradient checkpointing, %s on %d rank(s): activations %s -> %s MiB (%s), per-rank total "
-                         "%s -> %s MiB (%s); tokens/s %s -> %s (%s)"
+                         "%s -> %s MiB (%s); tokens/s %s"
                          % (lab, np_, mib(gb), mib(ga), pct(ratio(ga, gb) - 1 if ratio(ga, gb) is not None else None),
                             mib(tb), mib(ta), pct(ratio(ta, tb) - 1 if ratio(ta, tb) is not None else None),
-                            na(sb, "%.0f"), na(sa, "%.0f"), pct(ratio(sa, sb) - 1 if ratio(sa, sb) is not None else None)))
+                            tput(run(m_, np_), run(m_ + "-gc", np_), "pct")))
             headline["gc_saving_%s_%drank" % (m_, np_)] = (1 - ratio(ta, tb)) if ratio(ta, tb) is not None else None
     ar_f, ar_l = fig("full", 2, "comm_bytes", "allreduce"), fig("lora", 2, "comm_bytes", "allreduce")
     lines.append("- bytes all-reduced per step on 2 ranks: full FT %s vs LoRA %s = **%s**; QLoRA %s; sharded QLoRA "
@@ -538,19 +718,20 @@ def main():
                     human_bytes(fig("qlora-sharded", 2, "comm_bytes", "allgather"))))
     zc = run("full-zero1", 2)
     if zc:
-        lines.append("- full FT + ZeRO-1 per step on 2 ranks: %s" % ", ".join(
-            "%s %s" % (k, human_bytes(v)) for k, v in zc["comm_bytes"].items() if num(v) and v))
+        lines.append("- full FT + ZeRO-1 per step on 2 ranks: %s = %s in all" % (", ".join(
+            "%s %s" % (k, human_bytes(v)) for k, v in zc["comm_bytes"].items() if num(v) and v),
+            human_bytes(zc["comm_bytes_total"])))
     headline["full_over_lora_allreduce_bytes"] = ratio(ar_f, ar_l)
+    headline["zero1_comm_bytes_per_step"] = zc["comm_bytes_total"] if zc else None
     sp = []
     for m_ in ("lora", "qlora", "qlora-gc", "full", "full-gc"):
-        s1, s2 = fig(m_, 1, "tokens_per_s"), fig(m_, 2, "tokens_per_s")
-        if s1 or s2:
-            sp.append("%s %s -> %s (%s)" % (MODE_LABEL[m_], na(s1, "%.0f"), na(s2, "%.0f"), rx(ratio(s2, s1))))
+        if run(m_, 1) or run(m_, 2):
+            sp.append("%s %s" % (MODE_LABEL[m_], tput(run(m_, 1), run(m_, 2), "ratio")))
     lines.append("- tokens/s, 1 -> 2 ranks (global throughput, %s sequences per rank): %s"
                  % (na(a.batch, "%d"), "; ".join(sp) or "n/a"))
-    lines.append("- tokens/s on 1 rank: full FT / LoRA = %s, QLoRA / LoRA = %s"
-                 % (rx(ratio(fig("full", 1, "tokens_per_s"), fig("lora", 1, "tokens_per_s"))),
-                    rx(ratio(fig("qlora", 1, "tokens_per_s"), fig("lora", 1, "tokens_per_s")))))
+    lines.append("- tokens/s on 1 rank: LoRA -> full FT %s; LoRA -> QLoRA %s"
+                 % (tput(run("lora", 1), run("full", 1), "ratio"), tput(run("lora", 1), run("qlora", 1), "ratio")))
+    headline["tokens_per_s_comparisons"] = comparisons
     gaps = [(r["vm_hwm"] - r["tracked_total"], r) for r in runs
             if r["status"] == "ok" and num(r["vm_hwm"]) and num(r["tracked_total"])]
     if gaps:
@@ -621,9 +802,12 @@ def main():
                     "vm_hwm_bytes": r["vm_hwm"], "vm_hwm_max_rank_bytes": r["vm_hwm_max"],
                     "tokens_per_s_median": r["tokens_per_s"], "tokens_per_s_min": r["tokens_per_s_min"],
                     "tokens_per_s_max": r["tokens_per_s_max"], "comm_wait_s_median": r["comm_wait_s"]})
+        row.update({"cores": r["cores"], "shared_cores_with_other_work": r["shared_cores"]})
         for c in colls:
             row["%s_bytes_per_step" % c] = r["comm_bytes"].get(c)
-        row.update({"comm_bytes_per_step": r["comm_bytes_total"], "predicted_total_bytes": r["predicted_total"],
+        row.update({"comm_bytes_per_step": r["comm_bytes_total"],
+                    "grad_started_in_backward_bytes_per_step": r["grad_started"],
+                    "predicted_total_bytes": r["predicted_total"],
                     "measured_total_excl_other_bytes": r["measured_total_excl_other"],
                     "predicted_over_measured": r["predicted_over_measured"],
                     "base_quant_bits_per_param": r["base"].get("quant_bits_per_param"),
@@ -638,17 +822,23 @@ def main():
             for row in rows:
                 w.writerow({k: ("n/a" if v is None else v) for k, v in row.items()})
     logdir = os.path.join(a.out, "logs")
-    shutil.rmtree(logdir, ignore_errors=True)
-    os.makedirs(logdir)
-    for r in runs:
-        if os.path.exists(r["log"]):
-            shutil.copy(r["log"], os.path.join(logdir, "%s-np%d.log" % (r["name"], r["ranks"])))
+    if not a.from_dir:
+        shutil.rmtree(logdir, ignore_errors=True)
+        os.makedirs(logdir)
+        for r in runs:
+            if os.path.exists(r["log"]):
+                shutil.copy(r["log"], os.path.join(logdir, "%s-np%d.log" % (r["name"], r["ranks"])))
+    elif os.path.realpath(a.out) != os.path.realpath(a.from_dir) and os.path.isdir(os.path.join(a.from_dir, "logs")):
+        shutil.rmtree(logdir, ignore_errors=True)
+        shutil.copytree(os.path.join(a.from_dir, "logs"), logdir)
     settings = {"steps": a.steps, "max_seq_length": a.seq, "per_device_train_batch_size": a.batch, "r": a.r,
                 "lora_alpha": 2 * a.r if a.r else None, "target_modules": a.targets, "threads_per_rank": a.threads,
                 "learning_rate": a.lr, "plan_seq": a.plan_seq, "plan_batch": a.plan_batch,
                 "data": "data/tinyshakespeare/input.txt as a token file of models/stories260K/tok512.bin",
                 "data_tokens": data_tokens, "elapsed_s": a.elapsed_s}
-    raw = {"machine": mach, "model": model, "settings": settings, "headline": headline,
+    if a.from_dir:
+        settings["rendered_again_from_runs_json"] = True
+    raw = {"machine": mach, "model": model, "settings": settings, "headline": headline, "throughput_rule": tctx,
            "runs": [dict(run_row(r), memory_json=r["memory_json"], metrics=r["metrics"],
                          predicted_bytes=(r["plan"] or {}).get("bytes"),
                          predicted_over_measured_by_category=r["predicted_over_measured_by_category"],
@@ -697,13 +887,24 @@ def main():
     prev = None
     for r in runs:
         fam = r["name"].split("-")[0]
+        noise = ("other work %.2f + %d cores > %d CPUs" % (tctx["other_work"], r["cores"], tctx["usable_cpus"])
+                 if r["shared_cores"] else "the load during the run is unknown" if r["shared_cores"] is None else None)
         trows.append({"label": rlabel(r), "missing": missing(r), "gap": prev is not None and fam != prev,
                       "segs": [("tokens/s", r["tokens_per_s"], MODE_COLORS.get(fam, "#888"))],
-                      "note": "%s tok/s" % na(r["tokens_per_s"], "%.0f")})
+                      "tips": {"tokens/s": "%s (median of steps 2..%d)" % (na(r["tokens_per_s"], "%.1f"), r["steps"])},
+                      "range": (r["tokens_per_s_min"], r["tokens_per_s_max"],
+                                "steps 2..%d: slowest %s, fastest %s tokens/s"
+                                % (r["steps"], na(r["tokens_per_s_min"], "%.1f"), na(r["tokens_per_s_max"], "%.1f"))),
+                      "noise": noise,
+                      "note": "%s tok/s%s" % (na(r["tokens_per_s"], "%.0f"), " · noise: shared cores" if noise else "")})
         prev = fam
     svg_hbars(os.path.join(a.out, "throughput.svg"), "Training throughput (measured)",
-              "median tokens/s over steps 2..%s, all ranks together, %s thread(s) per rank" % (a.steps, a.threads),
-              trows, [("LoRA", MODE_COLORS["lora"]), ("QLoRA", MODE_COLORS["qlora"]), ("full FT", MODE_COLORS["full"])],
+              "median tokens/s over steps 2..%s, all ranks together, %s thread(s) per rank; whisker: slowest to "
+              "fastest step. Hatched, noise: the run shared its cores with other work (other work %s cores, from the "
+              "load average, + the run's cores > %s usable CPUs), so its figure is not this machine's throughput"
+              % (a.steps, a.threads, na(tctx["other_work"], "%.2f"), na(tctx["usable_cpus"], "%d")),
+              trows, [("LoRA", MODE_COLORS["lora"]), ("QLoRA", MODE_COLORS["qlora"]), ("full FT", MODE_COLORS["full"]),
+                      ("steps' range", "range"), ("noise: shared cores", "hatch")],
               "tokens/s")
     crows = []
     prev = None
@@ -713,10 +914,14 @@ def main():
         crows.append({"label": rlabel(r), "missing": missing(r), "gap": prev is not None and fam != prev,
                       "segs": [(c, r["comm_bytes"].get(c) / MiB if num(r["comm_bytes"].get(c)) else None,
                                 COLL_COLORS.get(c, "#888")) for c in colls],
+                      "tips": {c: "%s (%s bytes) per step" % (human_bytes(r["comm_bytes"].get(c)), intc(r["comm_bytes"].get(c)))
+                               for c in colls},
                       "note": ("%s / step" % human_bytes(tot)) if num(tot) and tot else ("none (1 rank)" if r["ranks"] == 1 else human_bytes(tot))})
         prev = fam
     svg_hbars(os.path.join(a.out, "comm.svg"), "Bytes communicated per step (measured, rank 0's counters)",
-              "runs on more than 1 rank; median over steps 2..%s of metrics.jsonl's *_bytes fields" % a.steps, crows,
+              "runs on more than 1 rank; each collective's median over steps 2..%s of metrics.jsonl's counters "
+              "(grad_started_bytes, the gradient bytes whose reduction began during backward, is a part of the "
+              "all-reduce or reduce-scatter and not drawn)" % a.steps, crows,
               [(c, COLL_COLORS.get(c, "#888")) for c in colls], "MiB per step")
     order = list(MODE_LABEL)
     pm = []
@@ -746,10 +951,12 @@ def main():
     md = []
     w = md.append
     w("# LoRA vs QLoRA vs full fine-tuning: measured memory, throughput and communication\n")
-    w("Written by `benchmarks/report.sh` on %s (%s s of model generation, runs and planner calls). "
+    w("Written by `benchmarks/report.sh` on %s (%s s of model generation, runs and planner calls)%s. "
       "Every figure below comes from the runs of that invocation; the raw figures are in `runs.csv`/`runs.json` "
       "(with each run's memory.json and metrics.jsonl) and `plan.csv`/`plan.json`, the logs in `logs/`.\n"
-      % (mach["date"], na(a.elapsed_s, "%d")))
+      % (mach["date"], na(a.elapsed_s, "%d"),
+         "; this text, the tables and the plots rendered again from its `runs.json` and `plan.json` by "
+         "`benchmarks/report.py --from`" if a.from_dir else ""))
     w("## Machine\n")
     w("| | |\n|---|---|")
     w("| CPU | %s (%s) |" % (mach["cpu_model"], mach["cpu_isa"]))
@@ -764,9 +971,10 @@ def main():
     w("| binary | `%s` (built %s, sha256 %s), copied to WORK/loratrain before the first run and used for all |"
       % (mach["binary"], mach["binary_mtime"], mach["binary_sha256"][:16]))
     w("| git commit | `%s`%s |" % (mach["git_commit"], (" with uncommitted changes in " + ", ".join(mach["git_modified"])) if mach["git_modified"] else ""))
-    w("| load average (1, 5, 15 min) | %s at the start, %s at the end (other work on the same cores slows the runs) |"
-      % (read_text(os.path.join(a.work, "loadavg.start")).strip().replace(" ", ", ") or "n/a",
-         ", ".join("%.2f" % x for x in mach["load_average"]) if mach["load_average"] else "n/a"))
+    w("| load average (1, 5, 15 min) | %s before the first run, %s after the last (other work on the same cores "
+      "slows the runs: see the throughput rule below) |"
+      % (", ".join("%.2f" % x for x in mach["load_average_start"]) if mach.get("load_average_start") else "n/a",
+         ", ".join("%.2f" % x for x in mach["load_average"]) if mach.get("load_average") else "n/a"))
     w("")
     w("## Model and settings\n")
     w("Random Llama (tests/make_random_model.py, weights N(0, 0.02²), tied classifier): dim %s, hidden %s, %s layers, "
@@ -784,11 +992,15 @@ def main():
       "finetuning_type full (every weight fp32 and trainable); zero1 shards the AdamW moments; gradient_checkpointing "
       "keeps only layer inputs. Memory is rank 0's tracked peak per category (`memory.json`; the categories peak at "
       "different moments, so their sum can exceed the tracked total peak) and its VmHWM; tokens/s is the median over "
-      "steps 2..%s (all ranks together); bytes per step are the medians of rank 0's per-step counters in metrics.jsonl. "
+      "steps 2..%s (all ranks together); bytes per step are the medians of rank 0's per-step counters of each "
+      "collective in metrics.jsonl (its grad_started_bytes, the gradient bytes whose reduction began during "
+      "backward, is a part of the all-reduce or reduce-scatter and shown apart, never added). "
       "The exact commands are in runs.csv."
       % (a.steps, a.seq, a.batch, a.threads, a.lr, intc(data_tokens), a.steps))
     w("")
     w("## Headline (measured)\n")
+    w("Throughput comparisons follow the rule under \"Throughput and communication of each run\": those marked "
+      "noise are not measured differences.\n")
     md.extend(lines)
     w("")
     w("Bytes per parameter:\n")
@@ -818,16 +1030,27 @@ def main():
     w("![tokens per second](throughput.svg)\n")
     w("![bytes per step](comm.svg)\n")
     w("## Throughput and communication of each run\n")
-    w("Throughput on this shared 2-core machine is indicative only: other work ran on the same cores (see the load "
-      "average above); the min-max column shows the spread over the steps the median is taken from.\n")
-    w("| mode | ranks | tokens/s | min-max | step s | " + " | ".join("%s / step" % c for c in colls) + " | total / step | blocked in comm s/step | loss step 1 -> last | run wall s | status |")
-    w("|---|---|---|---|---|" + "---|" * (len(colls) + 5))
+    w("**Throughput rule.** %s\n" % THROUGHPUT_RULE)
+    w("This invocation: %s usable CPUs; 1-minute load average %s before the first run and %s after the last, of "
+      "which the runs' own share is estimated at %s: other work **%s**. Runs that shared their cores: %s.\n"
+      % (na(tctx["usable_cpus"], "%d"), na(tctx["load_1min_start"], "%.2f"), na(tctx["load_1min_end"], "%.2f"),
+         na(tctx["own_share_of_end_load"], "%.2f"),
+         "%.2f cores" % tctx["other_work"] if num(tctx["other_work"]) else "unknown",
+         ", ".join("%s on %d rank(s)" % (r["mode"], r["ranks"]) for r in runs if r["shared_cores"]) or "none"
+         if num(tctx["other_work"]) else "unknown (every throughput comparison is noise)"))
+    w("| mode | ranks | tokens/s | min-max | step s | cores shared with other work | "
+      + " | ".join("%s / step" % c for c in colls)
+      + " | total / step | of which gradients started in backward / step | blocked in comm s/step | loss step 1 -> last | run wall s | status |")
+    w("|---|---|---|---|---|---|" + "---|" * (len(colls) + 6))
     for r in runs:
         step_s = (a.batch * a.seq * r["ranks"] / r["tokens_per_s"]) if num(r["tokens_per_s"]) and a.batch and a.seq and r["tokens_per_s"] else None
-        w("| %s | %d | %s | %s-%s | %s | %s | %s | %s | %s -> %s | %s | %s |" % (
+        shared = ("yes (noise): %s + %d > %d" % (na(tctx["other_work"], "%.2f"), r["cores"], tctx["usable_cpus"])
+                  if r["shared_cores"] else "no" if r["shared_cores"] is False else "unknown (noise)")
+        w("| %s | %d | %s | %s-%s | %s | %s | %s | %s | %s | %s | %s -> %s | %s | %s |" % (
             r["mode"], r["ranks"], na(r["tokens_per_s"], "%.0f"), na(r["tokens_per_s_min"], "%.0f"),
-            na(r["tokens_per_s_max"], "%.0f"), na(step_s, "%.2f"),
+            na(r["tokens_per_s_max"], "%.0f"), na(step_s, "%.2f"), shared,
             " | ".join(human_bytes(r["comm_bytes"].get(c)) for c in colls), human_bytes(r["comm_bytes_total"]),
+            human_bytes(r["grad_started"]),
             na(r["comm_wait_s"], "%.3f"), na(r["loss_first"], "%.3f"), na(r["loss_last"], "%.3f"), na(r["wall_s"], "%.0f"),
             r["status"]))
     w("")

@@ -7,6 +7,14 @@
 # runs and for Llama-2-7B / 70B on 1, 8 and 64 ranks, and writes
 # benchmarks/report/: report.md, runs.csv, runs.json, plan.csv, plan.json,
 # SVG plots and each run's log. Every figure comes from this invocation.
+# Throughput comparisons are stated only where the machine's load (the load
+# average before the first run and after the last, recorded here) and the
+# spread over steps allow it, and are marked noise otherwise (the rule is in
+# benchmarks/report.py and in report.md).
+#
+# To render report.md, the CSVs and the plots again from the recorded
+# figures, without running anything (after a change to report.py):
+#   /usr/bin/python3 benchmarks/report.py --from benchmarks/report
 #
 # Matrix (name: ranks): lora (fp32 base): 1 2; qlora (NF4 + double quant):
 # 1 2; qlora-sharded (shard_base): 2; qlora-gc (gradient_checkpointing): 1 2;
@@ -137,6 +145,10 @@ for entry in "${matrix[@]}"; do
   printf 'run\t%s\t%s\t%s\t%s\t%s\n' "$work/model.bin" "$name" "$np" "$prc" \
     "$work/plans/run-$id.out" >>"$work/plans.tsv"
 done
+
+# Right after the last run: the load average counts the runs' own processes,
+# and report.py takes out their share from the runs' order and lengths.
+cut -d" " -f1-3 /proc/loadavg >"$work/loadavg.end" 2>/dev/null || true
 
 # The planner for published shapes: Llama-2-7B and 70B on 1, 8 and 64 ranks.
 echo "== planner: llama-2-7b and llama-2-70b, seq $plan_seq, batch $plan_batch, LoRA r $r on $targets"

@@ -8,17 +8,10 @@
 
 #include "core/alloc.h"
 #include "io/fileutil.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 
 #define PEFT_PREFIX "base_model.model."
-
-/* Rows of q_proj / k_proj B are rotary dimensions; others are not. */
-static int rope_heads(const lt_model_config *c, const char *name) {
-    if (c->rope_layout == LT_ROPE_HALF) return 0;
-    if (strstr(name, ".q_proj.lora_B") || strstr(name, ".q_proj.weight")) return c->n_heads;
-    if (strstr(name, ".k_proj.lora_B") || strstr(name, ".k_proj.weight")) return c->n_kv_heads;
-    return 0;
-}
 
 lt_status lt_model_save_safetensors(lt_model *m, const char *dir, lt_error *err) {
     lt_status st = lt_make_dirs(dir, err);
@@ -41,7 +34,7 @@ lt_status lt_model_save_safetensors(lt_model *m, const char *dir, lt_error *err)
     for (int i = 0; i < t->count; i++) {
         const lt_tensor_desc *d = &t->t[i];
         float *src = host + d->offset;
-        int heads = rope_heads(c, d->name);
+        int heads = lt_rope_rotary_heads(c, d->name);
         if (heads) { /* in place through one tensor's scratch */
             lt_rope_permute_rows(src, perm, heads, lt_head_dim(c), d->cols, 1);
             memcpy(src, perm, lt_tensor_numel(d) * sizeof(float));
@@ -131,7 +124,7 @@ lt_status lt_adapter_save(lt_model *m, const char *dir, const char *base_model, 
         const lt_tensor_desc *d = &t->t[i];
         snprintf(names[i], sizeof names[i], PEFT_PREFIX "%s", d->name);
         const float *src = host + d->offset;
-        int heads = rope_heads(c, d->name);
+        int heads = lt_rope_rotary_heads(c, d->name);
         if (heads) {
             lt_rope_permute_rows(src, perm + d->offset, heads, lt_head_dim(c), d->cols, 1);
             src = perm + d->offset;
@@ -158,8 +151,10 @@ lt_status lt_adapter_read_config(const char *dir, lt_lora_config *lc, lt_error *
     uint64_t size = 0;
     lt_status st = lt_read_file(path, 1u << 20, &text, &size, err);
     if (st != LT_OK) return st;
-    cJSON *root = cJSON_ParseWithLength(text, (size_t)size);
+    cJSON *root = NULL;
+    st = lt_json_parse(text, (size_t)size, path, 1, &root, err);
     free(text);
+    if (st != LT_OK) return st;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return lt_fail(err, LT_ERR_FORMAT, "%s: not a JSON object", path);
@@ -298,7 +293,7 @@ lt_status lt_adapter_load_weights(lt_model *m, const char *dir, lt_error *err) {
             goto done;
         }
         float *dst = host + d->offset;
-        int heads = rope_heads(c, d->name);
+        int heads = lt_rope_rotary_heads(c, d->name);
         if ((st = lt_st_read_f32(sf, x, heads ? tmp : dst, lt_tensor_numel(d), err)) != LT_OK) goto done;
         if (heads) lt_rope_permute_rows(tmp, dst, heads, lt_head_dim(c), d->cols, 0);
         for (size_t k = 0; k < lt_tensor_numel(d); k++)

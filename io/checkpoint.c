@@ -11,6 +11,8 @@
 
 #include "core/alloc.h"
 #include "core/hash.h"
+#include "io/checkpoint_internal.h"
+#include "io/ckpt_manifest.h"
 #include "io/fileutil.h"
 
 #define PEFT_PREFIX "base_model.model."
@@ -19,9 +21,46 @@
 
 static const char *k_groups[3] = {"adapter", "optimizer/exp_avg", "optimizer/exp_avg_sq"};
 
-
 /* HDF5 prints an error stack on every failed call; we report one line. */
-static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+void lt_ck_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/* The 1.8 file format and later: the superblock, object headers and
+ * B-trees carry checksums, so a damaged header is an HDF5 error rather
+ * than a value read wrong (h5py and h5dump read it). */
+hid_t lt_ck_fapl(void) {
+    hid_t p = H5Pcreate(H5P_FILE_ACCESS);
+    if (p >= 0 && H5Pset_libver_bounds(p, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) {
+        H5Pclose(p);
+        return -1;
+    }
+    return p;
+}
+
+/* Groups keep their links and every object its attributes in its own
+ * object header, which the 1.8 format checksums: past 8 of either HDF5
+ * moves them to a fractal heap whose blocks carry no checksum, and a
+ * flipped bit there crashed HDF5 1.10's link iteration in the byte-flip
+ * test. (An object header grows by checksummed continuation chunks.) */
+static int compact_storage(hid_t plist) {
+    return plist >= 0 && H5Pset_link_phase_change(plist, 65535, 65535) >= 0 &&
+           H5Pset_attr_phase_change(plist, 65535, 65535) >= 0;
+}
+
+hid_t lt_ck_fcpl(void) {
+    hid_t p = H5Pcreate(H5P_FILE_CREATE);
+    if (p >= 0 && !compact_storage(p)) {
+        H5Pclose(p);
+        return -1;
+    }
+    return p;
+}
+
+hid_t lt_ck_group(hid_t loc, const char *name) {
+    hid_t p = H5Pcreate(H5P_GROUP_CREATE);
+    hid_t g = compact_storage(p) ? H5Gcreate2(loc, name, H5P_DEFAULT, p, H5P_DEFAULT) : -1;
+    if (p >= 0) H5Pclose(p);
+    return g;
+}
 
 lt_status lt_file_fingerprint(const char *path, uint64_t *bytes, uint64_t *fingerprint,
                               lt_error *err) {
@@ -31,13 +70,13 @@ lt_status lt_file_fingerprint(const char *path, uint64_t *bytes, uint64_t *finge
     if (!f) return lt_fail(err, LT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     const size_t MiB = 1u << 20;
     unsigned char *buf = malloc(MiB);
-    uint64_t h = lt_fnv1a64(LT_FNV1A64_BASIS, bytes, sizeof *bytes);
+    uint64_t h = lt_hash64(bytes, sizeof *bytes);
     for (int part = 0; part < 2 && buf && st == LT_OK; part++) {
         uint64_t at = part == 0 ? 0 : (*bytes > MiB ? *bytes - MiB : 0);
         size_t n = *bytes - at < MiB ? (size_t)(*bytes - at) : MiB;
         if (fseek(f, (long)at, SEEK_SET) != 0) st = lt_fail(err, LT_ERR_IO, "%s: seek failed", path);
         if (st == LT_OK) st = lt_read_exact(f, buf, n, path, "fingerprint", err);
-        if (st == LT_OK) h = lt_fnv1a64(h, buf, n);
+        if (st == LT_OK) h = lt_hash64_seeded(h, buf, n);
     }
     if (!buf) st = lt_fail(err, LT_ERR_NOMEM, "%s: fingerprint: out of memory", path);
     free(buf);
@@ -46,68 +85,125 @@ lt_status lt_file_fingerprint(const char *path, uint64_t *bytes, uint64_t *finge
     return st;
 }
 
-/* ------------------------------------------------------------- writing */
+/* ------------------------------------------------------- row order
+ * Files hold q_proj / k_proj rows (weights, LoRA B and their moments) in
+ * Hugging Face's rotate-half order whatever layout the model computes in;
+ * these move one tensor between the two in place. */
 
-static int put_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
+size_t lt_ck_largest_rotary(const lt_model_config *c, const lt_param_table *t) {
+    size_t n = 0;
+    for (int i = 0; i < t->count; i++)
+        if (lt_rope_rotary_heads(c, t->t[i].name) && lt_tensor_numel(&t->t[i]) > n) n = lt_tensor_numel(&t->t[i]);
+    return n;
+}
+
+void lt_ck_reorder(const lt_model_config *c, const lt_tensor_desc *d, float *x, float *scratch,
+                    int to_file) {
+    const int heads = lt_rope_rotary_heads(c, d->name);
+    if (!heads) return;
+    lt_rope_permute_rows(x, scratch, heads, lt_head_dim(c), d->cols, to_file);
+    memcpy(x, scratch, lt_tensor_numel(d) * sizeof(float));
+}
+
+/* ------------------------------------------------------------- writing
+ * Every put_* records what it writes in the manifest. */
+
+static const char *path_of(hid_t o, char *buf, size_t cap) {
+    ssize_t n = H5Iget_name(o, buf, cap);
+    return n > 0 && (size_t)n < cap ? buf : NULL;
+}
+
+static int put_attr(lt_manifest *mf, hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
+                    lt_mf_kind kind, const void *v, size_t count) {
+    char owner[1024];
+    const char *p = path_of(obj, owner, sizeof owner);
+    hsize_t dim = count;
+    hid_t sp = kind == LT_MF_U64S ? H5Screate_simple(1, &dim, NULL) : H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(obj, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = a >= 0 && H5Awrite(a, mem_type, v) >= 0;
+    int ok = p && a >= 0 && H5Awrite(a, mem_type, v) >= 0 && lt_manifest_add_attr(mf, p, name, kind, v, count);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     return ok;
 }
-static int put_i64(hid_t o, const char *n, int64_t v) { return put_attr(o, n, H5T_STD_I64LE, H5T_NATIVE_INT64, &v); }
-static int put_u64(hid_t o, const char *n, uint64_t v) { return put_attr(o, n, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v); }
-static int put_f64(hid_t o, const char *n, double v) { return put_attr(o, n, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v); }
-static int put_str(hid_t o, const char *n, const char *v) {
+static int put_i64(lt_manifest *mf, hid_t o, const char *n, int64_t v) {
+    return put_attr(mf, o, n, H5T_STD_I64LE, H5T_NATIVE_INT64, LT_MF_I64, &v, 1);
+}
+int lt_ck_put_u64(lt_manifest *mf, hid_t o, const char *n, uint64_t v) {
+    return put_attr(mf, o, n, H5T_STD_U64LE, H5T_NATIVE_UINT64, LT_MF_U64, &v, 1);
+}
+static int put_f64(lt_manifest *mf, hid_t o, const char *n, double v) {
+    return put_attr(mf, o, n, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, LT_MF_F64, &v, 1);
+}
+int lt_ck_put_u64s(lt_manifest *mf, hid_t o, const char *n, const uint64_t *v, size_t count) {
+    return put_attr(mf, o, n, H5T_STD_U64LE, H5T_NATIVE_UINT64, LT_MF_U64S, v, count);
+}
+int lt_ck_put_str(lt_manifest *mf, hid_t o, const char *n, const char *v) {
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, strlen(v) + 1);
     H5Tset_strpad(t, H5T_STR_NULLTERM);
-    int ok = put_attr(o, n, t, t, v);
+    int ok = put_attr(mf, o, n, t, t, LT_MF_STR, v, 1);
     H5Tclose(t);
     return ok;
 }
 
-static int put_tensor(hid_t g, const char *name, const float *data, int rows, int cols) {
+/* Dataset g/name, float32 [rows, cols], with its hash in the manifest;
+ * *out (NULL: closed) gets the open dataset. write_data: this process
+ * writes the values (one writer under parallel HDF5, where every rank
+ * creates the dataset); a failed write clears *data_ok and returns 1, so
+ * that every rank goes on making the same collective calls. 0: the
+ * dataset or the manifest entry could not be made. */
+int lt_ck_put_tensor(lt_manifest *mf, hid_t g, const char *name, const float *data, int rows, int cols,
+                     int write_data, int *data_ok, hid_t *out) {
+    char gp[1024], full[1200];
+    const char *p = path_of(g, gp, sizeof gp);
+    if (!p) return 0;
+    snprintf(full, sizeof full, "%s/%s", strcmp(p, "/") ? p : "", name);
     hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
     hid_t sp = H5Screate_simple(2, dims, NULL);
     hid_t d = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    if (d >= 0 && write_data && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        *data_ok = 0;
     /* The host is little-endian (x86-64, aarch64): these are the file's bytes. */
-    ok = ok && put_u64(d, "checksum_fnv1a64",
-                       lt_fnv1a64(LT_FNV1A64_BASIS, data, (size_t)rows * (size_t)cols * sizeof(float)));
-    if (d >= 0) H5Dclose(d);
+    int ok = d >= 0 && lt_manifest_add_tensor(mf, full, (uint64_t)rows, (uint64_t)cols,
+                                              lt_hash64(data, (size_t)rows * (size_t)cols * sizeof(float)));
+    if (out && ok)
+        *out = d;
+    else if (d >= 0)
+        H5Dclose(d);
     H5Sclose(sp);
     return ok;
 }
 
 /* The root attributes every checkpoint has. */
-static int put_root_attrs(hid_t f, const lt_ckpt_meta *meta, const char *config_json, const char *type) {
-    return put_str(f, "format", LT_CHECKPOINT_FORMAT) && put_i64(f, "format_version", LT_CHECKPOINT_VERSION) &&
-           put_str(f, "finetuning_type", type) &&
-           put_i64(f, "global_step", meta->global_step) && put_i64(f, "tokens_seen", meta->tokens_seen) &&
-           put_u64(f, "data_epoch", meta->cursor.epoch) && put_u64(f, "data_position", meta->cursor.position) &&
-           put_u64(f, "seed", meta->seed) && put_i64(f, "world_size", meta->world_size) &&
-           put_str(f, "base_model_path", meta->base_path) && put_u64(f, "base_model_bytes", meta->base_bytes) &&
-           put_u64(f, "base_model_fingerprint", meta->base_fingerprint) &&
-           put_str(f, "run_config", config_json ? config_json : "{}");
+int lt_ck_put_root_attrs(lt_manifest *mf, hid_t f, const lt_ckpt_meta *meta, const char *config_json,
+                          const char *type) {
+    return lt_ck_put_str(mf, f, "format", LT_CHECKPOINT_FORMAT) &&
+           put_i64(mf, f, "format_version", LT_CHECKPOINT_VERSION) && lt_ck_put_str(mf, f, "finetuning_type", type) &&
+           lt_ck_put_str(mf, f, "tensor_row_order", LT_CHECKPOINT_ROW_ORDER) &&
+           put_i64(mf, f, "global_step", meta->global_step) && put_i64(mf, f, "tokens_seen", meta->tokens_seen) &&
+           lt_ck_put_u64(mf, f, "data_epoch", meta->cursor.epoch) && lt_ck_put_u64(mf, f, "data_position", meta->cursor.position) &&
+           lt_ck_put_u64(mf, f, "seed", meta->seed) && put_i64(mf, f, "world_size", meta->world_size) &&
+           lt_ck_put_str(mf, f, "base_model_path", meta->base_path) && lt_ck_put_u64(mf, f, "base_model_bytes", meta->base_bytes) &&
+           lt_ck_put_u64(mf, f, "base_model_fingerprint", meta->base_fingerprint) &&
+           lt_ck_put_str(mf, f, "run_config", config_json ? config_json : "{}");
 }
 
 /* /optimizer's attributes (the group exists). */
-static int put_optimizer_attrs(hid_t f, const lt_adamw *opt) {
+int lt_ck_put_optimizer_attrs(lt_manifest *mf, hid_t f, const lt_adamw *opt) {
     hid_t o = H5Gopen2(f, "optimizer", H5P_DEFAULT);
-    int ok = o >= 0 && put_i64(o, "step", opt->step) && put_f64(o, "beta1", opt->cfg.beta1) &&
-             put_f64(o, "beta2", opt->cfg.beta2) && put_f64(o, "eps", opt->cfg.eps) &&
-             put_f64(o, "weight_decay", opt->cfg.weight_decay);
+    int ok = o >= 0 && put_i64(mf, o, "step", opt->step) && put_f64(mf, o, "beta1", opt->cfg.beta1) &&
+             put_f64(mf, o, "beta2", opt->cfg.beta2) && put_f64(mf, o, "eps", opt->cfg.eps) &&
+             put_f64(mf, o, "weight_decay", opt->cfg.weight_decay);
     if (o >= 0) H5Gclose(o);
     return ok;
 }
 
-static int put_scheduler(hid_t f, const lt_ckpt_meta *meta) {
-    hid_t s = H5Gcreate2(f, "scheduler", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = s >= 0 && put_str(s, "lr_scheduler_type", lt_lr_schedule_name(meta->sched.kind)) &&
-             put_f64(s, "learning_rate", meta->sched.lr) && put_i64(s, "warmup_steps", meta->sched.warmup_steps) &&
-             put_i64(s, "total_steps", meta->sched.total_steps);
+int lt_ck_put_scheduler(lt_manifest *mf, hid_t f, const lt_ckpt_meta *meta) {
+    hid_t s = lt_ck_group(f, "scheduler");
+    int ok = s >= 0 && lt_ck_put_str(mf, s, "lr_scheduler_type", lt_lr_schedule_name(meta->sched.kind)) &&
+             put_f64(mf, s, "learning_rate", meta->sched.lr) &&
+             put_i64(mf, s, "warmup_steps", meta->sched.warmup_steps) &&
+             put_i64(mf, s, "total_steps", meta->sched.total_steps);
     if (s >= 0) H5Gclose(s);
     return ok;
 }
@@ -121,55 +217,102 @@ static void targets_text(unsigned mask, char *buf, size_t cap) {
         }
 }
 
+/* The core driver's memory, kept when the file closes: an image taken
+ * with H5Fget_file_image while a 1.8-format file is open carries a
+ * superblock whose checksum does not match (HDF5 1.10 marks it open), so
+ * the image is the driver's own buffer after H5Fclose has finished it. */
+typedef struct {
+    void *kept;
+} image_keeper;
+
+static void *img_malloc(size_t n, H5FD_file_image_op_t op, void *u) {
+    (void)op, (void)u;
+    return calloc(1, n ? n : 1);
+}
+static void *img_memcpy(void *d, const void *s, size_t n, H5FD_file_image_op_t op, void *u) {
+    (void)op, (void)u;
+    return memcpy(d, s, n);
+}
+static void *img_realloc(void *p, size_t n, H5FD_file_image_op_t op, void *u) {
+    (void)op, (void)u;
+    return realloc(p, n ? n : 1);
+}
+static herr_t img_free(void *p, H5FD_file_image_op_t op, void *u) {
+    image_keeper *k = u;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && !k->kept)
+        k->kept = p;
+    else
+        free(p);
+    return 0;
+}
+static void *img_udata_copy(void *u) { return u; }
+static herr_t img_udata_free(void *u) {
+    (void)u;
+    return 0;
+}
+
 /* Builds the checkpoint as an HDF5 file image in memory (the core driver,
  * no backing store) and returns it in *image (malloc). HDF5 never writes
  * the disk itself: a full disk then fails our own fwrite with errno set,
  * instead of leaving HDF5 a half-flushed open file that its exit handler
- * trips over. */
+ * trips over. state: the LoRA parameters and both moments, numel floats
+ * each, in the file's row order. */
 static int build_image(lt_model *m, const lt_adamw *opt, const lt_ckpt_meta *meta,
-                       const char *config_json, const float *params, void **image, size_t *size) {
+                       const char *config_json, const float *state, void **image, size_t *size) {
     *image = NULL;
+    const lt_param_table *t = lt_model_lora_table(m);
     /* One allocation for the image: the three tensors sets plus room for
-     * HDF5's metadata (growing by small increments copies it repeatedly). */
-    const size_t guess = 3 * lt_model_lora_table(m)->numel * sizeof(float) + ((size_t)4 << 20);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fapl_core(fapl, guess, 0) < 0) return 0;
-    hid_t f = H5Fcreate("checkpoint.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+     * HDF5's metadata and the manifest (growing by small increments
+     * copies it repeatedly). */
+    const size_t guess = 3 * t->numel * sizeof(float) + (size_t)t->count * 1024 + ((size_t)4 << 20);
+    image_keeper keeper = {NULL};
+    H5FD_file_image_callbacks_t cb = {img_malloc, img_memcpy, img_realloc, img_free,
+                                      img_udata_copy, img_udata_free, &keeper};
+    hid_t fapl = lt_ck_fapl();
+    if (fapl < 0 || H5Pset_fapl_core(fapl, guess, 0) < 0 || H5Pset_file_image_callbacks(fapl, &cb) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return 0;
+    }
+    hid_t fcpl = lt_ck_fcpl();
+    hid_t f = fcpl >= 0 ? H5Fcreate("checkpoint.h5", H5F_ACC_TRUNC, fcpl, fapl) : -1;
     H5Pclose(fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
     if (f < 0) return 0;
+    lt_manifest *mf = lt_manifest_new();
     const lt_lora_config *lc = lt_model_lora_config(m);
     char targets[256];
     targets_text(lc->targets, targets, sizeof targets);
-    int ok = put_root_attrs(f, meta, config_json, "lora") && put_i64(f, "lora_r", lc->r) &&
-             put_f64(f, "lora_alpha", lc->alpha) && put_i64(f, "use_rslora", lc->use_rslora) &&
-             put_str(f, "target_modules", targets);
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
-    const lt_param_table *t = lt_model_lora_table(m);
-    const float *src[3] = {params, opt->m, opt->v};
+    int data_ok = 1;
+    int ok = mf && lt_ck_put_root_attrs(mf, f, meta, config_json, "lora") && put_i64(mf, f, "lora_r", lc->r) &&
+             put_f64(mf, f, "lora_alpha", lc->alpha) && put_i64(mf, f, "use_rslora", lc->use_rslora) &&
+             lt_ck_put_str(mf, f, "target_modules", targets);
+    hid_t og = ok ? lt_ck_group(f, "optimizer") : -1;
+    ok = ok && og >= 0;
+    if (og >= 0) H5Gclose(og);
     for (int g = 0; g < 3 && ok; g++) {
-        hid_t grp = H5Gcreate2(f, k_groups[g], lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t grp = lt_ck_group(f, k_groups[g]);
         ok = grp >= 0;
         for (int i = 0; i < t->count && ok; i++) {
             char name[LT_TENSOR_NAME_MAX + 32];
             snprintf(name, sizeof name, PEFT_PREFIX "%s", t->t[i].name);
-            ok = put_tensor(grp, name, src[g] + t->t[i].offset, t->t[i].rows, t->t[i].cols);
+            ok = lt_ck_put_tensor(mf, grp, name, state + (size_t)g * t->numel + t->t[i].offset, t->t[i].rows,
+                                  t->t[i].cols, 1, &data_ok, NULL) &&
+                 data_ok;
         }
-        if (ok && g == 1) ok = put_optimizer_attrs(f, opt);
+        if (ok && g == 1) ok = lt_ck_put_optimizer_attrs(mf, f, opt);
         if (grp >= 0) H5Gclose(grp);
     }
-    H5Pclose(lcpl);
-    ok = ok && put_scheduler(f, meta);
+    ok = ok && lt_ck_put_scheduler(mf, f, meta) && lt_manifest_write(mf, f, 1);
+    lt_manifest_free(mf);
     ok = ok && H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0;
+    /* The file's size: the driver's buffer may be rounded up past it. */
     ssize_t n = ok ? H5Fget_file_image(f, NULL, 0) : -1;
-    ok = ok && n > 0 && (*image = malloc((size_t)n)) != NULL &&
-         H5Fget_file_image(f, *image, (size_t)n) == n;
+    ok = H5Fclose(f) >= 0 && ok && n > 0 && keeper.kept;
     *size = ok ? (size_t)n : 0;
-    ok = H5Fclose(f) >= 0 && ok;
-    if (!ok) {
-        free(*image);
-        *image = NULL;
-    }
+    if (ok)
+        *image = keeper.kept;
+    else
+        free(keeper.kept);
     return ok;
 }
 
@@ -223,9 +366,6 @@ static size_t list_checkpoints(const char *dir, int64_t **steps) {
     return n;
 }
 
-static lt_status place(lt_atomic_file *af, const char *output_dir, const char *path, int64_t step,
-                       int keep, char *written, size_t cap, lt_error *err);
-
 /* A save killed before its rename leaves its temporary (a whole
  * checkpoint's size) behind; a preempted run would collect one per kill.
  * Called once a save of this run has completed, when no other save of it
@@ -249,23 +389,36 @@ static void remove_stale_temporaries(const char *dir) {
     closedir(d);
 }
 
+static lt_status verify(const char *path, FILE *out, int tensors, lt_error *err);
+
 lt_status lt_checkpoint_save(const char *output_dir, lt_model *m, const lt_adamw *opt,
                              const lt_ckpt_meta *meta, const char *run_config_json, int keep,
                              char *written, size_t cap, lt_error *err) {
-    quiet();
+    lt_ck_quiet();
     const lt_param_table *t = lt_model_lora_table(m);
     if (!t || !lt_model_lora_config(m) || opt->n != t->numel)
         return lt_fail(err, LT_ERR_INVALID, "checkpoint: the model's LoRA state and the optimizer disagree");
-    float *params = malloc(t->numel * sizeof(float));
-    if (!params) return lt_fail(err, LT_ERR_NOMEM, "checkpoint: out of memory");
+    const lt_model_config *c = lt_model_get_config(m);
+    float *state = malloc(3 * t->numel * sizeof(float) + 1);
+    float *scratch = malloc(lt_ck_largest_rotary(c, t) * sizeof(float) + 1);
+    if (!state || !scratch) {
+        free(state);
+        free(scratch);
+        return lt_fail(err, LT_ERR_NOMEM, "checkpoint: out of memory");
+    }
     const lt_ops *o = lt_model_get_ops(m);
-    o->download(o, params, lt_model_lora_params(m), t->numel * sizeof(float));
+    o->download(o, state, lt_model_lora_params(m), t->numel * sizeof(float));
+    memcpy(state + t->numel, opt->m, t->numel * sizeof(float));
+    memcpy(state + 2 * t->numel, opt->v, t->numel * sizeof(float));
+    for (int g = 0; g < 3; g++)
+        for (int i = 0; i < t->count; i++) lt_ck_reorder(c, &t->t[i], state + (size_t)g * t->numel + t->t[i].offset, scratch, 1);
+    free(scratch);
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoint-%lld.h5", output_dir, (long long)meta->global_step);
     void *image = NULL;
     size_t size = 0;
-    int ok = build_image(m, opt, meta, run_config_json, params, &image, &size);
-    free(params);
+    int ok = build_image(m, opt, meta, run_config_json, state, &image, &size);
+    free(state);
     if (!ok)
         return lt_fail(err, LT_ERR_NOMEM, "%s: cannot build the checkpoint in memory (HDF5 failed or "
                        "out of memory); the previous checkpoint is kept", path);
@@ -275,16 +428,21 @@ lt_status lt_checkpoint_save(const char *output_dir, lt_model *m, const lt_adamw
     free(image);
     if (st == LT_OK && fflush(af.f) != 0)
         st = lt_fail(err, LT_ERR_IO, "%s: write failed: %s", af.tmp, strerror(errno));
+    /* What reached the file is read back and verified before it replaces
+     * anything: save_total_limit may delete the checkpoint it supersedes. */
+    lt_error ve;
+    if (st == LT_OK && verify(af.tmp, NULL, 0, &ve) != LT_OK)
+        st = lt_fail(err, LT_ERR_IO, "%s: the written checkpoint does not verify (%s)", path, ve.msg);
     if (st != LT_OK) {
         lt_atomic_abort(&af);
         return lt_fail_context(err, "checkpoint not saved (the previous one is kept)");
     }
-    return place(&af, output_dir, path, meta->global_step, keep, written, cap, err);
+    return lt_ck_place(&af, output_dir, path, meta->global_step, keep, written, cap, err);
 }
 
 /* The written temporary file of af: flushed, renamed into place, then the
  * pointer moved to it and the oldest checkpoints beyond keep removed. */
-static lt_status place(lt_atomic_file *af, const char *output_dir, const char *path, int64_t step,
+lt_status lt_ck_place(lt_atomic_file *af, const char *output_dir, const char *path, int64_t step,
                        int keep, char *written, size_t cap, lt_error *err) {
     fault_point("before_rename", step);
     lt_status st = lt_atomic_commit(af, err);
@@ -312,94 +470,81 @@ static lt_status place(lt_atomic_file *af, const char *output_dir, const char *p
 
 /* ------------------------------------------------------------- reading */
 
-typedef struct {
-    const char *path;
-    hid_t f;
-    lt_error *err;
-} reader;
-
-static lt_status bad(reader *r, const char *what) {
+lt_status lt_ck_bad(lt_ck_reader *r, const char *what) {
     return lt_fail(r->err, LT_ERR_FORMAT, "%s: %s", r->path, what);
 }
 
-static lt_status get_attr(reader *r, hid_t obj, const char *name, hid_t mem_type, void *v) {
-    if (H5Aexists(obj, name) <= 0) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "attribute %s is missing (not a loratrain checkpoint, or damaged)", name);
-        return bad(r, msg);
-    }
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    int ok = a >= 0 && H5Aread(a, mem_type, v) >= 0;
-    if (a >= 0) H5Aclose(a);
-    if (!ok) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "attribute %s cannot be read (damaged file)", name);
-        return bad(r, msg);
-    }
-    return LT_OK;
+/* Attribute values: the manifest has vouched for them by the time any is
+ * read (open_checked), so these only convert. */
+lt_status lt_ck_get_num(lt_ck_reader *r, hid_t obj, const char *name, lt_mf_kind kind, void *v) {
+    if (lt_h5_attr_number(obj, name, kind, v)) return LT_OK;
+    char msg[160];
+    snprintf(msg, sizeof msg, "attribute %s is missing or not a number (not a loratrain checkpoint, or damaged)",
+             name);
+    return lt_ck_bad(r, msg);
 }
 
-static lt_status get_str(reader *r, hid_t obj, const char *name, char **out) {
-    *out = NULL;
-    if (H5Aexists(obj, name) <= 0) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "attribute %s is missing (not a loratrain checkpoint, or damaged)", name);
-        return bad(r, msg);
-    }
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = a >= 0 ? H5Aget_type(a) : -1;
-    size_t n = ft >= 0 && H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft) ? H5Tget_size(ft) : 0;
-    int ok = n > 0 && n <= MAX_STR;
-    if (ok) {
-        *out = calloc(1, n + 1);
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, n);
-        ok = *out && H5Aread(a, mt, *out) >= 0;
-        H5Tclose(mt);
-    }
-    if (ft >= 0) H5Tclose(ft);
-    if (a >= 0) H5Aclose(a);
-    if (!ok) {
-        free(*out);
-        *out = NULL;
-        char msg[160];
-        snprintf(msg, sizeof msg, "attribute %s is not a string of at most %d bytes", name, MAX_STR);
-        return bad(r, msg);
-    }
-    return LT_OK;
+lt_status lt_ck_get_str(lt_ck_reader *r, hid_t obj, const char *name, char **out) {
+    if (lt_h5_attr_string(obj, name, MAX_STR, out)) return LT_OK;
+    char msg[160];
+    snprintf(msg, sizeof msg, "attribute %s is missing or not a string of at most %d bytes", name, MAX_STR);
+    return lt_ck_bad(r, msg);
 }
 
-static lt_status open_checked(reader *r) {
-    quiet();
+void lt_ck_close(lt_ck_reader *r) {
+    lt_manifest_free(r->mf);
+    r->mf = NULL;
+    if (r->f >= 0) H5Fclose(r->f);
     r->f = -1;
+}
+
+/* Opens r->path, checks format and version, reads the manifest and checks
+ * every attribute and the shape of every dataset against it (data: the
+ * values of every dataset too). */
+lt_status lt_ck_open(lt_ck_reader *r, int data) {
+    lt_ck_quiet();
+    r->f = -1;
+    r->mf = NULL;
     if (access(r->path, R_OK) != 0)
         return lt_fail(r->err, LT_ERR_IO, "%s: cannot open: %s", r->path, strerror(errno));
-    if (H5Fis_hdf5(r->path) <= 0 ||
-        (r->f = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
-        return bad(r, "not a readable HDF5 file (truncated or damaged?)");
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (H5Fis_hdf5(r->path) > 0) r->f = H5Fopen(r->path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (r->f < 0) return lt_ck_bad(r, "not a readable HDF5 file (truncated or damaged?)");
     char *fmt = NULL;
-    lt_status st = get_str(r, r->f, "format", &fmt);
-    if (st == LT_OK && strcmp(fmt, LT_CHECKPOINT_FORMAT) != 0) st = bad(r, "format is not " LT_CHECKPOINT_FORMAT);
+    lt_status st = lt_ck_get_str(r, r->f, "format", &fmt);
+    if (st == LT_OK && strcmp(fmt, LT_CHECKPOINT_FORMAT) != 0) st = lt_ck_bad(r, "format is not " LT_CHECKPOINT_FORMAT);
     free(fmt);
     int64_t v = 0;
-    if (st == LT_OK) st = get_attr(r, r->f, "format_version", H5T_NATIVE_INT64, &v);
-    if (st == LT_OK && v != LT_CHECKPOINT_VERSION)
+    if (st == LT_OK) st = lt_ck_get_num(r, r->f, "format_version", LT_MF_I64, &v);
+    if (st == LT_OK && v == 1)
+        st = lt_fail(r->err, LT_ERR_FORMAT, "%s: format_version 1, written by an older loratrain whose "
+                     "checkpoints have no checksum over their metadata; this loratrain reads version %d "
+                     "(continue or export that run with the loratrain that wrote it)",
+                     r->path, LT_CHECKPOINT_VERSION);
+    else if (st == LT_OK && v != LT_CHECKPOINT_VERSION)
         st = lt_fail(r->err, LT_ERR_FORMAT, "%s: format_version %lld, this loratrain reads version %d",
                      r->path, (long long)v, LT_CHECKPOINT_VERSION);
-    if (st != LT_OK) {
-        H5Fclose(r->f);
-        r->f = -1;
-    }
+    if (st == LT_OK) st = lt_manifest_read(r->f, r->path, &r->mf, r->err);
+    if (st == LT_OK) st = lt_manifest_verify(r->mf, r->f, r->path, data, r->err);
+    char *order = NULL;
+    if (st == LT_OK && (st = lt_ck_get_str(r, r->f, "tensor_row_order", &order)) == LT_OK &&
+        strcmp(order, LT_CHECKPOINT_ROW_ORDER) != 0)
+        st = lt_ck_bad(r, "tensor_row_order is not " LT_CHECKPOINT_ROW_ORDER);
+    free(order);
+    if (st != LT_OK) lt_ck_close(r);
     return st;
 }
 
-/* Reads dataset g/name, which must be rows x cols, into dst and checks its
- * checksum. */
-static lt_status read_tensor(reader *r, hid_t g, const char *gname, const char *name, int rows, int cols,
+/* Reads dataset gname/name, which must be rows x cols, into dst (the
+ * file's row order) and checks it against the manifest's hash. */
+lt_status lt_ck_read_tensor(lt_ck_reader *r, hid_t g, const char *gname, const char *name, int rows, int cols,
                              float *dst) {
-    char msg[LT_TENSOR_NAME_MAX + 200];
+    char msg[LT_TENSOR_NAME_MAX + 300], full[LT_TENSOR_NAME_MAX + 128];
+    snprintf(full, sizeof full, "/%s/%s", gname, name);
     if (H5Lexists(g, name, H5P_DEFAULT) <= 0) {
-        snprintf(msg, sizeof msg, "%s/%s is missing (a checkpoint of other target modules?)", gname, name);
-        return bad(r, msg);
+        snprintf(msg, sizeof msg, "%s is missing (a checkpoint of other target modules?)", full);
+        return lt_ck_bad(r, msg);
     }
     hid_t d = H5Dopen2(g, name, H5P_DEFAULT), sp = d >= 0 ? H5Dget_space(d) : -1;
     hsize_t dims[2] = {0, 0};
@@ -407,67 +552,79 @@ static lt_status read_tensor(reader *r, hid_t g, const char *gname, const char *
     if (nd == 2) H5Sget_simple_extent_dims(sp, dims, NULL);
     lt_status st = LT_OK;
     if (nd != 2 || dims[0] != (hsize_t)rows || dims[1] != (hsize_t)cols) {
-        snprintf(msg, sizeof msg, "%s/%s is %llu x %llu, this run's adapter expects %d x %d (another r?)",
-                 gname, name, (unsigned long long)dims[0], (unsigned long long)dims[1], rows, cols);
+        snprintf(msg, sizeof msg, "%s is %llu x %llu, this run expects %d x %d (another r or model?)", full,
+                 (unsigned long long)dims[0], (unsigned long long)dims[1], rows, cols);
         st = lt_fail(r->err, LT_ERR_CONFIG, "%s: %s", r->path, msg);
     }
     uint64_t want = 0;
     if (st == LT_OK && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
-        snprintf(msg, sizeof msg, "%s/%s cannot be read (truncated or damaged)", gname, name);
-        st = bad(r, msg);
+        snprintf(msg, sizeof msg, "%s cannot be read (truncated or damaged)", full);
+        st = lt_ck_bad(r, msg);
     }
-    if (st == LT_OK) st = get_attr(r, d, "checksum_fnv1a64", H5T_NATIVE_UINT64, &want);
-    if (st == LT_OK && lt_fnv1a64(LT_FNV1A64_BASIS, dst, (size_t)rows * (size_t)cols * sizeof(float)) != want) {
-        snprintf(msg, sizeof msg, "%s/%s fails its checksum (the file is damaged)", gname, name);
-        st = bad(r, msg);
+    if (st == LT_OK && !lt_manifest_tensor_hash(r->mf, full, &want)) {
+        snprintf(msg, sizeof msg, "%s is not in the manifest", full);
+        st = lt_ck_bad(r, msg);
+    }
+    if (st == LT_OK && lt_hash64(dst, (size_t)rows * (size_t)cols * sizeof(float)) != want) {
+        snprintf(msg, sizeof msg, "%s fails its checksum (the file is damaged)", full);
+        st = lt_ck_bad(r, msg);
     }
     if (sp >= 0) H5Sclose(sp);
     if (d >= 0) H5Dclose(d);
     return st;
 }
 
-static lt_status read_meta(reader *r, lt_ckpt_meta *meta) {
+lt_status lt_ck_read_meta(lt_ck_reader *r, lt_ckpt_meta *meta) {
     memset(meta, 0, sizeof *meta);
     int64_t ws = 0;
     char *base = NULL, *kind = NULL;
-    lt_status st = get_attr(r, r->f, "global_step", H5T_NATIVE_INT64, &meta->global_step);
-    if (st == LT_OK) st = get_attr(r, r->f, "tokens_seen", H5T_NATIVE_INT64, &meta->tokens_seen);
-    if (st == LT_OK) st = get_attr(r, r->f, "data_epoch", H5T_NATIVE_UINT64, &meta->cursor.epoch);
-    if (st == LT_OK) st = get_attr(r, r->f, "data_position", H5T_NATIVE_UINT64, &meta->cursor.position);
-    if (st == LT_OK) st = get_attr(r, r->f, "seed", H5T_NATIVE_UINT64, &meta->seed);
-    if (st == LT_OK) st = get_attr(r, r->f, "world_size", H5T_NATIVE_INT64, &ws);
-    if (st == LT_OK) st = get_attr(r, r->f, "base_model_bytes", H5T_NATIVE_UINT64, &meta->base_bytes);
-    if (st == LT_OK) st = get_attr(r, r->f, "base_model_fingerprint", H5T_NATIVE_UINT64, &meta->base_fingerprint);
-    if (st == LT_OK) st = get_str(r, r->f, "base_model_path", &base);
+    lt_status st = lt_ck_get_num(r, r->f, "global_step", LT_MF_I64, &meta->global_step);
+    if (st == LT_OK) st = lt_ck_get_num(r, r->f, "tokens_seen", LT_MF_I64, &meta->tokens_seen);
+    if (st == LT_OK) st = lt_ck_get_num(r, r->f, "data_epoch", LT_MF_U64, &meta->cursor.epoch);
+    if (st == LT_OK) st = lt_ck_get_num(r, r->f, "data_position", LT_MF_U64, &meta->cursor.position);
+    if (st == LT_OK) st = lt_ck_get_num(r, r->f, "seed", LT_MF_U64, &meta->seed);
+    if (st == LT_OK) st = lt_ck_get_num(r, r->f, "world_size", LT_MF_I64, &ws);
+    if (st == LT_OK) st = lt_ck_get_num(r, r->f, "base_model_bytes", LT_MF_U64, &meta->base_bytes);
+    if (st == LT_OK) st = lt_ck_get_num(r, r->f, "base_model_fingerprint", LT_MF_U64, &meta->base_fingerprint);
+    if (st == LT_OK) st = lt_ck_get_str(r, r->f, "base_model_path", &base);
+    if (st == LT_OK && strlen(base) >= sizeof meta->base_path) st = lt_ck_bad(r, "base_model_path is too long");
     if (st == LT_OK) snprintf(meta->base_path, sizeof meta->base_path, "%s", base);
+    if (st == LT_OK && (ws < 1 || ws > (1 << 24))) st = lt_ck_bad(r, "world_size is not a number of ranks");
     meta->world_size = (int)ws;
     hid_t s = st == LT_OK ? H5Gopen2(r->f, "scheduler", H5P_DEFAULT) : -1;
-    if (st == LT_OK && s < 0) st = bad(r, "group scheduler is missing");
-    if (st == LT_OK) st = get_str(r, s, "lr_scheduler_type", &kind);
-    if (st == LT_OK && lt_lr_schedule_parse(kind, &meta->sched.kind, r->err) != LT_OK) st = bad(r, "unknown lr_scheduler_type");
-    if (st == LT_OK) st = get_attr(r, s, "learning_rate", H5T_NATIVE_DOUBLE, &meta->sched.lr);
-    if (st == LT_OK) st = get_attr(r, s, "warmup_steps", H5T_NATIVE_INT64, &meta->sched.warmup_steps);
-    if (st == LT_OK) st = get_attr(r, s, "total_steps", H5T_NATIVE_INT64, &meta->sched.total_steps);
+    if (st == LT_OK && s < 0) st = lt_ck_bad(r, "group scheduler is missing");
+    if (st == LT_OK) st = lt_ck_get_str(r, s, "lr_scheduler_type", &kind);
+    if (st == LT_OK && lt_lr_schedule_parse(kind, &meta->sched.kind, r->err) != LT_OK) st = lt_ck_bad(r, "unknown lr_scheduler_type");
+    if (st == LT_OK) st = lt_ck_get_num(r, s, "learning_rate", LT_MF_F64, &meta->sched.lr);
+    if (st == LT_OK) st = lt_ck_get_num(r, s, "warmup_steps", LT_MF_I64, &meta->sched.warmup_steps);
+    if (st == LT_OK) st = lt_ck_get_num(r, s, "total_steps", LT_MF_I64, &meta->sched.total_steps);
     if (s >= 0) H5Gclose(s);
     free(base);
     free(kind);
     if (st == LT_OK && (meta->global_step < 0 || meta->tokens_seen < 0))
-        st = bad(r, "global_step or tokens_seen is negative");
+        st = lt_ck_bad(r, "global_step or tokens_seen is negative");
     return st;
 }
 
-static lt_status read_type(reader *r, char *type, size_t cap);
-static lt_status verify_full(reader *r, FILE *out, int tensors);
+/* The finetuning_type attribute. */
+lt_status lt_ck_read_type(lt_ck_reader *r, char *type, size_t cap) {
+    char *s = NULL;
+    lt_status st = lt_ck_get_str(r, r->f, "finetuning_type", &s);
+    if (st == LT_OK && strcmp(s, "lora") != 0 && strcmp(s, "full") != 0) st = lt_ck_bad(r, "finetuning_type is neither lora nor full");
+    if (st == LT_OK) snprintf(type, cap, "%s", s);
+    free(s);
+    return st;
+}
 
 lt_status lt_checkpoint_read_header(const char *path, lt_ckpt_meta *meta, char *type, size_t cap,
                                     char **run_config, lt_error *err) {
     *run_config = NULL;
-    reader r = {path, -1, err};
-    lt_status st = open_checked(&r);
+    lt_ck_reader r = {path, -1, err, NULL};
+    lt_status st = lt_ck_open(&r, 0);
     if (st != LT_OK) return st;
-    if ((st = read_type(&r, type, cap)) == LT_OK && (st = read_meta(&r, meta)) == LT_OK)
-        st = get_str(&r, r.f, "run_config", run_config);
-    H5Fclose(r.f);
+    if ((st = lt_ck_read_type(&r, type, cap)) == LT_OK && (st = lt_ck_read_meta(&r, meta)) == LT_OK)
+        st = lt_ck_get_str(&r, r.f, "run_config", run_config);
+    lt_ck_close(&r);
     if (st != LT_OK) {
         free(*run_config);
         *run_config = NULL;
@@ -477,24 +634,26 @@ lt_status lt_checkpoint_read_header(const char *path, lt_ckpt_meta *meta, char *
 
 lt_status lt_checkpoint_load(const char *path, lt_model *m, lt_adamw *opt, uint64_t base_bytes,
                              uint64_t base_fingerprint, lt_ckpt_meta *meta, lt_error *err) {
-    reader r = {path, -1, err};
-    lt_status st = open_checked(&r);
+    lt_ck_reader r = {path, -1, err, NULL};
+    lt_status st = lt_ck_open(&r, 0);
     if (st != LT_OK) return st;
     const lt_lora_config *lc = lt_model_lora_config(m);
     const lt_param_table *t = lt_model_lora_table(m);
+    const lt_model_config *c = lt_model_get_config(m);
     int64_t rr = 0, rs = 0, step = 0;
     double alpha = 0;
     char *targets = NULL, want[256], type[32];
-    if ((st = read_type(&r, type, sizeof type)) != LT_OK || (st = read_meta(&r, meta)) != LT_OK) goto done;
+    float *params = NULL, *scratch = NULL;
+    if ((st = lt_ck_read_type(&r, type, sizeof type)) != LT_OK || (st = lt_ck_read_meta(&r, meta)) != LT_OK) goto done;
     if (strcmp(type, "lora") != 0) {
         st = lt_fail(err, LT_ERR_CONFIG, "%s: holds a %s fine-tuning checkpoint; this run trains LoRA "
                      "adapters", path, type);
         goto done;
     }
-    if ((st = get_attr(&r, r.f, "lora_r", H5T_NATIVE_INT64, &rr)) != LT_OK) goto done;
-    if ((st = get_attr(&r, r.f, "lora_alpha", H5T_NATIVE_DOUBLE, &alpha)) != LT_OK) goto done;
-    if ((st = get_attr(&r, r.f, "use_rslora", H5T_NATIVE_INT64, &rs)) != LT_OK) goto done;
-    if ((st = get_str(&r, r.f, "target_modules", &targets)) != LT_OK) goto done;
+    if ((st = lt_ck_get_num(&r, r.f, "lora_r", LT_MF_I64, &rr)) != LT_OK) goto done;
+    if ((st = lt_ck_get_num(&r, r.f, "lora_alpha", LT_MF_F64, &alpha)) != LT_OK) goto done;
+    if ((st = lt_ck_get_num(&r, r.f, "use_rslora", LT_MF_I64, &rs)) != LT_OK) goto done;
+    if ((st = lt_ck_get_str(&r, r.f, "target_modules", &targets)) != LT_OK) goto done;
     targets_text(lc->targets, want, sizeof want);
     if (rr != lc->r || alpha != (double)lc->alpha || rs != lc->use_rslora || strcmp(targets, want) != 0) {
         st = lt_fail(err, LT_ERR_CONFIG,
@@ -513,8 +672,9 @@ lt_status lt_checkpoint_load(const char *path, lt_model *m, lt_adamw *opt, uint6
                      (unsigned long long)base_fingerprint);
         goto done;
     }
-    float *params = malloc(t->numel * sizeof(float));
-    if (!params) {
+    params = malloc(t->numel * sizeof(float) + 1);
+    scratch = malloc(lt_ck_largest_rotary(c, t) * sizeof(float) + 1);
+    if (!params || !scratch) {
         st = lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
@@ -524,113 +684,273 @@ lt_status lt_checkpoint_load(const char *path, lt_model *m, lt_adamw *opt, uint6
         if (grp < 0) {
             char msg[96];
             snprintf(msg, sizeof msg, "group %s is missing", k_groups[g]);
-            st = bad(&r, msg);
+            st = lt_ck_bad(&r, msg);
             break;
         }
         for (int i = 0; i < t->count && st == LT_OK; i++) {
             char name[LT_TENSOR_NAME_MAX + 32];
             snprintf(name, sizeof name, PEFT_PREFIX "%s", t->t[i].name);
-            st = read_tensor(&r, grp, k_groups[g], name, t->t[i].rows, t->t[i].cols, dst[g] + t->t[i].offset);
+            float *x = dst[g] + t->t[i].offset;
+            st = lt_ck_read_tensor(&r, grp, k_groups[g], name, t->t[i].rows, t->t[i].cols, x);
+            if (st == LT_OK) lt_ck_reorder(c, &t->t[i], x, scratch, 0);
         }
         if (st == LT_OK && g == 1) {
             hid_t o = H5Gopen2(r.f, "optimizer", H5P_DEFAULT);
-            st = get_attr(&r, o, "step", H5T_NATIVE_INT64, &step);
+            st = lt_ck_get_num(&r, o, "step", LT_MF_I64, &step);
             H5Gclose(o);
         }
         H5Gclose(grp);
     }
+    if (st == LT_OK && step != meta->global_step)
+        st = lt_ck_bad(&r, "the optimizer's step is not global_step (damaged or assembled from two checkpoints)");
     if (st == LT_OK) {
         const lt_ops *o = lt_model_get_ops(m);
         o->upload(o, lt_model_lora_params(m), params, t->numel * sizeof(float));
         opt->step = step;
     }
-    free(params);
 done:
+    free(params);
+    free(scratch);
     free(targets);
-    H5Fclose(r.f);
+    lt_ck_close(&r);
     return st;
 }
 
-/* Format, version and every checksum, without a model. */
-/* tensors: also one line per tensor (name and shape) as it verifies. */
-static lt_status verify(const char *path, FILE *out, int tensors, lt_error *err) {
-    reader r = {path, -1, err};
-    lt_status st = open_checked(&r);
-    if (st != LT_OK) return st;
-    lt_ckpt_meta meta;
-    char *cfg = NULL, *targets = NULL, type[32];
-    int64_t rr = 0;
-    if ((st = read_type(&r, type, sizeof type)) == LT_OK && (st = read_meta(&r, &meta)) == LT_OK &&
-        (st = get_str(&r, r.f, "run_config", &cfg)) == LT_OK && strcmp(type, "full") == 0) {
-        if (out)
-            fprintf(out, "%s: %s version %d\n  global_step %lld, tokens_seen %lld, data cursor epoch %llu "
-                    "position %llu, seed %llu, written by %d rank(s)\n  base model %s (%llu bytes)\n",
-                    path, LT_CHECKPOINT_FORMAT, LT_CHECKPOINT_VERSION, (long long)meta.global_step,
-                    (long long)meta.tokens_seen, (unsigned long long)meta.cursor.epoch,
-                    (unsigned long long)meta.cursor.position, (unsigned long long)meta.seed,
-                    meta.world_size, meta.base_path, (unsigned long long)meta.base_bytes);
-        st = verify_full(&r, out, tensors);
-        if (st == LT_OK && out) fprintf(out, "  run_config: %s\n", cfg);
-        free(cfg);
-        H5Fclose(r.f);
-        return st;
-    }
-    if (st == LT_OK && (st = get_str(&r, r.f, "target_modules", &targets)) == LT_OK)
-        st = get_attr(&r, r.f, "lora_r", H5T_NATIVE_INT64, &rr);
-    if (st == LT_OK && out)
-        fprintf(out,
-                "%s: %s version %d\n  global_step %lld, tokens_seen %lld, data cursor epoch %llu position "
-                "%llu, seed %llu, written by %d rank(s)\n  base model %s (%llu bytes, fingerprint %016llx)\n"
-                "  LoRA r %lld on %s; %s schedule, lr %g, warmup %lld of %lld steps\n",
-                path, LT_CHECKPOINT_FORMAT, LT_CHECKPOINT_VERSION, (long long)meta.global_step,
-                (long long)meta.tokens_seen, (unsigned long long)meta.cursor.epoch,
-                (unsigned long long)meta.cursor.position, (unsigned long long)meta.seed, meta.world_size,
-                meta.base_path, (unsigned long long)meta.base_bytes,
-                (unsigned long long)meta.base_fingerprint, (long long)rr, targets,
-                lt_lr_schedule_name(meta.sched.kind), meta.sched.lr, (long long)meta.sched.warmup_steps,
-                (long long)meta.sched.total_steps);
+/* ---------------------------------------------------------- verifying */
+
+/* A LoRA checkpoint's tensors as PEFT would need them: every name a LoRA
+ * weight of a targeted module, A [r, in] and B [out, r], the same shapes
+ * for a module in every layer, every layer from 0 up holding both of every
+ * targeted module, and the moments holding exactly the adapter's tensors.
+ * (The manifest already says nothing changed since the save; this says
+ * the save itself describes a usable adapter.) */
+static lt_status check_lora_layout(lt_ck_reader *r, int64_t rank, const char *targets, FILE *out, int tensors) {
+    unsigned mask = 0;
+    lt_error e2;
+    if (lt_lora_parse_targets(targets, &mask, &e2) != LT_OK) return lt_ck_bad(r, "target_modules is not a list of modules");
+    if (rank < 1 || rank > (1 << 20)) return lt_ck_bad(r, "lora_r is not a LoRA rank");
+    /* [module][A or B]: shape seen, and a bit per layer present. */
+    hsize_t shape[LT_MOD_COUNT][2][2];
+    int layers = -1;
+    memset(shape, 0, sizeof shape);
+    unsigned char *present = NULL;
+    size_t present_cap = 0;
+    lt_status st = LT_OK;
+    uint64_t counts[3] = {0, 0, 0};
     for (int g = 0; g < 3 && st == LT_OK; g++) {
-        hid_t grp = H5Gopen2(r.f, k_groups[g], H5P_DEFAULT);
+        hid_t grp = H5Gopen2(r->f, k_groups[g], H5P_DEFAULT);
         H5G_info_t gi;
         if (grp < 0 || H5Gget_info(grp, &gi) < 0) {
             if (grp >= 0) H5Gclose(grp);
-            st = bad(&r, "a group of tensors is missing");
-            break;
+            char msg[96];
+            snprintf(msg, sizeof msg, "group %s is missing", k_groups[g]);
+            return lt_ck_bad(r, msg);
         }
-        uint64_t elements = 0;
+        counts[g] = gi.nlinks;
         for (hsize_t i = 0; i < gi.nlinks && st == LT_OK; i++) {
-            char name[LT_TENSOR_NAME_MAX + 64];
+            char name[LT_TENSOR_NAME_MAX + 64], block[16], module[16], ab = 0, msg[LT_TENSOR_NAME_MAX + 200];
+            int layer = -1, used = 0;
+            hsize_t dims[2] = {0, 0};
             if (H5Lget_name_by_idx(grp, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0) {
-                st = bad(&r, "a tensor name cannot be read");
+                st = lt_ck_bad(r, "a tensor name cannot be read");
+                break;
+            }
+            int m = -1;
+            if (sscanf(name, PEFT_PREFIX "model.layers.%d.%15[a-z_].%15[a-z_].lora_%c.weight%n", &layer, block,
+                       module, &ab, &used) == 4 && name[used] == '\0' && layer >= 0 && layer < (1 << 16) &&
+                (ab == 'A' || ab == 'B'))
+                for (int k = 0; k < LT_MOD_COUNT; k++)
+                    if (!strcmp(module, lt_module_name((lt_module)k))) m = k;
+            if (m < 0 || !(mask & (1u << m))) {
+                snprintf(msg, sizeof msg, "/%s/%s is not a LoRA weight of a module in target_modules (%s)",
+                         k_groups[g], name, targets);
+                st = lt_ck_bad(r, msg);
                 break;
             }
             hid_t d = H5Dopen2(grp, name, H5P_DEFAULT), sp = d >= 0 ? H5Dget_space(d) : -1;
-            hsize_t dims[2] = {0, 0};
             int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
             if (nd == 2) H5Sget_simple_extent_dims(sp, dims, NULL);
             if (sp >= 0) H5Sclose(sp);
             if (d >= 0) H5Dclose(d);
-            if (nd != 2 || dims[0] * dims[1] > (hsize_t)1 << 31) {
-                st = bad(&r, "a tensor is not a 2-D array of plausible size");
+            const int b = ab == 'B';
+            const char *rule = NULL;
+            if (nd != 2 || dims[0] == 0 || dims[1] == 0 || dims[0] > (1u << 24) || dims[1] > (1u << 24))
+                rule = "is not a 2-D array";
+            else if (!b && dims[0] != (hsize_t)rank)
+                rule = "has not lora_r rows (lora_A is [r, in_features]: transposed?)";
+            else if (b && dims[1] != (hsize_t)rank)
+                rule = "has not lora_r columns (lora_B is [out_features, r]: transposed?)";
+            else if (shape[m][b][0] && (shape[m][b][0] != dims[0] || shape[m][b][1] != dims[1]))
+                rule = "has another shape than the same weight of other layers";
+            if (rule) {
+                snprintf(msg, sizeof msg, "/%s/%s is %llu x %llu: it %s", k_groups[g], name,
+                         (unsigned long long)dims[0], (unsigned long long)dims[1], rule);
+                st = lt_ck_bad(r, msg);
                 break;
             }
-            float *buf = malloc((size_t)(dims[0] * dims[1]) * sizeof(float) + 1);
-            st = buf ? read_tensor(&r, grp, k_groups[g], name, (int)dims[0], (int)dims[1], buf)
-                     : lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path);
-            free(buf);
-            elements += dims[0] * dims[1];
-            if (st == LT_OK && out && tensors && g == 0) /* the moments share names and shapes */
+            shape[m][b][0] = dims[0];
+            shape[m][b][1] = dims[1];
+            if (layer > layers) layers = layer;
+            const size_t bit = ((size_t)layer * LT_MOD_COUNT + (size_t)m) * 2 + (size_t)b;
+            if (bit / 8 >= present_cap) {
+                size_t cap = (bit / 8 + 1) * 2;
+                unsigned char *grown = realloc(present, cap);
+                if (!grown) {
+                    st = lt_fail(r->err, LT_ERR_NOMEM, "%s: out of memory", r->path);
+                    break;
+                }
+                memset(grown + present_cap, 0, cap - present_cap);
+                present = grown, present_cap = cap;
+            }
+            if (g == 0) present[bit / 8] |= (unsigned char)(1u << (bit % 8));
+            if (g == 0 && out && tensors)
                 fprintf(out, "    %s [%llu, %llu]\n", name, (unsigned long long)dims[0], (unsigned long long)dims[1]);
         }
-        if (st == LT_OK && out)
-            fprintf(out, "  /%s: %llu tensors, %llu float32 values, checksums verified\n", k_groups[g],
-                    (unsigned long long)gi.nlinks, (unsigned long long)elements);
         H5Gclose(grp);
+    }
+    /* Every layer 0..layers has both weights of every targeted module. */
+    for (int l = 0; st == LT_OK && l <= layers; l++)
+        for (int m = 0; st == LT_OK && m < LT_MOD_COUNT; m++)
+            for (int b = 0; st == LT_OK && (mask & (1u << m)) && b < 2; b++) {
+                const size_t bit = ((size_t)l * LT_MOD_COUNT + (size_t)m) * 2 + (size_t)b;
+                if (!present || bit / 8 >= present_cap || !(present[bit / 8] & (1u << (bit % 8)))) {
+                    char msg[200];
+                    snprintf(msg, sizeof msg, "/adapter lacks the %s lora_%c weight of layer %d (the other layers "
+                             "have it)", lt_module_name((lt_module)m), b ? 'B' : 'A', l);
+                    st = lt_ck_bad(r, msg);
+                }
+            }
+    free(present);
+    if (st == LT_OK && layers < 0) st = lt_ck_bad(r, "/adapter holds no tensor");
+    if (st == LT_OK && (counts[1] != counts[0] || counts[2] != counts[0]))
+        st = lt_ck_bad(r, "the optimizer's moments do not hold exactly the adapter's tensors");
+    /* The moments' names and shapes equal the adapter's: each group was
+     * checked against the same rules and holds as many tensors; the
+     * manifest walk matched every dataset by name, so a moment absent
+     * from /adapter would have failed the layer check above or the counts. */
+    return st;
+}
+
+/* The tensors of /model (a full fine-tuning checkpoint) as a table in the
+ * order of their offsets, which must tile the flat moments without gaps;
+ * lists them when tensors is set. */
+static lt_status model_table(lt_ck_reader *r, lt_param_table *t, FILE *out, int tensors) {
+    hid_t g = H5Gopen2(r->f, "model", H5P_DEFAULT);
+    H5G_info_t gi;
+    if (g < 0 || H5Gget_info(g, &gi) < 0) {
+        if (g >= 0) H5Gclose(g);
+        return lt_ck_bad(r, "group model is missing");
+    }
+    typedef struct {
+        char name[LT_TENSOR_NAME_MAX];
+        uint64_t off, rows, cols;
+    } item;
+    item *items = calloc(gi.nlinks ? gi.nlinks : 1, sizeof *items);
+    lt_status st = items ? LT_OK : lt_fail(r->err, LT_ERR_NOMEM, "%s: out of memory", r->path);
+    for (hsize_t i = 0; i < gi.nlinks && st == LT_OK; i++) {
+        char name[LT_TENSOR_NAME_MAX + 64];
+        hid_t d = -1, sp = -1;
+        hsize_t dims[2] = {0, 0};
+        uint64_t off = 0;
+        if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0 ||
+            strlen(name) >= LT_TENSOR_NAME_MAX || (d = H5Dopen2(g, name, H5P_DEFAULT)) < 0 ||
+            (sp = H5Dget_space(d)) < 0 || H5Sget_simple_extent_ndims(sp) != 2 ||
+            H5Sget_simple_extent_dims(sp, dims, NULL) < 0 || dims[0] == 0 || dims[1] == 0 ||
+            dims[0] * dims[1] > (hsize_t)1 << 31 || !lt_h5_attr_number(d, "offset", LT_MF_U64, &off))
+            st = lt_ck_bad(r, "a tensor of /model is not a 2-D array with an offset");
+        if (sp >= 0) H5Sclose(sp);
+        if (d >= 0) H5Dclose(d);
+        if (st == LT_OK) {
+            snprintf(items[i].name, sizeof items[i].name, "%s", name);
+            items[i].off = off, items[i].rows = dims[0], items[i].cols = dims[1];
+        }
+    }
+    H5Gclose(g);
+    /* By offset: a selection sort keeps this free of a comparison callback
+     * over a local type; /model holds hundreds of tensors at most. */
+    for (hsize_t i = 0; st == LT_OK && i < gi.nlinks; i++) {
+        hsize_t best = i;
+        for (hsize_t j = i + 1; j < gi.nlinks; j++)
+            if (items[j].off < items[best].off) best = j;
+        item tmp = items[i];
+        items[i] = items[best];
+        items[best] = tmp;
+        if (items[i].off != t->numel) {
+            char msg[LT_TENSOR_NAME_MAX + 160];
+            snprintf(msg, sizeof msg, "/model/%s starts at offset %llu, where %zu was expected (a tensor is "
+                     "missing or overlaps)", items[i].name, (unsigned long long)items[i].off, t->numel);
+            st = lt_ck_bad(r, msg);
+            break;
+        }
+        st = lt_table_add(t, items[i].name, -1, (int)items[i].rows, (int)items[i].cols, r->err);
+        if (st == LT_OK && out && tensors)
+            fprintf(out, "    %s [%llu, %llu] at offset %llu\n", items[i].name, (unsigned long long)items[i].rows,
+                    (unsigned long long)items[i].cols, (unsigned long long)items[i].off);
+    }
+    free(items);
+    if (st == LT_OK && t->count == 0) st = lt_ck_bad(r, "/model holds no tensor");
+    return st;
+}
+
+/* Format, version, the manifest over every attribute and dataset, and the
+ * layout; tensors: also one line per tensor (name and shape). */
+static lt_status verify(const char *path, FILE *out, int tensors, lt_error *err) {
+    lt_ck_reader r = {path, -1, err, NULL};
+    lt_status st = lt_ck_open(&r, 1);
+    if (st != LT_OK) return st;
+    lt_ckpt_meta meta;
+    char *cfg = NULL, *targets = NULL, type[32];
+    int64_t rr = 0;
+    if ((st = lt_ck_read_type(&r, type, sizeof type)) == LT_OK && (st = lt_ck_read_meta(&r, &meta)) == LT_OK)
+        st = lt_ck_get_str(&r, r.f, "run_config", &cfg);
+    const int full = st == LT_OK && !strcmp(type, "full");
+    if (st == LT_OK && !full && (st = lt_ck_get_str(&r, r.f, "target_modules", &targets)) == LT_OK)
+        st = lt_ck_get_num(&r, r.f, "lora_r", LT_MF_I64, &rr);
+    if (st == LT_OK && out) {
+        fprintf(out, "%s: %s version %d, every attribute and tensor verified against its manifest\n"
+                "  global_step %lld, tokens_seen %lld, data cursor epoch %llu position %llu, seed %llu, "
+                "written by %d rank(s)\n  base model %s (%llu bytes, fingerprint %016llx)\n",
+                path, LT_CHECKPOINT_FORMAT, LT_CHECKPOINT_VERSION, (long long)meta.global_step,
+                (long long)meta.tokens_seen, (unsigned long long)meta.cursor.epoch,
+                (unsigned long long)meta.cursor.position, (unsigned long long)meta.seed, meta.world_size,
+                meta.base_path, (unsigned long long)meta.base_bytes, (unsigned long long)meta.base_fingerprint);
+        if (!full) fprintf(out, "  LoRA r %lld on %s\n", (long long)rr, targets);
+        fprintf(out, "  %s schedule, lr %g, warmup %lld of %lld steps; rows of q_proj/k_proj in Hugging Face's "
+                "order\n", lt_lr_schedule_name(meta.sched.kind), meta.sched.lr, (long long)meta.sched.warmup_steps,
+                (long long)meta.sched.total_steps);
+    }
+    if (st == LT_OK && full) {
+        lt_param_table t;
+        lt_table_init(&t);
+        st = model_table(&r, &t, out, tensors);
+        for (int w = 0; w < 2 && st == LT_OK; w++) {
+            char name[64];
+            snprintf(name, sizeof name, "/optimizer/%s", w ? "exp_avg_sq" : "exp_avg");
+            uint64_t h;
+            if (!lt_manifest_segment_hash(r.mf, name, 0, &h)) st = lt_ck_bad(&r, "the optimizer's flat moments are missing");
+            hid_t d = st == LT_OK ? H5Dopen2(r.f, name, H5P_DEFAULT) : -1;
+            hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
+            hsize_t n = 0;
+            if (sp >= 0) H5Sget_simple_extent_dims(sp, &n, NULL);
+            if (st == LT_OK && n != t.numel) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "%s holds %llu values, /model %zu", name, (unsigned long long)n, t.numel);
+                st = lt_ck_bad(&r, msg);
+            }
+            if (sp >= 0) H5Sclose(sp);
+            if (d >= 0) H5Dclose(d);
+        }
+        if (st == LT_OK && out)
+            fprintf(out, "  full fine-tuning: /model %d tensors, %zu float32 values; /optimizer/exp_avg and "
+                         "exp_avg_sq flat, %zu values each\n", t.count, t.numel, t.numel);
+        lt_table_free(&t);
+    } else if (st == LT_OK) {
+        st = check_lora_layout(&r, rr, targets, out, tensors);
     }
     if (st == LT_OK && out) fprintf(out, "  run_config: %s\n", cfg);
     free(cfg);
     free(targets);
-    H5Fclose(r.f);
+    lt_ck_close(&r);
     return st;
 }
 
@@ -682,383 +1002,4 @@ lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, FILE *
     }
     free(steps);
     return lt_fail(err, LT_ERR_IO, "resume_from_checkpoint latest: no checkpoint in %s verifies", output_dir);
-}
-
-/* ------------------------------------------------- full fine-tuning */
-
-static const char *k_flat[2] = {"exp_avg", "exp_avg_sq"};
-
-static int put_u64_array(hid_t o, const char *name, const uint64_t *v, size_t n) {
-    hsize_t dim = n;
-    hid_t sp = H5Screate_simple(1, &dim, NULL);
-    hid_t a = H5Acreate2(o, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_UINT64, v) >= 0;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return ok;
-}
-
-/* Writes the checkpoint's contents into the open file f. With several
- * writers (parallel HDF5) every rank makes every call that creates
- * objects or attributes, with the same values (HDF5 requires metadata
- * operations to be collective); data goes in independently: the weights,
- * the same on every rank, from rank 0; each moment shard from its owner.
- * seg[0..nseg] are the shards' boundaries, seg_hash their checksums.
- * Every rank makes the same sequence of collective calls whatever happens
- * to its own raw-data writes: a rank that stopped early would leave the
- * others waiting in the next collective call for ever. A failed write of
- * this rank's data clears *data_ok instead, and the caller agrees on the
- * outcome after the file is closed. */
-static int write_full(hid_t f, lt_model *m, const float *params, const lt_adamw *opt, int rank,
-                      size_t my_lo, const size_t *seg, int nseg, const uint64_t (*seg_hash)[2],
-                      const lt_ckpt_meta *meta, const char *json, int *data_ok) {
-    const lt_param_table *t = lt_model_base_table(m);
-    int ok = put_root_attrs(f, meta, json, "full");
-    hid_t g = ok ? H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    ok = ok && g >= 0;
-    for (int i = 0; i < t->count && ok; i++) {
-        const lt_tensor_desc *d = &t->t[i];
-        hsize_t dims[2] = {(hsize_t)d->rows, (hsize_t)d->cols};
-        hid_t sp = H5Screate_simple(2, dims, NULL);
-        hid_t ds = H5Dcreate2(g, d->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        ok = ds >= 0;
-        if (ok && rank == 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, params + d->offset) < 0)
-            *data_ok = 0;
-        ok = ok && put_u64(ds, "checksum_fnv1a64",
-                           lt_fnv1a64(LT_FNV1A64_BASIS, params + d->offset, lt_tensor_numel(d) * sizeof(float)));
-        ok = ok && put_u64(ds, "offset", (uint64_t)d->offset);
-        if (ds >= 0) H5Dclose(ds);
-        H5Sclose(sp);
-    }
-    if (g >= 0) H5Gclose(g);
-    hid_t o = ok ? H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    ok = ok && o >= 0 &&
-         put_str(o, "layout", "exp_avg and exp_avg_sq are flat: the tensors of /model back to back, "
-                              "each at its offset attribute; checksummed by segment");
-    if (o >= 0) H5Gclose(o);
-    ok = ok && put_optimizer_attrs(f, opt);
-    uint64_t *bounds = malloc(((size_t)nseg + 1) * sizeof *bounds), *hashes = malloc((size_t)nseg * sizeof *hashes);
-    ok = ok && bounds && hashes;
-    for (int k = 0; ok && k <= nseg; k++) bounds[k] = seg[k];
-    for (int w = 0; w < 2 && ok; w++) {
-        char name[64];
-        snprintf(name, sizeof name, "optimizer/%s", k_flat[w]);
-        hsize_t dim = t->numel, lo = my_lo, cnt = opt->n;
-        hid_t fs = H5Screate_simple(1, &dim, NULL), ms = H5Screate_simple(1, &cnt, NULL);
-        hid_t ds = H5Dcreate2(f, name, H5T_IEEE_F32LE, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        ok = ds >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, &lo, NULL, &cnt, NULL) >= 0;
-        if (ok && H5Dwrite(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, w ? opt->v : opt->m) < 0) *data_ok = 0;
-        for (int k = 0; k < nseg; k++) hashes[k] = seg_hash[k][w];
-        ok = ok && put_u64_array(ds, "segment_offsets", bounds, (size_t)nseg + 1) &&
-             put_u64_array(ds, "segment_checksums_fnv1a64", hashes, (size_t)nseg);
-        if (ds >= 0) H5Dclose(ds);
-        H5Sclose(ms);
-        H5Sclose(fs);
-    }
-    free(bounds);
-    free(hashes);
-    return ok && put_scheduler(f, meta);
-}
-
-lt_status lt_checkpoint_save_full(const char *output_dir, lt_model *m, const lt_adamw *opt,
-                                  lt_comm *comm, const size_t *shard_begin,
-                                  const lt_ckpt_meta *meta, const char *run_config_json, int keep,
-                                  char *written, size_t cap, lt_error *err) {
-    quiet();
-    const int rank = lt_comm_rank(comm), N = lt_comm_size(comm);
-    const int parallel = shard_begin && N > 1;
-    if (!parallel && rank != 0) return LT_OK; /* replicated state: rank 0 writes it */
-    const lt_param_table *t = lt_model_base_table(m);
-    const size_t my_lo = parallel ? shard_begin[rank] : 0;
-    if (!lt_model_is_full_training(m) || opt->n != (parallel ? shard_begin[rank + 1] - my_lo : t->numel))
-        return lt_fail(err, LT_ERR_INVALID, "checkpoint: the optimizer does not hold this rank's "
-                       "moments of the model");
-    void *mpi_comm = parallel ? lt_comm_native(comm) : NULL;
-    if (parallel && !mpi_comm)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "checkpoint: sharded moments need parallel HDF5 over MPI");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/checkpoint-%lld.h5", output_dir, (long long)meta->global_step);
-    /* Rank 0 names the temporary file; HDF5 (every rank with MPI-IO)
-     * writes it; rank 0 flushes and renames it once all have closed it. */
-    lt_atomic_file af;
-    memset(&af, 0, sizeof af);
-    char tmp[sizeof af.tmp] = "";
-    /* The room the file needs (the data and a generous allowance for
-     * HDF5's metadata and the run config) is reserved before the first
-     * collective call: once every rank is writing, a full disk cannot stop
-     * them cleanly together (MPI-IO reports it on one rank, mid-write). */
-    const uint64_t need = (uint64_t)t->numel * 3 * sizeof(float) + ((uint64_t)64 << 10) +
-                          (uint64_t)t->count * 2048 + 2 * (run_config_json ? strlen(run_config_json) : 0);
-    if (rank == 0 && lt_atomic_open(&af, path, err) == LT_OK) {
-        fclose(af.f);
-        af.f = NULL;
-        if (lt_reserve_space(af.tmp, need, err) == LT_OK)
-            snprintf(tmp, sizeof tmp, "%s", af.tmp);
-        else
-            unlink(af.tmp);
-    }
-    if (parallel && lt_comm_broadcast(comm, tmp, sizeof tmp, 0, err) != LT_OK) {
-        if (tmp[0] && rank == 0) unlink(tmp);
-        return lt_fail_context(err, "checkpoint not saved (the previous one is kept)");
-    }
-    if (!tmp[0])
-        return rank ? lt_fail(err, LT_ERR_IO, "checkpoint: rank 0 could not create %s", path)
-                    : lt_fail_context(err, "checkpoint not saved (the previous one is kept)");
-    /* Each shard's checksum, known to every rank (attributes are written
-     * collectively). */
-    const int nseg = parallel ? N : 1;
-    size_t one[2] = {0, t->numel};
-    const size_t *seg = parallel ? shard_begin : one;
-    uint64_t (*hash)[2] = calloc((size_t)nseg, sizeof *hash);
-    float *params = malloc(t->numel * sizeof(float));
-    /* Whether every rank can go on, decided together before each collective
-     * step so that all ranks take the same path. */
-    lt_error agree_err;
-    int64_t go = hash && params;
-    if (parallel && lt_comm_allreduce(comm, &go, 1, LT_DT_I64, LT_RED_MIN, &agree_err) != LT_OK) go = 0;
-    if (go) {
-        const lt_ops *o = lt_model_get_ops(m);
-        o->download(o, params, lt_model_base(m), t->numel * sizeof(float));
-        uint64_t mine[2] = {lt_fnv1a64(LT_FNV1A64_BASIS, opt->m, opt->n * sizeof(float)),
-                            lt_fnv1a64(LT_FNV1A64_BASIS, opt->v, opt->n * sizeof(float))};
-        if (parallel)
-            go = lt_comm_allgather(comm, mine, hash, sizeof mine, &agree_err) == LT_OK;
-        else
-            memcpy(hash[0], mine, sizeof mine);
-    }
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (parallel) H5Pset_fapl_mpio(fapl, *(MPI_Comm *)mpi_comm, MPI_INFO_NULL);
-    hid_t f = go ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
-    H5Pclose(fapl);
-    /* Creating the file truncated it, which may have given the reserved
-     * blocks back: rank 0 reserves them again before anyone writes. */
-    int reserved = 1;
-    if (go) {
-        if (rank == 0) reserved = lt_reserve_space(tmp, need, err) == LT_OK;
-        int64_t ready = f >= 0 && reserved;
-        if (parallel && lt_comm_allreduce(comm, &ready, 1, LT_DT_I64, LT_RED_MIN, &agree_err) != LT_OK) ready = 0;
-        go = ready;
-    }
-    int data_ok = 1;
-    int ok = go && write_full(f, m, params, opt, rank, my_lo, seg, nseg, (const uint64_t(*)[2])hash, meta,
-                              run_config_json, &data_ok) && data_ok;
-    if (f >= 0 && H5Fclose(f) < 0) ok = 0;
-    free(params);
-    free(hash);
-    if (parallel) { /* the file is good only if every rank's part is */
-        int64_t all = ok;
-        if (lt_comm_allreduce(comm, &all, 1, LT_DT_I64, LT_RED_MIN, &agree_err) != LT_OK) all = 0;
-        ok = (int)all;
-    }
-    if (rank != 0) {
-        if (!ok) return lt_fail(err, LT_ERR_IO, "checkpoint: %s could not be written (rank 0 reports why)", path);
-        return LT_OK;
-    }
-    if (!ok || !(af.f = fopen(tmp, "r+b"))) {
-        unlink(tmp);
-        if (!reserved) return lt_fail_context(err, "checkpoint not saved (the previous one is kept)");
-        return lt_fail(err, LT_ERR_IO, "%s: cannot write the checkpoint (disk full or unwritable?); the "
-                       "previous checkpoint is kept", path);
-    }
-    return place(&af, output_dir, path, meta->global_step, keep, written, cap, err);
-}
-
-/* Every segment of the flat dataset optimizer/<name> (numel floats) that
- * overlaps [lo, lo + n) is read in slices, its checksum verified, and the
- * overlap copied to dst[0..n); dst NULL verifies them all. */
-static lt_status read_flat(reader *r, const char *name, size_t numel, size_t lo, size_t n, float *dst) {
-    char msg[256], full[64];
-    snprintf(full, sizeof full, "optimizer/%s", name);
-    if (H5Lexists(r->f, "optimizer", H5P_DEFAULT) <= 0 || H5Lexists(r->f, full, H5P_DEFAULT) <= 0) {
-        snprintf(msg, sizeof msg, "%s is missing", full);
-        return bad(r, msg);
-    }
-    hid_t d = H5Dopen2(r->f, full, H5P_DEFAULT), fs = d >= 0 ? H5Dget_space(d) : -1;
-    hsize_t dim = 0;
-    lt_status st = LT_OK;
-    if (fs < 0 || H5Sget_simple_extent_ndims(fs) != 1 || (H5Sget_simple_extent_dims(fs, &dim, NULL), dim) != numel) {
-        snprintf(msg, sizeof msg, "%s holds %llu values, this model has %zu parameters", full,
-                 (unsigned long long)dim, numel);
-        st = lt_fail(r->err, LT_ERR_CONFIG, "%s: %s", r->path, msg);
-    }
-    /* The segment table: k + 1 ascending offsets from 0 to numel. */
-    uint64_t *bounds = NULL, *sums = NULL;
-    size_t k = 0;
-    hid_t a = st == LT_OK && H5Aexists(d, "segment_offsets") > 0 ? H5Aopen(d, "segment_offsets", H5P_DEFAULT) : -1;
-    hid_t as = a >= 0 ? H5Aget_space(a) : -1;
-    hssize_t cnt = as >= 0 ? H5Sget_simple_extent_npoints(as) : 0;
-    if (st == LT_OK && (cnt < 2 || cnt > (1 << 24))) {
-        snprintf(msg, sizeof msg, "%s has no valid segment_offsets", full);
-        st = bad(r, msg);
-    }
-    if (st == LT_OK) {
-        k = (size_t)cnt - 1;
-        bounds = malloc((size_t)cnt * sizeof *bounds);
-        sums = malloc(k * sizeof *sums);
-        hid_t b = H5Aexists(d, "segment_checksums_fnv1a64") > 0
-                      ? H5Aopen(d, "segment_checksums_fnv1a64", H5P_DEFAULT) : -1;
-        hid_t bs = b >= 0 ? H5Aget_space(b) : -1;
-        int okk = bounds && sums && H5Aread(a, H5T_NATIVE_UINT64, bounds) >= 0 && bs >= 0 &&
-                  H5Sget_simple_extent_npoints(bs) == (hssize_t)k && H5Aread(b, H5T_NATIVE_UINT64, sums) >= 0;
-        okk = okk && bounds[0] == 0 && bounds[k] == numel;
-        for (size_t i = 0; okk && i < k; i++) okk = bounds[i] <= bounds[i + 1];
-        if (bs >= 0) H5Sclose(bs);
-        if (b >= 0) H5Aclose(b);
-        if (!okk) {
-            snprintf(msg, sizeof msg, "%s: its segment table is damaged", full);
-            st = bad(r, msg);
-        }
-    }
-    if (as >= 0) H5Sclose(as);
-    if (a >= 0) H5Aclose(a);
-    const size_t slice = (size_t)1 << 20;
-    float *buf = st == LT_OK ? malloc(slice * sizeof(float)) : NULL;
-    if (st == LT_OK && !buf) st = lt_fail(r->err, LT_ERR_NOMEM, "%s: out of memory", r->path);
-    for (size_t s = 0; s < k && st == LT_OK; s++) {
-        const size_t a0 = bounds[s], a1 = bounds[s + 1];
-        if (dst && (a1 <= lo || a0 >= lo + n)) continue;
-        uint64_t h = LT_FNV1A64_BASIS;
-        for (size_t at = a0; at < a1 && st == LT_OK; at += slice) {
-            hsize_t off = at, c = a1 - at < slice ? a1 - at : slice;
-            hid_t ms = H5Screate_simple(1, &c, NULL);
-            if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, &off, NULL, &c, NULL) < 0 ||
-                H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf) < 0) {
-                snprintf(msg, sizeof msg, "%s cannot be read (truncated or damaged)", full);
-                st = bad(r, msg);
-            }
-            H5Sclose(ms);
-            if (st != LT_OK) break;
-            h = lt_fnv1a64(h, buf, (size_t)c * sizeof(float));
-            const size_t x0 = at > lo ? at : lo, x1 = at + c < lo + n ? at + c : lo + n;
-            if (dst && x1 > x0) memcpy(dst + (x0 - lo), buf + (x0 - at), (x1 - x0) * sizeof(float));
-        }
-        if (st == LT_OK && h != sums[s]) {
-            snprintf(msg, sizeof msg, "%s segment %zu (values %zu..%zu) fails its checksum (the file is damaged)",
-                     full, s, a0, a1);
-            st = bad(r, msg);
-        }
-    }
-    free(buf);
-    free(bounds);
-    free(sums);
-    if (fs >= 0) H5Sclose(fs);
-    if (d >= 0) H5Dclose(d);
-    return st;
-}
-
-/* The finetuning_type attribute ("lora" when absent: files before it). */
-static lt_status read_type(reader *r, char *type, size_t cap) {
-    snprintf(type, cap, "lora");
-    if (H5Aexists(r->f, "finetuning_type") <= 0) return LT_OK;
-    char *s = NULL;
-    lt_status st = get_str(r, r->f, "finetuning_type", &s);
-    if (st == LT_OK) snprintf(type, cap, "%s", s);
-    free(s);
-    return st;
-}
-
-/* The /model tensors of m's table into host (NULL: verify only). */
-static lt_status read_model(reader *r, const lt_param_table *t, float *host) {
-    hid_t g = H5Gopen2(r->f, "model", H5P_DEFAULT);
-    if (g < 0) return bad(r, "group model is missing");
-    lt_status st = LT_OK;
-    for (int i = 0; i < t->count && st == LT_OK; i++) {
-        const lt_tensor_desc *d = &t->t[i];
-        float *dst = host ? host + d->offset : malloc(lt_tensor_numel(d) * sizeof(float) + 1);
-        st = dst ? read_tensor(r, g, "model", d->name, d->rows, d->cols, dst)
-                 : lt_fail(r->err, LT_ERR_NOMEM, "%s: out of memory", r->path);
-        if (!host) free(dst);
-    }
-    H5Gclose(g);
-    return st;
-}
-
-lt_status lt_checkpoint_load_full(const char *path, lt_model *m, lt_adamw *opt, size_t shard_lo,
-                                  uint64_t base_bytes, uint64_t base_fingerprint, lt_ckpt_meta *meta,
-                                  lt_error *err) {
-    reader r = {path, -1, err};
-    lt_status st = open_checked(&r);
-    if (st != LT_OK) return st;
-    const lt_param_table *t = lt_model_base_table(m);
-    char type[32];
-    float *host = NULL;
-    int64_t step = 0;
-    if ((st = read_type(&r, type, sizeof type)) != LT_OK || (st = read_meta(&r, meta)) != LT_OK) goto done;
-    if (strcmp(type, "full") != 0) {
-        st = lt_fail(err, LT_ERR_CONFIG, "%s: holds a %s checkpoint; this run is full fine-tuning "
-                     "(finetuning_type full)", path, type);
-        goto done;
-    }
-    if (base_bytes && (meta->base_bytes != base_bytes || meta->base_fingerprint != base_fingerprint)) {
-        st = lt_fail(err, LT_ERR_CONFIG, "%s: was fine-tuned from base model %s (%llu bytes), not this "
-                     "run's (%llu bytes)", path, meta->base_path, (unsigned long long)meta->base_bytes,
-                     (unsigned long long)base_bytes);
-        goto done;
-    }
-    if (shard_lo + opt->n > t->numel) {
-        st = lt_fail(err, LT_ERR_INVALID, "%s: moments %zu..%zu are outside the model", path, shard_lo,
-                     shard_lo + opt->n);
-        goto done;
-    }
-    if (!(host = lt_alloc(LT_MEM_WORKSPACE, t->numel * sizeof(float)))) {
-        st = lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    if ((st = read_model(&r, t, host)) != LT_OK) goto done;
-    for (int w = 0; w < 2 && st == LT_OK; w++)
-        st = read_flat(&r, k_flat[w], t->numel, shard_lo, opt->n, w ? opt->v : opt->m);
-    if (st != LT_OK) goto done;
-    hid_t o = H5Gopen2(r.f, "optimizer", H5P_DEFAULT);
-    st = get_attr(&r, o, "step", H5T_NATIVE_INT64, &step);
-    H5Gclose(o);
-    if (st == LT_OK) {
-        const lt_ops *ops = lt_model_get_ops(m);
-        ops->upload(ops, lt_model_base(m), host, t->numel * sizeof(float));
-        opt->step = step;
-    }
-done:
-    lt_free(host);
-    H5Fclose(r.f);
-    return st;
-}
-
-/* verify() for a full fine-tuning checkpoint: the model's tensors as the
- * file lists them and every moment segment. */
-static lt_status verify_full(reader *r, FILE *out, int tensors) {
-    hid_t g = H5Gopen2(r->f, "model", H5P_DEFAULT);
-    H5G_info_t gi;
-    if (g < 0 || H5Gget_info(g, &gi) < 0) {
-        if (g >= 0) H5Gclose(g);
-        return bad(r, "group model is missing");
-    }
-    lt_param_table t;
-    lt_table_init(&t);
-    lt_status st = LT_OK;
-    /* The tensors the file holds, in name order (the sizes are what count). */
-    for (hsize_t i = 0; i < gi.nlinks && st == LT_OK; i++) {
-        char name[LT_TENSOR_NAME_MAX + 64];
-        hid_t d = -1, sp = -1;
-        hsize_t dims[2] = {0, 0};
-        uint64_t off = 0;
-        if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0 ||
-            strlen(name) >= LT_TENSOR_NAME_MAX || (d = H5Dopen2(g, name, H5P_DEFAULT)) < 0 ||
-            (sp = H5Dget_space(d)) < 0 || H5Sget_simple_extent_ndims(sp) != 2 ||
-            H5Sget_simple_extent_dims(sp, dims, NULL) < 0 || dims[0] * dims[1] > (hsize_t)1 << 31 ||
-            get_attr(r, d, "offset", H5T_NATIVE_UINT64, &off) != LT_OK)
-            st = bad(r, "a tensor of /model is not a 2-D array with an offset");
-        if (sp >= 0) H5Sclose(sp);
-        if (d >= 0) H5Dclose(d);
-        if (st == LT_OK) st = lt_table_add(&t, name, -1, (int)dims[0], (int)dims[1], r->err);
-        if (st == LT_OK && out && tensors) /* listed as read, verified below */
-            fprintf(out, "    %s [%llu, %llu] at offset %llu\n", name, (unsigned long long)dims[0],
-                    (unsigned long long)dims[1], (unsigned long long)off);
-    }
-    H5Gclose(g);
-    if (st == LT_OK) st = read_model(r, &t, NULL);
-    for (int w = 0; w < 2 && st == LT_OK; w++) st = read_flat(r, k_flat[w], t.numel, 0, t.numel, NULL);
-    if (st == LT_OK && out)
-        fprintf(out, "  full fine-tuning: /model %d tensors, %zu float32 values; /optimizer/exp_avg and "
-                     "exp_avg_sq flat, %zu values each; checksums verified\n", t.count, t.numel, t.numel);
-    lt_table_free(&t);
-    return st;
 }

@@ -1,28 +1,37 @@
 /* Training checkpoints in HDF5: everything a run needs to continue exactly
  * where it stopped, in a file h5py and h5dump read without our code.
  *
- * Layout (format "loratrain-checkpoint", format_version 1):
- *   /                 attributes: format, format_version, global_step,
- *                     tokens_seen, data_epoch, data_position, seed,
- *                     world_size, base_model_path, base_model_bytes,
- *                     base_model_fingerprint, lora_r, lora_alpha,
- *                     use_rslora, target_modules, run_config (JSON)
+ * Layout (format "loratrain-checkpoint", format_version 2; HDF5's 1.8 file
+ * format, whose own metadata carries checksums):
+ *   /                 attributes: format, format_version, finetuning_type
+ *                     ("lora" or "full"), tensor_row_order ("huggingface"),
+ *                     global_step, tokens_seen, data_epoch, data_position,
+ *                     seed, world_size, base_model_path, base_model_bytes,
+ *                     base_model_fingerprint, run_config (JSON); LoRA:
+ *                     lora_r, lora_alpha, use_rslora, target_modules
  *   /adapter/<name>   float32 [rows, cols] LoRA A and B, <name> the PEFT
  *                     tensor name (base_model.model.model.layers.N.<block>.
- *                     <module>.lora_{A,B}.weight), in the model's own row
- *                     order (the PEFT export permutes llama2.c's RoPE rows)
+ *                     <module>.lora_{A,B}.weight)
  *   /optimizer/exp_avg/<name>, /optimizer/exp_avg_sq/<name>
- *                     AdamW's moments, same shapes; attributes step,
- *                     beta1, beta2, eps, weight_decay
+ *                     AdamW's moments, same shapes; /optimizer has the
+ *                     attributes step, beta1, beta2, eps, weight_decay
  *   /scheduler        attributes lr_scheduler_type, learning_rate,
  *                     warmup_steps, total_steps
- * Every dataset carries checksum_fnv1a64 (FNV-1a 64 of its little-endian
- * bytes), verified on load. Dropout masks and the sampler's order are
- * functions of (seed, step) and (seed, epoch), so seed, global_step and the
- * data cursor are the whole RNG state.
+ *   /manifest         every attribute and dataset above with the XXH3-64
+ *                     of its value, and the digest of the whole list
+ *                     (io/ckpt_manifest.h): any value changed, object added
+ *                     or removed after the save is refused by name.
+ * Rows are in one order whatever the base's file format: Hugging Face's.
+ * A llama2.c base computes q_proj/k_proj in the interleaved RoPE layout;
+ * their rows (weights, LoRA B and the moments of either) are permuted to
+ * rotate-half order on save and back on load, so h5py reading /adapter
+ * into PEFT gets the adapter the run trained.
+ * Dropout masks and the sampler's order are functions of (seed, step) and
+ * (seed, epoch), so seed, global_step and the data cursor are the whole
+ * RNG state.
  *
- * Saving builds the file in memory, writes it to a temporary name, fsyncs
- * and renames it into place, then
+ * Saving builds the file in memory, writes it to a temporary name, reads
+ * it back against its manifest, fsyncs and renames it into place, then
  * replaces output_dir/latest_checkpoint (the file name of the newest
  * complete checkpoint) the same way: a process killed at any moment leaves
  * the previous checkpoint and pointer intact. */
@@ -40,7 +49,8 @@
 #include "optim/lr_schedule.h"
 
 #define LT_CHECKPOINT_FORMAT "loratrain-checkpoint"
-#define LT_CHECKPOINT_VERSION 1
+#define LT_CHECKPOINT_VERSION 2
+#define LT_CHECKPOINT_ROW_ORDER "huggingface"
 
 typedef struct {
     int64_t global_step; /* optimizer steps completed */
@@ -53,7 +63,7 @@ typedef struct {
     lt_lr_schedule sched;
 } lt_ckpt_meta;
 
-/* A quick identity of a model file: its size and an FNV-1a 64 of its first
+/* A quick identity of a model file: its size and an XXH3-64 of its first
  * and last MiB (hashing a 100 GB base on every start would take minutes). */
 lt_status lt_file_fingerprint(const char *path, uint64_t *bytes, uint64_t *fingerprint,
                               lt_error *err);
@@ -67,17 +77,18 @@ lt_status lt_checkpoint_save(const char *output_dir, lt_model *m, const lt_adamw
                              char *written, size_t cap, lt_error *err);
 
 /* Reads and verifies path into m's LoRA parameters and opt's moments and
- * step, filling *meta: format and version, every dataset's shape against
- * m's LoRA table, every checksum, r / alpha / rsLoRA / target modules,
- * and (when base_bytes is not 0) the base model's identity. */
+ * step, filling *meta: format and version, the manifest (every attribute,
+ * every tensor read), every dataset's shape against m's LoRA table,
+ * r / alpha / rsLoRA / target modules, and (when base_bytes is not 0) the
+ * base model's identity. */
 lt_status lt_checkpoint_load(const char *path, lt_model *m, lt_adamw *opt, uint64_t base_bytes,
                              uint64_t base_fingerprint, lt_ckpt_meta *meta, lt_error *err);
 
 /* Full fine-tuning (layout as above with /model/<Hugging Face name>
  * float32 weights, each with attribute offset, instead of /adapter, and
- * /optimizer/exp_avg and exp_avg_sq flat float32 [parameters] in that
- * order, each with segment_offsets and segment_checksums_fnv1a64: one
- * checksum per writer's shard; root attribute finetuning_type "full").
+ * /optimizer/exp_avg and exp_avg_sq flat float32 [parameters]: the
+ * tensors of /model back to back, rows in the same order as /model, each
+ * with segment_offsets: one manifest hash per writer's part).
  * Every rank calls it. shard_begin (size + 1 boundaries) when the moments
  * are sharded (ZeRO-1): opt holds this rank's shard and all ranks write
  * the file together through parallel HDF5 (MPI-IO); NULL: replicated,
@@ -88,7 +99,7 @@ lt_status lt_checkpoint_save_full(const char *output_dir, lt_model *m, const lt_
                                   char *written, size_t cap, lt_error *err);
 /* Reads the weights into m and moments [shard_lo, shard_lo + opt->n) into
  * opt (any split: a run may resume on another number of ranks), verifying
- * every tensor's and every overlapping segment's checksum. */
+ * every attribute, every tensor and every segment it reads. */
 lt_status lt_checkpoint_load_full(const char *path, lt_model *m, lt_adamw *opt, size_t shard_lo,
                                   uint64_t base_bytes, uint64_t base_fingerprint, lt_ckpt_meta *meta,
                                   lt_error *err);
@@ -105,12 +116,15 @@ lt_status lt_checkpoint_resolve(const char *spec, const char *output_dir, FILE *
 
 /* The root of a checkpoint without its tensors: *meta, its kind ("lora" or
  * "full") in type, and the run config JSON it was written with (*run_config,
- * malloc; free it). Checks format and version, not checksums. */
+ * malloc; free it). Checks format, version and every attribute against the
+ * manifest; the tensors' values are checked when they are loaded. */
 lt_status lt_checkpoint_read_header(const char *path, lt_ckpt_meta *meta, char *type, size_t cap,
                                     char **run_config, lt_error *err);
 
-/* Verifies path's format and checksums and prints what it holds; with
- * tensors, every tensor's name and shape too. */
+/* Verifies path (format, the manifest over every attribute and every
+ * tensor's values, and that the tensors form a usable adapter or model:
+ * none missing, none transposed) and prints what it holds; with tensors,
+ * every tensor's name and shape too. */
 lt_status lt_checkpoint_inspect(const char *path, FILE *out, int tensors, lt_error *err);
 
 #endif

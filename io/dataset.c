@@ -10,6 +10,7 @@
 #include "core/alloc.h"
 #include "io/dataset_chat.h"
 #include "io/fileutil.h"
+#include "io/json.h"
 #include "io/token_file.h"
 #include "model/llama.h"
 #include "model/rng.h"
@@ -77,42 +78,6 @@ static void corpus_free(corpus *c) {
 }
 
 /* ----------------------------------------------------------------- UTF-8 */
-
-/* Length of the valid UTF-8 prefix of s[0, n) that ends on a character
- * boundary: n when all of it is valid. Strict (RFC 3629): no overlong
- * forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_valid_prefix(const char *str, size_t n) {
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else {
-            return i;
-        }
-        if (i + len > n) return i;
-        if (s[i + 1] < lo || s[i + 1] > hi) return i;
-        for (size_t k = 2; k < len; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-        i += len;
-    }
-    return n;
-}
 
 /* Error for invalid UTF-8 at byte bad of buf; line numbering starts at
  * first_line at buf[0]. */
@@ -195,6 +160,8 @@ typedef struct {
     char *joined; /* scratch: prompt + completion */
     size_t joined_cap;
     lt_chat_template *chat; /* loaded at the first conversation */
+    int kind0;              /* the first record's kind (KIND_*), -1 before it */
+    size_t line0;           /* and its line */
 } record_ctx;
 
 typedef enum { REC_TEXT, REC_TEMPLATE, REC_PROMPT } record_kind;
@@ -291,7 +258,8 @@ static const char *json_type_name(const cJSON *v) {
     if (cJSON_IsNull(v)) return "null";
     if (cJSON_IsArray(v)) return "an array";
     if (cJSON_IsObject(v)) return "an object";
-    return "not a string";
+    if (cJSON_IsString(v)) return "a string";
+    return "missing";
 }
 
 static lt_status string_field(const record_ctx *x, const cJSON *obj, const char *name, size_t line,
@@ -374,6 +342,33 @@ static lt_status chat_record(record_ctx *x, const cJSON *messages, size_t line, 
     return st;
 }
 
+/* What a JSONL record is, by its fields: one kind per file, as a
+ * dataset's columns are one schema (a file mixing them is more likely two
+ * files pasted together than a plan). */
+enum { KIND_TEXT, KIND_PROMPT, KIND_MESSAGES };
+
+static void kind_name(const lt_data_config *cfg, int kind, char *buf, size_t cap) {
+    if (kind == KIND_TEXT) snprintf(buf, cap, "{\"%s\"}", cfg->text_field);
+    else if (kind == KIND_PROMPT) snprintf(buf, cap, "{\"%s\", \"%s\"}", cfg->prompt_field, cfg->completion_field);
+    else snprintf(buf, cap, "{\"%s\"}", cfg->messages_field);
+}
+
+static lt_status same_kind(record_ctx *x, int kind, size_t line, lt_error *err) {
+    if (x->kind0 < 0) {
+        x->kind0 = kind;
+        x->line0 = line;
+        return LT_OK;
+    }
+    if (kind == x->kind0) return LT_OK;
+    char now[160], first[160];
+    kind_name(x->cfg, kind, now, sizeof now);
+    kind_name(x->cfg, x->kind0, first, sizeof first);
+    return lt_fail(err, LT_ERR_FORMAT,
+                   "%s line %zu: a %s record, but line %zu (the first record) is a %s record; expected "
+                   "every record of a file to be of one kind",
+                   x->path, line, now, x->line0, first);
+}
+
 static lt_status json_record(record_ctx *x, const cJSON *obj, size_t line, lt_error *err) {
     const lt_data_config *cfg = x->cfg;
     const cJSON *conv = cJSON_GetObjectItemCaseSensitive(obj, cfg->messages_field);
@@ -390,7 +385,10 @@ static lt_status json_record(record_ctx *x, const cJSON *obj, size_t line, lt_er
                        "or text or prompt and completion",
                        x->path, line, cfg->messages_field,
                        has_t ? cfg->text_field : has_p ? cfg->prompt_field : cfg->completion_field);
-    if (conv) return chat_record(x, conv, line, err);
+    if (conv) {
+        if ((st = same_kind(x, KIND_MESSAGES, line, err)) != LT_OK) return st;
+        return chat_record(x, conv, line, err);
+    }
     if (has_t && (has_p || has_c))
         return lt_fail(err, LT_ERR_FORMAT,
                        "%s line %zu: has both field \"%s\" and field \"%s\", expected either "
@@ -398,6 +396,10 @@ static lt_status json_record(record_ctx *x, const cJSON *obj, size_t line, lt_er
                        x->path, line, cfg->text_field,
                        has_p ? cfg->prompt_field : cfg->completion_field, cfg->text_field,
                        cfg->prompt_field, cfg->completion_field);
+    /* (a prompt without its completion is named as that, below) */
+    if (has_t || (has_p && has_c)) {
+        if ((st = same_kind(x, has_t ? KIND_TEXT : KIND_PROMPT, line, err)) != LT_OK) return st;
+    }
     if (has_t) {
         if ((st = string_field(x, obj, cfg->text_field, line, &a, &alen, err)) != LT_OK) return st;
         const char *tpl = cfg->response_template;
@@ -438,29 +440,15 @@ static lt_status parse_jsonl(record_ctx *x, const char *buf, size_t len, lt_erro
         const char *nl = memchr(p, '\n', len - pos);
         const size_t ll = nl ? (size_t)(nl - p) : len - pos;
         pos += ll + (nl != NULL);
-        size_t ok = utf8_valid_prefix(p, ll);
-        if (ok != ll) return utf8_error(x->path, p, ok, line, err);
         size_t k = 0;
         while (k < ll && is_json_space(p[k])) k++;
         if (k == ll) continue;
-        const char *end = NULL;
-        cJSON *obj = cJSON_ParseWithLengthOpts(p, ll, &end, 0);
-        if (!obj) {
-            size_t col = end && end >= p && end <= p + ll ? (size_t)(end - p) + 1 : 1;
-            return lt_fail(
-                err, LT_ERR_FORMAT,
-                "%s line %zu column %zu: invalid JSON, expected one JSON object per line", x->path,
-                line, col);
-        }
-        const char *q = end && end >= p && end <= p + ll ? end : p + ll;
-        while (q < p + ll && is_json_space(*q)) q++;
-        lt_status st = LT_OK;
-        if (q < p + ll)
-            st = lt_fail(err, LT_ERR_FORMAT,
-                         "%s line %zu column %zu: unexpected text after the JSON value, expected "
-                         "one JSON object per line",
-                         x->path, line, (size_t)(q - p) + 1);
-        else if (!cJSON_IsObject(obj))
+        /* The strict check names NUL bytes, invalid UTF-8 and escapes
+         * cJSON would turn into a cut string, at this line and column. */
+        cJSON *obj = NULL;
+        lt_status st = lt_json_parse(p, ll, x->path, line > INT32_MAX ? INT32_MAX : (int)line, &obj, err);
+        if (st != LT_OK) return st;
+        if (!cJSON_IsObject(obj))
             st = lt_fail(err, LT_ERR_FORMAT, "%s line %zu: the line is %s, expected a JSON object",
                          x->path, line, json_type_name(obj));
         else
@@ -587,13 +575,13 @@ static lt_status build_corpus(const char *path, const lt_tokenizer *tok, int voc
     if (st != LT_OK) return st;
     const int chunked = newline_is_barrier(tok);
     if (fmt == FMT_TEXT) {
-        size_t ok = utf8_valid_prefix(buf, len);
+        size_t ok = lt_utf8_valid_prefix(buf, len);
         st = ok != len ? utf8_error(path, buf, ok, 1, err)
                        : encode_append(tok, chunked, buf, len, 1, 0, &c->ids, err);
         if (st != LT_OK && st != LT_ERR_FORMAT) lt_fail_context(err, "%s", path);
     } else {
-        record_ctx x = {
-            .path = path, .tok = tok, .cfg = cfg, .chunked = chunked, .packed = *packed, .c = c};
+        record_ctx x = {.path = path, .tok = tok, .cfg = cfg, .chunked = chunked, .packed = *packed, .c = c,
+                        .kind0 = -1};
         st = parse_jsonl(&x, buf, len, err);
         lt_free(x.prompt.v);
         lt_free(x.joined);

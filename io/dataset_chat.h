@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "io/chat_template.h"
+#include "io/text/chat_template.h"
 #include "io/tokenizer.h"
 
 typedef struct {

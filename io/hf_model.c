@@ -11,6 +11,7 @@
 #include "core/hash.h"
 #include "io/checkpoint.h"
 #include "io/fileutil.h"
+#include "io/json.h"
 #include "io/model_fill.h"
 #include "io/safetensors.h"
 
@@ -33,15 +34,10 @@ static lt_status parse_json_file(const char *path, uint64_t max_bytes, cJSON **o
     uint64_t size = 0;
     lt_status st = lt_read_file(path, max_bytes, &text, &size, err);
     if (st != LT_OK) return st;
-    cJSON *root = cJSON_ParseWithLength(text, (size_t)size);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        long pos = at && at >= text && at <= text + size ? (long)(at - text) : -1;
-        free(text);
-        return lt_fail(err, LT_ERR_FORMAT, "%s: not valid JSON (at byte %ld of %llu)", path, pos,
-                       (unsigned long long)size);
-    }
+    cJSON *root = NULL;
+    st = lt_json_parse(text, (size_t)size, path, 1, &root, err);
     free(text);
+    if (st != LT_OK) return st;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return lt_fail(err, LT_ERR_FORMAT, "%s: expected a JSON object at the top level", path);
@@ -375,7 +371,7 @@ lt_status lt_hf_fingerprint(const char *dir, uint64_t *bytes, uint64_t *fingerpr
     weight_files w;
     lt_status st = list_weight_files(dir, &w, err);
     if (st != LT_OK) return st;
-    uint64_t total = 0, h = LT_FNV1A64_BASIS;
+    uint64_t total = 0, h = 0;
     char path[PATH_MAX_LEN];
     /* -2: config.json, -1: the index (when there is one), then each file. */
     for (int i = -2; i < w.n && st == LT_OK; i++) {
@@ -384,8 +380,8 @@ lt_status lt_hf_fingerprint(const char *dir, uint64_t *bytes, uint64_t *fingerpr
         snprintf(path, sizeof path, "%s/%s", dir, name);
         uint64_t b = 0, f = 0;
         if ((st = lt_file_fingerprint(path, &b, &f, err)) != LT_OK) break;
-        h = lt_fnv1a64(h, name, strlen(name) + 1);
-        h = lt_fnv1a64(h, &f, sizeof f);
+        h = lt_hash64_seeded(h, name, strlen(name) + 1);
+        h = lt_hash64_seeded(h, &f, sizeof f);
         total += b;
     }
     weight_files_free(&w);

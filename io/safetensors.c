@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "io/fileutil.h"
+#include "io/json.h"
 
 /* Headers of real models are a few hundred KiB; anything near this is an
  * attack or corruption, refused before it is read. */
@@ -132,13 +133,10 @@ static lt_status parse_entry(lt_safetensors *st, const cJSON *item, lt_st_tensor
 
 static lt_status parse_header(lt_safetensors *st, const char *json, size_t len, lt_error *err) {
     const char *p = st->path;
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        long col = at && at >= json && at <= json + len ? (long)(at - json) : -1;
-        return lt_fail(err, LT_ERR_FORMAT, "%s: header is not valid JSON (at byte %ld of %zu)", p,
-                       col, len);
-    }
+    cJSON *root = NULL;
+    /* the header follows the file's 8-byte length */
+    lt_status pst = lt_json_parse_part(json, len, p, "header", 8, &root, err);
+    if (pst != LT_OK) return pst;
     lt_status st_ = LT_OK;
     if (!cJSON_IsObject(root)) {
         st_ = lt_fail(err, LT_ERR_FORMAT, "%s: header must be a JSON object", p);

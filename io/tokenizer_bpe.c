@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "io/fileutil.h"
+#include "io/json.h"
 #include "io/tokenizer_impl.h"
 #include "io/tokenizer_pretok.h"
 
@@ -390,7 +391,7 @@ static const char *config_token(const cJSON *cfg, const char *key) {
 
 /* tokenizer_config.json beside the file names EOS (and BOS where the
  * model adds one); without it, the usual end-of-text spellings. */
-static void special_ids(loader *L, const cJSON *root) {
+static lt_status special_ids(loader *L, const cJSON *root, lt_error *err) {
     lt_tokenizer *t = L->t;
     bpe_impl *im = L->im;
     t->bos = template_bos(im, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
@@ -404,8 +405,10 @@ static void special_ids(loader *L, const cJSON *root) {
     lt_error ignored;
     cJSON *cfg = NULL;
     if (lt_read_file(cfg_path, 16u << 20, &raw, &size, &ignored) == LT_OK) {
-        cfg = cJSON_ParseWithLength(raw, (size_t)size);
+        /* there but not JSON: refused, not read as if absent */
+        lt_status st = lt_json_parse(raw, (size_t)size, cfg_path, 1, &cfg, err);
         free(raw);
+        if (st != LT_OK) return st;
     }
     const char *eos = config_token(cfg, "eos_token"), *bos = config_token(cfg, "bos_token");
     if (eos) t->eos = added_id(im, eos);
@@ -414,6 +417,7 @@ static void special_ids(loader *L, const cJSON *root) {
     static const char *const eos_names[] = {"<|endoftext|>", "<|end_of_text|>", "</s>"};
     for (size_t k = 0; t->eos < 0 && k < sizeof eos_names / sizeof *eos_names; k++)
         t->eos = added_id(im, eos_names[k]);
+    return LT_OK;
 }
 
 static int cmp_added(const void *a, const void *b) {
@@ -533,7 +537,7 @@ static lt_status build(loader *L, cJSON *root, int vocab_size, lt_error *err) {
         L->im->starts_added[(unsigned char)c[0]] = 1;
     }
     qsort(L->im->added, (size_t)L->im->n_added, sizeof *L->im->added, cmp_added);
-    special_ids(L, root);
+    if ((st = special_ids(L, root, err)) != LT_OK) return st;
     t->strip_prefix_space = 0;
     return LT_OK;
 }
@@ -545,16 +549,10 @@ lt_status lt_tokenizer_load_hf_json(const char *path, int vocab_size, lt_tokeniz
     uint64_t size = 0;
     lt_status st = lt_read_file(path, JSON_FILE_MAX_BYTES, &raw, &size, err);
     if (st != LT_OK) return st;
-    cJSON *root = cJSON_ParseWithLength(raw, (size_t)size);
-    if (!root) {
-        const char *where = cJSON_GetErrorPtr();
-        long line = 1;
-        if (where && where >= raw && where <= raw + size)
-            for (const char *p = raw; p < where; p++) line += *p == '\n';
-        free(raw);
-        return lt_fail(err, LT_ERR_FORMAT, "%s: line %ld: not valid JSON, expected a tokenizer.json", path, line);
-    }
+    cJSON *root = NULL;
+    st = lt_json_parse(raw, (size_t)size, path, 1, &root, err);
     free(raw);
+    if (st != LT_OK) return st;
     loader L = {0};
     L.path = path;
     L.t = calloc(1, sizeof *L.t);

@@ -1,6 +1,7 @@
 #include "launch/cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +52,7 @@ lt_status lt_cli_int(const lt_cli *c, long lo, long hi, int *out, lt_error *err)
     char *end = NULL;
     errno = 0;
     long v = strtol(c->value, &end, 10);
-    if (errno || *end || end == c->value)
-        return lt_fail(err, LT_ERR_CONFIG, "--%s %s: expected an integer", c->key, c->value);
-    if (v < lo || v > hi)
+    if (errno || *end || end == c->value || v < lo || v > hi)
         return lt_fail(err, LT_ERR_CONFIG, "--%s %s: expected an integer in %ld..%ld", c->key,
                        c->value, lo, hi);
     *out = (int)v;
@@ -67,8 +66,8 @@ lt_status lt_cli_u64(const lt_cli *c, unsigned long long *out, lt_error *err) {
     errno = 0;
     unsigned long long v = strtoull(c->value, &end, 10);
     if (errno || *end || end == c->value || c->value[0] == '-')
-        return lt_fail(err, LT_ERR_CONFIG, "--%s %s: expected a non-negative integer", c->key,
-                       c->value);
+        return lt_fail(err, LT_ERR_CONFIG, "--%s %s: expected an integer in 0..%llu", c->key,
+                       c->value, (unsigned long long)ULLONG_MAX);
     *out = v;
     return LT_OK;
 }

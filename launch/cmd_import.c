@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "io/adapter.h"
 #include "io/checkpoint.h"
+#include "io/json.h"
 #include "io/dataset.h"
 #include "io/fileutil.h"
 #include "io/model_file.h"
@@ -90,7 +91,8 @@ static void recorded_base(const char *dir, char *buf, size_t cap) {
     lt_error e;
     buf[0] = '\0';
     if (lt_read_file(path, 1u << 20, &text, &size, &e) != LT_OK) return;
-    cJSON *root = cJSON_ParseWithLength(text, (size_t)size);
+    cJSON *root = NULL;
+    lt_json_parse(text, (size_t)size, path, 1, &root, &e); /* checked by lt_adapter_read_config already */
     free(text);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "base_model_name_or_path");
     if (cJSON_IsString(v)) snprintf(buf, cap, "%s", v->valuestring);

@@ -18,19 +18,24 @@ static void with_commas(uint64_t v, char *buf, size_t cap) {
 }
 
 void lt_help_info(FILE *f) {
+    /* The defaults are the ones train's config starts from (PEFT's). */
+    const lt_lora_config d = lt_lora_defaults();
+    char targets[128];
+    lt_lora_format_targets(d.targets, targets, sizeof targets);
     fprintf(f,
-            "usage: loratrain info --model FILE [LoRA options]\n"
+            "usage: loratrain info --model FILE|DIR [LoRA options]\n"
             "\n"
             "Prints the model's shape and parameter count, and the trainable parameters of\n"
             "a LoRA setup in PEFT's print_trainable_parameters form.\n"
             "\n"
-            "  --model FILE|DIR        llama2.c checkpoint or Hugging Face directory\n"
-            "  --r N                   adapter rank [default: 8]\n"
-            "  --lora_alpha A          scale numerator [default: 8]\n"
-            "  --lora_dropout P        adapter input dropout [default: 0]\n"
-            "  --target_modules LIST   comma-separated PEFT names or all-linear [default: q_proj,v_proj]\n"
+            "  --model FILE|DIR        llama2.c checkpoint (.bin) or Hugging Face model directory\n"
+            "  --r N                   adapter rank [default: %d]\n"
+            "  --lora_alpha A          scale numerator [default: %g]\n"
+            "  --lora_dropout P        adapter input dropout [default: %g]\n"
+            "  --target_modules LIST   comma-separated PEFT names or all-linear [default: %s]\n"
             "  --use_rslora            scale by lora_alpha / sqrt(r)\n"
-            "and, to report the quantized base's size and bits per parameter:\n" LT_CLI_QUANT_HELP);
+            "and, to report the quantized base's size and bits per parameter:\n" LT_CLI_QUANT_HELP,
+            d.r, (double)d.alpha, (double)d.dropout, targets);
 }
 
 lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
@@ -61,7 +66,7 @@ lt_status lt_cmd_info(int argc, char **argv, lt_error *err) {
         }
     }
     if (st != LT_OK) return st;
-    if (!model_path) return lt_fail(err, LT_ERR_CONFIG, "--model: missing, expected a checkpoint file");
+    if (!model_path) return lt_fail(err, LT_ERR_CONFIG, "--model: missing, expected a llama2.c checkpoint or a Hugging Face model directory");
     lt_model_config cfg;
     uint64_t bytes = 0;
     uint64_t fingerprint = 0;

@@ -1,11 +1,13 @@
 /* loratrain plan: per-rank memory of a LoRA, QLoRA or full fine-tuning run,
  * by the tracked allocator's categories, computed from the same sizes the
  * model and the trainer allocate (lt_plan_base_memory, lt_quant_layer_layout,
- * lt_model_activation_bytes), for a llama2.c checkpoint's shape or a preset
- * of a published model. */
+ * lt_model_activation_bytes), for the shape of a llama2.c checkpoint, a
+ * Hugging Face model directory or a preset of a published model. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "io/model_file.h"
@@ -13,6 +15,9 @@
 #include "launch/commands.h"
 #include "model/lora.h"
 #include "model/quant.h"
+
+/* Sequences per rank when --batch is not given. */
+#define DEFAULT_BATCH 8
 
 typedef struct {
     const char *name;
@@ -28,19 +33,36 @@ static const preset k_presets[] = {
     {"mistral-7b", 4096, 14336, 32, 32, 8, 32000, 32768},
 };
 
+#define N_PRESETS (sizeof k_presets / sizeof k_presets[0])
+
+/* "llama-2-7b, llama-2-13b, ...": for the help and for a name that is
+ * neither a preset nor a path. */
+static void preset_names(char *buf, size_t cap) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < N_PRESETS && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? ", " : "", k_presets[i].name);
+}
+
 void lt_help_plan(FILE *f) {
+    char names[256];
+    preset_names(names, sizeof names);
     fprintf(f,
-            "usage: loratrain plan --model FILE|PRESET --mode lora|qlora|full [--ranks N]\n"
+            "usage: loratrain plan --model PRESET|FILE|DIR --mode lora|qlora|full [--ranks N]\n"
             "                      [--shard_base] [--zero1] [--gradient_checkpointing]\n"
             "                      [--seq S] [--batch B] [--r R] [--target_modules LIST]\n"
             "                      [--lora_dropout P] [--json]\n"
             "\n"
             "Predicts the per-rank memory of `loratrain train` by the categories its memory\n"
-            "report uses, from the sizes the model allocates. PRESET: llama-2-7b,\n"
-            "llama-2-13b, llama-2-70b, llama-3-8b, mistral-7b (untied classifier); FILE: a\n"
-            "llama2.c checkpoint (its header). Data buffers (category \"other\") depend on\n"
-            "the corpus and are not predicted.\n"
+            "report uses, from the sizes the model allocates. The first line of the table\n"
+            "states the batch and sequence length assumed. Data buffers (category \"other\")\n"
+            "depend on the corpus and are not predicted.\n"
             "\n"
+            "  --model PRESET|FILE|DIR  the model's shape: a preset (published shapes,\n"
+            "                        untied classifier):\n"
+            "                          %s\n"
+            "                        or a llama2.c checkpoint file (its header), or a\n"
+            "                        Hugging Face model directory (its config.json)\n"
             "  --mode lora           LoRA adapters on an fp32 base [default]\n"
             "  --mode qlora          LoRA on an NF4 base (double quantization, blocks of 64)\n"
             "  --mode full           full fine-tuning (finetuning_type full): fp32 weights,\n"
@@ -51,10 +73,11 @@ void lt_help_plan(FILE *f) {
             "                        reduce-scattered gradient) of its 1/N of the parameters\n"
             "  --gradient_checkpointing  keep only each layer's input for backward\n"
             "  --seq S               tokens per sequence [default: the model's seq_len]\n"
-            "  --batch B             sequences per rank and micro-batch [default: 8]\n"
+            "  --batch B             sequences per rank and micro-batch [default: %d]\n"
             "  --r R, --target_modules LIST, --lora_dropout P  the adapters (lora, qlora)\n"
             "                        [default: 8, q_proj,v_proj, 0]\n"
-            "  --json                one JSON object instead of the table\n");
+            "  --json                one JSON object instead of the table\n",
+            names, DEFAULT_BATCH);
 }
 
 static const char *k_cats[] = {"base_weights", "quantized_base", "lora_params", "gradients",
@@ -64,7 +87,7 @@ enum { C_BASE, C_QBASE, C_LORA, C_GRAD, C_OPT, C_ACT, C_COMM, C_WS };
 
 lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
     const char *model = NULL, *mode = "lora", *targets = "q_proj,v_proj";
-    int ranks = 1, shard = 0, zero1 = 0, ckpt = 0, seq = 0, batch = 8, r = 8, json = 0;
+    int ranks = 1, shard = 0, zero1 = 0, ckpt = 0, seq = 0, batch = 0, r = 8, json = 0;
     int lora_opts = 0; /* an adapter option was given */
     float dropout = 0;
     lt_cli cli;
@@ -90,7 +113,9 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
         if (st != LT_OK) return st;
     }
     if (st != LT_OK) return st;
-    if (!model) return lt_fail(err, LT_ERR_CONFIG, "plan: --model FILE|PRESET is required");
+    if (!model) return lt_fail(err, LT_ERR_CONFIG, "plan: --model PRESET|FILE|DIR is required");
+    const int batch_given = batch != 0;
+    if (!batch_given) batch = DEFAULT_BATCH;
     const int qlora = !strcmp(mode, "qlora"), full = !strcmp(mode, "full");
     if (!qlora && !full && strcmp(mode, "lora") != 0)
         return lt_fail(err, LT_ERR_CONFIG, "plan: --mode %s: expected lora, qlora or full", mode);
@@ -107,8 +132,17 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
     lt_model_config c;
     memset(&c, 0, sizeof c);
     const preset *p = NULL;
-    for (size_t i = 0; i < sizeof k_presets / sizeof k_presets[0]; i++)
+    for (size_t i = 0; i < N_PRESETS; i++)
         if (!strcmp(model, k_presets[i].name)) p = &k_presets[i];
+    struct stat sb;
+    if (!p && stat(model, &sb) != 0 && (errno == ENOENT || errno == ENOTDIR)) {
+        /* Most often a misspelled preset: name them all. */
+        char names[256];
+        preset_names(names, sizeof names);
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "plan: --model %s: no such preset, file or directory; expected a preset (%s), "
+                       "a llama2.c checkpoint file or a Hugging Face model directory", model, names);
+    }
     if (p) {
         c.dim = p->dim, c.hidden_dim = p->hidden, c.n_layers = p->layers, c.n_heads = p->heads;
         c.n_kv_heads = p->kv_heads, c.vocab_size = p->vocab, c.seq_len = p->seq;
@@ -201,14 +235,20 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
         printf("},\"total_bytes\":%llu}\n", (unsigned long long)total);
         return LT_OK;
     }
+    /* The batch and sequence length drive the activations, the largest
+     * category: the first line says which were assumed. */
+    char shape[160];
+    snprintf(shape, sizeof shape, "batch %d x %d tokens per rank (%s; %s)", batch, T,
+             batch_given ? "--batch as given" : "--batch not given: the default",
+             seq ? "--seq as given" : "--seq not given: the model's seq_len");
     if (full)
-        printf("%s, full fine-tuning%s on %d rank(s), batch %d x %d tokens%s, %llu parameters\n",
-               model, zsharded ? " (ZeRO-1)" : zero1 ? " (ZeRO-1: nothing to shard on one rank)" : "",
-               ranks, batch, T, ckpt ? ", gradient checkpointing" : "", (unsigned long long)P);
+        printf("%s, full fine-tuning%s on %d rank(s), %s%s, %llu parameters\n", model,
+               zsharded ? " (ZeRO-1)" : zero1 ? " (ZeRO-1: nothing to shard on one rank)" : "",
+               ranks, shape, ckpt ? ", gradient checkpointing" : "", (unsigned long long)P);
     else
-        printf("%s, %s%s on %d rank(s), batch %d x %d tokens%s, LoRA r %d on %s (%llu parameters)\n",
-               model, mode, shard ? " (base sharded)" : "", ranks, batch, T,
-               ckpt ? ", gradient checkpointing" : "", r, targets, (unsigned long long)lora);
+        printf("%s, %s%s on %d rank(s), %s%s, LoRA r %d on %s (%llu parameters)\n", model, mode,
+               shard ? " (base sharded)" : "", ranks, shape, ckpt ? ", gradient checkpointing" : "",
+               r, targets, (unsigned long long)lora);
     printf("per-rank memory (peak of each category):\n");
     for (size_t i = 0; i < NCATS; i++)
         if (bytes[i]) printf("  %-16s %12.2f MiB\n", k_cats[i], (double)bytes[i] / MiB);

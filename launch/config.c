@@ -9,6 +9,7 @@
 
 #include "core/strutil.h"
 #include "io/fileutil.h"
+#include "io/json.h"
 #include "io/token_file.h"
 
 typedef enum { K_STR, K_INT, K_I64, K_U64, K_FLOAT, K_DOUBLE, K_BOOL, K_TRISTATE } key_kind;
@@ -28,7 +29,10 @@ typedef struct {
 #define BIG 9.0e15
 
 static const key_desc k_keys[] = {
-    {"model", K_STR, F(model), "", 0, 0, "model and data", "base model checkpoint (llama2.c format)"},
+    {"model", K_STR, F(model), "", 0, 0, "model and data",
+     "base model: a llama2.c checkpoint (.bin), or a Hugging Face model directory (config.json of a "
+     "LlamaForCausalLM, MistralForCausalLM or Qwen2ForCausalLM, with model.safetensors or a sharded "
+     "model.safetensors.index.json; F32, F16 or BF16)"},
     {"tokenizer", K_STR, F(tokenizer), "", 0, 0, "model and data", "tokenizer: tokenizer.json, tokenizer.model, llama2.c .bin (e.g. tok512.bin) or an HF model directory; not needed when the data are token files"},
     {"train_file", K_STR, F(train_file), "", 0, 0, "model and data",
      "training data: plain text, JSONL with \"text\", \"prompt\"/\"completion\" or \"messages\" (a conversation), or a token file from `loratrain tokenize`"},
@@ -99,7 +103,9 @@ static const key_desc k_keys[] = {
      "plain progress lines even on a terminal"},
 
     {"r", K_INT, F(r), "8", 1, 1 << 20, "LoRA", "adapter rank"},
-    {"lora_alpha", K_FLOAT, F(lora_alpha), "16", 1e-30, 1e30, "LoRA", "scale numerator: s = lora_alpha / r"},
+    /* PEFT's LoraConfig defaults (r 8, lora_alpha 8, dropout 0), the ones
+     * lt_lora_defaults gives `info` and the other commands. */
+    {"lora_alpha", K_FLOAT, F(lora_alpha), "8", 1e-30, 1e30, "LoRA", "scale numerator: s = lora_alpha / r"},
     {"lora_dropout", K_FLOAT, F(lora_dropout), "0", 0, 0.999999, "LoRA", "dropout on the adapter input"},
     {"target_modules", K_STR, F(target_modules), "q_proj,v_proj", 0, 0, "LoRA",
      "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj or all-linear"},
@@ -132,6 +138,12 @@ static const key_desc k_keys[] = {
 
 #define NKEYS (sizeof k_keys / sizeof k_keys[0])
 
+/* The message err holds, now as a configuration error. */
+static lt_status config_error(lt_error *err) {
+    if (err) err->code = LT_ERR_CONFIG;
+    return LT_ERR_CONFIG;
+}
+
 static const key_desc *find_key(const char *name) {
     for (size_t i = 0; i < NKEYS; i++)
         if (!strcmp(k_keys[i].name, name)) return &k_keys[i];
@@ -147,6 +159,21 @@ static lt_status unknown_key(const char *name, const char *source, lt_error *err
                        name, best);
     return lt_fail(err, LT_ERR_CONFIG, "%s: unknown key \"%s\" (loratrain train --help lists them)",
                    source, name);
+}
+
+/* What a key takes, for messages: "an integer in 1..1048576". */
+static void expected_value(const key_desc *k, char *buf, size_t cap) {
+    switch (k->kind) {
+    case K_STR: snprintf(buf, cap, "a string"); return;
+    case K_BOOL: snprintf(buf, cap, "true or false"); return;
+    case K_TRISTATE: snprintf(buf, cap, "true, false or \"auto\""); return;
+    case K_U64: snprintf(buf, cap, "an integer in 0..%llu", (unsigned long long)UINT64_MAX); return;
+    case K_INT:
+    case K_I64: snprintf(buf, cap, "an integer in %.0f..%.0f", k->lo, k->hi); return;
+    case K_FLOAT:
+    case K_DOUBLE: snprintf(buf, cap, "a number in %g..%g", k->lo, k->hi); return;
+    }
+    snprintf(buf, cap, "a value");
 }
 
 static lt_status set_value(lt_run_config *c, const key_desc *k, const char *v, const char *source,
@@ -185,8 +212,8 @@ static lt_status set_value(lt_run_config *c, const key_desc *k, const char *v, c
         long long x = strtoll(v, &end, 10);
         if (errno || end == v || *end) goto bad_int;
         if ((double)x < k->lo || (double)x > k->hi)
-            return lt_fail(err, LT_ERR_CONFIG, "%s: %s = %lld, expected %.0f..%.0f", source, k->name,
-                           x, k->lo, k->hi);
+            return lt_fail(err, LT_ERR_CONFIG, "%s: %s = %lld, expected an integer in %.0f..%.0f", source,
+                           k->name, x, k->lo, k->hi);
         if (k->kind == K_INT)
             *(int *)(void *)base = (int)x;
         else
@@ -209,8 +236,11 @@ static lt_status set_value(lt_run_config *c, const key_desc *k, const char *v, c
     }
     }
     return LT_ERR_INTERNAL;
-bad_int:
-    return lt_fail(err, LT_ERR_CONFIG, "%s: %s = \"%s\", expected an integer", source, k->name, v);
+bad_int: {
+    char want[96];
+    expected_value(k, want, sizeof want);
+    return lt_fail(err, LT_ERR_CONFIG, "%s: %s = \"%s\", expected %s", source, k->name, v, want);
+}
 }
 
 void lt_run_config_defaults(lt_run_config *c) {
@@ -240,7 +270,9 @@ lt_status lt_run_config_load_json(lt_run_config *c, const char *path, lt_error *
     char *text = NULL;
     uint64_t size = 0;
     lt_status st = lt_read_file(path, 16u << 20, &text, &size, err);
-    if (st != LT_OK) return st;
+    /* A config file that cannot be read is a configuration error (exit 2),
+     * as a bad one is. */
+    if (st != LT_OK) return st == LT_ERR_NOMEM ? st : config_error(err);
     st = lt_run_config_parse_json(c, text, (size_t)size, path, err);
     free(text);
     return st;
@@ -249,13 +281,9 @@ lt_status lt_run_config_load_json(lt_run_config *c, const char *path, lt_error *
 lt_status lt_run_config_parse_json(lt_run_config *c, const char *text, size_t size, const char *path,
                                    lt_error *err) {
     lt_status st = LT_OK;
-    cJSON *root = cJSON_ParseWithLength(text, size);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        int line = 1;
-        for (const char *p = text; at && p < at && p < text + size; p++) line += *p == '\n';
-        return lt_fail(err, LT_ERR_CONFIG, "%s: line %d: invalid JSON", path, line);
-    }
+    cJSON *root = NULL;
+    if ((st = lt_json_parse(text, size, path, 1, &root, err)) != LT_OK)
+        return st == LT_ERR_NOMEM ? st : config_error(err);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return lt_fail(err, LT_ERR_CONFIG, "%s: expected a JSON object of settings", path);
@@ -277,7 +305,19 @@ lt_status lt_run_config_parse_json(lt_run_config *c, const char *text, size_t si
             snprintf(buf, sizeof buf, "%s", cJSON_IsTrue(it) ? "true" : "false");
         } else if (cJSON_IsNumber(it)) {
             double x = it->valuedouble;
-            if ((k->kind == K_INT || k->kind == K_I64 || k->kind == K_U64) && x == floor(x) && fabs(x) < 9e15)
+            const int integer = k->kind == K_INT || k->kind == K_I64 || k->kind == K_U64;
+            if (integer && fabs(x) >= 9007199254740992.0) {
+                /* cJSON holds numbers as doubles: past 2^53 the digits
+                 * written are not the digits read */
+                char want[96];
+                expected_value(k, want, sizeof want);
+                st = lt_fail(err, LT_ERR_CONFIG,
+                             "%s: %s = %.17g is past 2^53, where a JSON number loses digits; expected %s, "
+                             "written as a string beyond 2^53 (\"%s\": \"12345678901234567890\")",
+                             path, k->name, x, want, k->name);
+                break;
+            }
+            if (integer && x == floor(x))
                 snprintf(buf, sizeof buf, "%.0f", x);
             else
                 snprintf(buf, sizeof buf, "%.17g", x);
@@ -293,10 +333,21 @@ lt_status lt_run_config_parse_json(lt_run_config *c, const char *text, size_t si
                 snprintf(buf + used, sizeof buf - used, "%s%s", used ? "," : "", e->valuestring);
             }
             if (st != LT_OK) break;
+        } else if (cJSON_IsNull(it) && k->kind == K_STR && !k->def[0]) {
+            buf[0] = '\0'; /* None: not set, as an optional path's default is */
         } else if (cJSON_IsNull(it)) {
-            continue; /* null keeps the default, as Hugging Face treats None */
+            /* Taken as the default, a null would hide a key the user meant
+             * to set (Hugging Face fails on r=None too). */
+            char want[96];
+            expected_value(k, want, sizeof want);
+            st = lt_fail(err, LT_ERR_CONFIG, "%s: %s = null, expected %s (leave the key out for its default, %s)",
+                         path, k->name, want, k->def);
+            break;
         } else {
-            st = lt_fail(err, LT_ERR_CONFIG, "%s: %s has a value of the wrong type", path, k->name);
+            char want[96];
+            expected_value(k, want, sizeof want);
+            st = lt_fail(err, LT_ERR_CONFIG, "%s: %s is %s, expected %s", path, k->name,
+                         cJSON_IsObject(it) ? "an object" : "a list", want);
             break;
         }
         st = set_value(c, k, buf, path, err);
@@ -349,7 +400,7 @@ lt_status lt_run_config_quant(const lt_run_config *c, lt_quant_config *qc, lt_er
 lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err) {
     const struct {
         const char *name, *value, *what;
-    } required[] = {{"model", c->model, "a base model checkpoint"},
+    } required[] = {{"model", c->model, "a base model (llama2.c checkpoint or Hugging Face directory)"},
                     {"train_file", c->train_file, "a training data file"},
                     {"output_dir", c->output_dir, "an output directory"}};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
@@ -393,6 +444,27 @@ lt_status lt_run_config_validate(const lt_run_config *c, lt_error *err) {
 
 int lt_run_config_full(const lt_run_config *c) { return !strcmp(c->finetuning_type, "full"); }
 
+/* The shortest spelling that reads back as x (cJSON's own print stops at
+ * 15 digits when that is within an epsilon, which run_config.json and a
+ * checkpoint's copy must not be). */
+static void add_number(cJSON *root, const char *name, double x) {
+    char buf[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    cJSON_AddRawToObject(root, name, buf);
+}
+
+/* An integer exactly: a JSON number up to 2^53, a string beyond (the
+ * reader takes strings for integer keys). */
+static void add_integer(cJSON *root, const char *name, int negative, uint64_t magnitude) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s%llu", negative ? "-" : "", (unsigned long long)magnitude);
+    if (magnitude > (1ull << 53)) cJSON_AddStringToObject(root, name, buf);
+    else cJSON_AddRawToObject(root, name, buf);
+}
+
 void lt_run_config_write_json(const lt_run_config *c, FILE *f) {
     cJSON *root = cJSON_CreateObject();
     for (size_t i = 0; root && i < NKEYS; i++) {
@@ -408,10 +480,14 @@ void lt_run_config_write_json(const lt_run_config *c, FILE *f) {
             break;
         }
         case K_INT: cJSON_AddNumberToObject(root, k->name, *(const int *)(const void *)base); break;
-        case K_I64: cJSON_AddNumberToObject(root, k->name, (double)*(const int64_t *)(const void *)base); break;
-        case K_U64: cJSON_AddNumberToObject(root, k->name, (double)*(const uint64_t *)(const void *)base); break;
-        case K_FLOAT: cJSON_AddNumberToObject(root, k->name, *(const float *)(const void *)base); break;
-        case K_DOUBLE: cJSON_AddNumberToObject(root, k->name, *(const double *)(const void *)base); break;
+        case K_I64: {
+            const int64_t v = *(const int64_t *)(const void *)base;
+            add_integer(root, k->name, v < 0, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+            break;
+        }
+        case K_U64: add_integer(root, k->name, 0, *(const uint64_t *)(const void *)base); break;
+        case K_FLOAT: add_number(root, k->name, *(const float *)(const void *)base); break;
+        case K_DOUBLE: add_number(root, k->name, *(const double *)(const void *)base); break;
         }
     }
     char *s = root ? cJSON_PrintUnformatted(root) : NULL;

@@ -10,6 +10,7 @@ packages=(
   openmpi-bin libopenmpi-dev      # processes and CPU collectives
   libhdf5-openmpi-dev             # checkpoints (parallel HDF5)
   libcjson-dev                    # configs and safetensors headers
+  libxxhash-dev                   # checkpoint manifests and fingerprints (XXH3)
 )
 case ${1:-all} in
 build) ;;
@@ -18,6 +19,7 @@ all)
     python3 python3-numpy python3-torch python3-sentencepiece  # reference checks
     python3-pip                     # with python3-venv: pinned HF tokenizers (tests/tokenizer_hf.sh)
     python3-h5py                    # reads checkpoints as a user would
+    python3-xxhash                  # checks a checkpoint's manifest independently
     hdf5-tools                      # h5dump, which the README names: tests/stop_early.sh reads checkpoints with it
     python3-venv                    # tests/peft_env.sh: transformers + PEFT from PyPI over python3-torch
     libtcmalloc-minimal4            # the tuned PyTorch benchmark preloads it

@@ -480,21 +480,47 @@ static void counters_delta(const lt_comm_counters *now, const lt_comm_counters *
     d->wait_s = now->wait_s - before->wait_s;
 }
 
+/* Widens [lo, hi] to each collective's bytes of step d; first sets both. */
+static void counters_range(const lt_comm_counters *d, int first, lt_comm_counters *lo,
+                           lt_comm_counters *hi) {
+    if (first) {
+        *lo = *hi = *d;
+        return;
+    }
+    for (int k = 0; k < LT_COLL_COUNT; k++) {
+        if (d->bytes[k] < lo->bytes[k]) lo->bytes[k] = d->bytes[k];
+        if (d->bytes[k] > hi->bytes[k]) hi->bytes[k] = d->bytes[k];
+    }
+}
+
 /* The run summary's communication part: what a step moved and what the
- * same model would all-reduce as a full fine-tune. */
-static void print_comm_summary(const run_state *r, int64_t steps, const lt_comm_counters *step1,
-                               double comm_s, double grad_wait_s, double step_s,
-                               double overlapped_bytes) {
-    const lt_comm_counters *d = step1;
+ * same model would all-reduce as a full fine-tune. Steps need not move the
+ * same bytes (a sharded base gathers one layer more after an evaluation),
+ * so each collective is the figure every step shared, or its least and
+ * most; metrics.jsonl has each step's. */
+static void print_comm_summary(const run_state *r, int64_t steps, const lt_comm_counters *lo,
+                               const lt_comm_counters *hi, double comm_s, double grad_wait_s,
+                               double step_s, double overlapped_bytes) {
     lt_base_memory bm;
     lt_model_base_memory(r->model, &bm);
     const double grad_bytes = (double)lt_model_train_table(r->model)->numel * 4.0;
     const double full_bytes = (double)(bm.fp32_params + bm.quant_params) * 4.0;
-    printf("communication: %d ranks (%s); per step: all-reduce %.0f bytes, reduce-scatter %.0f "
-           "bytes, all-gather %.0f bytes, reduce %.0f bytes; ",
-           r->dp.size, lt_comm_backend_name(r->dp.comm), (double)d->bytes[LT_COLL_ALLREDUCE],
-           (double)d->bytes[LT_COLL_REDUCE_SCATTER], (double)d->bytes[LT_COLL_ALLGATHER],
-           (double)d->bytes[LT_COLL_REDUCE]);
+    static const struct {
+        lt_coll_kind k;
+        const char *name;
+    } shown[] = {{LT_COLL_ALLREDUCE, "all-reduce"},
+                 {LT_COLL_REDUCE_SCATTER, "reduce-scatter"},
+                 {LT_COLL_ALLGATHER, "all-gather"},
+                 {LT_COLL_REDUCE, "reduce"}};
+    printf("communication: %d ranks (%s); per step over %lld steps (least to most where steps "
+           "differ): ",
+           r->dp.size, lt_comm_backend_name(r->dp.comm), (long long)steps);
+    for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++) {
+        const uint64_t a = lo->bytes[shown[i].k], b = hi->bytes[shown[i].k];
+        printf("%s %llu", shown[i].name, (unsigned long long)a);
+        if (b != a) printf(" to %llu", (unsigned long long)b);
+        printf(" bytes%s", i + 1 < sizeof shown / sizeof shown[0] ? ", " : "; ");
+    }
     if (lt_model_is_full_training(r->model))
         printf("full fine-tuning: gradients of %.0f bytes%s\n", grad_bytes,
                r->dp.zero1 ? " reduce-scattered to their ZeRO-1 owners, parameters all-gathered" : "");
@@ -857,7 +883,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
 
     progress p = {.tty = tty, .every = c->logging_steps, .total = total, .t0 = lt_now_s()};
     const double global_tokens = (double)GA * B * T * N;
-    lt_comm_counters first_step = {{0}, {0}, 0};
+    lt_comm_counters step_lo = {{0}, {0}, 0}, step_hi = step_lo;
     double grad_wait_total = 0, step_time_total = 0, comm_total = 0, overlapped_total = 0;
     for (int64_t step = start; !stopped && step < total; step++) {
         r.dp.global_targets = 0;
@@ -878,7 +904,7 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         double dt = lt_now_s() - t0;
         lt_comm_get_counters(world, &after);
         counters_delta(&after, &before, &d);
-        if (step == start) first_step = d;
+        counters_range(&d, step == start, &step_lo, &step_hi);
         grad_wait_total += s.grad_wait_s;
         overlapped_total += (double)s.grad_overlapped_bytes;
         comm_total += d.wait_s;
@@ -976,8 +1002,9 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
             printf("done: %lld steps in %.1f s; %s written to %s/%s\n", (long long)total,
                    lt_now_s() - p.t0, full ? "model" : "adapter", c->output_dir,
                    full ? "model.safetensors" : "adapter_model.safetensors");
-            if (N > 1) print_comm_summary(&r, total, &first_step, comm_total, grad_wait_total,
-                                          step_time_total, overlapped_total);
+            if (N > 1 && total > start)
+                print_comm_summary(&r, total - start, &step_lo, &step_hi, comm_total,
+                                   grad_wait_total, step_time_total, overlapped_total);
         }
     }
     free(mem);

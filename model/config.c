@@ -63,3 +63,10 @@ void lt_rope_permute_rows(const float *src, float *dst, int n_heads, int head_di
                 memcpy(dst + to * cols, src + from * cols, (size_t)cols * sizeof(float));
             }
 }
+
+int lt_rope_rotary_heads(const lt_model_config *c, const char *tensor_name) {
+    if (c->rope_layout == LT_ROPE_HALF) return 0;
+    if (strstr(tensor_name, ".q_proj.lora_B") || strstr(tensor_name, ".q_proj.weight")) return c->n_heads;
+    if (strstr(tensor_name, ".k_proj.lora_B") || strstr(tensor_name, ".k_proj.weight")) return c->n_kv_heads;
+    return 0;
+}

@@ -40,6 +40,12 @@ lt_status lt_model_config_validate(const lt_model_config *c, const char *source,
 void lt_rope_permute_rows(const float *src, float *dst, int n_heads, int head_dim, int cols,
                           int to_half);
 
+/* The heads whose rows lt_rope_permute_rows reorders for the tensor of
+ * that name (q_proj / k_proj weights and their LoRA B) when the model
+ * computes in the interleaved layout; 0 for every other tensor and for a
+ * rotate-half model, whose rows already are in Hugging Face's order. */
+int lt_rope_rotary_heads(const lt_model_config *c, const char *tensor_name);
+
 static inline int lt_head_dim(const lt_model_config *c) { return c->dim / c->n_heads; }
 static inline int lt_kv_dim(const lt_model_config *c) {
     return lt_head_dim(c) * c->n_kv_heads;

@@ -39,10 +39,11 @@ lt_status lt_lr_schedule_validate(const lt_lr_schedule *s, lt_error *err) {
     if (s->total_steps < 1)
         return lt_fail(err, LT_ERR_CONFIG, "total_steps = %lld, expected >= 1",
                        (long long)s->total_steps);
-    if (s->warmup_steps < 0 || s->warmup_steps > s->total_steps)
-        return lt_fail(err, LT_ERR_CONFIG,
-                       "warmup_steps = %lld, expected 0 <= warmup_steps <= total_steps = %lld",
-                       (long long)s->warmup_steps, (long long)s->total_steps);
+    /* A warmup longer than the run is what transformers takes too: the lr
+     * then rises for the whole run (s / W at every step s < T <= W). */
+    if (s->warmup_steps < 0)
+        return lt_fail(err, LT_ERR_CONFIG, "warmup_steps = %lld, expected 0 or more",
+                       (long long)s->warmup_steps);
     return LT_OK;
 }
 

@@ -11,7 +11,8 @@
  *                                 : max(0, 0.5 (1 + cos(pi progress))),
  *                           progress = (s - W) / max(1, T - W)
  * Past T, linear stays at 0 while cosine climbs again (cos past pi), as
- * HF's formula does; the trainer stops at T. */
+ * HF's formula does; the trainer stops at T. W > T is allowed, as HF
+ * allows it: every step of the run is then in the warmup. */
 #ifndef LT_OPTIM_LR_SCHEDULE_H
 #define LT_OPTIM_LR_SCHEDULE_H
 
@@ -40,7 +41,8 @@ lt_status lt_lr_schedule_parse(const char *name, lt_sched_kind *out, lt_error *e
 const char *lt_lr_schedule_name(lt_sched_kind k);
 
 /* Checks a known kind, a finite lr >= 0, total_steps >= 1 and
- * 0 <= warmup_steps <= total_steps. */
+ * warmup_steps >= 0 (more than total_steps is fine: as in transformers,
+ * the lr then rises for the whole run). */
 lt_status lt_lr_schedule_validate(const lt_lr_schedule *s, lt_error *err);
 
 /* The learning rate for optimizer step `step` (>= 0) of a validated

@@ -15,6 +15,7 @@ fail=0
 cases=0
 
 # expect NAME "substring1|substring2|..." command...
+# (WANT_RC=2 expect ...: the exit status must be exactly that)
 expect() {
   local name=$1 want=$2
   shift 2
@@ -27,6 +28,8 @@ expect() {
   msg=$(cat "$tmp/err")
   if [[ $rc != 1 && $rc != 2 ]]; then
     echo "FAIL $name: exit status $rc, expected 1 or 2"; fail=1
+  elif [[ -n ${WANT_RC:-} && $rc != "$WANT_RC" ]]; then
+    echo "FAIL $name: exit status $rc, expected $WANT_RC: $(cat "$tmp/err")"; fail=1
   elif [[ $lines != 1 ]]; then
     echo "FAIL $name: $lines lines on stderr, expected one:"; sed 's/^/    /' "$tmp/err"; fail=1
   elif [[ -s "$tmp/out" ]]; then
@@ -104,7 +107,35 @@ expect "empty training file" "empty.txt|empty" train --train_file "$tmp/empty.tx
 printf 'line one\nline two \xff\xfe broken\n' >"$tmp/bad_utf8.txt"
 expect "invalid UTF-8" "bad_utf8.txt|line 2|UTF-8" train --train_file "$tmp/bad_utf8.txt"
 printf '{"text": "fine"}\n{"text": "broken\n' >"$tmp/bad.jsonl"
-expect "invalid JSON line" "bad.jsonl|line 2|JSON" train --train_file "$tmp/bad.jsonl"
+expect "invalid JSON line" "bad.jsonl:2:17: end of text inside a string" train --train_file "$tmp/bad.jsonl"
+# strict JSON in the data: the report's record (cJSON read \uZZZZ as a NUL and
+# trained on "bad " alone), NUL bytes, kinds of record mixed in one file
+printf '{"text": "fine"}\n{"text": "bad \\uZZZZ escape and a long tail"}\n' >"$tmp/escape.jsonl"
+expect "invalid \\u escape in JSONL" "escape.jsonl:2:15: invalid escape \"\\uZZZZ\" (expected \\u and 4 hex digits)" \
+  train --train_file "$tmp/escape.jsonl"
+printf '{"text": "fine"}\n{"text": "a\0b"}\n' >"$tmp/nul.jsonl"
+expect "NUL byte in JSONL" "nul.jsonl:2:12: NUL byte in a string" train --train_file "$tmp/nul.jsonl"
+printf '{"text": "fine"}\n{"text": "dup", "text": "again"}\n' >"$tmp/dupkey.jsonl"
+expect "duplicate key in a record" "dupkey.jsonl:2:17: duplicate key \"text\"" train --train_file "$tmp/dupkey.jsonl"
+printf '{"prompt": "a", "completion": " b"}\n\n{"text": "c"}\n' >"$tmp/mixed.jsonl"
+expect "mixed record kinds" "mixed.jsonl line 3: a {\"text\"} record, but line 1 (the first record) is a {\"prompt\", \"completion\"} record" \
+  train --train_file "$tmp/mixed.jsonl"
+# a tokenizer_config.json that is there but not JSON is refused, not read as absent:
+# beside a tokenizer.json (its EOS) and beside the tokenizer a chat template comes from
+mkdir -p "$tmp/tokdir" "$tmp/chatdir"
+tail -c +2 "$root/tests/fuzz/seeds/tokenizer/gpt2.json" >"$tmp/tokdir/tokenizer.json"  # (the seed's first byte picks the format)
+printf '{"eos_token": "<|endoftext|>",}' >"$tmp/tokdir/tokenizer_config.json"
+printf 'hello world\n' >"$tmp/hello.txt"
+expect "tokenizer_config.json not JSON" "tokenizer_config.json:1:30: trailing comma" \
+  "$bin" tokenize --tokenizer "$tmp/tokdir/tokenizer.json" --vocab_size 1000 --input "$tmp/hello.txt" --output "$tmp/hello.tok"
+cp "$tok" "$tmp/chatdir/tok512.bin"
+printf '{\n  "chat_template": "{%% for m in messages %%}{{ m.content }}{%% endfor %%}",\n  "chat_template": "x"\n}\n' \
+  >"$tmp/chatdir/tokenizer_config.json"
+printf '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' >"$tmp/chat.jsonl"
+expect "chat template from a tokenizer_config.json with a duplicate key" \
+  "tokenizer_config.json:3:3: duplicate key \"chat_template\"" \
+  "$bin" train --model "$model" --tokenizer "$tmp/chatdir/tok512.bin" --train_file "$tmp/chat.jsonl" \
+  --output_dir "$tmp/run" --max_steps 1 --disable_tqdm --max_seq_length 64
 printf '{"text": "fine"}\n{"prompt": "no completion here"}\n' >"$tmp/missing.jsonl"
 expect "missing field" "missing.jsonl|line 2|completion" train --train_file "$tmp/missing.jsonl"
 printf '{"text": "fine"}\n{"text": 42}\n' >"$tmp/type.jsonl"
@@ -128,7 +159,19 @@ printf '{"learning_rte": 1e-4}' >"$tmp/typo.json"
 expect "unknown config key" "typo.json|learning_rte|did you mean \"learning_rate\"" \
   "$bin" train --config "$tmp/typo.json"
 printf '{\n "r": 8,\n "max_steps": \n}' >"$tmp/broken.json"
-expect "config not JSON" "broken.json|line 4|invalid JSON" "$bin" train --config "$tmp/broken.json"
+WANT_RC=2 expect "config not JSON" "broken.json:4:1: '}' (expected a value" "$bin" train --config "$tmp/broken.json"
+# configuration errors end with status 2, a missing --config file too
+WANT_RC=2 expect "missing config file" "$tmp/nope.json|cannot open" "$bin" train --config "$tmp/nope.json"
+printf '{\n "r": 8,\n "lora_alpha": 16,\n "r": 16\n}\n' >"$tmp/dup.json"
+WANT_RC=2 expect "duplicate config key" "dup.json:4:2: duplicate key \"r\"|first is at line 2, column 2" \
+  "$bin" train --config "$tmp/dup.json"
+printf '{"r": null}' >"$tmp/null.json"
+WANT_RC=2 expect "null in a config" "null.json: r = null, expected an integer in 1..1048576|leave the key out" \
+  "$bin" train --config "$tmp/null.json"
+printf '{"learning_rate": 1e-4,}' >"$tmp/comma.json"
+WANT_RC=2 expect "trailing comma in a config" "comma.json:1:23: trailing comma" "$bin" train --config "$tmp/comma.json"
+WANT_RC=2 expect "negative seed" "seed = \"-1\", expected an integer in 0..18446744073709551615" \
+  train --train_file "$root/data/tinystories/tinystories_v2_sample.txt" --seed -1
 expect "unknown override" "--per_device_batch_size|did you mean" \
   train --train_file "$root/data/tinystories/tinystories_v2_sample.txt" --per_device_batch_size 4
 expect "missing train_file" "train_file|missing" "$bin" train --model "$model" --tokenizer "$tok"
@@ -162,6 +205,35 @@ PY
 expect "non-finite weight in a quantized base" "inf.bin|q_proj|finite" \
   "$bin" train --model "$tmp/inf.bin" --tokenizer "$tok" --train_file "$shk" --load_in_4bit
 expect "adapter missing" "nope_adapter|adapter_config.json" gen "$model" "$tok" --adapter "$tmp/nope_adapter"
+
+# accepted, as Hugging Face accepts them
+# warmup longer than the run: the lr rises all run (step s at lr s / W)
+if "$bin" train --model "$model" --tokenizer "$tok" --train_file "$shk" --output_dir "$tmp/warm" --max_steps 3 \
+     --warmup_steps 10 --learning_rate 1e-3 --logging_steps 1 --eval_steps 0 --max_seq_length 32 \
+     --per_device_train_batch_size 2 --disable_tqdm >"$tmp/warm.log" 2>&1 &&
+   $py - "$tmp/warm/metrics.jsonl" <<'PY'
+import json, sys
+lrs = [r["learning_rate"] for r in map(json.loads, open(sys.argv[1])) if "learning_rate" in r]
+want = [1e-3 * s / 10 for s in range(3)]
+ok = len(lrs) == 3 and all(abs(a - b) <= 1e-7 * 1e-3 for a, b in zip(lrs, want))
+print("%s warmup 10 > max_steps 3: lr %s, expected %s" % ("ok  " if ok else "FAIL", lrs, want))
+sys.exit(0 if ok else 1)
+PY
+then :; else echo "FAIL warmup longer than the run: $(tail -1 "$tmp/warm.log")"; fail=1; fi
+# one default for lora_alpha: train's --help and info's report agree (PEFT's 8)
+help_alpha=$("$bin" train --help | sed -n 's/^ *--lora_alpha .*\[default: \([0-9.]*\)\].*/\1/p')
+info_alpha=$("$bin" info --model "$model" | sed -n 's/.*lora_alpha \([0-9.]*\),.*/\1/p')
+if [[ -n $help_alpha && $help_alpha == "$info_alpha" && $help_alpha == 8 ]]; then
+  echo "ok   lora_alpha default: train $help_alpha, info $info_alpha"
+else
+  echo "FAIL lora_alpha default: train --help says ${help_alpha:-?}, info uses ${info_alpha:-?}, expected 8 both"; fail=1
+fi
+# --model takes what io/model_file.c reads
+if "$bin" train --help | grep -q -- "--model .*llama2.c checkpoint (.bin), or a Hugging Face model directory"; then
+  echo "ok   train --help: --model takes llama2.c files and Hugging Face directories"
+else
+  echo "FAIL train --help: --model's line does not name both formats"; fail=1
+fi
 
 echo "$cases cases"
 exit $fail

@@ -22,6 +22,10 @@
 #     dequantization workspace and the one left in the other gather
 #     buffer are reused where forward turns into backward and back), and
 #     reads fewer bytes of the model file.
+#   - the run summary's "communication:" line gives, for each collective,
+#     the bytes every step of metrics.jsonl logged, or their least and
+#     most where steps differ (the sharded runs gather one layer more in
+#     the step after an evaluation), over as many steps as were logged.
 # Usage: dist_train.sh LORATRAIN REPO_ROOT fp32|nf4
 set -u
 ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
@@ -178,6 +182,29 @@ if base == "nf4":
               % (sharded, [rk["quant_resident_bytes"] for rk in ms["ranks"]], q,
                  [rk["model_bytes_read"] for rk in ms["ranks"]],
                  [rk["model_bytes_read"] for rk in mp["ranks"]], ss[0]["allgather_bytes"]))
+
+# The summary line against the steps' own counters.
+COLLS = (("all-reduce", "allreduce_bytes"), ("reduce-scatter", "reduce_scatter_bytes"),
+         ("all-gather", "allgather_bytes"), ("reduce", "reduce_bytes"))
+for name in ["np2", "np4"] + (["np2_sharded", "np4_sharded"] if base == "nf4" else []):
+    steps, _ = metrics(name)
+    m = re.search(r"^communication: \d+ ranks \([^)]*\); per step over (\d+) steps \([^)]*\): (.*?); ",
+                  open(os.path.join(tmp, name + ".log")).read(), re.M)
+    if not m:
+        fail.append("%s: no \"communication: ... per step over N steps ...\" summary line in the log" % name)
+        continue
+    said = dict(re.findall(r"(all-reduce|reduce-scatter|all-gather|reduce) (\d+(?: to \d+)?) bytes", m.group(2)))
+    if int(m.group(1)) != len(steps):
+        fail.append("%s: the summary speaks of %s steps, metrics.jsonl has %d" % (name, m.group(1), len(steps)))
+    shown = []
+    for word, key in COLLS:
+        lo, hi = min(s[key] for s in steps), max(s[key] for s in steps)
+        want = "%d" % lo if lo == hi else "%d to %d" % (lo, hi)
+        shown.append("%s %s" % (word, want))
+        if said.get(word) != want:
+            fail.append("%s: the summary says %s %s bytes per step, metrics.jsonl's steps logged %s"
+                        % (name, word, said.get(word), sorted({s[key] for s in steps})))
+    print("%s summary: %s (as the %d steps logged)" % (name, ", ".join(shown), len(steps)))
 
 for f in fail:
     print("FAIL", f)

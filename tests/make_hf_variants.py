@@ -177,7 +177,7 @@ def malformed(src, root):
         return c
     make("missing_hidden_size", 'config.json: missing field "hidden_size"', cfg=without("hidden_size"))
     make("missing_rms_norm_eps", 'config.json: missing field "rms_norm_eps"', cfg=without("rms_norm_eps"))
-    make("bad_json", "config.json: not valid JSON", raw_config='{"model_type": "llama", "hidden_size": 64,,}')
+    make("bad_json", "config.json:1:43: ','", raw_config='{"model_type": "llama", "hidden_size": 64,,}')
     make("unknown_arch", 'architecture "GPT2LMHeadModel" is not supported',
          cfg=with_(architectures=["GPT2LMHeadModel"]))
     make("unknown_model_type", 'model_type "gpt2" is not supported', cfg=with_(model_type="gpt2"))

@@ -6,6 +6,8 @@
 #   - logits of the base, and of base + adapter (PeftModel.from_pretrained),
 #     equal loratrain's (llama2.c model) within 1e-4 on sequences of 1..256
 #     tokens;
+#   - the run's last checkpoint, read with h5py alone into a PEFT adapter:
+#     PEFT gives the trainer's own adapter's logits (q/k rows in order);
 #   - the reverse: adapters made and saved by PEFT (random non-zero B;
 #     plain and rsLoRA) load into loratrain and give transformers' logits;
 #   - `loratrain merge`: the merged model's logits (in loratrain and in
@@ -91,6 +93,15 @@ ours base
 refs base
 ours adapter --adapter "$tmp/peft"
 refs adapter --adapter "$tmp/peft"
+# The checkpoint of the final step read with h5py alone into a PEFT
+# adapter (tests/ckpt_to_peft.py): in PEFT and in the pure-PyTorch
+# reference it gives the trainer's own adapter's logits (loratrain on the
+# llama2.c model, whose q/k rows are interleaved: the checkpoint holds them
+# in Hugging Face's order, as the adapter file does).
+$py tests/ckpt_to_peft.py "$tmp/run/checkpoint-30.h5" "$tmp/run/adapter_config.json" "$tmp/h5peft" >/dev/null ||
+  err "the checkpoint could not be read into a PEFT adapter with h5py"
+ours trainer --adapter "$tmp/run"
+refs trainer --adapter "$tmp/h5peft"
 # The adapter must matter, or the comparison above proves nothing.
 $py tests/peft_torch_ref.py compare "$tmp/base.ours" "$tmp/adapter.ours" --vocab $V --tol 0.05 >/dev/null 2>&1 &&
   err "the trained adapter moves no logit by more than 0.05"

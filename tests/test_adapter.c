@@ -112,7 +112,7 @@ int main(int argc, char **argv) {
         {"{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":8,\"target_modules\":[\"q_proj\"],\"rank_pattern\":{\"q\":2}}",
          "rank_pattern"},
         {"{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":8}", "target_modules"},
-        {"not json", "JSON"},
+        {"not json", "adapter_config.json:1:1: \"not\""},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_text(cfg, bad[i].json);

@@ -1,5 +1,5 @@
 /* Renders every case of a JSON file ([{"template", "messages", "gen"}])
- * with io/chat_template and writes one JSON line per case: {"out": ...} or
+ * with io/text/chat_template and writes one JSON line per case: {"out": ...} or
  * {"error": ...}, for tests/chat_template_ref.py to compare with Jinja2.
  * With "unit" it runs the built-in syntax-error checks instead. */
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "io/chat_template.h"
+#include "io/text/chat_template.h"
 #include "io/fileutil.h"
 
 static int unit(void) {

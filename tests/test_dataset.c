@@ -821,7 +821,7 @@ static int test_token_files(void) {
 
     /* JSONL through tokenize: records back to back. */
     char *pj =
-        write_text("two.jsonl", "{\"text\": \"ab\"}\n{\"prompt\": \"c\", \"completion\": \"d\"}\n");
+        write_text("two.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"c\", \"completion\": \"d\"}\n");
     CHECK_OK(lt_dataset_tokenize_stream(pj, g_tok, &stream, &n, &err), &err);
     ids_t r1 = encs("ab", 1, 1), r2 = encs("cd", 1, 1);
     CHECK(n == r1.n + r2.n && !memcmp(stream, r1.v, r1.n * 4) &&
@@ -857,15 +857,39 @@ static int test_bad_input(void) {
         {"utf8_cut.txt", "end \xe2\x82", "UTF-8 cut at the end", "utf8_cut.txt", "line 1 column 5",
          LT_ERR_FORMAT, -1},
         {"utf8.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"bad \xfe\"}\n", "invalid UTF-8 in JSONL",
-         "utf8.jsonl", "line 2 column 15", LT_ERR_FORMAT, -1},
+         "utf8.jsonl:2:15: invalid UTF-8 byte 0xFE", "(expected UTF-8 text)", LT_ERR_FORMAT, -1},
         {"json.jsonl", "{\"text\": \"a\"}\n\n{\"text\": \"b\"}\n{\"text\": \"c\",}\n",
-         "invalid JSON on line 4", "json.jsonl", "line 4 column", LT_ERR_FORMAT, -1},
+         "invalid JSON on line 4", "json.jsonl:4:13: trailing comma", "(expected", LT_ERR_FORMAT, -1},
         {"trailing.jsonl", "{\"text\": \"a\"} {\"text\": \"b\"}\n", "two objects on a line",
-         "trailing.jsonl", "line 1 column 15", LT_ERR_FORMAT, -1},
-        {"array.jsonl", "[\n{\"text\": \"a\"}\n]\n", "a JSON array file", "array.jsonl", "line 1",
+         "trailing.jsonl:1:15: '{' after the JSON value", "(expected the end of the text)", LT_ERR_FORMAT, -1},
+        {"array.jsonl", "[\n{\"text\": \"a\"}\n]\n", "a JSON array file", "array.jsonl:1:2: end of text", NULL,
          LT_ERR_FORMAT, -1},
         {"notobj.jsonl", "{\"text\": \"a\"}\n\"just a string\"\n", "a line that is not an object",
-         "notobj.jsonl", "line 2: the line is not a string", LT_ERR_FORMAT, -1},
+         "notobj.jsonl", "line 2: the line is a string, expected a JSON object", LT_ERR_FORMAT, -1},
+        /* the report's record: cJSON turned \uZZZZ into a NUL and cut the text there */
+        {"escape.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"bad \\uZZZZ escape and a long tail\"}\n",
+         "invalid \\u escape", "escape.jsonl:2:15: invalid escape \"\\uZZZZ\"", "(expected \\u and 4 hex digits)",
+         LT_ERR_FORMAT, -1},
+        {"escape2.jsonl", "{\"text\": \"a\\qb\"}\n", "invalid escape", "escape2.jsonl:1:12: invalid escape", NULL,
+         LT_ERR_FORMAT, -1},
+        {"ctrl.jsonl", "{\"text\": \"a\tb\"}\n", "raw tab in a string", "ctrl.jsonl:1:12: unescaped control character U+0009",
+         NULL, LT_ERR_FORMAT, -1},
+        {"dupkey.jsonl", "{\"text\": \"a\", \"text\": \"b\"}\n", "duplicate key", "dupkey.jsonl:1:15: duplicate key \"text\"",
+         "the first is at line 1, column 2", LT_ERR_FORMAT, -1},
+        {"surrogate.jsonl", "{\"text\": \"\\ud800 lone\"}\n", "lone surrogate escape",
+         "surrogate.jsonl:1:11: unpaired UTF-16 surrogate", NULL, LT_ERR_FORMAT, -1},
+        {"comment.jsonl", "{\"text\": \"a\"} // note\n", "comment after a record", "comment.jsonl:1:15: comment \"//\" after the JSON value",
+         "(expected the end of the text; JSON has no comments)",
+         LT_ERR_FORMAT, -1},
+        /* one kind of record per file, named with the first record's line */
+        {"mixed.jsonl", "{\"text\": \"a\"}\n{\"prompt\": \"b\", \"completion\": \" c\"}\n", "text, then prompt/completion",
+         "mixed.jsonl line 2: a {\"prompt\", \"completion\"} record, but line 1 (the first record) is a {\"text\"} record",
+         "one kind", LT_ERR_FORMAT, -1},
+        {"mixed2.jsonl", "\n{\"prompt\": \"b\", \"completion\": \" c\"}\n\n{\"prompt\": \"d\", \"completion\": \" e\"}\n{\"text\": \"a\"}\n",
+         "prompt/completion, then text", "mixed2.jsonl line 5: a {\"text\"} record, but line 2 (the first record) is a "
+         "{\"prompt\", \"completion\"} record", NULL, LT_ERR_FORMAT, -1},
+        {"mixed3.jsonl", "{\"text\": \"a\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n",
+         "text, then a conversation", "mixed3.jsonl line 2: a {\"messages\"} record, but line 1", NULL, LT_ERR_FORMAT, -1},
         {"missing.jsonl", "{\"text\": \"a\"}\n{\"body\": \"b\"}\n", "missing field on line 2",
          "missing.jsonl", "line 2: field \"text\" is missing", LT_ERR_FORMAT, -1},
         {"missing_c.jsonl", "{\"prompt\": \"a\"}\n", "prompt without completion", "missing_c.jsonl",
@@ -916,9 +940,26 @@ static int test_bad_input(void) {
     st = lt_dataset_load(ok, g_tok, 256, &c, &ds, NULL, &err);
     expect_fail(st, &err, LT_ERR_INVALID, "tokenizer larger than the model", "ok.txt",
                 "vocab_size 256");
+    /* NUL bytes: in a string, between tokens, after the record */
+    static const struct {
+        const char *name, *bytes, *want;
+        size_t len;
+    } nul[] = {
+        {"nul1.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"a\0b\"}\n", "nul1.jsonl:2:12: NUL byte in a string", 33},
+        {"nul2.jsonl", "{\"text\":\0 \"a\"}\n", "nul2.jsonl:1:9: NUL byte", 15},
+        {"nul3.jsonl", "{\"text\": \"a\"}\0\n", "nul3.jsonl:1:14: NUL byte after the JSON value", 15},
+    };
+    for (size_t i = 0; i < sizeof nul / sizeof nul[0]; i++) {
+        char *p = write_bytes(nul[i].name, nul[i].bytes, nul[i].len);
+        ds = NULL;
+        st = load(p, &c, &ds, NULL, &err);
+        expect_fail(st, &err, LT_ERR_FORMAT, nul[i].name, nul[i].want, "(expected");
+        lt_dataset_free(ds);
+        free(p);
+    }
     /* The other field names come from the config. */
-    char *cf =
-        write_text("fields.jsonl", "{\"q\": \"What?\", \"a\": \" This.\"}\n{\"body\": \"b\"}\n");
+    char *cf = write_text("fields.jsonl", "{\"q\": \"What?\", \"a\": \" This.\"}\n{\"q\": \"Who?\", \"a\": \" Them.\"}\n");
+    char *cf2 = write_text("fields2.jsonl", "{\"body\": \"b\"}\n");
     c.prompt_field = "q";
     c.completion_field = "a";
     c.text_field = "body";
@@ -926,7 +967,15 @@ static int test_bad_input(void) {
     CHECK_OK(load(cf, &c, &ds, NULL, &err), &err);
     CHECK(lt_dataset_rows(ds) == 2, "configured field names");
     lt_dataset_free(ds);
-    free(ok), free(cf);
+    CHECK_OK(load(cf2, &c, &ds, NULL, &err), &err);
+    CHECK(lt_dataset_rows(ds) == 1, "configured text field");
+    lt_dataset_free(ds);
+    ds = NULL;
+    char *cf3 = write_text("fields3.jsonl", "{\"q\": \"What?\", \"a\": \" This.\"}\n{\"body\": \"b\"}\n");
+    st = load(cf3, &c, &ds, NULL, &err);
+    expect_fail(st, &err, LT_ERR_FORMAT, "kinds under configured names",
+                "fields3.jsonl line 2: a {\"body\"} record, but line 1 (the first record) is a {\"q\", \"a\"} record", NULL);
+    free(ok), free(cf), free(cf2), free(cf3);
     return 0;
 }
 

@@ -358,7 +358,9 @@ static double hf_lambda(lt_sched_kind kind, int64_t step, int64_t warmup, int64_
 }
 
 static void test_schedules(void) {
-    const int64_t horizons[][2] = {{0, 10}, {3, 10}, {10, 10}, {0, 1}, {1, 1}, {4, 7}, {1, 2}};
+    /* W > T as well: transformers accepts it, and the lr rises all run */
+    const int64_t horizons[][2] = {{0, 10}, {3, 10}, {10, 10}, {0, 1}, {1, 1}, {4, 7}, {1, 2},
+                                   {15, 10}, {2, 1}, {100, 7}};
     const float lrs[] = {1e-3f, 3e-4f, 0.5f};
     double worst = 0;
     int n = 0;
@@ -417,6 +419,17 @@ static void test_schedules(void) {
     lt_lr_schedule lw = {LT_SCHED_LINEAR, lr, 10, 10}, cwt = {LT_SCHED_COSINE, lr, 10, 10};
     CHECK(lt_lr_at(&lw, 9) == lr * 0.9f && lt_lr_at(&lw, 10) == 0.0f && lt_lr_at(&cwt, 10) == lr,
           "warmup == total landmarks");
+    /* warmup past the end (W 20, T 10): every step of the run warms up,
+     * step s at s / 20, so the last one (s = 9) at 0.45 lr, for every kind
+     * but constant */
+    for (int k = 1; k < 4; k++) {
+        lt_lr_schedule lo = {(lt_sched_kind)k, lr, 20, 10};
+        CHECK(lt_lr_schedule_validate(&lo, &err) == LT_OK, "%s W 20 > T 10 refused: %s",
+              lt_lr_schedule_name(lo.kind), err.msg);
+        CHECK(lt_lr_at(&lo, 0) == 0.0f && lt_lr_at(&lo, 5) == lr / 4 && lt_lr_at(&lo, 9) == (float)(1e-3f * 0.45),
+              "%s W 20 > T 10 landmarks: %g %g %g", lt_lr_schedule_name(lo.kind), (double)lt_lr_at(&lo, 0),
+              (double)lt_lr_at(&lo, 5), (double)lt_lr_at(&lo, 9));
+    }
 
     /* names */
     for (int k = 0; k < 4; k++) {
@@ -454,7 +467,7 @@ static void test_schedules(void) {
         {{LT_SCHED_LINEAR, 1e-3f, 0, 0}, "total_steps"},
         {{LT_SCHED_CONSTANT, 1e-3f, 0, -5}, "total_steps"},
         {{LT_SCHED_COSINE, 1e-3f, -1, 10}, "warmup_steps"},
-        {{LT_SCHED_COSINE, 1e-3f, 11, 10}, "warmup_steps"},
+        {{LT_SCHED_LINEAR, 1e-3f, -3, 10}, "warmup_steps"},
         {{(lt_sched_kind)4, 1e-3f, 0, 10}, "lr_scheduler_type"},
         {{(lt_sched_kind)-1, 1e-3f, 0, 10}, "lr_scheduler_type"},
     };
@@ -597,6 +610,11 @@ static const torch_case k_torch_cases[] = {
     {LT_SCHED_LINEAR, 2e-3f, 3, 25, {0.9f, 0.999f, 1e-8f, 0.1f}, 40.0f},
     {LT_SCHED_COSINE, 1e-2f, 0, 30, {0.95f, 0.98f, 1e-3f, 0.05f}, 40.0f},
     {LT_SCHED_COSINE, 3e-2f, 10, 20, {0.5f, 0.9f, 1e-8f, 0.3f}, 60.0f},
+    /* warmup longer than the run, which transformers accepts: the lr rises
+     * for all of it (and past it: the 30 steps outlast T) */
+    {LT_SCHED_LINEAR, 2e-3f, 40, 25, {0.9f, 0.999f, 1e-8f, 0.1f}, 40.0f},
+    {LT_SCHED_COSINE, 1e-2f, 45, 12, {0.9f, 0.99f, 1e-8f, 0.0f}, 60.0f},
+    {LT_SCHED_CONSTANT_WITH_WARMUP, 5e-3f, 31, 30, {0.8f, 0.99f, 1e-6f, 0.01f}, 0.0f},
 };
 enum { K_TORCH_CASES = (int)(sizeof k_torch_cases / sizeof k_torch_cases[0]) };
 /* torch sees the flat buffer as three tensors, so its clip_grad_norm_ takes

@@ -100,7 +100,7 @@ static void expect_bad(const char *name, const char *header, size_t data_bytes, 
 
 static void malformed(void) {
     const char *ok = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
-    expect_bad("nohdr.st", "", 0, -1, "not valid JSON");
+    expect_bad("nohdr.st", "", 0, -1, "header byte 8 (line 1, column 1): empty text");
     {
         char path[1200];
         snprintf(path, sizeof path, "%s/tiny.st", g_dir);
@@ -113,7 +113,7 @@ static void malformed(void) {
     }
     expect_bad("hlen.st", ok, 8, 1000000, "header length");
     expect_bad("hlen2.st", ok, 8, -2 /* huge */, "header length");
-    expect_bad("json.st", "{\"a\": {\"dtype\": \"F32\", ", 8, -1, "not valid JSON");
+    expect_bad("json.st", "{\"a\": {\"dtype\": \"F32\", ", 8, -1, "header byte 31 (line 1, column 24): end of text");
     expect_bad("notobj.st", "[1,2,3]", 0, -1, "JSON object");
     expect_bad("dtype.st", "{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2, -1,
                "not supported");
@@ -130,7 +130,7 @@ static void malformed(void) {
     expect_bad("dup.st",
                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
-               8, -1, "twice");
+               8, -1, "header byte 62 (line 1, column 55): duplicate key \"a\"");
     expect_bad("shape.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 4, -1,
                "shape[0]");
     expect_bad("negshape.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, -1,

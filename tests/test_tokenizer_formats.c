@@ -185,7 +185,7 @@ static void test_json(void) {
 
     /* ---- malformed ---- */
     expect_fail("not JSON", write_text("bad1.json", "{\n\"model\": {\n  \"vocab\": [1,\n"),
-                LT_ERR_FORMAT, "line");
+                LT_ERR_FORMAT, "bad1.json:4:1: end of text (expected a value)");
     expect_fail("no model", write_text("bad2.json", "{\"version\":\"1.0\"}"), LT_ERR_FORMAT,
                 "\"model\"");
     expect_fail("model without vocab",

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "core/alloc.h"
-#include "io/chat_template.h"
+#include "io/text/chat_template.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
