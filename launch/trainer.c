@@ -302,7 +302,8 @@ static lt_status log_line(run_state *r, lt_error *err, const char *fmt, ...) {
     int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof line)
-        return lt_fail(err, LT_ERR_INTERNAL, "%s: a line of %d bytes does not fit the buffer", r->metrics.path, n);
+        return lt_fail(err, LT_ERR_INTERNAL, "%s: a line of %d bytes does not fit the buffer",
+                       r->metrics.path, n);
     return lt_line_log_append(&r->metrics, line, (size_t)n, err);
 }
 
@@ -606,7 +607,9 @@ static lt_status check_output_space(const lt_run_config *c, const run_state *r, 
                    "%.2f MiB, logs %.2f MiB; free some space%s or choose another output_dir",
                    c->output_dir, to_mib(free_bytes), to_mib(e.total), ckpts,
                    lt_run_config_full(c) ? "model" : "adapter", to_mib(e.final_bytes), to_mib(e.log_bytes),
-                   e.checkpoints < 2 ? "" : c->save_total_limit ? ", lower save_total_limit" : ", set save_total_limit");
+                   e.checkpoints < 2         ? ""
+                   : c->save_total_limit ? ", lower save_total_limit"
+                                         : ", set save_total_limit");
 }
 
 typedef struct {
@@ -637,7 +640,8 @@ static int logged(const char *dir, int64_t step, const char *key) {
 static int outputs_complete(const lt_run_config *c, const char *ck, int evaluates, int64_t total) {
     struct stat cs, fs;
     if (stat(ck, &cs) != 0) return 0;
-    static const char *const lora[] = {"memory.json", "adapter_config.json", "adapter_model.safetensors", NULL};
+    static const char *const lora[] = {"memory.json", "adapter_config.json", "adapter_model.safetensors",
+                                       NULL};
     static const char *const full[] = {"memory.json", "model.safetensors", NULL};
     for (const char *const *n = lt_run_config_full(c) ? full : lora; *n; n++) {
         char path[LT_PATH_MAX + 64];
