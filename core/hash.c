@@ -25,9 +25,3 @@ void lt_hasher_update(lt_hasher *h, const void *data, size_t n) {
 uint64_t lt_hasher_digest(const lt_hasher *h) { return XXH3_64bits_digest((const XXH3_state_t *)h); }
 
 void lt_hasher_free(lt_hasher *h) { XXH3_freeState((XXH3_state_t *)h); }
-
-uint64_t lt_fnv1a64(uint64_t h, const void *data, size_t n) {
-    const unsigned char *b = data;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
-}

@@ -23,8 +23,4 @@ void lt_hasher_update(lt_hasher *h, const void *data, size_t n);
 uint64_t lt_hasher_digest(const lt_hasher *h);
 void lt_hasher_free(lt_hasher *h); /* NULL is a no-op */
 
-/* FNV-1a 64, kept only for code not yet moved to lt_hash64. */
-#define LT_FNV1A64_BASIS 0xcbf29ce484222325ULL
-uint64_t lt_fnv1a64(uint64_t h, const void *data, size_t n);
-
 #endif

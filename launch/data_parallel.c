@@ -127,9 +127,9 @@ void lt_dp_free(lt_dp *dp) {
 lt_status lt_dp_check_replicas(lt_dp *dp, const float *params, const lt_adamw *opt, int64_t step,
                                lt_error *err) {
     const size_t n = lt_model_train_table(dp->model)->numel;
-    const uint64_t h[3] = {lt_fnv1a64(LT_FNV1A64_BASIS, params, n * sizeof(float)),
-                           dp->zero1 ? 0 : lt_fnv1a64(LT_FNV1A64_BASIS, opt->m, opt->n * sizeof(float)),
-                           dp->zero1 ? 0 : lt_fnv1a64(LT_FNV1A64_BASIS, opt->v, opt->n * sizeof(float))};
+    const uint64_t h[3] = {lt_hash64(params, n * sizeof(float)),
+                           dp->zero1 ? 0 : lt_hash64(opt->m, opt->n * sizeof(float)),
+                           dp->zero1 ? 0 : lt_hash64(opt->v, opt->n * sizeof(float))};
     uint64_t *all = malloc((size_t)dp->size * sizeof h);
     if (!all) return lt_fail(err, LT_ERR_NOMEM, "replica check: out of memory");
     lt_status st = lt_comm_allgather(dp->comm, h, all, sizeof h, err);
