@@ -1,6 +1,7 @@
 /* Full fine-tuning checkpoints: the whole model and its AdamW moments,
  * written by one rank or, with ZeRO-1 sharded moments, by every rank
- * together through parallel HDF5 (MPI-IO). Layout in io/checkpoint/checkpoint.h. */
+ * together through parallel HDF5 (MPI-IO). Layout in
+ * io/checkpoint/checkpoint.h. */
 #include <errno.h>
 #include <mpi.h>
 #include <stdlib.h>
