@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/checkpoint.h"
-#include "io/fileutil.h"
 #include "core/clock.h"
+#include "io/checkpoint/checkpoint.h"
+#include "io/fileutil.h"
 
 int main(int argc, char **argv) {
     if (argc < 2) {

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
+#include "core/rng.h"
 #include "model/ops.h"
 #include "model/quant.h"
-#include "model/rng.h"
-#include "core/clock.h"
 
 /* Best of reps into `var` (a shared machine's noise only slows runs down). */
 #define BEST(var, reps, call)                     \

@@ -18,10 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/llama2c.h"
-#include "model/llama.h"
-#include "model/rng.h"
 #include "core/clock.h"
+#include "core/rng.h"
+#include "io/model/llama2c.h"
+#include "model/llama.h"
 
 /* ------------------------------------------------------- profiling ops */
 

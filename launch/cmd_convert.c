@@ -6,11 +6,11 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
-#include "io/adapter.h"
+#include "io/model/adapter.h"
 #include "io/fileutil.h"
-#include "io/hf_model.h"
-#include "io/model_file.h"
-#include "io/safetensors.h"
+#include "io/model/hf_model.h"
+#include "io/model/any_format.h"
+#include "io/model/safetensors.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 

@@ -8,10 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "io/adapter.h"
-#include "io/checkpoint.h"
-#include "io/gguf.h"
-#include "io/model_file.h"
+#include "io/checkpoint/checkpoint.h"
+#include "io/model/adapter.h"
+#include "io/model/any_format.h"
+#include "io/model/gguf.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/config.h"

@@ -2,13 +2,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/adapter.h"
-#include "io/model_file.h"
-#include "io/tokenizer.h"
+#include "core/clock.h"
+#include "io/model/adapter.h"
+#include "io/model/any_format.h"
+#include "io/text/tokenizer.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "model/sample.h"
-#include "core/clock.h"
 
 void lt_help_generate(FILE *f) {
     fprintf(f,

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/adapter.h"
 #include "io/fileutil.h"
-#include "io/model_file.h"
+#include "io/model/adapter.h"
+#include "io/model/any_format.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 

@@ -10,7 +10,7 @@
 #include "core/strutil.h"
 #include "io/fileutil.h"
 #include "io/json.h"
-#include "io/token_file.h"
+#include "io/data/token_file.h"
 
 typedef enum { K_STR, K_INT, K_I64, K_U64, K_FLOAT, K_DOUBLE, K_BOOL, K_TRISTATE } key_kind;
 

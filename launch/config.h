@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 #include "core/status.h"
-#include "io/dataset.h"
+#include "io/data/dataset.h"
 #include "model/lora.h"
 #include "model/quant.h"
 

@@ -92,7 +92,7 @@ struct lt_ops {
                        int n, int hidden);
 
     /* out (= or +=) x * keep / (1 - p) over an [n, cols] block where
-     * keep = uniform(key, (first_row + i) * cols + j) >= p (model/rng.h):
+     * keep = uniform(key, (first_row + i) * cols + j) >= p (core/rng.h):
      * rows are numbered in the whole global batch, so a rank holding rows
      * from first_row on draws the masks one process would. */
     void (*dropout)(const lt_ops *o, float *out, const float *x, int n, int cols, float p,

@@ -12,7 +12,7 @@
 #include "model/config.h"
 #include "model/ops_cpu_internal.h"
 #include "model/ops_cpu_simd.h"
-#include "model/rng.h"
+#include "core/rng.h"
 
 /* ---------------------------------------------------------------- memory */
 

@@ -228,7 +228,7 @@ if [[ -n $help_alpha && $help_alpha == "$info_alpha" && $help_alpha == 8 ]]; the
 else
   echo "FAIL lora_alpha default: train --help says ${help_alpha:-?}, info uses ${info_alpha:-?}, expected 8 both"; fail=1
 fi
-# --model takes what io/model_file.c reads
+# --model takes what io/model/any_format.c reads
 if "$bin" train --help | grep -q -- "--model .*llama2.c checkpoint (.bin), or a Hugging Face model directory"; then
   echo "ok   train --help: --model takes llama2.c files and Hugging Face directories"
 else

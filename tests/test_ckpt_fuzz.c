@@ -27,8 +27,8 @@
 #include <unistd.h>
 
 #include "core/hash.h"
-#include "io/checkpoint.h"
-#include "io/llama2c.h"
+#include "io/checkpoint/checkpoint.h"
+#include "io/model/llama2c.h"
 #include "tests/check.h"
 
 typedef struct {

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "io/llama2c.h"
+#include "io/model/llama2c.h"
 #include "model/sample.h"
 #include "tests/check.h"
 
