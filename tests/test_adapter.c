@@ -9,6 +9,7 @@
 #include "io/adapter.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
+#include "model/cpu/cpu.h"
 #include "model/rng.h"
 #include "tests/check.h"
 

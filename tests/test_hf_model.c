@@ -10,6 +10,7 @@
 
 #include "io/llama2c.h"
 #include "io/model_file.h"
+#include "model/cpu/cpu.h"
 #include "tests/check.h"
 
 enum { B = 2, T = 48 };

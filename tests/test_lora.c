@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "model/llama.h"
 #include "model/rng.h"
 #include "tests/check.h"

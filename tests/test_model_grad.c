@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/cpu/cpu.h"
 #include "model/llama.h"
 #include "model/rng.h"
 #include "tests/check.h"

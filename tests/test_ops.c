@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model/config.h"
+#include "model/cpu/cpu.h"
 #include "model/ops.h"
 #include "model/rng.h"
 #include "tests/check.h"

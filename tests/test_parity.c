@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "io/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "model/rng.h"
 #include "tests/check.h"
 #include "tests/quant_export.h"

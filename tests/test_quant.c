@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "io/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "model/quant.h"
 #include "model/rng.h"
 #include "tests/check.h"

@@ -66,6 +66,7 @@
 #include "io/llama2c.h"
 #include "io/tokenizer.h"
 #include "launch/trainer.h"
+#include "model/cpu/cpu.h"
 #include "tests/check.h"
 #include "tests/tensorfile.h"
 
