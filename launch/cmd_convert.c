@@ -13,10 +13,11 @@
 #include "io/model/safetensors.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
+#include "model/backend.h"
 
 void lt_help_convert(FILE *f) {
     fprintf(f,
-            "usage: loratrain convert --model FILE --output_dir DIR [--dtype f32|f16|bf16]\n"
+            "usage: loratrain convert --model FILE --output_dir DIR [--dtype f32|f16|bf16] [--device D]\n"
             "\n"
             "Writes the model as a Hugging Face model directory: DIR/config.json\n"
             "(LlamaForCausalLM) and DIR/model.safetensors under Hugging Face tensor names, with\n"
@@ -27,7 +28,8 @@ void lt_help_convert(FILE *f) {
             "\n"
             "  --model FILE|DIR   a llama2.c checkpoint or a Hugging Face model directory\n"
             "  --output_dir DIR   where to write (created if needed)\n"
-            "  --dtype D          f32, f16 or bf16 (rounded to nearest even) [default: f32]\n");
+            "  --dtype D          f32, f16 or bf16 (rounded to nearest even) [default: f32]\n"
+            LT_CLI_DEVICE_HELP);
 }
 
 static const struct {
@@ -71,6 +73,7 @@ done:
 void lt_help_merge(FILE *f) {
     fprintf(f,
             "usage: loratrain merge --model FILE|DIR --adapter DIR --output_dir DIR [--dtype f32|f16|bf16]\n"
+            "                       [--device D]\n"
             "\n"
             "Merges a PEFT LoRA adapter into its base (W + scale B A, as PEFT's\n"
             "merge_and_unload) and writes the result as a Hugging Face model directory, as\n"
@@ -81,11 +84,12 @@ void lt_help_merge(FILE *f) {
             "  --model FILE|DIR   the adapter's base: a llama2.c checkpoint or a Hugging Face directory\n"
             "  --adapter DIR      a PEFT adapter directory (e.g. a training output_dir or an export)\n"
             "  --output_dir DIR   where to write (created if needed)\n"
-            "  --dtype D          f32, f16 or bf16 (rounded to nearest even) [default: f32]\n");
+            "  --dtype D          f32, f16 or bf16 (rounded to nearest even) [default: f32]\n"
+            LT_CLI_DEVICE_HELP);
 }
 
 static lt_status convert_or_merge(int argc, char **argv, int merge, lt_error *err) {
-    const char *model = NULL, *out_dir = NULL, *adapter = NULL;
+    const char *model = NULL, *out_dir = NULL, *adapter = NULL, *device = "auto";
     const char *cmd = merge ? "merge" : "convert";
     int d = 0;
     lt_cli c;
@@ -93,7 +97,7 @@ static lt_status convert_or_merge(int argc, char **argv, int merge, lt_error *er
     lt_status st;
     while (lt_cli_next(&c, err, &st)) {
         if (!strcmp(c.key, "model") || !strcmp(c.key, "output_dir") || !strcmp(c.key, "dtype") ||
-            (merge && !strcmp(c.key, "adapter"))) {
+            !strcmp(c.key, "device") || (merge && !strcmp(c.key, "adapter"))) {
             if ((st = lt_cli_need_value(&c, err)) != LT_OK) return st;
             if (!strcmp(c.key, "model")) {
                 model = c.value;
@@ -101,6 +105,8 @@ static lt_status convert_or_merge(int argc, char **argv, int merge, lt_error *er
                 adapter = c.value;
             } else if (!strcmp(c.key, "output_dir")) {
                 out_dir = c.value;
+            } else if (!strcmp(c.key, "device")) {
+                device = c.value;
             } else {
                 for (d = 0; d < 3 && strcmp(c.value, k_dtypes[d].opt); d++) {
                 }
@@ -129,8 +135,10 @@ static lt_status convert_or_merge(int argc, char **argv, int merge, lt_error *er
                        "--output_dir: %s exists and would shadow the new model.safetensors; "
                        "remove it or choose another directory",
                        index);
+    const lt_ops *ops = NULL;
+    if ((st = lt_backend_open(device, 0, &ops, err)) != LT_OK) return st;
     lt_model *m = NULL;
-    if ((st = lt_model_file_load_quantized(model, NULL, lt_ops_cpu(0), &m, err)) != LT_OK) return st;
+    if ((st = lt_model_file_load_quantized(model, NULL, ops, &m, err)) != LT_OK) return st;
     if (adapter && ((st = lt_adapter_load(m, adapter, err)) != LT_OK ||
                     (st = lt_model_merge_lora(m, 0, err)) != LT_OK))
         goto done;

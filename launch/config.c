@@ -99,6 +99,7 @@ static const key_desc k_keys[] = {
     {"resume_from_checkpoint", K_STR, F(resume_from_checkpoint), "", 0, 0, "reporting",
      "continue from a checkpoint-N.h5, or latest: the newest in output_dir that verifies"},
     {"threads", K_INT, F(threads), "0", 0, 4096, "reporting", "CPU threads (0: all cores, split between the ranks on a node)"},
+    {"device", K_STR, F(device), "auto", 0, 0, "reporting", "backend: cpu, cuda (a build with the CUDA backend) or auto (cuda when built and a GPU is present, else cpu)"},
     {"disable_tqdm", K_BOOL, F(disable_tqdm), "false", 0, 0, "reporting",
      "plain progress lines even on a terminal"},
 

@@ -22,6 +22,7 @@
 #include "io/text/tokenizer.h"
 #include "launch/memory_report.h"
 #include "launch/stop_signal.h"
+#include "model/backend.h"
 #include "optim/grad_clip.h"
 #include "core/clock.h"
 
@@ -681,7 +682,6 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cpus / per_node > 1 ? (int)(cpus / per_node) : 1;
     }
-    const lt_ops *ops = lt_ops_cpu(threads);
     r.lead = rank == 0;
     /* Until the run has loaded, a stop signal ends the process at once:
      * there is nothing to save yet, and loading a large model can outlast
@@ -689,6 +689,8 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
     lt_stop_install(r.lead);
     lt_status st;
     char *config_json = NULL;
+    const lt_ops *ops = NULL;
+    if ((st = lt_backend_open(c->device, threads, &ops, err)) != LT_OK) goto done;
     if (r.lead && (st = lt_make_dirs(c->output_dir, err)) != LT_OK) goto done;
     lt_quant_config qc;
     if ((st = lt_run_config_quant(c, &qc, err)) != LT_OK) goto done;
@@ -842,11 +844,9 @@ lt_status lt_train(const lt_run_config *c, lt_comm *world, lt_error *err) {
         char base[320];
         lt_describe_base(r.model, base, sizeof base);
         printf("base: %s\n", base);
-        /* OpenBLAS picks its kernels from the CPU at load time and falls back to
-         * older ones on CPUs it does not know, so say which it took. */
-        const char *coretype = getenv("OPENBLAS_CORETYPE");
-        printf("compute: %s backend, OpenBLAS %s kernels (OPENBLAS_CORETYPE %s)\n", ops->name,
-               lt_ops_cpu_blas_core(), coretype && *coretype ? coretype : "unset");
+        char compute[320];
+        lt_backend_describe(c->device, ops, compute, sizeof compute);
+        printf("compute: %s\n", compute);
         if (N > 1) {
             const lt_rank_info *ri = lt_comm_info(world);
             char th[32] = "all cores";

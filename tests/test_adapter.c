@@ -10,6 +10,7 @@
 #include "io/model/adapter.h"
 #include "io/model/llama2c.h"
 #include "io/model/safetensors.h"
+#include "model/cpu/cpu.h"
 #include "tests/check.h"
 
 static const char *g_model, *g_dir;

@@ -29,6 +29,7 @@
 #include "core/hash.h"
 #include "io/checkpoint/checkpoint.h"
 #include "io/model/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "tests/check.h"
 
 typedef struct {

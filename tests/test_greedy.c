@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "io/model/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "model/sample.h"
 #include "tests/check.h"
 

@@ -7,6 +7,7 @@
 
 #include "core/rng.h"
 #include "io/model/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "model/llama.h"
 #include "tests/check.h"
 

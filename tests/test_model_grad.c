@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "model/cpu/cpu.h"
 #include "model/llama.h"
 #include "tests/check.h"
 

@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "model/config.h"
+#include "model/cpu/cpu.h"
 #include "model/ops.h"
 #include "tests/check.h"
 

@@ -18,6 +18,7 @@
 
 #include "core/rng.h"
 #include "io/model/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "model/quant.h"
 #include "tests/check.h"
 #include "tests/quant_export.h"

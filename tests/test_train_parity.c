@@ -67,6 +67,7 @@
 #include "io/model/llama2c.h"
 #include "io/text/tokenizer.h"
 #include "launch/trainer.h"
+#include "model/cpu/cpu.h"
 #include "tests/check.h"
 #include "tests/tensorfile.h"
 

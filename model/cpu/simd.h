@@ -1,4 +1,4 @@
-/* Vector helpers shared by the CPU kernels (private to model/ops_cpu*.c).
+/* Vector helpers shared by the CPU kernels (private to model/cpu/).
  *
  * vf is GCC/Clang's portable vector extension, as wide as the target's
  * vector registers: sixteen floats (one zmm) with AVX-512, eight (one ymm)
@@ -8,8 +8,8 @@
  * the stack, which made attention about 20 times slower there. Sums run in
  * a fixed order for a given width, so a build gives the same bits run to
  * run; builds for different widths round differently. */
-#ifndef LT_MODEL_OPS_CPU_SIMD_H
-#define LT_MODEL_OPS_CPU_SIMD_H
+#ifndef LT_MODEL_CPU_SIMD_H
+#define LT_MODEL_CPU_SIMD_H
 
 #include <stdint.h>
 #include <string.h>

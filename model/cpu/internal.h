@@ -1,7 +1,7 @@
 /* Kernels of the CPU backend that live in their own files, wired into the
- * ops table by ops_cpu.c. Private to model/. */
-#ifndef LT_MODEL_OPS_CPU_INTERNAL_H
-#define LT_MODEL_OPS_CPU_INTERNAL_H
+ * ops table by ops.c. Private to model/cpu/. */
+#ifndef LT_MODEL_CPU_INTERNAL_H
+#define LT_MODEL_CPU_INTERNAL_H
 
 #include <stddef.h>
 

@@ -7,7 +7,7 @@
 #include <omp.h>
 #include <string.h>
 
-#include "model/ops_cpu_internal.h"
+#include "model/cpu/internal.h"
 
 /* Blocks per OpenMP chunk: a chunk must be big enough to amortise the
  * fork (a 288 x 288 tensor is 1296 blocks of 64). */

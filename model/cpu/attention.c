@@ -19,8 +19,8 @@
 #include <string.h>
 
 #include "model/ops.h"
-#include "model/ops_cpu_internal.h"
-#include "model/ops_cpu_simd.h"
+#include "model/cpu/internal.h"
+#include "model/cpu/simd.h"
 
 #define ROWS 4
 

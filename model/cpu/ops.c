@@ -1,7 +1,7 @@
 /* The CPU backend of the ops interface: OpenBLAS for GEMMs, OpenMP loops for
  * everything else. Each output element is written by one thread with a
  * fixed summation order, so results do not depend on scheduling. */
-#include "model/ops.h"
+#include "model/cpu/cpu.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "model/config.h"
-#include "model/ops_cpu_internal.h"
-#include "model/ops_cpu_simd.h"
 #include "core/rng.h"
+#include "model/cpu/internal.h"
+#include "model/cpu/simd.h"
 
 /* ---------------------------------------------------------------- memory */
 
