@@ -14,7 +14,7 @@
 #include "io/model_file.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
-#include "launch/config.h"
+#include "launch/run_config.h"
 #include "optim/adamw.h"
 
 void lt_help_export(FILE *f) {

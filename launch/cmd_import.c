@@ -19,8 +19,8 @@
 #include "io/tokenizer.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
-#include "launch/config.h"
 #include "launch/memory_report.h"
+#include "launch/run_config.h"
 #include "launch/trainer.h"
 #include "optim/adamw.h"
 

@@ -2,8 +2,8 @@
  * Hugging Face TrainingArguments, LoraConfig and data-argument names, with
  * command-line overrides of the same names. One table describes every key
  * (type, default, range, help), so parsing, --help and errors agree. */
-#ifndef LT_LAUNCH_CONFIG_H
-#define LT_LAUNCH_CONFIG_H
+#ifndef LT_LAUNCH_RUN_CONFIG_H
+#define LT_LAUNCH_RUN_CONFIG_H
 
 #include <stdint.h>
 #include <stdio.h>

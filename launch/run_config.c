@@ -1,4 +1,4 @@
-#include "launch/config.h"
+#include "launch/run_config.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
