@@ -107,7 +107,11 @@ lt_status lt_run_config_quant(const lt_run_config *c, lt_quant_config *qc, lt_er
  * strings point into c. */
 lt_data_config lt_run_config_data(const lt_run_config *c, int T);
 
-/* Writes the whole configuration as a JSON object (one line). */
+/* The whole configuration as a JSON object on one line: malloc'd (free
+ * it), NULL when out of memory. What run_config.json and every checkpoint
+ * record. */
+char *lt_run_config_json(const lt_run_config *c);
+/* The same, written to f. */
 void lt_run_config_write_json(const lt_run_config *c, FILE *f);
 
 /* The key table as help text. */
