@@ -15,7 +15,8 @@
  *   finish           the memory report, then the adapter or the model and
  *                    the summary, or the line that says how to resume
  * train_step.c holds the optimizer step and the evaluation, metrics.c the
- * log, run_outputs.c the checks on output_dir. */
+ * log, run_outputs.c the checks on output_dir, train_report.c the progress
+ * lines and the communication summary. */
 #include "launch/trainer.h"
 
 #include <math.h>
@@ -35,58 +36,9 @@
 #include "launch/metrics.h"
 #include "launch/run_outputs.h"
 #include "launch/stop_signal.h"
+#include "launch/train_report.h"
 #include "launch/trainer_internal.h"
 #include "core/clock.h"
-
-/* ------------------------------------------------------------ progress */
-
-typedef struct {
-    int tty;
-    int every;
-    int64_t total;
-    double t0;
-} progress;
-
-static void fmt_duration(double s, char *buf, size_t cap) {
-    long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
-    if (t >= 3600)
-        snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else
-        snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
-}
-
-static double mem_mib(void) {
-    lt_mem_stats ms;
-    lt_mem_get_stats(&ms);
-    return (double)(ms.total_current[LT_SPACE_HOST] + ms.total_current[LT_SPACE_DEVICE]) / (1 << 20);
-}
-
-static void show(const progress *p, int64_t step, const lt_step_stats *s, double tok_s) {
-    double el = lt_now_s() - p->t0, eta = el / (double)step * (double)(p->total - step);
-    char e1[32], e2[32];
-    fmt_duration(el, e1, sizeof e1);
-    fmt_duration(eta, e2, sizeof e2);
-    if (p->tty) {
-        const int width = 24;
-        int fill = (int)((double)width * (double)step / (double)p->total);
-        char bar[32];
-        for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
-        bar[width] = '\0';
-        printf("\r[%s] %lld/%lld loss %.4f lr %.2e gnorm %.3f %.0f tok/s mem %.0f MiB %s<%s   ", bar,
-               (long long)step, (long long)p->total, s->loss, (double)s->lr, s->grad_norm, tok_s,
-               mem_mib(), e1, e2);
-        if (step == p->total) printf("\n");
-        fflush(stdout);
-    } else if (step == 1 || step == p->total || step % p->every == 0) {
-        printf("step %lld/%lld | loss %.4f | lr %.3e | grad_norm %.4f | %.0f tok/s | mem %.1f MiB | "
-               "elapsed %s | eta %s\n",
-               (long long)step, (long long)p->total, s->loss, (double)s->lr, s->grad_norm, tok_s,
-               mem_mib(), e1, e2);
-        fflush(stdout);
-    }
-}
-
-/* ------------------------------------------------------------ the run */
 
 typedef struct {
     lt_comm *world;
@@ -124,11 +76,8 @@ typedef struct {
     int stop_sig;
     int64_t stopped_at;
     const char *stopped_in;
-    progress progress;
-    /* The steps' communication on this rank, for the summary: each
-     * collective's least and most bytes in a step, and the totals. */
-    lt_comm_counters step_lo, step_hi;
-    double comm_s, grad_wait_s, step_s, overlapped_bytes;
+    lt_progress progress;
+    lt_comm_totals comm; /* the steps' communication, for the summary */
 } run_state;
 
 /* failed: on several ranks the collectives in flight are abandoned, not
@@ -490,28 +439,6 @@ static lt_status save_checkpoint(const lt_run_config *c, run_state *r, int64_t s
     return LT_OK;
 }
 
-static void counters_delta(const lt_comm_counters *now, const lt_comm_counters *before,
-                           lt_comm_counters *d) {
-    for (int k = 0; k < LT_COLL_COUNT; k++) {
-        d->calls[k] = now->calls[k] - before->calls[k];
-        d->bytes[k] = now->bytes[k] - before->bytes[k];
-    }
-    d->wait_s = now->wait_s - before->wait_s;
-}
-
-/* Widens [lo, hi] to each collective's bytes of step d; first sets both. */
-static void counters_range(const lt_comm_counters *d, int first, lt_comm_counters *lo,
-                           lt_comm_counters *hi) {
-    if (first) {
-        *lo = *hi = *d;
-        return;
-    }
-    for (int k = 0; k < LT_COLL_COUNT; k++) {
-        if (d->bytes[k] < lo->bytes[k]) lo->bytes[k] = d->bytes[k];
-        if (d->bytes[k] > hi->bytes[k]) hi->bytes[k] = d->bytes[k];
-    }
-}
-
 /* Optimizer step step + 1: every rank takes its rows of the step's
  * micro-batches and steps; rank 0 logs the step's line and shows
  * progress. */
@@ -534,12 +461,8 @@ static lt_status train_one_step(const lt_run_config *c, run_state *r, int64_t st
     if (st != LT_OK) return st;
     double dt = lt_now_s() - t0;
     lt_comm_get_counters(r->world, &after);
-    counters_delta(&after, &before, &d);
-    counters_range(&d, step == r->start, &r->step_lo, &r->step_hi);
-    r->grad_wait_s += s.grad_wait_s;
-    r->overlapped_bytes += (double)s.grad_overlapped_bytes;
-    r->comm_s += d.wait_s;
-    r->step_s += dt;
+    lt_comm_step(&after, &before, &d);
+    lt_comm_totals_add(&r->comm, &d, &s, dt);
     if (c->ddp_check_replicas && r->N > 1 &&
         (st = lt_dp_check_replicas(&r->dp, lt_model_train_params(r->model), &r->opt, step, err)) != LT_OK)
         return st;
@@ -552,12 +475,12 @@ static lt_status train_one_step(const lt_run_config *c, run_state *r, int64_t st
                                   .stats = s,
                                   .tokens_seen = r->tokens_seen,
                                   .tokens_per_s = global_tokens / dt,
-                                  .mem_mib = mem_mib(),
+                                  .mem_mib = lt_tracked_mib(),
                                   .elapsed_s = lt_now_s() - r->progress.t0,
                                   .ranks = r->N,
                                   .comm = d};
     if ((st = lt_metrics_write_step(&r->metrics, &line, err)) != LT_OK) return st;
-    show(&r->progress, step + 1, &s, global_tokens / dt);
+    lt_progress_show(&r->progress, step + 1, &s, global_tokens / dt);
     return LT_OK;
 }
 
@@ -587,7 +510,7 @@ static lt_status run_steps(const lt_run_config *c, run_state *r, lt_error *err) 
         if ((st = lead_decides(r, &eval_first, err)) != LT_OK) return st;
         if (eval_first && (st = evaluate_at(c, r, start, 0, err)) != LT_OK) return st;
     }
-    r->progress = (progress){.tty = tty, .every = c->logging_steps, .total = total, .t0 = lt_now_s()};
+    r->progress = (lt_progress){.tty = tty, .every = c->logging_steps, .total = total, .t0 = lt_now_s()};
     for (int64_t step = start; !stopped(r) && step < total; step++) {
         if ((st = train_one_step(c, r, step, err)) != LT_OK) return st;
         lt_train_fault_slow("step", step + 1);
@@ -614,56 +537,6 @@ static lt_status save_at_stop(const lt_run_config *c, run_state *r, lt_error *er
 }
 
 /* ------------------------------------------------------------ finish */
-
-/* The run summary's communication part: what a step moved and what the
- * same model would all-reduce as a full fine-tune. Steps need not move the
- * same bytes (a sharded base gathers one layer more after an evaluation),
- * so each collective is the figure every step shared, or its least and
- * most; metrics.jsonl has each step's. */
-static void print_comm_summary(const run_state *r, int64_t steps, const lt_comm_counters *lo,
-                               const lt_comm_counters *hi, double comm_s, double grad_wait_s,
-                               double step_s, double overlapped_bytes) {
-    lt_base_memory bm;
-    lt_model_base_memory(r->model, &bm);
-    const double grad_bytes = (double)lt_model_train_table(r->model)->numel * 4.0;
-    const double full_bytes = (double)(bm.fp32_params + bm.quant_params) * 4.0;
-    static const struct {
-        lt_coll_kind k;
-        const char *name;
-    } shown[] = {{LT_COLL_ALLREDUCE, "all-reduce"},
-                 {LT_COLL_REDUCE_SCATTER, "reduce-scatter"},
-                 {LT_COLL_ALLGATHER, "all-gather"},
-                 {LT_COLL_REDUCE, "reduce"}};
-    printf("communication: %d ranks (%s); per step over %lld steps (least to most where steps "
-           "differ): ",
-           r->dp.size, lt_comm_backend_name(r->dp.comm), (long long)steps);
-    for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++) {
-        const uint64_t a = lo->bytes[shown[i].k], b = hi->bytes[shown[i].k];
-        printf("%s %llu", shown[i].name, (unsigned long long)a);
-        if (b != a) printf(" to %llu", (unsigned long long)b);
-        printf(" bytes%s", i + 1 < sizeof shown / sizeof shown[0] ? ", " : "; ");
-    }
-    if (lt_model_is_full_training(r->model))
-        printf("full fine-tuning: gradients of %.0f bytes%s\n", grad_bytes,
-               r->dp.zero1 ? " reduce-scattered to their ZeRO-1 owners, parameters all-gathered" : "");
-    else
-        printf("LoRA gradients %.0f bytes (a full fine-tune would all-reduce %.0f bytes, %.0fx more)\n",
-               grad_bytes, full_bytes, full_bytes / grad_bytes);
-    printf("communication time on rank 0 over %lld steps: %.3f s blocked in collectives (%.1f%% of "
-           "step time; includes waiting for slower ranks), of which %.3f s waiting for gradient "
-           "buckets after backward",
-           (long long)steps, comm_s, step_s > 0 ? 100.0 * comm_s / step_s : 0.0, grad_wait_s);
-    printf("; %.0f%% of the gradient bytes were all-reduced while backward ran",
-           100.0 * overlapped_bytes / (grad_bytes * (double)steps));
-    if (r->dp.gather) {
-        lt_shard_gather_stats gs;
-        lt_shard_gather_get_stats(r->dp.gather, &gs);
-        printf("; sharded base (whole run, evaluation included): %llu layer gathers, %llu "
-               "prefetched, %.3f s blocked",
-               (unsigned long long)gs.gathers, (unsigned long long)gs.prefetched, gs.exposed_s);
-    }
-    printf("\n");
-}
 
 /* Every rank's memory figures to rank 0, which writes memory.json and
  * prints the report. It covers training: it comes before the final save
@@ -730,8 +603,7 @@ static lt_status finish(const lt_run_config *c, run_state *r, lt_error *err) {
            lt_now_s() - r->progress.t0, r->full ? "model" : "adapter", c->output_dir,
            r->full ? "model.safetensors" : "adapter_model.safetensors");
     if (r->N > 1 && r->total > r->start)
-        print_comm_summary(r, r->total - r->start, &r->step_lo, &r->step_hi, r->comm_s, r->grad_wait_s,
-                           r->step_s, r->overlapped_bytes);
+        lt_comm_summary_print(&r->comm, &r->dp, r->model);
     return LT_OK;
 }
 
