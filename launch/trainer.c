@@ -96,6 +96,7 @@ static void run_free(run_state *r, int failed) {
     lt_model_free(r->model);
 }
 
+/* Every rank agreed on a stop signal. */
 static int stopped(const run_state *r) { return r->stop_sig != 0; }
 
 /* Rank 0 decides from the files, every rank learns it. */
@@ -165,7 +166,8 @@ static lt_status open_model(const lt_run_config *c, run_state *r, lt_error *err)
     /* The same answer on any number of ranks (one rank has nothing to
      * split, but the setting would be refused on two). */
     if (c->shard_base && qc.format == LT_QUANT_NONE)
-        return lt_fail(err, LT_ERR_CONFIG, "shard_base needs a quantized base (load_in_4bit or load_in_8bit); "
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "shard_base needs a quantized base (load_in_4bit or load_in_8bit); "
                        "an fp32 base is kept whole on every rank");
     const int shards = c->shard_base ? r->N : 1;
     if ((st = lt_model_file_load_sharded(c->model, &qc, shards > 1 ? r->rank : 0, shards, r->ops, &r->model,
@@ -187,6 +189,8 @@ static lt_status open_model(const lt_run_config *c, run_state *r, lt_error *err)
     return lt_dp_setup(&r->dp, r->world, r->model, c->ddp_bucket_cap_mb, c->zero1, err);
 }
 
+/* The training set, and the held-out one: validation_split_percentage of
+ * train_file, or validation_file. */
 static lt_status load_data(const lt_run_config *c, run_state *r, int T, lt_error *err) {
     lt_data_config dc = lt_run_config_data(c, T);
     const int V = lt_model_get_config(r->model)->vocab_size;
@@ -218,7 +222,8 @@ static lt_status open_data(const lt_run_config *c, run_state *r, lt_error *err) 
                    : (int64_t)ceil(c->num_train_epochs * (double)r->rows /
                                    ((double)r->B * r->N * r->GA));
     if (r->total < 1)
-        return lt_fail(err, LT_ERR_CONFIG, "num_train_epochs = %g gives no optimizer step", c->num_train_epochs);
+        return lt_fail(err, LT_ERR_CONFIG, "num_train_epochs = %g gives no optimizer step",
+                       c->num_train_epochs);
     return LT_OK;
 }
 
@@ -402,9 +407,10 @@ static lt_status evaluate_at(const lt_run_config *c, run_state *r, int64_t step,
     return LT_OK;
 }
 
-/* A checkpoint of steps_done steps: rank 0 writes a LoRA one; every rank
- * takes part in a full fine-tuning one (with ZeRO-1 each writes its
- * moments through parallel HDF5). */
+/* The checkpoint of steps_done steps, complete on disk when this returns;
+ * r->last_saved is then steps_done. Rank 0 writes a LoRA one (the other
+ * ranks only take note); every rank takes part in a full fine-tuning one
+ * (with ZeRO-1 each writes its moments through parallel HDF5). */
 static lt_status save_checkpoint(const lt_run_config *c, run_state *r, int64_t steps_done, lt_error *err) {
     if (!r->lead && !r->full) {
         r->last_saved = steps_done;
@@ -505,8 +511,9 @@ static lt_status run_steps(const lt_run_config *c, run_state *r, lt_error *err) 
         /* The evaluation of the step the run starts at: step 0's, or that
          * of a resumed step whose eval_loss line is missing (a run stopped
          * during it). The final step's is the one after the loop. */
-        int eval_first = r->eval && (start == 0 || (c->eval_steps && start % c->eval_steps == 0 && start < total &&
-                                                    r->lead && !lt_metrics_logged(c->output_dir, start, "\"eval_loss\":")));
+        const int at_eval_step = c->eval_steps && start % c->eval_steps == 0 && start < total;
+        int eval_first = r->eval && (start == 0 || (at_eval_step && r->lead &&
+                                     !lt_metrics_logged(c->output_dir, start, "\"eval_loss\":")));
         if ((st = lead_decides(r, &eval_first, err)) != LT_OK) return st;
         if (eval_first && (st = evaluate_at(c, r, start, 0, err)) != LT_OK) return st;
     }
