@@ -71,7 +71,7 @@ done:
 
 lt_status lt_convert_open(int argc, char **argv, const char *cmd, lt_convert_job *j, lt_error *err) {
     const int merge = !strcmp(cmd, "merge");
-    *j = (lt_convert_job){.cmd = cmd};
+    *j = (lt_convert_job){.model = NULL};
     lt_cli c;
     lt_cli_init(&c, argc, argv);
     lt_status st;

@@ -8,7 +8,6 @@
 #include "model/llama.h"
 
 typedef struct {
-    const char *cmd;      /* "convert" or "merge", for the errors */
     const char *model;    /* --model */
     const char *adapter;  /* --adapter (merge only; NULL for convert) */
     const char *out_dir;  /* --output_dir */
@@ -16,9 +15,10 @@ typedef struct {
     lt_model *m;          /* the model read (fp32) */
 } lt_convert_job;
 
-/* Parses --model, --output_dir, --dtype and, for merge, --adapter; refuses
- * an output_dir whose model.safetensors.index.json would shadow the new
- * model.safetensors; reads the model. On failure nothing is held. */
+/* cmd: "convert" or "merge". Parses --model, --output_dir, --dtype and,
+ * for merge, --adapter; refuses an output_dir whose
+ * model.safetensors.index.json would shadow the new model.safetensors;
+ * reads the model. On failure nothing is held. */
 lt_status lt_convert_open(int argc, char **argv, const char *cmd, lt_convert_job *j, lt_error *err);
 
 /* Writes job's model to its output_dir (each file atomically, config.json

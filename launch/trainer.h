@@ -1,4 +1,6 @@
-/* The training loop that wires model, data, optimizer and reporting.
+/* `loratrain train`: lt_train runs a whole run (launch/trainer.c, which
+ * lists its steps); lt_train_step and lt_evaluate (launch/train_step.c)
+ * are one optimizer step and one evaluation.
  *
  * lt_train_step is the single definition of one optimizer step (used by
  * the command and by the parity test against PyTorch):
