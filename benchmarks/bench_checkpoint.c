@@ -10,9 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/checkpoint.h"
+#include "io/checkpoint/checkpoint.h"
 #include "io/fileutil.h"
+#include "model/backend.h"
 #include "core/clock.h"
+#include "io/checkpoint/checkpoint.h"
+#include "io/fileutil.h"
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -33,13 +36,14 @@ int main(int argc, char **argv) {
                           .n_kv_heads = dim / 128, .vocab_size = 256, .seq_len = 64,
                           .norm_eps = 1e-5f, .rope_theta = 10000.0f, .shared_classifier = 1};
     lt_model *m = NULL;
+    const lt_ops *ops = NULL;
     lt_adamw opt, back;
     lt_lora_config lc = {.r = r, .alpha = 2.0f * (float)r, .dropout = 0, .use_rslora = 0, .targets = LT_MOD_MASK_ALL};
     lt_adamw_config ac = lt_adamw_default_config();
     lt_quant_config qc;
     lt_quant_config four = {.format = LT_QUANT_NF4, .blocksize = 64, .double_quant = 1};
-    if (lt_quant_select(1, 0, &four, &qc, &err) != LT_OK ||
-        lt_model_create_sharded(&mc, &qc, 0, 64, lt_ops_cpu(1), &m, &err) != LT_OK ||
+    if (lt_backend_open("cpu", 1, &ops, &err) != LT_OK || lt_quant_select(1, 0, &four, &qc, &err) != LT_OK ||
+        lt_model_create_sharded(&mc, &qc, 0, 64, ops, &m, &err) != LT_OK ||
         lt_model_add_lora(m, &lc, 1, &err) != LT_OK ||
         lt_adamw_init(&opt, lt_model_lora_table(m)->numel, &ac, &err) != LT_OK ||
         lt_adamw_init(&back, opt.n, &ac, &err) != LT_OK || lt_make_dirs(argv[1], &err) != LT_OK) {

@@ -10,10 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
+#include "core/rng.h"
+#include "model/backend.h"
 #include "model/ops.h"
 #include "model/quant.h"
-#include "model/rng.h"
-#include "core/clock.h"
 
 /* Best of reps into `var` (a shared machine's noise only slows runs down). */
 #define BEST(var, reps, call)                     \
@@ -53,7 +54,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_quant: sizes, threads and reps must be positive\n");
         return 2;
     }
-    const lt_ops *ops = lt_ops_cpu(threads);
+    const lt_ops *ops = NULL;
+    lt_error err;
+    /* Host buffers throughout: the CPU backend's kernels. */
+    if (lt_backend_open("cpu", threads, &ops, &err) != LT_OK) {
+        fprintf(stderr, "bench_quant: %s\n", err.msg);
+        return 1;
+    }
     const size_t n = (size_t)rows * cols;
     float *w = lt_alloc(LT_MEM_WORKSPACE, n * 4), *out = lt_alloc(LT_MEM_WORKSPACE, n * 4);
     float *src = lt_alloc(LT_MEM_WORKSPACE, n * 4);
@@ -75,7 +82,6 @@ int main(int argc, char **argv) {
                 {"int8", {LT_QUANT_INT8, 64, 0}}};
     for (size_t k = 0; k < sizeof fmts / sizeof fmts[0]; k++) {
         lt_qtensor t;
-        lt_error err;
         if (lt_qtensor_layout(&fmts[k].qc, rows, cols, 0, &t, &err) != LT_OK) {
             fprintf(stderr, "bench_quant: %s\n", err.msg);
             return 1;

@@ -1,4 +1,6 @@
-/* Forward + backward throughput of a LoRA training step on the CPU backend.
+/* Forward + backward throughput of a LoRA training step on the CPU backend
+ * (opened as the commands open theirs, by name; the weights and LoRA
+ * parameters are written through host pointers, so no other backend).
  *
  *   bench_step --shape stories15M|stories260K [--model FILE] [--batch 8]
  *              [--seq T] [--threads 1] [--steps 10] [--warmup 2] [--profile]
@@ -18,10 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/llama2c.h"
+#include "core/rng.h"
+#include "io/model/llama2c.h"
+#include "model/backend.h"
 #include "model/llama.h"
-#include "model/rng.h"
 #include "core/clock.h"
+#include "core/rng.h"
+#include "io/model/llama2c.h"
+#include "model/llama.h"
 
 /* ------------------------------------------------------- profiling ops */
 
@@ -271,10 +277,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: --quant %s: expected none, nf4, nf4dq, fp4 or int8\n", quant);
         return 2;
     }
-    const lt_ops *cpu = lt_ops_cpu(threads);
-    lt_ops prof = make_profiling_ops(cpu);
-    const lt_ops *ops = profile ? &prof : cpu;
     lt_error err;
+    const lt_ops *base = NULL;
+    if (lt_backend_open("cpu", threads, &base, &err) != LT_OK) {
+        fprintf(stderr, "bench_step: %s\n", err.msg);
+        return 1;
+    }
+    lt_ops prof = make_profiling_ops(base);
+    const lt_ops *ops = profile ? &prof : base;
     lt_model *m = NULL;
     lt_rng rng;
     lt_rng_seed(&rng, 1234, 0);
@@ -341,13 +351,13 @@ int main(int argc, char **argv) {
     double med = times[steps / 2];
     double flops = step_flops(&cfg, batch, seq, lc.r, lc.targets);
     if (full) flops = g_gemm_flops > 0 ? g_gemm_flops / steps : 0; /* measured with --profile */
-    double peak = gemm_peak(cpu);
+    double peak = gemm_peak(base);
     double gflops = flops / med / 1e9;
     printf("{\"impl\":\"loratrain\",\"mode\":\"%s\",\"quant\":\"%s\",\"shape\":\"%s\",\"threads\":%d,\"batch\":%d,\"seq\":%d,"
            "\"tokens_per_s\":%.1f,\"step_ms_median\":%.2f,\"step_ms_min\":%.2f,\"gflops\":%.1f,"
            "\"gemm_peak_gflops\":%.1f,\"peak_fraction\":%.3f,\"blas_core\":\"%s\",\"loss\":%.4f}\n",
            full ? "full" : "lora", quant, shape, threads, batch, seq, n / med, med * 1e3, times[0] * 1e3, gflops, peak,
-           gflops / peak, lt_ops_cpu_blas_core(), loss);
+           gflops / peak, lt_backend_gemm_kernels(base), loss);
     if (profile) {
         double total = 0;
         for (int i = 0; i < P_COUNT; i++) total += g_ptime[i];

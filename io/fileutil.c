@@ -12,6 +12,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "core/hash.h"
+
 lt_status lt_file_size(const char *path, uint64_t *size, lt_error *err) {
     struct stat st;
     if (stat(path, &st) != 0)
@@ -63,6 +65,29 @@ lt_status lt_read_exact(FILE *f, void *dst, size_t n, const char *path, const ch
                        path, what, n, got);
     }
     return LT_OK;
+}
+
+lt_status lt_file_fingerprint(const char *path, uint64_t *bytes, uint64_t *fingerprint,
+                              lt_error *err) {
+    lt_status st = lt_file_size(path, bytes, err);
+    if (st != LT_OK) return st;
+    FILE *f = fopen(path, "rb");
+    if (!f) return lt_fail(err, LT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    const size_t MiB = 1u << 20;
+    unsigned char *buf = malloc(MiB);
+    uint64_t h = lt_hash64(bytes, sizeof *bytes);
+    for (int part = 0; part < 2 && buf && st == LT_OK; part++) {
+        uint64_t at = part == 0 ? 0 : (*bytes > MiB ? *bytes - MiB : 0);
+        size_t n = *bytes - at < MiB ? (size_t)(*bytes - at) : MiB;
+        if (fseek(f, (long)at, SEEK_SET) != 0) st = lt_fail(err, LT_ERR_IO, "%s: seek failed", path);
+        if (st == LT_OK) st = lt_read_exact(f, buf, n, path, "fingerprint", err);
+        if (st == LT_OK) h = lt_hash64_seeded(h, buf, n);
+    }
+    if (!buf) st = lt_fail(err, LT_ERR_NOMEM, "%s: fingerprint: out of memory", path);
+    free(buf);
+    fclose(f);
+    *fingerprint = h;
+    return st;
 }
 
 lt_status lt_atomic_open(lt_atomic_file *af, const char *path, lt_error *err) {

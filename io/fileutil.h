@@ -1,5 +1,7 @@
 /* Whole-file reads with size bounds, and exact-size reads from an open file,
- * so every loader reports a short or oversized file the same way. */
+ * so every loader reports a short or oversized file the same way; a file's
+ * quick identity; atomic writes, disk space, and append-only line logs.
+ * Shared by every io/ subfolder. */
 #ifndef LT_IO_FILEUTIL_H
 #define LT_IO_FILEUTIL_H
 
@@ -19,6 +21,12 @@ lt_status lt_read_file(const char *path, uint64_t max_bytes, char **data, uint64
 /* fread that fails unless exactly n bytes arrive; what names the field. */
 lt_status lt_read_exact(FILE *f, void *dst, size_t n, const char *path, const char *what,
                         lt_error *err);
+
+/* A quick identity of a file (a base model's, recorded in training
+ * checkpoints): its size and an XXH3-64 of its first and last MiB
+ * (hashing a 100 GB base on every start would take minutes). */
+lt_status lt_file_fingerprint(const char *path, uint64_t *bytes, uint64_t *fingerprint,
+                              lt_error *err);
 
 /* Writing a file so that a crash at any moment leaves either the old file
  * or the complete new one under the final name: write to a temporary name

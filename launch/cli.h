@@ -51,4 +51,10 @@ lt_status lt_cli_quant_resolve(const lt_cli_quant *q, lt_quant_config *qc, lt_er
     "  --bnb_4bit_blocksize N  elements per absmax block [default: 64]\n"                     \
     "  --load_in_8bit        quantize the decoder linears to int8 (one absmax per row)\n"
 
+/* The help line of --device, which every command that builds a model takes
+ * (model/backend.h opens what it names). */
+#define LT_CLI_DEVICE_HELP                                                                    \
+    "  --device D            cpu, cuda or auto (cuda when built and a GPU is present,\n"    \
+    "                        else cpu) [default: auto]\n"
+
 #endif

@@ -6,18 +6,19 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
-#include "io/adapter.h"
+#include "io/model/adapter.h"
 #include "io/fileutil.h"
-#include "io/hf_model.h"
-#include "io/model_file.h"
-#include "io/safetensors.h"
+#include "io/model/hf_model.h"
+#include "io/model/any_format.h"
+#include "io/model/safetensors.h"
 #include "launch/cli.h"
 #include "launch/cmd_convert.h"
 #include "launch/commands.h"
+#include "model/backend.h"
 
 void lt_help_convert(FILE *f) {
     fprintf(f,
-            "usage: loratrain convert --model FILE --output_dir DIR [--dtype f32|f16|bf16]\n"
+            "usage: loratrain convert --model FILE --output_dir DIR [--dtype f32|f16|bf16] [--device D]\n"
             "\n"
             "Writes the model as a Hugging Face model directory: DIR/config.json\n"
             "(LlamaForCausalLM) and DIR/model.safetensors under Hugging Face tensor names, with\n"
@@ -28,7 +29,8 @@ void lt_help_convert(FILE *f) {
             "\n"
             "  --model FILE|DIR   a llama2.c checkpoint or a Hugging Face model directory\n"
             "  --output_dir DIR   where to write (created if needed)\n"
-            "  --dtype D          f32, f16 or bf16 (rounded to nearest even) [default: f32]\n");
+            "  --dtype D          f32, f16 or bf16 (rounded to nearest even) [default: f32]\n"
+            LT_CLI_DEVICE_HELP);
 }
 
 static const struct {
@@ -71,13 +73,14 @@ done:
 
 lt_status lt_convert_open(int argc, char **argv, const char *cmd, lt_convert_job *j, lt_error *err) {
     const int merge = !strcmp(cmd, "merge");
+    const char *device = "auto";
     *j = (lt_convert_job){.model = NULL};
     lt_cli c;
     lt_cli_init(&c, argc, argv);
     lt_status st;
     while (lt_cli_next(&c, err, &st)) {
         if (!strcmp(c.key, "model") || !strcmp(c.key, "output_dir") || !strcmp(c.key, "dtype") ||
-            (merge && !strcmp(c.key, "adapter"))) {
+            !strcmp(c.key, "device") || (merge && !strcmp(c.key, "adapter"))) {
             if ((st = lt_cli_need_value(&c, err)) != LT_OK) return st;
             if (!strcmp(c.key, "model")) {
                 j->model = c.value;
@@ -85,6 +88,8 @@ lt_status lt_convert_open(int argc, char **argv, const char *cmd, lt_convert_job
                 j->adapter = c.value;
             } else if (!strcmp(c.key, "output_dir")) {
                 j->out_dir = c.value;
+            } else if (!strcmp(c.key, "device")) {
+                device = c.value;
             } else {
                 int d = 0;
                 for (; d < 3 && strcmp(c.value, k_dtypes[d].opt); d++) {
@@ -114,7 +119,9 @@ lt_status lt_convert_open(int argc, char **argv, const char *cmd, lt_convert_job
                        "--output_dir: %s exists and would shadow the new model.safetensors; "
                        "remove it or choose another directory",
                        index);
-    return lt_model_file_load_quantized(j->model, NULL, lt_ops_cpu(0), &j->m, err);
+    const lt_ops *ops = NULL;
+    if ((st = lt_backend_open(device, 0, &ops, err)) != LT_OK) return st;
+    return lt_model_file_load_quantized(j->model, NULL, ops, &j->m, err);
 }
 
 lt_status lt_convert_write(const lt_convert_job *j, lt_error *err) {

@@ -15,10 +15,10 @@ typedef struct {
     lt_model *m;          /* the model read (fp32) */
 } lt_convert_job;
 
-/* cmd: "convert" or "merge". Parses --model, --output_dir, --dtype and,
- * for merge, --adapter; refuses an output_dir whose
+/* cmd: "convert" or "merge". Parses --model, --output_dir, --dtype,
+ * --device and, for merge, --adapter; refuses an output_dir whose
  * model.safetensors.index.json would shadow the new model.safetensors;
- * reads the model. On failure nothing is held. */
+ * reads the model on the device's backend. On failure nothing is held. */
 lt_status lt_convert_open(int argc, char **argv, const char *cmd, lt_convert_job *j, lt_error *err);
 
 /* Writes job's model to its output_dir (each file atomically, config.json

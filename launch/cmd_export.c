@@ -8,13 +8,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "io/adapter.h"
-#include "io/checkpoint.h"
-#include "io/gguf.h"
-#include "io/model_file.h"
+#include "io/checkpoint/checkpoint.h"
+#include "io/model/adapter.h"
+#include "io/model/any_format.h"
+#include "io/model/gguf.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/run_config.h"
+#include "model/backend.h"
 #include "optim/adamw.h"
 
 void lt_help_export(FILE *f) {
@@ -51,13 +52,14 @@ void lt_help_export(FILE *f) {
             "                        base (e.g. the converted Hugging Face directory or a hub\n"
             "                        id) [default: the base model path]\n"
             "  --outtype f32|f16     (gguf) the tensors' type; f16 rounds to nearest even\n"
-            "                        [default: f32]\n");
+            "                        [default: f32]\n" LT_CLI_DEVICE_HELP);
 }
 
 /* The checkpoint's adapter in a model of its base's shape, whatever the
  * output format: the one place a checkpoint is read and verified. */
-static lt_status load_adapter(const char *ck, const char **model, lt_model **out, lt_ckpt_meta *meta,
-                              lt_lora_config *lc, char *targets, size_t targets_size, lt_error *err) {
+static lt_status load_adapter(const char *ck, const char **model, const lt_ops *ops, lt_model **out,
+                              lt_ckpt_meta *meta, lt_lora_config *lc, char *targets, size_t targets_size,
+                              lt_error *err) {
     char type[32], *json = NULL;
     lt_status st = lt_checkpoint_read_header(ck, meta, type, sizeof type, &json, err);
     if (st != LT_OK) return st;
@@ -87,7 +89,7 @@ static lt_status load_adapter(const char *ck, const char **model, lt_model **out
     lt_model *m = NULL;
     lt_adamw opt;
     int opt_ready = 0;
-    if ((st = lt_model_create(&cfg, lt_ops_cpu(1), &m, err)) != LT_OK) goto done;
+    if ((st = lt_model_create(&cfg, ops, &m, err)) != LT_OK) goto done;
     if ((st = lt_model_add_lora(m, lc, rc.seed, err)) != LT_OK) goto done;
     lt_adamw_config ac = {.beta1 = rc.adam_beta1, .beta2 = rc.adam_beta2, .eps = rc.adam_epsilon,
                           .weight_decay = rc.weight_decay};
@@ -134,6 +136,7 @@ static void gguf_name(const char *out, char *name, size_t size) {
 
 lt_status lt_cmd_export(int argc, char **argv, lt_error *err) {
     const char *format = NULL, *model = NULL, *base_name = NULL, *outtype = NULL, *pos[2] = {NULL, NULL};
+    const char *device = "auto";
     int npos = 0;
     lt_cli c;
     lt_status st;
@@ -151,6 +154,7 @@ lt_status lt_cmd_export(int argc, char **argv, lt_error *err) {
         else if (!strcmp(c.key, "model")) model = c.value;
         else if (!strcmp(c.key, "base_model_name_or_path")) base_name = c.value;
         else if (!strcmp(c.key, "outtype")) outtype = c.value;
+        else if (!strcmp(c.key, "device")) device = c.value;
         else return lt_fail(err, LT_ERR_CONFIG, "unknown option \"--%s\" for export", c.key);
     }
     if (st != LT_OK) return st;
@@ -175,12 +179,14 @@ lt_status lt_cmd_export(int argc, char **argv, lt_error *err) {
                        "out/run/checkpoint-100.h5 out/run-peft)");
     const char *ck = pos[0], *out = pos[1];
     if (gguf && (st = check_out_dir(out, err)) != LT_OK) return st;
+    const lt_ops *ops = NULL;
+    if ((st = lt_backend_open(device, 1, &ops, err)) != LT_OK) return st;
 
     lt_model *m = NULL;
     lt_ckpt_meta meta;
     lt_lora_config lc;
     char targets[512];
-    if ((st = load_adapter(ck, &model, &m, &meta, &lc, targets, sizeof targets, err)) != LT_OK) return st;
+    if ((st = load_adapter(ck, &model, ops, &m, &meta, &lc, targets, sizeof targets, err)) != LT_OK) return st;
     if (gguf) {
         char name[256];
         gguf_name(out, name, sizeof name);

@@ -2,13 +2,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/adapter.h"
-#include "io/model_file.h"
-#include "io/tokenizer.h"
+#include "core/clock.h"
+#include "io/model/adapter.h"
+#include "io/model/any_format.h"
+#include "io/text/tokenizer.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
+#include "model/backend.h"
 #include "model/sample.h"
-#include "core/clock.h"
 
 void lt_help_generate(FILE *f) {
     fprintf(f,
@@ -29,13 +30,14 @@ void lt_help_generate(FILE *f) {
             "  --top_p P             nucleus sampling mass [default: 0.9]\n"
             "  --seed S              sampling seed [default: 42]\n"
             "  --threads N           CPU threads (0: all cores) [default: 0]\n"
+            LT_CLI_DEVICE_HELP
             "  --ids_out FILE        also write the generated token ids to FILE\n"
             "with the base quantized as in training (the adapter of a QLoRA run on the\n"
             "weights it was trained against):\n" LT_CLI_QUANT_HELP);
 }
 
 typedef struct {
-    const char *model, *tokenizer, *prompt, *ids_out, *adapter;
+    const char *model, *tokenizer, *prompt, *ids_out, *adapter, *device;
     int steps, threads;
     float temperature, top_p;
     unsigned long long seed;
@@ -43,7 +45,8 @@ typedef struct {
 } gen_opts;
 
 static lt_status parse(int argc, char **argv, gen_opts *o, lt_error *err) {
-    *o = (gen_opts){.prompt = "", .steps = 256, .temperature = 1.0f, .top_p = 0.9f, .seed = 42};
+    *o = (gen_opts){.prompt = "", .steps = 256, .temperature = 1.0f, .top_p = 0.9f, .seed = 42,
+                    .device = "auto"};
     lt_cli c;
     lt_cli_init(&c, argc, argv);
     lt_cli_quant cq;
@@ -54,13 +57,14 @@ static lt_status parse(int argc, char **argv, gen_opts *o, lt_error *err) {
         if ((st = lt_cli_quant_option(&c, &cq, &handled, err)) != LT_OK) return st;
         if (handled) continue;
         if (!strcmp(c.key, "model") || !strcmp(c.key, "tokenizer") || !strcmp(c.key, "prompt") ||
-            !strcmp(c.key, "ids_out") || !strcmp(c.key, "adapter")) {
+            !strcmp(c.key, "ids_out") || !strcmp(c.key, "adapter") || !strcmp(c.key, "device")) {
             if (strcmp(c.key, "prompt") && (st = lt_cli_need_value(&c, err)) != LT_OK) return st;
             const char *v = c.value ? c.value : "";
             if (!strcmp(c.key, "model")) o->model = v;
             else if (!strcmp(c.key, "tokenizer")) o->tokenizer = v;
             else if (!strcmp(c.key, "prompt")) o->prompt = v;
             else if (!strcmp(c.key, "adapter")) o->adapter = v;
+            else if (!strcmp(c.key, "device")) o->device = v;
             else o->ids_out = v;
         } else if (!strcmp(c.key, "steps") || !strcmp(c.key, "max_new_tokens")) {
             if ((st = lt_cli_int(&c, 1, 1 << 22, &o->steps, err)) != LT_OK) return st;
@@ -88,7 +92,8 @@ lt_status lt_cmd_generate(int argc, char **argv, lt_error *err) {
     gen_opts o;
     lt_status st = parse(argc, argv, &o, err);
     if (st != LT_OK) return st;
-    const lt_ops *ops = lt_ops_cpu(o.threads);
+    const lt_ops *ops = NULL;
+    if ((st = lt_backend_open(o.device, o.threads, &ops, err)) != LT_OK) return st;
     lt_model *m = NULL;
     lt_tokenizer *tok = NULL;
     int32_t *ids = NULL;

@@ -9,19 +9,20 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "io/adapter.h"
-#include "io/checkpoint.h"
-#include "io/json.h"
-#include "io/dataset.h"
+#include "io/checkpoint/checkpoint.h"
+#include "io/data/dataset.h"
+#include "io/data/token_file.h"
 #include "io/fileutil.h"
-#include "io/model_file.h"
-#include "io/token_file.h"
-#include "io/tokenizer.h"
+#include "io/json.h"
+#include "io/model/adapter.h"
+#include "io/model/any_format.h"
+#include "io/text/tokenizer.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/memory_report.h"
 #include "launch/run_config.h"
 #include "launch/trainer.h"
+#include "model/backend.h"
 #include "optim/adamw.h"
 
 void lt_help_import(FILE *f) {
@@ -62,7 +63,8 @@ void lt_help_import(FILE *f) {
             "                        as for train (`loratrain train --help`)\n"
             "  --output_dir DIR      write the step-0 checkpoint there\n"
             "  --seed N              recorded in the checkpoint (dropout masks, data order)\n"
-            "  --threads N           CPU threads (0: all cores) [default: 1]\n" LT_CLI_QUANT_HELP);
+            "  --threads N           CPU threads (0: all cores) [default: 1]\n" LT_CLI_DEVICE_HELP
+            LT_CLI_QUANT_HELP);
 }
 
 /* Options forwarded to the run configuration, whose table checks them and
@@ -71,7 +73,7 @@ static const char *const k_run_keys[] = {
     "model", "tokenizer", "output_dir", "max_seq_length", "packing", "truncation", "text_field",
     "prompt_field", "completion_field", "response_template", "messages_field", "chat_template",
     "assistant_only_loss", "max_eval_samples",
-    "per_device_eval_batch_size", "threads", "seed", "load_in_4bit", "load_in_8bit",
+    "per_device_eval_batch_size", "threads", "device", "seed", "load_in_4bit", "load_in_8bit",
     "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_blocksize",
     "bnb_4bit_compute_dtype"};
 
@@ -253,11 +255,13 @@ lt_status lt_cmd_import(int argc, char **argv, lt_error *err) {
     snprintf(cfg_path, sizeof cfg_path, "%s/adapter_config.json", dir);
     if ((st = lt_adapter_read_config(dir, &lc, err)) != LT_OK) return st;
 
+    const lt_ops *ops = NULL;
+    if ((st = lt_backend_open(rc.device, rc.threads, &ops, err)) != LT_OK) return st;
     lt_model *m = NULL;
     lt_tokenizer *tok = NULL;
     lt_dataset *ds = NULL;
     float *host = NULL;
-    if ((st = lt_model_file_load_quantized(rc.model, &qc, lt_ops_cpu(rc.threads), &m, err)) != LT_OK) goto done;
+    if ((st = lt_model_file_load_quantized(rc.model, &qc, ops, &m, err)) != LT_OK) goto done;
     if ((st = lt_model_add_lora(m, &lc, rc.seed, err)) != LT_OK) {
         lt_fail_context(err, "%s", cfg_path);
         goto done;

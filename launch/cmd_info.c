@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "io/model_file.h"
+#include "io/model/any_format.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "model/lora.h"

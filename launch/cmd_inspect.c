@@ -1,7 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "io/checkpoint.h"
+#include "io/checkpoint/checkpoint.h"
 #include "launch/commands.h"
 
 void lt_help_inspect(FILE *f) {

@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/adapter.h"
 #include "io/fileutil.h"
-#include "io/model_file.h"
+#include "io/model/adapter.h"
+#include "io/model/any_format.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
+#include "model/backend.h"
 
 void lt_help_logits(FILE *f) {
     fprintf(f,
@@ -25,7 +26,8 @@ void lt_help_logits(FILE *f) {
             "  --adapter DIR         a PEFT-layout adapter directory\n"
             "  --ids FILE            token ids\n"
             "  --out FILE            where the logits go\n"
-            "  --threads N           CPU threads (0: all cores) [default: 1]\n" LT_CLI_QUANT_HELP);
+            "  --threads N           CPU threads (0: all cores) [default: 1]\n" LT_CLI_DEVICE_HELP
+            LT_CLI_QUANT_HELP);
 }
 
 /* Parses one line of ids into ids[0..*n). */
@@ -52,7 +54,7 @@ static lt_status parse_line(const char *path, int lineno, char *line, int vocab,
 }
 
 lt_status lt_cmd_logits(int argc, char **argv, lt_error *err) {
-    const char *model = NULL, *adapter = NULL, *ids_path = NULL, *out_path = NULL;
+    const char *model = NULL, *adapter = NULL, *ids_path = NULL, *out_path = NULL, *device = "auto";
     int threads = 1;
     lt_cli_quant cq;
     lt_cli_quant_init(&cq);
@@ -73,6 +75,7 @@ lt_status lt_cmd_logits(int argc, char **argv, lt_error *err) {
         else if (!strcmp(c.key, "adapter")) adapter = c.value;
         else if (!strcmp(c.key, "ids")) ids_path = c.value;
         else if (!strcmp(c.key, "out")) out_path = c.value;
+        else if (!strcmp(c.key, "device")) device = c.value;
         else return lt_fail(err, LT_ERR_CONFIG, "unknown option \"--%s\" for logits", c.key);
     }
     if (st != LT_OK) return st;
@@ -80,6 +83,8 @@ lt_status lt_cmd_logits(int argc, char **argv, lt_error *err) {
         return lt_fail(err, LT_ERR_CONFIG, "logits: --%s is missing", !model ? "model" : !ids_path ? "ids" : "out");
     lt_quant_config qc;
     if ((st = lt_cli_quant_resolve(&cq, &qc, err)) != LT_OK) return st;
+    const lt_ops *ops = NULL;
+    if ((st = lt_backend_open(device, threads, &ops, err)) != LT_OK) return st;
 
     lt_model *m = NULL;
     char *text = NULL;
@@ -88,7 +93,7 @@ lt_status lt_cmd_logits(int argc, char **argv, lt_error *err) {
     uint64_t size = 0;
     lt_atomic_file af;
     int open = 0;
-    if ((st = lt_model_file_load_quantized(model, &qc, lt_ops_cpu(threads), &m, err)) != LT_OK) goto done;
+    if ((st = lt_model_file_load_quantized(model, &qc, ops, &m, err)) != LT_OK) goto done;
     if (adapter && (st = lt_adapter_load(m, adapter, err)) != LT_OK) goto done;
     const lt_model_config *cfg = lt_model_get_config(m);
     const int T = cfg->seq_len, V = cfg->vocab_size;

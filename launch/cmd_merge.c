@@ -2,13 +2,15 @@
  * `convert` writes a model (launch/cmd_convert.h). */
 #include <stdio.h>
 
-#include "io/adapter.h"
+#include "io/model/adapter.h"
+#include "launch/cli.h"
 #include "launch/cmd_convert.h"
 #include "launch/commands.h"
 
 void lt_help_merge(FILE *f) {
     fprintf(f,
             "usage: loratrain merge --model FILE|DIR --adapter DIR --output_dir DIR [--dtype f32|f16|bf16]\n"
+            "                       [--device D]\n"
             "\n"
             "Merges a PEFT LoRA adapter into its base (W + scale B A, as PEFT's\n"
             "merge_and_unload) and writes the result as a Hugging Face model directory, as\n"
@@ -19,7 +21,8 @@ void lt_help_merge(FILE *f) {
             "  --model FILE|DIR   the adapter's base: a llama2.c checkpoint or a Hugging Face directory\n"
             "  --adapter DIR      a PEFT adapter directory (e.g. a training output_dir or an export)\n"
             "  --output_dir DIR   where to write (created if needed)\n"
-            "  --dtype D          f32, f16 or bf16 (rounded to nearest even) [default: f32]\n");
+            "  --dtype D          f32, f16 or bf16 (rounded to nearest even) [default: f32]\n"
+            LT_CLI_DEVICE_HELP);
 }
 
 lt_status lt_cmd_merge(int argc, char **argv, lt_error *err) {

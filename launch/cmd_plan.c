@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/alloc.h"
-#include "io/model_file.h"
+#include "io/model/any_format.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "model/lora.h"

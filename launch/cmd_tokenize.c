@@ -2,10 +2,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/dataset.h"
-#include "io/model_file.h"
-#include "io/token_file.h"
-#include "io/tokenizer.h"
+#include "io/data/dataset.h"
+#include "io/data/token_file.h"
+#include "io/model/any_format.h"
+#include "io/text/tokenizer.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 

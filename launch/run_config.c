@@ -10,7 +10,7 @@
 #include "core/strutil.h"
 #include "io/fileutil.h"
 #include "io/json.h"
-#include "io/token_file.h"
+#include "io/data/token_file.h"
 
 typedef enum { K_STR, K_INT, K_I64, K_U64, K_FLOAT, K_DOUBLE, K_BOOL, K_TRISTATE } key_kind;
 
@@ -99,6 +99,7 @@ static const key_desc k_keys[] = {
     {"resume_from_checkpoint", K_STR, F(resume_from_checkpoint), "", 0, 0, "reporting",
      "continue from a checkpoint-N.h5, or latest: the newest in output_dir that verifies"},
     {"threads", K_INT, F(threads), "0", 0, 4096, "reporting", "CPU threads (0: all cores, split between the ranks on a node)"},
+    {"device", K_STR, F(device), "auto", 0, 0, "reporting", "backend: cpu, cuda (a build with the CUDA backend) or auto (cuda when built and a GPU is present, else cpu)"},
     {"disable_tqdm", K_BOOL, F(disable_tqdm), "false", 0, 0, "reporting",
      "plain progress lines even on a terminal"},
 

@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 #include "core/status.h"
-#include "io/dataset.h"
+#include "io/data/dataset.h"
 #include "model/lora.h"
 #include "model/quant.h"
 
@@ -53,6 +53,7 @@ typedef struct {
     char resume_from_checkpoint[LT_PATH_MAX];
     char adapter_name_or_path[LT_PATH_MAX]; /* PEFT adapter to start from */
     int threads;
+    char device[16]; /* cpu | cuda | auto (model/backend.h) */
     int disable_tqdm; /* plain lines even on a terminal */
 
     /* LoRA */

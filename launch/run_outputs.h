@@ -16,8 +16,8 @@
 /* The most bytes a run adds to output_dir at one time, beyond what is
  * there already, so that a disk without room fails before step 1 with
  * these figures instead of at the first output that does not fit. It
- * follows what the run writes; keep it in step with io/checkpoint.h's
- * layout and the outputs below:
+ * follows what the run writes; keep it in step with
+ * io/checkpoint/checkpoint.h's layout and the outputs below:
  *   - a checkpoint: the trainable parameters (LoRA's A and B, or every
  *     weight in full fine-tuning) and AdamW's two moments, float32 (3 x 4
  *     bytes a parameter; the moments whole even under ZeRO-1), plus 1 MiB

@@ -26,19 +26,22 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
-#include "io/adapter.h"
-#include "io/checkpoint.h"
+#include "core/clock.h"
+#include "io/checkpoint/checkpoint.h"
+#include "io/data/loader.h"
 #include "io/fileutil.h"
-#include "io/llama2c.h"
-#include "io/model_file.h"
-#include "io/tokenizer.h"
+#include "io/model/adapter.h"
+#include "io/model/any_format.h"
+#include "io/model/hf_model.h"
+#include "io/model/llama2c.h"
+#include "io/text/tokenizer.h"
 #include "launch/memory_report.h"
 #include "launch/metrics.h"
 #include "launch/run_outputs.h"
 #include "launch/stop_signal.h"
 #include "launch/train_report.h"
 #include "launch/trainer_internal.h"
-#include "core/clock.h"
+#include "model/backend.h"
 
 typedef struct {
     lt_comm *world;
@@ -110,7 +113,8 @@ static lt_status lead_decides(run_state *r, int *v, lt_error *err) {
     return LT_OK;
 }
 
-/* Who this rank is and what it computes with; nothing is opened. */
+/* Who this rank is and how many threads it computes with; nothing is
+ * opened. */
 static void run_init(run_state *r, const lt_run_config *c, lt_comm *world) {
     memset(r, 0, sizeof *r);
     lt_metrics_init(&r->metrics);
@@ -125,9 +129,7 @@ static void run_init(run_state *r, const lt_run_config *c, lt_comm *world) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cpus / per_node > 1 ? (int)(cpus / per_node) : 1;
     }
-    const lt_ops *ops = lt_ops_cpu(threads);
     r->threads = threads;
-    r->ops = ops;
     r->lead = r->rank == 0;
 }
 
@@ -248,10 +250,11 @@ static lt_status open_optimizer(const lt_run_config *c, run_state *r, lt_error *
     return LT_OK;
 }
 
-/* Every rank opens the same run; output_dir exists after it (rank 0
- * makes it), and nothing is written there yet. */
+/* Every rank opens the same run on its device's backend; output_dir
+ * exists after it (rank 0 makes it), and nothing is written there yet. */
 static lt_status open_run(const lt_run_config *c, run_state *r, lt_error *err) {
-    lt_status st;
+    lt_status st = lt_backend_open(c->device, r->threads, &r->ops, err);
+    if (st != LT_OK) return st;
     if (r->lead && (st = lt_make_dirs(c->output_dir, err)) != LT_OK) return st;
     if ((st = open_model(c, r, err)) != LT_OK || (st = open_data(c, r, err)) != LT_OK) return st;
     return open_optimizer(c, r, err);
@@ -356,11 +359,9 @@ static void print_banner(const lt_run_config *c, const run_state *r) {
     char base[320];
     lt_describe_base(r->model, base, sizeof base);
     printf("base: %s\n", base);
-    /* OpenBLAS picks its kernels from the CPU at load time and falls back to
-     * older ones on CPUs it does not know, so say which it took. */
-    const char *coretype = getenv("OPENBLAS_CORETYPE");
-    printf("compute: %s backend, OpenBLAS %s kernels (OPENBLAS_CORETYPE %s)\n", r->ops->name,
-           lt_ops_cpu_blas_core(), coretype && *coretype ? coretype : "unset");
+    char compute[320];
+    lt_backend_describe(c->device, r->ops, compute, sizeof compute);
+    printf("compute: %s\n", compute);
     if (N > 1) {
         const lt_rank_info *ri = lt_comm_info(r->world);
         char th[32] = "all cores";

@@ -17,8 +17,8 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "io/dataset.h"
 #include "dist/comm.h"
+#include "io/data/dataset.h"
 #include "launch/data_parallel.h"
 #include "launch/run_config.h"
 #include "model/llama.h"

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "io/dataset.h"
+#include "io/data/dataset.h"
 #include "launch/data_parallel.h"
 #include "model/llama.h"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/rng.h"
+#include "core/rng.h"
 
 /* Adapters whose modules read the same input form a group: with dropout
  * off, one GEMM computes all their x A^T, one all their dA and one their

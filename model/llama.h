@@ -1,13 +1,38 @@
 /* The Llama decoder with LoRA adapters: forward and backward written once,
- * straight-line per layer, against the ops interface.
+ * straight-line per layer, against the ops interface (model/ops.h), which
+ * a backend implements (model/cpu/; model/cuda/ to come; model/backend.h
+ * picks one from the `device` key). The model does not know which.
  *
  * Base weights live in one flat buffer described by a named-offset table
  * (Hugging Face tensor names, layer-major order with q/k/v and gate/up rows
  * adjacent so each pair is one GEMM) -- or, with a quantized base, the
  * seven linears in one blob per layer and the rest in that buffer. LoRA
- * parameters and their gradients
- * are two more flat buffers with their own table. The model reads no files
- * and knows no communicator: the trainer hands it hooks instead. */
+ * parameters and their gradients are two more flat buffers with their own
+ * table, so one all-reduce, one optimizer loop and one checkpoint dataset
+ * cover each.
+ *
+ * One training step on rank r of N (launch/trainer.c drives it):
+ *   1. io/data's loader yields this rank's rows of the global micro-batch
+ *      (deterministic from seed, epoch and rank; a resumable cursor).
+ *   2. Forward, layer by layer. Before layer l runs, the acquire_layer
+ *      hook makes its base weights present: with a sharded base, dist's
+ *      shard gather all-gathers layer l's quantized blocks (l + 1's gather
+ *      already started); the layer is dequantized into one reusable
+ *      workspace; the matmuls go through the ops table.
+ *   3. The loss: the classifier and cross-entropy fused in vocabulary
+ *      blocks, optionally on response tokens only.
+ *   4. Backward in reverse layer order. When layer l's LoRA gradients are
+ *      final, the grads_ready hook fires and dist/grad_sync starts that
+ *      bucket's all-reduce (non-blocking), so communication overlaps the
+ *      rest of backward. On a GPU the hook fires when the layer's kernels
+ *      are enqueued, not finished: the communicator's stream waits on an
+ *      event recorded on the compute stream.
+ *   5. The trainer waits for the buckets, clips by the global norm and
+ *      steps AdamW (optim/) on the flat LoRA buffers; every rank applies
+ *      the same update, so nothing is broadcast.
+ *   6. Every save_steps, io/checkpoint writes the state to HDF5, atomically.
+ * The model reads no files and knows no communicator: the trainer hands it
+ * the two hooks (lt_model_hooks below) and dist/ knows no model. */
 #ifndef LT_MODEL_LLAMA_H
 #define LT_MODEL_LLAMA_H
 

@@ -1,7 +1,7 @@
 /* The ops interface: every computation the model performs, as a table of
- * functions a backend implements (CPU now, CUDA later). Model code is
- * written once against it and never dereferences a buffer pointer, because
- * on a GPU backend those pointers are device memory.
+ * functions a backend implements (model/cpu/ now, model/cuda/ later). Model
+ * code is written once against it and never dereferences a buffer pointer,
+ * because on a GPU backend those pointers are device memory.
  *
  * Conventions: matrices are row-major; an activation with n rows of width w
  * is [n, w]; "n" counts tokens (batch * sequence). Backward ops accumulate
@@ -92,7 +92,7 @@ struct lt_ops {
                        int n, int hidden);
 
     /* out (= or +=) x * keep / (1 - p) over an [n, cols] block where
-     * keep = uniform(key, (first_row + i) * cols + j) >= p (model/rng.h):
+     * keep = uniform(key, (first_row + i) * cols + j) >= p (core/rng.h):
      * rows are numbered in the whole global batch, so a rank holding rows
      * from first_row on draws the masks one process would. */
     void (*dropout)(const lt_ops *o, float *out, const float *x, int n, int cols, float p,
@@ -129,11 +129,7 @@ struct lt_ops {
 
 #define LT_CE_STATE 8 /* floats per row; 32 bytes keep rows aligned */
 
-/* The CPU backend: OpenBLAS GEMMs and OpenMP kernels on `threads` threads
- * (0: leave the runtime's default). */
-const lt_ops *lt_ops_cpu(int threads);
-
-/* The OpenBLAS kernel family in use (e.g. "SkylakeX"), for reports. */
-const char *lt_ops_cpu_blas_core(void);
+/* The backends live in model/cpu/ and model/cuda/; model/backend.h picks
+ * one by name. */
 
 #endif

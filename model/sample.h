@@ -3,7 +3,7 @@
 #ifndef LT_MODEL_SAMPLE_H
 #define LT_MODEL_SAMPLE_H
 
-#include "model/rng.h"
+#include "core/rng.h"
 
 typedef struct {
     float p;

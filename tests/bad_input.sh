@@ -228,11 +228,111 @@ if [[ -n $help_alpha && $help_alpha == "$info_alpha" && $help_alpha == 8 ]]; the
 else
   echo "FAIL lora_alpha default: train --help says ${help_alpha:-?}, info uses ${info_alpha:-?}, expected 8 both"; fail=1
 fi
-# --model takes what io/model_file.c reads
+# --model takes what io/model/any_format.c reads
 if "$bin" train --help | grep -q -- "--model .*llama2.c checkpoint (.bin), or a Hugging Face model directory"; then
   echo "ok   train --help: --model takes llama2.c files and Hugging Face directories"
 else
   echo "FAIL train --help: --model's line does not name both formats"; fail=1
+fi
+
+# ---------------------------------------------------------------------------
+# The backend (model/backend.c): the `device` key of train and --device of
+# every command that builds a model. An unknown device, and one this build
+# lacks, is one line naming the choices and exit 2, before anything is
+# written; cpu and auto (which is cpu without the CUDA backend) give the
+# default's bits.
+dev_data="$root/data/tinyshakespeare/input.txt"
+dev_train() { # OUT_DIR [options]: 3 steps of LoRA on 2 x 32 tokens
+  local out=$1
+  shift
+  "$bin" train --model "$model" --tokenizer "$tok" --train_file "$dev_data" --output_dir "$out" \
+    --max_steps 3 --eval_steps 0 --logging_steps 1 --max_seq_length 32 --per_device_train_batch_size 2 \
+    --learning_rate 1e-2 --lora_dropout 0.1 --threads 1 --disable_tqdm "$@"
+}
+WANT_RC=2 expect "train: unknown device" 'device = "tpu": expected cpu, cuda or auto (this build: ' \
+  dev_train "$tmp/dev_tpu" --device tpu
+[[ -e $tmp/dev_tpu ]] && { echo "FAIL train: unknown device: output_dir was created"; fail=1; }
+# the choices this build holds, as the message names them
+dev_built=$(sed -n 's/.*(this build: \(.*\))$/\1/p' "$tmp/err")
+printf '{"device": "gpu"}\n' >"$tmp/dev.json"
+WANT_RC=2 expect "train: unknown device in the config file" 'device = "gpu": expected cpu, cuda or auto' \
+  dev_train "$tmp/dev_json" --config "$tmp/dev.json"
+if [[ $dev_built != *cuda* ]]; then
+  for c in train generate; do
+    if [[ $c == train ]]; then set -- dev_train "$tmp/dev_cuda" --device cuda
+    else set -- gen "$model" "$tok" --device cuda; fi
+    WANT_RC=2 expect "$c: device cuda in a build without it" \
+      "device = cuda: this loratrain was built without the CUDA backend; choices: cpu, auto" "$@"
+  done
+  set --
+fi
+# cpu, auto and the default (auto): the same adapter, bit for bit, and the
+# log names what was asked and what it became
+dev_same=1
+for d in default cpu auto; do
+  opt=()
+  [[ $d != default ]] && opt=(--device "$d")
+  if ! dev_train "$tmp/dev_$d" "${opt[@]}" >"$tmp/dev_$d.log" 2>&1; then
+    echo "FAIL train --device $d: $(tail -1 "$tmp/dev_$d.log")"; fail=1; dev_same=0; continue
+  fi
+  want="compute: cpu backend, OpenBLAS "
+  [[ $d != cpu ]] && want="compute: auto -> cpu backend, OpenBLAS "
+  if [[ $dev_built != *cuda* ]] && ! grep -q "^$want" "$tmp/dev_$d.log"; then
+    echo "FAIL train --device $d: the log lacks \"$want\": $(grep '^compute' "$tmp/dev_$d.log")"; fail=1
+  fi
+done
+if ((dev_same)); then
+  if ! grep -q "^compute: auto -> cpu " "$tmp/dev_auto.log"; then
+    echo "ok   auto is not cpu here ($(grep '^compute' "$tmp/dev_auto.log")): its bits are not compared"
+  elif dev_losses=$(grep -o '"loss":[^,]*' "$tmp/dev_default/metrics.jsonl") && [[ $(wc -l <<<"$dev_losses") == 3 ]] &&
+       cmp -s "$tmp/dev_default/adapter_model.safetensors" "$tmp/dev_cpu/adapter_model.safetensors" &&
+       cmp -s "$tmp/dev_default/adapter_model.safetensors" "$tmp/dev_auto/adapter_model.safetensors" &&
+       [[ $dev_losses == "$(grep -o '"loss":[^,]*' "$tmp/dev_cpu/metrics.jsonl")" &&
+          $dev_losses == "$(grep -o '"loss":[^,]*' "$tmp/dev_auto/metrics.jsonl")" ]]; then
+    echo "ok   train: --device cpu, --device auto and the default give the same losses and adapter bytes"
+  else
+    echo "FAIL train: --device cpu, --device auto and the default give different adapters or losses"; fail=1
+  fi
+fi
+# generate takes it too: greedy text the same on cpu, auto and the default
+gen "$model" "$tok" --steps 16 >"$tmp/dev_gen_default.txt" 2>/dev/null
+gen "$model" "$tok" --steps 16 --device cpu >"$tmp/dev_gen_cpu.txt" 2>/dev/null
+gen "$model" "$tok" --steps 16 --device auto >"$tmp/dev_gen_auto.txt" 2>/dev/null
+if [[ -s $tmp/dev_gen_default.txt ]] && cmp -s "$tmp/dev_gen_default.txt" "$tmp/dev_gen_cpu.txt" &&
+   cmp -s "$tmp/dev_gen_default.txt" "$tmp/dev_gen_auto.txt"; then
+  echo "ok   generate: --device cpu, --device auto and the default give the same text"
+else
+  echo "FAIL generate: --device cpu / auto / default differ or are empty"; fail=1
+fi
+# every command that builds a model refuses an unknown device (arguments
+# enough to reach the backend: nothing is read or written before it) and
+# documents the option
+printf '0 1 2\n' >"$tmp/dev_ids.txt"
+adapter_dir="$tmp/dev_default"
+for c in generate logits convert merge export import; do
+  case $c in
+    generate) set -- gen "$model" "$tok" ;;
+    logits) set -- "$bin" logits --model "$model" --ids "$tmp/dev_ids.txt" --out "$tmp/dev_logits.f32" ;;
+    convert) set -- "$bin" convert --model "$model" --output_dir "$tmp/dev_convert" ;;
+    merge) set -- "$bin" merge --model "$model" --adapter "$adapter_dir" --output_dir "$tmp/dev_merge" ;;
+    export) set -- "$bin" export --format peft "$tmp/no-checkpoint.h5" "$tmp/dev_export" ;;
+    import) set -- "$bin" import --format peft "$adapter_dir" --model "$model" ;;
+  esac
+  WANT_RC=2 expect "$c: unknown device" 'device = "tpu": expected cpu, cuda or auto' "$@" --device tpu
+  if "$bin" "$c" --help | grep -q -- "--device D .*cpu, cuda or auto"; then
+    echo "ok   $c --help: --device"
+  else
+    echo "FAIL $c --help does not document --device"; fail=1
+  fi
+done
+set --
+for p in dev_logits.f32 dev_convert dev_merge dev_export; do
+  [[ -e $tmp/$p ]] && { echo "FAIL $p written although the device was refused"; fail=1; }
+done
+if "$bin" train --help | grep -q -- "--device .*cpu, cuda .*auto.*\[default: auto\]"; then
+  echo "ok   train --help: device, default auto"
+else
+  echo "FAIL train --help does not document device with its default auto"; fail=1
 fi
 
 echo "$cases cases"

@@ -7,7 +7,7 @@
 #     (byte-level BPE), with loss on all tokens and with assistant_only_loss
 #     (transformers' return_assistant_tokens_mask), byte for byte; and for
 #     a Llama 2 style template on the bundled SentencePiece tok512.model
-#     (transformers' LlamaTokenizer ids; the mask by io/dataset_chat.h's
+#     (transformers' LlamaTokenizer ids; the mask by io/data/chat_records.h's
 #     rule on transformers' renders and encodings);
 #   - broken conversations and configurations refused with one line naming
 #     the file's line and the field (test_chat_data errors);

@@ -155,7 +155,7 @@ def spm(src, out, convs):
     """SentencePiece: the bundled tok512.model in transformers' (slow,
     legacy) LlamaTokenizer with our Llama 2 style template. Its ids are
     transformers'; the assistant mask (return_assistant_tokens_mask needs a
-    fast tokenizer) is the rule of io/dataset_chat.h applied with
+    fast tokenizer) is the rule of io/data/chat_records.h applied with
     transformers' renders and encodings: tokens of encode(render) past the
     common prefix with encode(render up to the turn, generation prompt) and
     inside the common prefix with encode(render through the turn)."""

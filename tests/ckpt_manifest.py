@@ -1,7 +1,7 @@
 """An independent reader of a loratrain checkpoint's /manifest (format in
-io/ckpt_manifest.h), written from the format's description with h5py and
-the xxhash package (python3-xxhash), not from our C code: the tests use it
-to check that what the C writer records is what the file holds.
+io/checkpoint/ckpt_manifest.h), written from the format's description with
+h5py and the xxhash package (python3-xxhash), not from our C code: the tests
+use it to check that what the C writer records is what the file holds.
 
     problems(path) -> list of strings, empty when every attribute and
     dataset of the file matches the manifest and the manifest its digest.

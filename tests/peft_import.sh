@@ -8,7 +8,7 @@
 #     Hugging Face directory, with --eval_file: the base and base + adapter
 #     eval losses equal what transformers + PEFT compute on the same packed
 #     windows (tests/peft_import_ref.py rebuilds them from the token file
-#     by io/dataset.h's rule) within 1e-4 relative; the text file itself
+#     by io/data/dataset.h's rule) within 1e-4 relative; the text file itself
 #     (tokenised by import) gives the same numbers as its token file;
 #   - `train` started from the adapter (adapter_name_or_path) and from
 #     import's --output_dir checkpoint (resume_from_checkpoint) report the

@@ -4,7 +4,7 @@
   peft_import_ref.py eval-loss --model HF_DIR [--adapter PEFT_DIR] --tokens FILE
                      --seq_len T [--backend hf|torch]
       Mean cross-entropy over the packed windows loratrain's data loader makes
-      of a token file (io/dataset.h): window k is tokens [k*T, k*T + T + 1),
+      of a token file (io/data/dataset.h): window k is tokens [k*T, k*T + T + 1),
       inputs its first T, targets its last T, (N - 1) // T windows, the tail
       dropped; a token file has no masked target. Each window runs alone
       (batch 1, positions 0..T-1). --backend hf: transformers

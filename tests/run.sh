@@ -1,7 +1,8 @@
 #!/bin/bash
 # The test command: installs what is missing, builds with warnings as
-# errors (also for the generic x86-64-v3 and -v4 targets, compile only),
-# runs every CTest suite, then builds with AddressSanitizer and
+# errors (also for the generic x86-64-v3 and -v4 targets, compile only, and
+# with each folder's library shared and linked -Wl,--no-undefined, which
+# fails on a call across an undeclared boundary), runs every CTest suite, then builds with AddressSanitizer and
 # UndefinedBehaviorSanitizer and runs the suites that exercise C code again,
 # then fuzzes the file readers (clang's libFuzzer) for a bounded time.
 set -euo pipefail
@@ -25,6 +26,15 @@ if [[ $(uname -m) == x86_64 ]]; then
     cmake --build "$root/build-x86-64-$level" -j"$jobs" >/dev/null
   done
 fi
+
+# Who may know whom (DESIGN.md's table): every folder's library built as a
+# shared library linked with -Wl,--no-undefined, so a call across an edge
+# the build does not declare fails to link here (the static build above
+# lets the executable link both sides); the include_boundaries test holds
+# the #includes to the same table.
+cmake -S "$root" -B "$root/build-boundaries" -DCMAKE_BUILD_TYPE=Release -DLT_WERROR=ON \
+  -DLT_BOUNDARY_CHECK=ON >/dev/null
+cmake --build "$root/build-boundaries" -j"$jobs" --target loratrain >/dev/null
 
 (cd "$root/build" && ctest --output-on-failure -j"$jobs")
 

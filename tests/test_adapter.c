@@ -6,10 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/adapter.h"
-#include "io/llama2c.h"
-#include "io/safetensors.h"
-#include "model/rng.h"
+#include "core/rng.h"
+#include "io/model/adapter.h"
+#include "io/model/llama2c.h"
+#include "io/model/safetensors.h"
+#include "model/cpu/cpu.h"
 #include "tests/check.h"
 
 static const char *g_model, *g_dir;

@@ -1,5 +1,5 @@
-/* Conversational JSONL through the data loader (io/dataset.c,
- * io/dataset_chat.c), for tests/chat_data.sh.
+/* Conversational JSONL through the data loader (io/data/dataset.c,
+ * io/data/chat_records.c), for tests/chat_data.sh.
  *
  *   test_chat_data dump TOKENIZER JSONL TEMPLATE all|assistant OUT
  *       writes every row (T = 1024, unpacked) as "inputs: ..." and
@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "io/dataset.h"
-#include "io/tokenizer.h"
+#include "io/data/dataset.h"
+#include "io/text/tokenizer.h"
 
 enum { T = 1024, VOCAB = 512 };
 

@@ -27,8 +27,9 @@
 #include <unistd.h>
 
 #include "core/hash.h"
-#include "io/checkpoint.h"
-#include "io/llama2c.h"
+#include "io/checkpoint/checkpoint.h"
+#include "io/model/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "tests/check.h"
 
 typedef struct {

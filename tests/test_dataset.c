@@ -11,13 +11,14 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
-#include "io/dataset.h"
+#include "core/clock.h"
+#include "io/data/dataset.h"
+#include "io/data/loader.h"
+#include "io/data/token_file.h"
 #include "io/fileutil.h"
-#include "io/token_file.h"
-#include "io/tokenizer.h"
+#include "io/text/tokenizer.h"
 #include "model/llama.h"
 #include "tests/check.h"
-#include "core/clock.h"
 
 #define VOCAB 512
 

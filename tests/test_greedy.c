@@ -3,7 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "io/llama2c.h"
+#include "io/model/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "model/sample.h"
 #include "tests/check.h"
 

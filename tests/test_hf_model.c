@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/llama2c.h"
-#include "io/model_file.h"
+#include "io/model/any_format.h"
+#include "io/model/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "tests/check.h"
 
 enum { B = 2, T = 48 };

@@ -5,9 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/llama2c.h"
+#include "core/rng.h"
+#include "io/model/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "model/llama.h"
-#include "model/rng.h"
 #include "tests/check.h"
 
 enum { B = 2, T = 48 };

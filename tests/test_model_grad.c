@@ -17,8 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
+#include "model/cpu/cpu.h"
 #include "model/llama.h"
-#include "model/rng.h"
 #include "tests/check.h"
 
 typedef struct {

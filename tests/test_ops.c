@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "model/config.h"
+#include "model/cpu/cpu.h"
 #include "model/ops.h"
-#include "model/rng.h"
 #include "tests/check.h"
 
 static const lt_ops *O;

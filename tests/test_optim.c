@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "model/rng.h"
+#include "core/rng.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"

@@ -20,8 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/llama2c.h"
-#include "model/rng.h"
+#include "core/rng.h"
+#include "io/model/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "tests/check.h"
 #include "tests/quant_export.h"
 #include "tests/tensorfile.h"

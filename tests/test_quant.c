@@ -16,9 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/llama2c.h"
+#include "core/rng.h"
+#include "io/model/llama2c.h"
+#include "model/cpu/cpu.h"
 #include "model/quant.h"
-#include "model/rng.h"
 #include "tests/check.h"
 #include "tests/quant_export.h"
 #include "tests/tensorfile.h"

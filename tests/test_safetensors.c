@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/safetensors.h"
+#include "io/model/safetensors.h"
 #include "tests/check.h"
 
 static const char *g_dir;

@@ -11,10 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/fileutil.h"
-#include "io/tokenizer.h"
-#include "tests/check.h"
 #include "core/clock.h"
+#include "io/fileutil.h"
+#include "io/text/tokenizer.h"
+#include "tests/check.h"
 
 #define VOCAB 512
 #define MAX_REPORTS 8 /* detailed mismatch reports per kind; the rest are counted */

@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/tokenizer.h"
-#include "io/tokenizer_pretok.h"
+#include "io/text/tokenizer.h"
+#include "io/text/tokenizer_pretok.h"
 #include "tests/check.h"
 
 static char g_dir[4096];

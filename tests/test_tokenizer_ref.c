@@ -17,7 +17,7 @@
 
 #include "core/clock.h"
 #include "io/fileutil.h"
-#include "io/tokenizer.h"
+#include "io/text/tokenizer.h"
 #include "tests/check.h"
 
 #define MAX_REPORTS 6

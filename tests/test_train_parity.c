@@ -62,10 +62,12 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "io/dataset.h"
-#include "io/llama2c.h"
-#include "io/tokenizer.h"
+#include "io/data/dataset.h"
+#include "io/data/loader.h"
+#include "io/model/llama2c.h"
+#include "io/text/tokenizer.h"
 #include "launch/trainer.h"
+#include "model/cpu/cpu.h"
 #include "tests/check.h"
 #include "tests/tensorfile.h"
 

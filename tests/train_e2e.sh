@@ -121,7 +121,8 @@ qlora)
   core=$("$py" -c 'import ctypes, sys
 l = ctypes.CDLL(sys.argv[1]); l.openblas_get_corename.restype = ctypes.c_char_p
 print(l.openblas_get_corename().decode())' "$lib") || { echo "FAIL no OpenBLAS core from $lib"; exit 1; }
-  grep -q "^compute: cpu backend, OpenBLAS $core kernels (OPENBLAS_CORETYPE " "$tmp/qlora.log" ||
+  # (device auto, the default: "auto -> cpu" in a build without the CUDA backend)
+  grep -q "^compute: auto -> cpu backend, OpenBLAS $core kernels (OPENBLAS_CORETYPE " "$tmp/qlora.log" ||
     { echo "FAIL the log does not name OpenBLAS's $core kernels:"; grep "^compute" "$tmp/qlora.log"; exit 1; }
   drop "$tmp/qlora/metrics.jsonl" 1.0 || { echo "FAIL QLoRA eval_loss did not fall by 1.0"; exit 1; }
   "$py" - "$tmp/lora/metrics.jsonl" "$tmp/qlora/metrics.jsonl" <<'PY' || exit 1

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/hf_model.h"
+#include "io/model/hf_model.h"
 #include "launch/run_config.h"
 
 static char dir[64], path[96];
