@@ -66,14 +66,6 @@ static char *slurp(const char *path) {
     return lt_read_file(path, 1 << 20, &text, &size, &e) == LT_OK ? text : NULL;
 }
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_metrics SCRATCH_DIR\n");
@@ -84,7 +76,7 @@ int main(int argc, char **argv) {
     lt_error err;
     CHECK_OK(lt_make_dirs(dir, &err), &err);
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    write_text(path, "{\"step\":99,\"loss\":1}\n");
+    CHECK_OK(lt_atomic_write_text(path, "{\"step\":99,\"loss\":1}", &err), &err);
 
     /* Doubles whose 15-digit spelling is not themselves. */
     const double losses[] = {4.6037630155274716, 0.1, 1.0 / 3.0, 2.7182818284590451, nextafter(1.0, 2.0),
@@ -154,8 +146,8 @@ int main(int argc, char **argv) {
      * go, the rest stay byte for byte, and new lines follow them. */
     const char *kept = "{\"step\":1,\"loss\":1.5}\n{\"step\":2,\"loss\":1.25}\n{\"step\":2,\"eval_loss\":2.5}\n";
     char before[512];
-    snprintf(before, sizeof before, "%s{\"step\":3,\"loss\":1}\nnot a step\n{\"step\":4,\"eval_loss\":2}\n", kept);
-    write_text(path, before);
+    snprintf(before, sizeof before, "%s{\"step\":3,\"loss\":1}\nnot a step\n{\"step\":4,\"eval_loss\":2}", kept);
+    CHECK_OK(lt_atomic_write_text(path, before, &err), &err); /* and a newline */
     CHECK(lt_metrics_logged(dir, 4, "\"eval_loss\":"), "step 4's eval_loss not found before the resume");
     CHECK_OK(lt_metrics_open(&m, dir, 2, &err), &err);
     text = slurp(path);
