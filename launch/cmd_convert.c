@@ -12,6 +12,7 @@
 #include "io/model/any_format.h"
 #include "io/model/safetensors.h"
 #include "launch/cli.h"
+#include "launch/cmd_convert.h"
 #include "launch/commands.h"
 #include "model/backend.h"
 
@@ -70,28 +71,10 @@ done:
     return st;
 }
 
-void lt_help_merge(FILE *f) {
-    fprintf(f,
-            "usage: loratrain merge --model FILE|DIR --adapter DIR --output_dir DIR [--dtype f32|f16|bf16]\n"
-            "                       [--device D]\n"
-            "\n"
-            "Merges a PEFT LoRA adapter into its base (W + scale B A, as PEFT's\n"
-            "merge_and_unload) and writes the result as a Hugging Face model directory, as\n"
-            "`loratrain convert` does: the merged model's logits are the base + adapter's.\n"
-            "The base is read in fp32 (for a QLoRA adapter: the original weights, not their\n"
-            "NF4 rounding).\n"
-            "\n"
-            "  --model FILE|DIR   the adapter's base: a llama2.c checkpoint or a Hugging Face directory\n"
-            "  --adapter DIR      a PEFT adapter directory (e.g. a training output_dir or an export)\n"
-            "  --output_dir DIR   where to write (created if needed)\n"
-            "  --dtype D          f32, f16 or bf16 (rounded to nearest even) [default: f32]\n"
-            LT_CLI_DEVICE_HELP);
-}
-
-static lt_status convert_or_merge(int argc, char **argv, int merge, lt_error *err) {
-    const char *model = NULL, *out_dir = NULL, *adapter = NULL, *device = "auto";
-    const char *cmd = merge ? "merge" : "convert";
-    int d = 0;
+lt_status lt_convert_open(int argc, char **argv, const char *cmd, lt_convert_job *j, lt_error *err) {
+    const int merge = !strcmp(cmd, "merge");
+    const char *device = "auto";
+    *j = (lt_convert_job){.model = NULL};
     lt_cli c;
     lt_cli_init(&c, argc, argv);
     lt_status st;
@@ -100,19 +83,21 @@ static lt_status convert_or_merge(int argc, char **argv, int merge, lt_error *er
             !strcmp(c.key, "device") || (merge && !strcmp(c.key, "adapter"))) {
             if ((st = lt_cli_need_value(&c, err)) != LT_OK) return st;
             if (!strcmp(c.key, "model")) {
-                model = c.value;
+                j->model = c.value;
             } else if (!strcmp(c.key, "adapter")) {
-                adapter = c.value;
+                j->adapter = c.value;
             } else if (!strcmp(c.key, "output_dir")) {
-                out_dir = c.value;
+                j->out_dir = c.value;
             } else if (!strcmp(c.key, "device")) {
                 device = c.value;
             } else {
-                for (d = 0; d < 3 && strcmp(c.value, k_dtypes[d].opt); d++) {
+                int d = 0;
+                for (; d < 3 && strcmp(c.value, k_dtypes[d].opt); d++) {
                 }
                 if (d == 3)
                     return lt_fail(err, LT_ERR_CONFIG, "--dtype: \"%s\", expected f32, f16 or bf16",
                                    c.value);
+                j->dtype = d;
             }
         } else {
             return lt_fail(err, LT_ERR_CONFIG, "unknown option \"%s%s\" for %s",
@@ -120,13 +105,12 @@ static lt_status convert_or_merge(int argc, char **argv, int merge, lt_error *er
         }
     }
     if (st != LT_OK) return st;
-    if (!model) return lt_fail(err, LT_ERR_CONFIG, "--model: missing, expected a checkpoint file");
-    if (!out_dir) return lt_fail(err, LT_ERR_CONFIG, "--output_dir: missing, expected a directory");
-    if (merge && !adapter)
+    if (!j->model) return lt_fail(err, LT_ERR_CONFIG, "--model: missing, expected a checkpoint file");
+    if (!j->out_dir) return lt_fail(err, LT_ERR_CONFIG, "--output_dir: missing, expected a directory");
+    if (merge && !j->adapter)
         return lt_fail(err, LT_ERR_CONFIG, "--adapter: missing, expected a PEFT adapter directory");
-    char path[4200], index[4200], tmp_dir[4200], tmp_file[4300];
-    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-    snprintf(index, sizeof index, "%s/model.safetensors.index.json", out_dir);
+    char index[4200];
+    snprintf(index, sizeof index, "%s/model.safetensors.index.json", j->out_dir);
     struct stat sb;
     /* The loader prefers an index over model.safetensors, so a stale one
      * would shadow what we write. */
@@ -137,36 +121,47 @@ static lt_status convert_or_merge(int argc, char **argv, int merge, lt_error *er
                        index);
     const lt_ops *ops = NULL;
     if ((st = lt_backend_open(device, 0, &ops, err)) != LT_OK) return st;
-    lt_model *m = NULL;
-    if ((st = lt_model_file_load_quantized(model, NULL, ops, &m, err)) != LT_OK) return st;
-    if (adapter && ((st = lt_adapter_load(m, adapter, err)) != LT_OK ||
-                    (st = lt_model_merge_lora(m, 0, err)) != LT_OK))
-        goto done;
-    if ((st = lt_make_dirs(out_dir, err)) != LT_OK) goto done;
+    return lt_model_file_load_quantized(j->model, NULL, ops, &j->m, err);
+}
+
+lt_status lt_convert_write(const lt_convert_job *j, lt_error *err) {
+    const int d = j->dtype;
+    char path[4200], tmp_dir[4200], tmp_file[4300];
+    snprintf(path, sizeof path, "%s/model.safetensors", j->out_dir);
+    lt_status st = lt_make_dirs(j->out_dir, err);
+    if (st != LT_OK) return st;
     if (k_dtypes[d].dtype == LT_ST_F32) {
-        st = lt_model_save_safetensors(m, out_dir, err);
+        st = lt_model_save_safetensors(j->m, j->out_dir, err);
     } else {
-        snprintf(tmp_dir, sizeof tmp_dir, "%s/.convert-f32-%ld", out_dir, (long)getpid());
+        snprintf(tmp_dir, sizeof tmp_dir, "%s/.convert-f32-%ld", j->out_dir, (long)getpid());
         snprintf(tmp_file, sizeof tmp_file, "%s/model.safetensors", tmp_dir);
-        st = lt_model_save_safetensors(m, tmp_dir, err);
+        st = lt_model_save_safetensors(j->m, tmp_dir, err);
         if (st == LT_OK) st = transcode(tmp_file, path, k_dtypes[d].dtype, err);
         unlink(tmp_file);
         rmdir(tmp_dir);
     }
-    if (st == LT_OK) st = lt_hf_write_config(out_dir, lt_model_get_config(m), k_dtypes[d].torch, err);
+    if (st == LT_OK) st = lt_hf_write_config(j->out_dir, lt_model_get_config(j->m), k_dtypes[d].torch, err);
     if (st == LT_OK) {
         uint64_t bytes = 0;
         if ((st = lt_file_size(path, &bytes, err)) == LT_OK)
             printf("%s %s (%s)%s%s to %s: config.json and model.safetensors (%s, %.2f MiB)\n",
-                   merge ? "merged" : "converted", model, lt_model_file_format(model),
-                   merge ? " + " : "", merge ? adapter : "", out_dir,
+                   j->adapter ? "merged" : "converted", j->model, lt_model_file_format(j->model),
+                   j->adapter ? " + " : "", j->adapter ? j->adapter : "", j->out_dir,
                    lt_st_dtype_name(k_dtypes[d].dtype), (double)bytes / (1 << 20));
     }
-done:
-    lt_model_free(m);
     return st;
 }
 
-lt_status lt_cmd_convert(int argc, char **argv, lt_error *err) { return convert_or_merge(argc, argv, 0, err); }
+void lt_convert_close(lt_convert_job *j) {
+    lt_model_free(j->m);
+    j->m = NULL;
+}
 
-lt_status lt_cmd_merge(int argc, char **argv, lt_error *err) { return convert_or_merge(argc, argv, 1, err); }
+lt_status lt_cmd_convert(int argc, char **argv, lt_error *err) {
+    lt_convert_job j;
+    lt_status st = lt_convert_open(argc, argv, "convert", &j, err);
+    if (st != LT_OK) return st;
+    st = lt_convert_write(&j, err);
+    lt_convert_close(&j);
+    return st;
+}

@@ -14,7 +14,7 @@
 #include "io/model/gguf.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
-#include "launch/config.h"
+#include "launch/run_config.h"
 #include "model/backend.h"
 #include "optim/adamw.h"
 

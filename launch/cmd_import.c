@@ -19,8 +19,8 @@
 #include "io/text/tokenizer.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
-#include "launch/config.h"
 #include "launch/memory_report.h"
+#include "launch/run_config.h"
 #include "launch/trainer.h"
 #include "model/backend.h"
 #include "optim/adamw.h"
@@ -182,12 +182,8 @@ static lt_status write_checkpoint(lt_run_config *rc, lt_model *m, const char *ad
      * steps; a resumed run follows its own (and says so). */
     meta.sched.lr = rc->learning_rate;
     if ((st = lt_lr_schedule_parse(rc->lr_scheduler_type, &meta.sched.kind, err)) != LT_OK) return st;
-    char *json = NULL;
-    size_t len = 0;
-    FILE *mf = open_memstream(&json, &len);
-    if (!mf) return lt_fail(err, LT_ERR_NOMEM, "checkpoint: out of memory");
-    lt_run_config_write_json(rc, mf);
-    fclose(mf);
+    char *json = lt_run_config_json(rc);
+    if (!json) return lt_fail(err, LT_ERR_NOMEM, "checkpoint: out of memory");
     lt_adamw opt;
     lt_adamw_config ac = {.beta1 = rc->adam_beta1, .beta2 = rc->adam_beta2, .eps = rc->adam_epsilon,
                           .weight_decay = rc->weight_decay};

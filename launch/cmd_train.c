@@ -3,7 +3,7 @@
 
 #include "launch/cli.h"
 #include "launch/commands.h"
-#include "launch/config.h"
+#include "launch/run_config.h"
 #include "launch/trainer.h"
 
 void lt_help_train(FILE *f) {

@@ -1,4 +1,6 @@
-/* The training loop that wires model, data, optimizer and reporting.
+/* `loratrain train`: lt_train runs a whole run (launch/trainer.c, which
+ * lists its steps); lt_train_step and lt_evaluate (launch/train_step.c)
+ * are one optimizer step and one evaluation.
  *
  * lt_train_step is the single definition of one optimizer step (used by
  * the command and by the parity test against PyTorch):
@@ -17,8 +19,8 @@
 #include "core/status.h"
 #include "dist/comm.h"
 #include "io/data/dataset.h"
-#include "launch/config.h"
 #include "launch/data_parallel.h"
+#include "launch/run_config.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
@@ -46,39 +48,6 @@ lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched,
  * rows are split across ranks and the result is rank 0's. */
 lt_status lt_evaluate(lt_model *m, const lt_dataset *ds, int batch, size_t max_rows, lt_dp *dp,
                       double *loss, int64_t *tokens, lt_error *err);
-
-/* The most bytes a run adds to output_dir at one time, beyond what is
- * there already, so that a disk without room fails before step 1 with
- * these figures instead of at the first output that does not fit. It
- * follows what the run writes; keep it in step with
- * io/checkpoint/checkpoint.h's layout and the outputs below:
- *   - a checkpoint: the trainable parameters (LoRA's A and B, or every
- *     weight in full fine-tuning) and AdamW's two moments, float32 (3 x 4
- *     bytes a parameter; the moments whole even under ZeRO-1), plus 1 MiB
- *     for HDF5's metadata, tensor names, attributes and checksums, plus
- *     the run config it records;
- *   - how many exist at once: those this run writes (one every save_steps
- *     from start to total, and one more that a stop signal writes at a
- *     step that is not a save step) added to the existing_checkpoints; with
- *     save_total_limit L at most L + 1 (the new one is written before the
- *     oldest goes); counted beyond those already there;
- *   - the adapter (adapter_model.safetensors + adapter_config.json) or the
- *     model (model.safetensors): 4 bytes a parameter plus 1 MiB for the
- *     header and the config;
- *   - the logs: a metrics.jsonl line of at most 768 bytes a step and 160
- *     an evaluation, run_config.json (config_bytes), memory.json (16 KiB +
- *     1 KiB a rank). */
-typedef struct {
-    uint64_t checkpoint_bytes; /* one checkpoint */
-    int64_t checkpoints;       /* new ones on disk at once, at most */
-    uint64_t final_bytes;      /* the adapter or the model */
-    uint64_t log_bytes;
-    uint64_t total;            /* checkpoints x checkpoint_bytes + final_bytes + log_bytes */
-} lt_output_estimate;
-
-void lt_estimate_outputs(const lt_run_config *c, size_t trainable, size_t config_bytes, int64_t start,
-                         int64_t total, int64_t existing_checkpoints, int ranks, int evaluates,
-                         lt_output_estimate *out);
 
 /* Runs `loratrain train` for a validated configuration on the ranks of
  * world (every rank calls it). */

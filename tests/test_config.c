@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "launch/config.h"
+#include "launch/run_config.h"
 #include "tests/check.h"
 
 static const char *g_dir;

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "io/model/hf_model.h"
-#include "launch/config.h"
+#include "launch/run_config.h"
 
 static char dir[64], path[96];
 

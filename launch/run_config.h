@@ -2,8 +2,8 @@
  * Hugging Face TrainingArguments, LoraConfig and data-argument names, with
  * command-line overrides of the same names. One table describes every key
  * (type, default, range, help), so parsing, --help and errors agree. */
-#ifndef LT_LAUNCH_CONFIG_H
-#define LT_LAUNCH_CONFIG_H
+#ifndef LT_LAUNCH_RUN_CONFIG_H
+#define LT_LAUNCH_RUN_CONFIG_H
 
 #include <stdint.h>
 #include <stdio.h>
@@ -108,7 +108,11 @@ lt_status lt_run_config_quant(const lt_run_config *c, lt_quant_config *qc, lt_er
  * strings point into c. */
 lt_data_config lt_run_config_data(const lt_run_config *c, int T);
 
-/* Writes the whole configuration as a JSON object (one line). */
+/* The whole configuration as a JSON object on one line: malloc'd (free
+ * it), NULL when out of memory. What run_config.json and every checkpoint
+ * record. */
+char *lt_run_config_json(const lt_run_config *c);
+/* The same, written to f. */
 void lt_run_config_write_json(const lt_run_config *c, FILE *f);
 
 /* The key table as help text. */

@@ -1,4 +1,4 @@
-#include "launch/config.h"
+#include "launch/run_config.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -466,7 +466,7 @@ static void add_integer(cJSON *root, const char *name, int negative, uint64_t ma
     else cJSON_AddRawToObject(root, name, buf);
 }
 
-void lt_run_config_write_json(const lt_run_config *c, FILE *f) {
+char *lt_run_config_json(const lt_run_config *c) {
     cJSON *root = cJSON_CreateObject();
     for (size_t i = 0; root && i < NKEYS; i++) {
         const key_desc *k = &k_keys[i];
@@ -492,9 +492,14 @@ void lt_run_config_write_json(const lt_run_config *c, FILE *f) {
         }
     }
     char *s = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return s;
+}
+
+void lt_run_config_write_json(const lt_run_config *c, FILE *f) {
+    char *s = lt_run_config_json(c);
     if (s) fprintf(f, "%s", s);
     free(s);
-    cJSON_Delete(root);
 }
 
 void lt_run_config_print_help(FILE *f) {
