@@ -1,7 +1,7 @@
 #!/bin/bash
 # Conversational JSONL ({"messages": [...]}) through loratrain's data loader
-# against transformers' own apply_chat_template (tests/chat_data_ref.py, in
-# the pinned venv of tests/peft_env.sh; exit 77 where it cannot be made):
+# against transformers' own apply_chat_template (tests/ref/chat_data_ref.py, in
+# the pinned venv of tests/ref/peft_env.sh; exit 77 where it cannot be made):
 #   - every row (ids and loss targets), for a ChatML template taken from
 #     tokenizer_config.json and a Llama 3 style one from a .jinja file
 #     (byte-level BPE), with loss on all tokens and with assistant_only_loss
@@ -17,7 +17,7 @@
 set -uo pipefail
 ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
 src=$1 build=$2 bin=$3 test_bin=$4
-"$src/tests/peft_env.sh" "$build/peft-venv"
+"$src/tests/ref/peft_env.sh" "$build/peft-venv"
 rc=$?
 if [[ $rc -ne 0 ]]; then exit $rc; fi
 tmp=$(mktemp -d)
@@ -26,7 +26,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail=0
 err() { echo "FAIL $*"; fail=1; }
 
-"$build/peft-venv/bin/python" "$src/tests/chat_data_ref.py" make "$src" "$tmp" || exit 1
+"$build/peft-venv/bin/python" "$src/tests/ref/chat_data_ref.py" make "$src" "$tmp" || exit 1
 spm=$src/models/stories260K/tok512.model
 for t in chatml llama3 llama2; do
   spec=tokenizer tok=$tmp/tok/tokenizer.json data=$tmp/chat.jsonl

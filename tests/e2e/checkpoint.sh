@@ -203,7 +203,7 @@ expect "wrong version" "format_version 3, this loratrain reads version 2" "$bin"
 # in the manifest, so each is refused by name (inspect and resume alike);
 # resealed (the manifest recomputed to match the edit), a missing or
 # transposed tensor is still refused by the layout rules.
-"$py" - "$ck" "$tmp/ed" "$root/tests" <<'PY' || fail=1
+"$py" - "$ck" "$tmp/ed" "$root/tests/ref" <<'PY' || fail=1
 import shutil, sys
 import h5py, numpy as np
 sys.path.insert(0, sys.argv[3])
@@ -289,7 +289,7 @@ if mkdir -p "$tmp/full" && mount -t tmpfs -o size=8m tmpfs "$tmp/full" 2>/dev/nu
   LT_FAULT_SLOW=step:0.5 "$bin" train $(args 1) --output_dir "$tmp/full/run" --save_steps 4 --max_steps 12 \
     >"$tmp/df.out" 2>"$tmp/df.err" &
   job=$!
-  source "$root/tests/fill_disk.sh"
+  source "$root/tests/lib/fill_disk.sh"
   fill_after_checkpoint "$tmp/full/run" "$tmp/full" $job || err "disk full: cannot fill the tmpfs"
   wait $job
   rc=$?
@@ -305,7 +305,7 @@ else
 fi
 
 # The layout, through h5py.
-"$py" - "$tmp/full2/checkpoint-8.h5" "$root/tests" <<'PY' || fail=1
+"$py" - "$tmp/full2/checkpoint-8.h5" "$root/tests/ref" <<'PY' || fail=1
 import sys
 import h5py, numpy as np
 sys.path.insert(0, sys.argv[2])

@@ -10,7 +10,7 @@
 #   - h5py finds the documented layout: /model/<HF name> with offsets,
 #     flat /optimizer/exp_avg(_sq) whose segment_offsets are the writers'
 #     ZeRO-1 shards; every attribute, tensor and segment matches the
-#     manifest, recomputed with h5py and xxhash (tests/ckpt_manifest.py);
+#     manifest, recomputed with h5py and xxhash (tests/ref/ckpt_manifest.py);
 #   - a flipped byte in a moment segment and a LoRA run pointed at a full
 #     checkpoint give one clear error line;
 #   - a disk that fills up during the run, before a 2-rank parallel save,
@@ -69,7 +69,7 @@ for p in "A2 B2" "A1 B1" "D3 E3"; do
     { echo "FAIL $2: the resumed run's weights are not bitwise the uninterrupted run's"; fail=1; }
 done
 
-"$py" - "$tmp" "$root/tests" <<'PY' || fail=1
+"$py" - "$tmp" "$root/tests/ref" <<'PY' || fail=1
 import json, os, sys
 import h5py, numpy as np
 tmp = sys.argv[1]
@@ -172,7 +172,7 @@ if mkdir -p "$tmp/full" && mount -t tmpfs -o size=20m tmpfs "$tmp/full" 2>/dev/n
   timeout $((60 * ts)) mpirun -np 2 --oversubscribe -x LT_FAULT_SLOW=step:1 "$bin" train "${args[@]}" \
     --per_device_train_batch_size 2 --zero1 true --save_steps 2 --output_dir "$tmp/full/run" >"$tmp/df.log" 2>&1 &
   job=$!
-  source "$root/tests/fill_disk.sh"
+  source "$root/tests/lib/fill_disk.sh"
   fill_after_checkpoint "$tmp/full/run" "$tmp/full" $job || echo "FAIL disk full: cannot fill the tmpfs"
   wait $job
   rc=$?

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Byte flips across a whole checkpoint (tests/test_ckpt_fuzz.c): every
+# Byte flips across a whole checkpoint (tests/unit/test_ckpt_fuzz.c): every
 # LT_CKPT_FUZZ_STRIDE-th byte outside the tensors' raw data (default 3:
 # every attribute's value gets flips; the sanitizer build takes a sparser
 # stride) and 8 bytes of every tensor, one bit each. Each flip is refused

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Per-rank memory of a sharded quantized base, measured: a random
-# 28.5M-parameter, 16-layer Llama (tests/make_random_model.py) with an NF4 + double
+# 28.5M-parameter, 16-layer Llama (tests/ref/make_random_model.py) with an NF4 + double
 # quant base, trained two steps on 2 and on 4 ranks, with and without
 # shard_base. From output_dir/memory.json (every rank's figures):
 #   - each sharded rank's tracked quantized_base is 1/N of the model's
@@ -25,7 +25,7 @@ py=/usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$py" "$root/tests/make_random_model.py" "$tmp/model.bin" --dim 384 --hidden 1024 --layers 16 || exit 1
+"$py" "$root/tests/ref/make_random_model.py" "$tmp/model.bin" --dim 384 --hidden 1024 --layers 16 || exit 1
 run() { # name, ranks, extra args...
   local out=$tmp/$1 np=$2
   shift 2

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Full fine-tuning's memory, measured against the process: a random
-# 14M-parameter Llama (tests/make_random_model.py) trained two steps on
+# 14M-parameter Llama (tests/ref/make_random_model.py) trained two steps on
 # one rank with LoRA on an fp32 base, then with finetuning_type full. Full
 # fine-tuning adds gradients and AdamW moments for every weight (12 bytes
 # per parameter, less LoRA's own state); the tracked allocator's total
@@ -17,7 +17,7 @@ root=${2:?}
 py=/usr/bin/python3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$py" "$root/tests/make_random_model.py" "$tmp/model.bin" --dim 384 --hidden 1024 --layers 8 \
+"$py" "$root/tests/ref/make_random_model.py" "$tmp/model.bin" --dim 384 --hidden 1024 --layers 8 \
   --heads 6 --kv_heads 2 >/dev/null || exit 1
 run() { # name, extra args...
   local out=$tmp/$1

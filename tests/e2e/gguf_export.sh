@@ -4,19 +4,19 @@
 #   - LoRA (all-linear, r 4) on the bundled llama2.c model, and on the same
 #     model converted to a Hugging Face directory twice (r 4, and rsLoRA
 #     r 8): each checkpoint exported as PEFT and as GGUF f32 and f16, and
-#     tests/gguf_check.py (llama.cpp's gguf-py reader and writer, pinned by
-#     tests/gguf_env.sh) checks every metadata value, tensor name, shape and
+#     tests/ref/gguf_ref.py (llama.cpp's gguf-py reader and writer, pinned by
+#     tests/ref/gguf_env.sh) checks every metadata value, tensor name, shape and
 #     type, lora_a = PEFT lora_A exactly and lora_b = PEFT lora_B with the q/k
 #     rows permuted back to interleaved (both bases: the llama2.c path needs
 #     no permutation in loratrain, the Hugging Face path does), F16 within
 #     F16 rounding, each file byte for byte what gguf-py's GGUFWriter writes,
 #     and that files with the permutation or dims order wrong are rejected;
 #   - the llama2.c and Hugging Face runs' GGUF files hold the same adapter
-#     (within 1e-4 relative L2, as tests/hf_load.sh measures for adapters);
+#     (within 1e-4 relative L2, as tests/e2e/hf_load.sh measures for adapters);
 #   - unknown --format, unknown --outtype, --outtype with peft, OUT_FILE in a
 #     missing directory, OUT_FILE a directory, an unwritable OUT_FILE: one
 #     clear error line each, non-zero exit, nothing left behind.
-# Without PyPI (tests/gguf_env.sh exits 77) the exports and error cases
+# Without PyPI (tests/ref/gguf_env.sh exits 77) the exports and error cases
 # still run; the test then exits 77 with the reason.
 # Usage: gguf_export.sh LORATRAIN REPO_ROOT VENV_DIR
 set -u
@@ -51,7 +51,7 @@ expect_error() { # name, pattern, command...
 }
 
 env_rc=0
-tests/gguf_env.sh "$venv" 2>"$tmp/env.log" || env_rc=$?
+tests/ref/gguf_env.sh "$venv" 2>"$tmp/env.log" || env_rc=$?
 [[ $env_rc == 0 || $env_rc == 77 ]] || { err "gguf_env.sh exited $env_rc: $(cat "$tmp/env.log")"; env_rc=77; }
 
 "$bin" convert --model $model --output_dir "$tmp/hf" --dtype f32 >"$tmp/convert.log" 2>&1 ||
@@ -77,13 +77,13 @@ for spec in "${runs[@]}"; do
     err "$run: the f16 file is not smaller than the f32 one"
   if [[ $env_rc == 0 ]]; then
     mkdir -p "$tmp/work-$run"
-    "$venv/bin/python" tests/gguf_check.py "$tmp/$run-peft" "$tmp/hf/config.json" "$tmp/$run.gguf" \
-      "$tmp/$run-f16.gguf" "$tmp/work-$run" >"$tmp/check-$run.log" 2>&1 || err "$run: gguf_check.py:"
+    "$venv/bin/python" tests/ref/gguf_ref.py "$tmp/$run-peft" "$tmp/hf/config.json" "$tmp/$run.gguf" \
+      "$tmp/$run-f16.gguf" "$tmp/work-$run" >"$tmp/check-$run.log" 2>&1 || err "$run: gguf_ref.py:"
     sed "s/^/  $run: /" "$tmp/check-$run.log"
   fi
 done
 if [[ $env_rc == 0 && -f $tmp/bin.gguf && -f $tmp/hf.gguf ]]; then
-  "$venv/bin/python" tests/gguf_check.py --close "$tmp/bin.gguf" "$tmp/hf.gguf" 1e-4 || err "llama2.c vs HF base"
+  "$venv/bin/python" tests/ref/gguf_ref.py --close "$tmp/bin.gguf" "$tmp/hf.gguf" 1e-4 || err "llama2.c vs HF base"
 fi
 
 # Errors: one line, non-zero, nothing written.

@@ -39,7 +39,7 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$root" || exit 1
 model=models/stories260K/stories260K.bin
 tok=models/stories260K/tok512.bin
-variants=tests/make_hf_variants.py
+variants=tests/ref/make_hf_variants.py
 fails=0
 fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 

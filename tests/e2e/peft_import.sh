@@ -7,7 +7,7 @@
 #     imported on the llama2.c model (q/k lora_B rows permuted) and on the
 #     Hugging Face directory, with --eval_file: the base and base + adapter
 #     eval losses equal what transformers + PEFT compute on the same packed
-#     windows (tests/peft_import_ref.py rebuilds them from the token file
+#     windows (tests/ref/peft_import_ref.py rebuilds them from the token file
 #     by io/data/dataset.h's rule) within 1e-4 relative; the text file itself
 #     (tokenised by import) gives the same numbers as its token file;
 #   - `train` started from the adapter (adapter_name_or_path) and from
@@ -20,8 +20,8 @@
 #     safetensors, ...) and a missing or wrong --format: one error line
 #     naming the field, non-zero exit.
 # Where transformers + PEFT do not install, adapters are written in PEFT's
-# layout by tests/peft_import_ref.py and compared with the pure-PyTorch
-# reference (tests/peft_torch_ref.py) only, with a printed reason; without
+# layout by tests/ref/peft_import_ref.py and compared with the pure-PyTorch
+# reference (tests/ref/peft_torch_ref.py) only, with a printed reason; without
 # PyTorch at all the test is skipped (77).
 # Usage: peft_import.sh LORATRAIN REPO_ROOT VENV_DIR
 set -u
@@ -41,13 +41,13 @@ T=64
 tol=1e-4
 
 $py -c "import torch, numpy" 2>/dev/null || { echo "SKIP: $py cannot import torch and numpy"; exit 77; }
-ref=("$py" tests/peft_import_ref.py)
+ref=("$py" tests/ref/peft_import_ref.py)
 backend=torch
 # PEFT_IMPORT_BACKEND=torch runs the fallback even where the venv builds.
 if [[ ${PEFT_IMPORT_BACKEND:-} == torch ]]; then
   echo "PEFT_IMPORT_BACKEND=torch: pure-PyTorch reference only"
-elif tests/peft_env.sh "$venv" 2>"$tmp/env.log"; then
-  ref=("$venv/bin/python" tests/peft_import_ref.py)
+elif tests/ref/peft_env.sh "$venv" 2>"$tmp/env.log"; then
+  ref=("$venv/bin/python" tests/ref/peft_import_ref.py)
   backend=hf
 else
   echo "transformers + PEFT unavailable ($(tail -1 "$tmp/env.log")): adapters in PEFT's layout from" \
@@ -69,9 +69,9 @@ make_adapter() { # out, options of make-adapter...
   local out=$1
   shift
   if [[ $backend == hf ]]; then
-    "$venv/bin/python" tests/peft_ref.py make-adapter --model "$tmp/hf" --out "$out" "$@" >"$tmp/mk.log" 2>&1
+    "$venv/bin/python" tests/ref/peft_ref.py make-adapter --model "$tmp/hf" --out "$out" "$@" >"$tmp/mk.log" 2>&1
   else
-    "$py" tests/peft_import_ref.py make-adapter --model "$tmp/hf" --out "$out" "$@" >"$tmp/mk.log" 2>&1
+    "$py" tests/ref/peft_import_ref.py make-adapter --model "$tmp/hf" --out "$out" "$@" >"$tmp/mk.log" 2>&1
   fi || { err "making adapter $out failed: $(tail -2 "$tmp/mk.log")"; return 1; }
 }
 
@@ -96,7 +96,7 @@ for v in "${variants[@]}"; do
   # shellcheck disable=SC2086
   make_adapter "$tmp/pe-$name" $opts || continue
   if [[ $name == plain ]]; then # the string form of the same targets
-    "$py" tests/peft_import_ref.py mutate "$tmp/pe-$name" "$tmp/pe-$name-s" all-linear &&
+    "$py" tests/ref/peft_import_ref.py mutate "$tmp/pe-$name" "$tmp/pe-$name-s" all-linear &&
       rm -rf "$tmp/pe-$name" && mv "$tmp/pe-$name-s" "$tmp/pe-$name"
   fi
   "$bin" import --format peft "$tmp/pe-$name" --model "$model" --eval_file "$tmp/eval.tok" --max_seq_length $T \
@@ -127,7 +127,7 @@ for v in "${variants[@]}"; do
   grep -q "global_step 0" "$tmp/insp.log" || err "$name: the checkpoint is not at step 0"
   "$bin" export --format peft "$tmp/ck-$name/checkpoint-0.h5" "$tmp/exp-$name" --model "$model" \
     >"$tmp/exp.log" 2>&1 || err "$name: export of import's checkpoint failed: $(tail -1 "$tmp/exp.log")"
-  if out=$("$py" tests/peft_import_ref.py same-tensors "$tmp/pe-$name/adapter_model.safetensors" \
+  if out=$("$py" tests/ref/peft_import_ref.py same-tensors "$tmp/pe-$name/adapter_model.safetensors" \
     "$tmp/exp-$name/adapter_model.safetensors" 2>&1); then
     echo "$name: import -> checkpoint -> export: $out"
   else
@@ -191,7 +191,7 @@ fi
 # Broken adapters: one line, naming what is wrong, non-zero exit.
 bad() { # kind, expected text in the error
   local kind=$1 want=$2
-  "$py" tests/peft_import_ref.py mutate "$tmp/pe-plain" "$tmp/bad-$kind" "$kind" ||
+  "$py" tests/ref/peft_import_ref.py mutate "$tmp/pe-plain" "$tmp/bad-$kind" "$kind" ||
     { err "mutate $kind failed"; return; }
   "$bin" import --format peft "$tmp/bad-$kind" --model $llama2c --eval_file "$tmp/eval.tok" --max_seq_length $T \
     >"$tmp/o" 2>"$tmp/e"

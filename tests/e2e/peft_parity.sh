@@ -15,10 +15,10 @@
 #   - models saved by transformers itself (Llama and Mistral, untied
 #     lm_head, 4 heads on 1 kv head, rope_theta 500000), with and without a
 #     PEFT adapter: loratrain's logits equal transformers + PEFT's;
-#   - the same comparisons against tests/peft_torch_ref.py, an independent
+#   - the same comparisons against tests/ref/peft_torch_ref.py, an independent
 #     pure-PyTorch Llama + LoRA, which is all that runs (with a printed
 #     reason) where transformers and PEFT do not install.
-# Versions: tests/peft_env.sh pins them (transformers 4.46.3, peft 0.13.2 on
+# Versions: tests/ref/peft_env.sh pins them (transformers 4.46.3, peft 0.13.2 on
 # Debian's torch 1.13); the venv is cached in the build folder.
 # Usage: peft_parity.sh LORATRAIN REPO_ROOT VENV_DIR
 set -u
@@ -37,7 +37,7 @@ tol=1e-4
 V=512
 
 hf_py=""
-if tests/peft_env.sh "$venv" 2>"$tmp/env.log"; then
+if tests/ref/peft_env.sh "$venv" 2>"$tmp/env.log"; then
   hf_py=$venv/bin/python
 else
   echo "transformers + PEFT unavailable ($(tail -1 "$tmp/env.log")): comparing with the pure-PyTorch reference only"
@@ -75,13 +75,13 @@ refs() { # name, extra reference options...: compares ours with each reference
   for tool in torch hf; do
     if [[ $tool == hf ]]; then
       [[ -n $hf_py ]] || continue
-      r=("$hf_py" tests/peft_ref.py)
+      r=("$hf_py" tests/ref/peft_ref.py)
     else
-      r=("$py" tests/peft_torch_ref.py)
+      r=("$py" tests/ref/peft_torch_ref.py)
     fi
     "${r[@]}" logits --model "${REF_MODEL:-$tmp/hf}" "$@" --ids "$tmp/ids.txt" --out "$tmp/$name.$tool" >"$tmp/r.log" 2>&1 ||
       { err "$name: the $tool reference failed: $(tail -2 "$tmp/r.log")"; continue; }
-    if out=$($py tests/peft_torch_ref.py compare "$tmp/$name.ours" "$tmp/$name.$tool" --vocab $V --tol $tol 2>&1); then
+    if out=$($py tests/ref/peft_torch_ref.py compare "$tmp/$name.ours" "$tmp/$name.$tool" --vocab $V --tol $tol 2>&1); then
       echo "$name vs $([[ $tool == hf ]] && echo "transformers+PEFT" || echo "pure PyTorch"): $out"
     else
       err "$name vs $tool: $out"
@@ -94,16 +94,16 @@ refs base
 ours adapter --adapter "$tmp/peft"
 refs adapter --adapter "$tmp/peft"
 # The checkpoint of the final step read with h5py alone into a PEFT
-# adapter (tests/ckpt_to_peft.py): in PEFT and in the pure-PyTorch
+# adapter (tests/ref/ckpt_to_peft.py): in PEFT and in the pure-PyTorch
 # reference it gives the trainer's own adapter's logits (loratrain on the
 # llama2.c model, whose q/k rows are interleaved: the checkpoint holds them
 # in Hugging Face's order, as the adapter file does).
-$py tests/ckpt_to_peft.py "$tmp/run/checkpoint-30.h5" "$tmp/run/adapter_config.json" "$tmp/h5peft" >/dev/null ||
+$py tests/ref/ckpt_to_peft.py "$tmp/run/checkpoint-30.h5" "$tmp/run/adapter_config.json" "$tmp/h5peft" >/dev/null ||
   err "the checkpoint could not be read into a PEFT adapter with h5py"
 ours trainer --adapter "$tmp/run"
 refs trainer --adapter "$tmp/h5peft"
 # The adapter must matter, or the comparison above proves nothing.
-$py tests/peft_torch_ref.py compare "$tmp/base.ours" "$tmp/adapter.ours" --vocab $V --tol 0.05 >/dev/null 2>&1 &&
+$py tests/ref/peft_torch_ref.py compare "$tmp/base.ours" "$tmp/adapter.ours" --vocab $V --tol 0.05 >/dev/null 2>&1 &&
   err "the trained adapter moves no logit by more than 0.05"
 
 # loratrain merge: the merged model's logits are base + adapter's, in
@@ -113,15 +113,15 @@ $py tests/peft_torch_ref.py compare "$tmp/base.ours" "$tmp/adapter.ours" --vocab
   err "merge failed: $(tail -1 "$tmp/mg.log")"
 "$bin" logits --model "$tmp/merged" --ids "$tmp/ids.txt" --out "$tmp/merged.ours" >/dev/null 2>&1 ||
   err "logits of the merged model failed"
-if out=$($py tests/peft_torch_ref.py compare "$tmp/merged.ours" "$tmp/adapter.ours" --vocab $V --tol $tol 2>&1); then
+if out=$($py tests/ref/peft_torch_ref.py compare "$tmp/merged.ours" "$tmp/adapter.ours" --vocab $V --tol $tol 2>&1); then
   echo "merged vs base + adapter (loratrain): $out"
 else
   err "merged vs base + adapter: $out"
 fi
 if [[ -n $hf_py ]]; then
-  "$hf_py" tests/peft_ref.py logits --model "$tmp/merged" --ids "$tmp/ids.txt" --out "$tmp/merged.hf" >/dev/null 2>&1 ||
+  "$hf_py" tests/ref/peft_ref.py logits --model "$tmp/merged" --ids "$tmp/ids.txt" --out "$tmp/merged.hf" >/dev/null 2>&1 ||
     err "transformers could not run the merged model"
-  if out=$($py tests/peft_torch_ref.py compare "$tmp/merged.hf" "$tmp/adapter.hf" --vocab $V --tol $tol 2>&1); then
+  if out=$($py tests/ref/peft_torch_ref.py compare "$tmp/merged.hf" "$tmp/adapter.hf" --vocab $V --tol $tol 2>&1); then
     echo "merged (transformers) vs base + adapter (PEFT): $out"
   else
     err "merged (transformers) vs base + adapter (PEFT): $out"
@@ -132,7 +132,7 @@ fi
 grep -q '"torch_dtype":[[:space:]]*"bfloat16"' "$tmp/merged16/config.json" || err "merged bf16: torch_dtype is not bfloat16"
 "$bin" logits --model "$tmp/merged16" --ids "$tmp/ids.txt" --out "$tmp/merged16.ours" >/dev/null 2>&1 ||
   err "logits of the bf16 merged model failed"
-out=$($py tests/peft_torch_ref.py compare "$tmp/merged16.ours" "$tmp/adapter.ours" --vocab $V --tol 0.4 2>&1) ||
+out=$($py tests/ref/peft_torch_ref.py compare "$tmp/merged16.ours" "$tmp/adapter.ours" --vocab $V --tol 0.4 2>&1) ||
   err "merged bf16 vs base + adapter: $out"
 echo "merged bf16 vs base + adapter: $out"
 
@@ -141,7 +141,7 @@ if [[ -n $hf_py ]]; then
   for variant in plain rslora; do
     extra=()
     [[ $variant == rslora ]] && extra=(--rslora --r 4 --alpha 8 --targets q_proj,v_proj,down_proj)
-    "$hf_py" tests/peft_ref.py make-adapter --model "$tmp/hf" --out "$tmp/pe-$variant" --seed 3 "${extra[@]}" \
+    "$hf_py" tests/ref/peft_ref.py make-adapter --model "$tmp/hf" --out "$tmp/pe-$variant" --seed 3 "${extra[@]}" \
       >"$tmp/m.log" 2>&1 || { err "PEFT make-adapter ($variant) failed: $(tail -2 "$tmp/m.log")"; continue; }
     ours "peft-$variant" --adapter "$tmp/pe-$variant"
     refs "peft-$variant" --adapter "$tmp/pe-$variant"
@@ -154,9 +154,9 @@ if [[ -n $hf_py ]]; then
     --max_steps 1 --threads 1 --disable_tqdm --adapter_name_or_path "$tmp/pe-plain" --output_dir "$tmp/resaved" \
     >"$tmp/rs.log" 2>&1 || err "re-saving the PEFT adapter failed: $(tail -1 "$tmp/rs.log")"
   cp "$tmp/pe-plain/adapter_config.json" "$tmp/resaved/adapter_config.json"
-  "$hf_py" tests/peft_ref.py logits --model "$tmp/hf" --adapter "$tmp/resaved" --ids "$tmp/ids.txt" \
+  "$hf_py" tests/ref/peft_ref.py logits --model "$tmp/hf" --adapter "$tmp/resaved" --ids "$tmp/ids.txt" \
     --out "$tmp/resaved.hf" >/dev/null 2>&1 || err "transformers could not load the re-saved adapter"
-  if out=$($py tests/peft_torch_ref.py compare "$tmp/resaved.hf" "$tmp/peft-plain.hf" --vocab $V --tol $tol 2>&1); then
+  if out=$($py tests/ref/peft_torch_ref.py compare "$tmp/resaved.hf" "$tmp/peft-plain.hf" --vocab $V --tol $tol 2>&1); then
     echo "PEFT adapter re-saved by loratrain, in transformers: $out"
   else
     err "PEFT adapter re-saved by loratrain: $out"
@@ -174,9 +174,9 @@ fi
 if [[ -n $hf_py ]]; then
   for arch in llama mistral; do
     d=$tmp/tf-$arch
-    "$hf_py" tests/peft_ref.py make-model --out "$d" --arch $arch --untied --rope_theta 500000 --heads 4 \
+    "$hf_py" tests/ref/peft_ref.py make-model --out "$d" --arch $arch --untied --rope_theta 500000 --heads 4 \
       --kv_heads 1 --layers 3 --seed 11 --init_std 0.25 >"$tmp/mm.log" 2>&1 &&
-      "$hf_py" tests/peft_ref.py make-adapter --model "$d" --out "$d-peft" --seed 5 >>"$tmp/mm.log" 2>&1 ||
+      "$hf_py" tests/ref/peft_ref.py make-adapter --model "$d" --out "$d-peft" --seed 5 >>"$tmp/mm.log" 2>&1 ||
       { err "transformers could not write the $arch model or its adapter: $(tail -2 "$tmp/mm.log")"; continue; }
     grep -q '"tie_word_embeddings": false' "$d/config.json" || err "tf-$arch: the model's classifier is not untied"
     echo "$arch model saved by transformers (untied, 4 heads / 1 kv head, rope_theta 500000):"

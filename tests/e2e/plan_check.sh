@@ -5,7 +5,7 @@
 # allocator's alignment on tiny buffers) of the peak output_dir/memory.json
 # measured, on every rank:
 #   - the bundled model, fp32 LoRA on all linears with dropout, 1 rank;
-#   - a random 14M-parameter model (tests/make_random_model.py), QLoRA (NF4
+#   - a random 14M-parameter model (tests/ref/make_random_model.py), QLoRA (NF4
 #     + double quant) on q,v, 1 rank; and the same with shard_base on 2 ranks;
 #   - the same random model, fp32 LoRA on all linears with gradient
 #     checkpointing, 1 rank;
@@ -24,7 +24,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$root" || exit 1
-"$py" tests/make_random_model.py "$tmp/rand.bin" --dim 384 --hidden 1024 --layers 8 --heads 6 \
+"$py" tests/ref/make_random_model.py "$tmp/rand.bin" --dim 384 --hidden 1024 --layers 8 --heads 6 \
   --kv_heads 2 --vocab 512 --seq 256 >/dev/null || exit 1
 fail=0
 check() { # name, ranks, model, plan args (quoted), train args...

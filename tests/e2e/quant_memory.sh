@@ -1,6 +1,6 @@
 #!/bin/bash
 # Memory of a quantized base, measured: the same random 25.6M-parameter Llama
-# (tests/make_random_model.py) trained two steps with an fp32 base and with
+# (tests/ref/make_random_model.py) trained two steps with an fp32 base and with
 # NF4 + double quantization. From output_dir/memory.json of each run:
 #   - NF4 + DQ stores the decoder linears in 0.515..0.520 bytes per parameter
 #     (QLoRA's 4.127 bits = 0.516), fp32 in exactly 4, and the tracked
@@ -20,7 +20,7 @@ root=${2:?}
 py=/usr/bin/python3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$py" "$root/tests/make_random_model.py" "$tmp/model.bin" --dim 512 --hidden 1376 --layers 8 || exit 1
+"$py" "$root/tests/ref/make_random_model.py" "$tmp/model.bin" --dim 512 --hidden 1376 --layers 8 || exit 1
 "$bin" convert --model "$tmp/model.bin" --output_dir "$tmp/hf" >"$tmp/convert.log" 2>&1 ||
   { echo "FAIL loratrain convert:"; tail -5 "$tmp/convert.log"; exit 1; }
 model=$tmp/model.bin

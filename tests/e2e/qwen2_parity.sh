@@ -2,11 +2,11 @@
 # Qwen2 (Llama + q/k/v projection biases) against transformers'
 # Qwen2ForCausalLM + PEFT and the pure-PyTorch reference. The model is the
 # bundled one converted to Hugging Face format, turned into a Qwen2
-# directory with random N(0, 0.5) q/k/v biases (tests/make_hf_variants.py
+# directory with random N(0, 0.5) q/k/v biases (tests/ref/make_hf_variants.py
 # qwen2), so a model that dropped the biases, or added them after RoPE,
 # would be far off:
 #   - base logits within 1e-4 of transformers (Qwen2ForCausalLM) and of
-#     tests/peft_torch_ref.py, and far (> 0.05) from the same model without
+#     tests/ref/peft_torch_ref.py, and far (> 0.05) from the same model without
 #     biases;
 #   - a LoRA adapter trained here on the Qwen2 directory, exported with
 #     `export --format peft`: base + adapter logits within 1e-4 of PeftModel;
@@ -35,7 +35,7 @@ V=512
 mpi=(mpirun --oversubscribe)
 
 hf_py=""
-if tests/peft_env.sh "$venv" 2>"$tmp/env.log"; then
+if tests/ref/peft_env.sh "$venv" 2>"$tmp/env.log"; then
   hf_py=$venv/bin/python
 else
   echo "transformers + PEFT unavailable ($(tail -1 "$tmp/env.log")): comparing with the pure-PyTorch reference only"
@@ -51,7 +51,7 @@ EOF
 
 "$bin" convert --model $model --output_dir "$tmp/llama" >"$tmp/convert.log" 2>&1 ||
   { err "convert failed: $(tail -1 "$tmp/convert.log")"; exit 1; }
-$py tests/make_hf_variants.py qwen2 "$tmp/llama" "$tmp/qwen" ||
+$py tests/ref/make_hf_variants.py qwen2 "$tmp/llama" "$tmp/qwen" ||
   { err "making the Qwen2 directory failed"; exit 1; }
 "$bin" info --model "$tmp/qwen" >"$tmp/info.log" 2>&1 || err "info on the Qwen2 directory failed: $(tail -1 "$tmp/info.log")"
 
@@ -63,7 +63,7 @@ logits() { # model, out, extra options...
 }
 compare() { # label, a, b, tol
   local out
-  if out=$($py tests/peft_torch_ref.py compare "$2" "$3" --vocab $V --tol "$4" 2>&1); then
+  if out=$($py tests/ref/peft_torch_ref.py compare "$2" "$3" --vocab $V --tol "$4" 2>&1); then
     echo "$1: $out"
   else
     err "$1: $out"
@@ -75,9 +75,9 @@ refs() { # label, ours, reference options...
   for tool in torch hf; do
     if [[ $tool == hf ]]; then
       [[ -n $hf_py ]] || continue
-      r=("$hf_py" tests/peft_ref.py)
+      r=("$hf_py" tests/ref/peft_ref.py)
     else
-      r=("$py" tests/peft_torch_ref.py)
+      r=("$py" tests/ref/peft_torch_ref.py)
     fi
     "${r[@]}" logits "$@" --ids "$tmp/ids.txt" --out "$tmp/$label.$tool" >"$tmp/r.log" 2>&1 ||
       { err "$label: the $tool reference failed: $(tail -2 "$tmp/r.log")"; continue; }
@@ -89,7 +89,7 @@ refs() { # label, ours, reference options...
 logits "$tmp/qwen" "$tmp/base.ours"
 refs base "$tmp/base.ours" --model "$tmp/qwen"
 logits "$tmp/llama" "$tmp/nobias.ours"
-$py tests/peft_torch_ref.py compare "$tmp/base.ours" "$tmp/nobias.ours" --vocab $V --tol 0.05 >/dev/null 2>&1 &&
+$py tests/ref/peft_torch_ref.py compare "$tmp/base.ours" "$tmp/nobias.ours" --vocab $V --tol 0.05 >/dev/null 2>&1 &&
   err "the q/k/v biases move no logit by more than 0.05: the comparison above proves nothing"
 
 train() { # output dir, extra options...
@@ -106,7 +106,7 @@ train "$tmp/lora" --target_modules all-linear --r 8 --lora_alpha 16 --max_steps 
   >"$tmp/export.log" 2>&1 || err "export failed: $(tail -1 "$tmp/export.log")"
 logits "$tmp/qwen" "$tmp/adapter.ours" --adapter "$tmp/peft"
 refs adapter "$tmp/adapter.ours" --model "$tmp/qwen" --adapter "$tmp/peft"
-$py tests/peft_torch_ref.py compare "$tmp/base.ours" "$tmp/adapter.ours" --vocab $V --tol 0.05 >/dev/null 2>&1 &&
+$py tests/ref/peft_torch_ref.py compare "$tmp/base.ours" "$tmp/adapter.ours" --vocab $V --tol 0.05 >/dev/null 2>&1 &&
   err "the trained adapter moves no logit by more than 0.05"
 
 "$bin" merge --model "$tmp/qwen" --adapter "$tmp/peft" --output_dir "$tmp/merged" >"$tmp/mg.log" 2>&1 ||
@@ -125,7 +125,7 @@ EOF
 logits "$tmp/merged" "$tmp/merged.ours"
 compare "merged vs base + adapter (loratrain)" "$tmp/merged.ours" "$tmp/adapter.ours" $tol
 if [[ -n $hf_py ]]; then
-  "$hf_py" tests/peft_ref.py logits --model "$tmp/merged" --ids "$tmp/ids.txt" --out "$tmp/merged.hf" \
+  "$hf_py" tests/ref/peft_ref.py logits --model "$tmp/merged" --ids "$tmp/ids.txt" --out "$tmp/merged.hf" \
     >"$tmp/r.log" 2>&1 || err "transformers could not run the merged model: $(tail -1 "$tmp/r.log")"
   compare "merged (transformers) vs base + adapter (loratrain)" "$tmp/merged.hf" "$tmp/adapter.ours" $tol
 fi

@@ -1,6 +1,6 @@
 #!/bin/bash
 # loratrain under a real Slurm (a private cluster on localhost started by
-# tests/slurm_cluster.sh), through the sbatch template users submit,
+# tests/lib/slurm_cluster.sh), through the sbatch template users submit,
 # launch/slurm/lora_single_node.sbatch (srun --mpi=pmix, 2 tasks):
 #   job      the job runs to completion: exit 0, srun's 2 ranks, and the
 #            adapter and losses bitwise those of `mpirun -np 2` on the same
@@ -24,14 +24,14 @@ tmp=$(mktemp -d)
 chmod 755 "$tmp" # munged wants every folder above its socket reachable
 cd "$root" || exit 1
 cluster=$tmp/cluster
-tests/slurm_cluster.sh start "$cluster"
+tests/lib/slurm_cluster.sh start "$cluster"
 rc=$?
 if ((rc != 0)); then
   rm -rf "$tmp"
   exit $rc
 fi
-trap 'tests/slurm_cluster.sh stop "$cluster"; rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap 'tests/slurm_cluster.sh stop "$cluster"; echo "files in $tmp"' EXIT
+trap 'tests/lib/slurm_cluster.sh stop "$cluster"; rm -rf "$tmp"' EXIT
+[[ -n ${KEEP:-} ]] && trap 'tests/lib/slurm_cluster.sh stop "$cluster"; echo "files in $tmp"' EXIT
 # shellcheck disable=SC1091
 source "$cluster/env"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

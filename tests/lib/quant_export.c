@@ -1,4 +1,4 @@
-#include "tests/quant_export.h"
+#include "tests/lib/quant_export.h"
 
 #include <stdio.h>
 #include <stdlib.h>

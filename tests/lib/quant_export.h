@@ -5,7 +5,7 @@
 #define LT_TESTS_QUANT_EXPORT_H
 
 #include "model/quant.h"
-#include "tests/tensorfile.h"
+#include "tests/lib/tensorfile.h"
 
 void tf_add_qtensor(tf_archive *a, const char *prefix, const lt_qtensor *t, const uint8_t *blob);
 

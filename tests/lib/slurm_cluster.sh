@@ -1,15 +1,15 @@
 #!/bin/bash
 # A private single-node Slurm cluster on localhost, for the tests.
 #
-#   tests/slurm_cluster.sh start DIR     start munged, slurmctld and slurmd; write DIR/env
-#   tests/slurm_cluster.sh stop DIR      cancel its jobs, stop its daemons (by PID); idempotent
-#   tests/slurm_cluster.sh env DIR       print the exports that point Slurm's commands at it
-#   tests/slurm_cluster.sh selftest      start one in a temporary folder, run a 2-task
+#   tests/lib/slurm_cluster.sh start DIR     start munged, slurmctld and slurmd; write DIR/env
+#   tests/lib/slurm_cluster.sh stop DIR      cancel its jobs, stop its daemons (by PID); idempotent
+#   tests/lib/slurm_cluster.sh env DIR       print the exports that point Slurm's commands at it
+#   tests/lib/slurm_cluster.sh selftest      start one in a temporary folder, run a 2-task
 #                                        `srun --mpi=pmix` job with `sbatch --wait`, stop it
 #
 # Typical use from a test:
-#   tests/slurm_cluster.sh start "$d" || exit $?     # 77 = skip (no Slurm, not root)
-#   trap 'tests/slurm_cluster.sh stop "$d"' EXIT
+#   tests/lib/slurm_cluster.sh start "$d" || exit $?     # 77 = skip (no Slurm, not root)
+#   trap 'tests/lib/slurm_cluster.sh stop "$d"' EXIT
 #   source "$d/env"                                   # SLURM_CONF=$d/slurm.conf
 #   sbatch --wait --ntasks=2 --overcommit job.sbatch; echo "job rc=$?"
 #
@@ -211,7 +211,7 @@ cmd_start() { # DIR
     cred=5
   fi
   cat >"$d/slurm.conf" <<EOF
-# Private test cluster written by tests/slurm_cluster.sh; everything lives in $d.
+# Private test cluster written by tests/lib/slurm_cluster.sh; everything lives in $d.
 ClusterName=loratrain
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort=$port

@@ -1,4 +1,4 @@
-#include "tests/tensorfile.h"
+#include "tests/lib/tensorfile.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * Layout (little-endian): "LTT1", uint32 count, then per tensor:
  *   uint32 name_len, name bytes (no NUL), uint32 dtype (0 f32, 1 i32, 2 f64),
  *   uint32 ndim, int64 dims[ndim], data (product(dims) elements).
- * tests/tensorfile.py reads and writes the same format. */
+ * tests/lib/tensorfile.py reads and writes the same format. */
 #ifndef LT_TESTS_TENSORFILE_H
 #define LT_TESTS_TENSORFILE_H
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Read and write the "LTT1" named-tensor archive shared with tests/tensorfile.c.
 
-Layout (little-endian), exactly as tests/tensorfile.h documents it:
+Layout (little-endian), exactly as tests/lib/tensorfile.h documents it:
     "LTT1", uint32 count, then per tensor:
     uint32 name_len, name bytes (no NUL), uint32 dtype (0 f32, 1 i32, 2 f64),
     uint32 ndim, int64 dims[ndim], data (product(dims) elements, row-major).

@@ -4,7 +4,7 @@ conversations with Jinja2 itself, configured as transformers'
 apply_chat_template configures it (ImmutableSandboxedEnvironment,
 trim_blocks, lstrip_blocks, raise_exception), and compares every output
 byte for byte, and every raise_exception message, with the C renderer
-(tests/test_chat_template.c). usage: chat_template_ref.py SRC TEST_BIN WORKDIR"""
+(tests/unit/test_chat_template.c). usage: chat_template_ref.py SRC TEST_BIN WORKDIR"""
 import json, os, subprocess, sys
 
 try:

@@ -1,9 +1,9 @@
 #!/bin/bash
-# tests/gguf_env.sh DIR -- makes DIR a Python venv in which tests/gguf_check.py
+# tests/ref/gguf_env.sh DIR -- makes DIR a Python venv in which tests/ref/gguf_ref.py
 # runs: llama.cpp's own GGUF reader/writer (the `gguf` package, gguf-py) on
 # top of Debian's numpy.
 #
-#   tests/gguf_env.sh DIR && DIR/bin/python tests/gguf_check.py ...
+#   tests/ref/gguf_env.sh DIR && DIR/bin/python tests/ref/gguf_ref.py ...
 #
 # Exit status: 0 ready (DIR/bin/python imports gguf's GGUFReader and
 # GGUFWriter and the system numpy); 77 cannot be made here (no
@@ -24,7 +24,7 @@
 #                 as pip would otherwise be free to pull a numpy 2 wheel over
 #                 the system one. yaml and requests come from Debian; tqdm is
 #                 only imported by GGUFWriter's progress bar, which
-#                 gguf_check.py never asks for.
+#                 gguf_ref.py never asks for.
 # pip runs with a constraints file pinning numpy (and torch, where the
 # system has it) to the system versions, so it can never replace them; the
 # script checks afterwards that numpy is still the one in
@@ -35,7 +35,7 @@ set -uo pipefail
 me=gguf_env.sh
 
 if [[ $# -ne 1 || $1 == -* ]]; then
-  echo "usage: tests/gguf_env.sh DIR" >&2
+  echo "usage: tests/ref/gguf_env.sh DIR" >&2
   exit 2
 fi
 dir=$1
@@ -50,5 +50,5 @@ stamp_file=$dir/.gguf_env_ok
 sys_import="numpy"
 sys_hint="python3-numpy"
 what="gguf"
-# shellcheck source=tests/venv_build.sh
+# shellcheck source=tests/ref/venv_build.sh
 source "$(dirname "${BASH_SOURCE[0]}")/venv_build.sh"

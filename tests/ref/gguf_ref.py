@@ -2,7 +2,7 @@
 """Checks `loratrain export --format gguf` files against the PEFT export of
 the same checkpoint, with llama.cpp's own GGUF package (gguf-py).
 
-    gguf_check.py PEFT_DIR HF_CONFIG_JSON F32.gguf F16.gguf WORK_DIR
+    gguf_ref.py PEFT_DIR HF_CONFIG_JSON F32.gguf F16.gguf WORK_DIR
 
 What a right file is, derived here from the PEFT adapter alone (read with a
 safetensors parser of our own, not loratrain's):
@@ -31,7 +31,7 @@ and with alpha not converted for rsLoRA are written the same way and
 must each be rejected, so these checks are known to catch those mistakes.
 Prints one line per finding; exit 0 when all hold, 1 otherwise.
 
-    gguf_check.py --close A.gguf B.gguf TOL
+    gguf_ref.py --close A.gguf B.gguf TOL
 
 compares two files' tensors within TOL relative L2 (an adapter trained on
 the llama2.c base and the same trained on its Hugging Face directory: one

@@ -1,17 +1,17 @@
 #!/usr/bin/python3
 """Independent PyTorch reference of the Llama decoder with Hugging Face PEFT LoRA.
 
-Used by the C parity test: the C side writes a case file (tests/tensorfile.h
+Used by the C parity test: the C side writes a case file (tests/lib/tensorfile.h
 "LTT1" format) holding the tokens, targets and LoRA tensors, this script
 computes logits, loss and LoRA gradients with torch autograd and writes them
 back.
 
 Usage:
-  ref_llama_torch.py --model models/stories260K/stories260K.bin \
+  llama_torch_ref.py --model models/stories260K/stories260K.bin \
       --case CASE.ltt --out REF.ltt [--dtype float64|float32] [--rope_layout interleaved|half]
-  ref_llama_torch.py --model models/stories260K/stories260K.bin --greedy 256 \
+  llama_torch_ref.py --model models/stories260K/stories260K.bin --greedy 256 \
       [--expect models/stories260K/expected_greedy_t0_256.ids]
-  ref_llama_torch.py --selfcheck
+  llama_torch_ref.py --selfcheck
 
 Case file (all optional except tokens):
   lora.r int32[1], lora.alpha float64[1], lora.use_rslora int32[1],
@@ -22,7 +22,7 @@ Case file (all optional except tokens):
   quant.config int32[3] (format 1 nf4 / 2 fp4 / 3 int8, blocksize, double quant) with, for
   every decoder linear, <module>.quant.codes int32 (bytes), .quant.absmax (float32, or
   int32 codes with double quant), .quant.absmax2, .quant.offset: the base linears are then
-  these quantized weights, dequantized by tests/ref_quant.py (QLoRA: autograd through the
+  these quantized weights, dequantized by tests/ref/quant_ref.py (QLoRA: autograd through the
   dequantized frozen weights).
 Output file:
   logits f64[B,T,V], loss f64[1] (only with targets), <lora name>.grad f64 (only with
@@ -48,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.stateless import functional_call
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tensorfile.py
 import tensorfile  # noqa: E402
 
 ATTN_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -371,9 +371,9 @@ def _scalar(case, name, default, kind):
 
 def dequantize_case_base(case, weights, cfg):
     """Replace every decoder linear by the dequantized quantized weights of the case."""
-    import ref_quant
+    import quant_ref
     fmt, bs, dq = (int(v) for v in case["quant.config"])
-    code8 = ref_quant.create_dynamic_map()
+    code8 = quant_ref.create_dynamic_map()
     count = 0
     for mod in lora_module_names(cfg["n_layers"]):
         key = mod + ".weight"
@@ -382,12 +382,12 @@ def dequantize_case_base(case, weights, cfg):
         if q + "codes" not in case or q + "absmax" not in case:
             raise RefError("case: %scodes / absmax missing for a quantized base" % q)
         codes = case[q + "codes"].astype(np.uint8)
-        if fmt == ref_quant.INT8:
-            w = ref_quant.dequantize_int8(codes.view(np.int8).reshape(shape), case[q + "absmax"])
+        if fmt == quant_ref.INT8:
+            w = quant_ref.dequantize_int8(codes.view(np.int8).reshape(shape), case[q + "absmax"])
         else:
             state = ({"absmax_q": case[q + "absmax"].astype(np.uint8), "absmax2": case[q + "absmax2"],
                       "offset": case[q + "offset"]} if dq else {"absmax": case[q + "absmax"]})
-            w = ref_quant.dequantize_4bit(codes, state, fmt, bs, int(np.prod(shape)), code8)
+            w = quant_ref.dequantize_4bit(codes, state, fmt, bs, int(np.prod(shape)), code8)
         weights[key] = w.reshape(shape)
         count += 1
     return count
@@ -488,7 +488,7 @@ def run_case(args):
         tgt = torch.from_numpy(targets.astype(np.int64))
         n_valid = int((targets != IGNORE_INDEX).sum())
         if n_valid == 0:
-            print("ref_llama_torch: warning: every target is -100, loss is NaN", file=sys.stderr)
+            print("llama_torch_ref: warning: every target is -100, loss is NaN", file=sys.stderr)
         loss = loss_fn(logits, tgt)
         params = [model.get_parameter(n) for n in lora_names]
         grads = torch.autograd.grad(loss, params, allow_unused=True) if params else []
@@ -502,7 +502,7 @@ def run_case(args):
         out["base_logits"] = model(tok).to(torch.float64).numpy()
         model.set_lora_enabled(True)
     tensorfile.write(args.out, out)
-    msg = "ref_llama_torch: B=%d T=%d V=%d dtype=%s rope=%s lora_modules=%d quantized_linears=%d" % (
+    msg = "llama_torch_ref: B=%d T=%d V=%d dtype=%s rope=%s lora_modules=%d quantized_linears=%d" % (
         B, T, V, args.dtype, rope_layout, len(mods), n_quant)
     if "loss" in out:
         msg += " loss=%.9g" % out["loss"][0]
@@ -537,10 +537,10 @@ def run_greedy(args):
         first_bad = next((i for i in range(k) if ids[i] != want[i]), None)
         if first_bad is not None or k < min(n, len(want)):
             where = first_bad if first_bad is not None else k
-            print("ref_llama_torch: greedy ids differ from %s at index %d" % (args.expect, where),
+            print("llama_torch_ref: greedy ids differ from %s at index %d" % (args.expect, where),
                   file=sys.stderr)
             return 1
-        print("ref_llama_torch: greedy ids match %s (%d ids)" % (args.expect, k), file=sys.stderr)
+        print("llama_torch_ref: greedy ids match %s (%d ids)" % (args.expect, k), file=sys.stderr)
     return 0
 
 
@@ -810,7 +810,7 @@ def main(argv=None):
         run_case(args)
         return 0
     except (RefError, tensorfile.TensorFileError, OSError) as e:
-        print("ref_llama_torch: error: %s" % e, file=sys.stderr)
+        print("llama_torch_ref: error: %s" % e, file=sys.stderr)
         return 2
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Hugging Face model directories for tests/hf_load.sh, from numpy and json
+"""Hugging Face model directories for tests/e2e/hf_load.sh, from numpy and json
 only (safetensors written by hand: an 8-byte little-endian header length,
 a JSON header, the data).
 
@@ -72,7 +72,7 @@ def expected_hf(bin_path):
     """The llama2.c file as transformers names and orders it, read by the
     PyTorch reference's own reader."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from ref_llama_torch import load_llama2c
+    from llama_torch_ref import load_llama2c
     cfg, w = load_llama2c(bin_path)
     e = {}
     for name, a in w.items():

@@ -4,9 +4,9 @@ built from Hugging Face transformers' schedule lambdas and
 torch.nn.utils.clip_grad_norm_, replaying the gradients the C test wrote.
 
 Usage:
-  ref_optim_torch.py --case CASE.ltt --out REF.ltt [--dtype float32|float64]
+  optim_torch_ref.py --case CASE.ltt --out REF.ltt [--dtype float32|float64]
 
-Case file (tests/tensorfile.h "LTT1"), written by `test_optim torch-case`:
+Case file (tests/lib/tensorfile.h "LTT1"), written by `test_optim torch-case`:
   cases int32[1] (K), steps int32[1] (S), and for each case k:
   c{k}.sizes int32[m]         the flat buffer is split into m tensors of these sizes
   c{k}.params0 float32[n]     initial parameters
@@ -33,7 +33,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tensorfile.py
 import tensorfile  # noqa: E402
 
 SCHED_NAMES = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -157,9 +157,9 @@ def main(argv=None):
             out["c%d.params" % k] = traj
         tensorfile.write(args.out, out)
     except (RefError, tensorfile.TensorFileError, OSError, KeyError) as e:
-        print("ref_optim_torch: error: %s" % e, file=sys.stderr)
+        print("optim_torch_ref: error: %s" % e, file=sys.stderr)
         return 2
-    print("ref_optim_torch: %d cases x %d steps in %s" % (ncases, steps, args.dtype))
+    print("optim_torch_ref: %d cases x %d steps in %s" % (ncases, steps, args.dtype))
     return 0
 
 

@@ -14,7 +14,7 @@ for v in 0 1 2 3 4; do
   echo "== variant $v"
   "$bin" gen "$model" $v "$tmp/case$v.ltt" || { fail=1; continue; }
   for dt in float64 float32; do
-    "$py" "$root/tests/ref_llama_torch.py" --model "$model" --case "$tmp/case$v.ltt" --dtype $dt \
+    "$py" "$root/tests/ref/llama_torch_ref.py" --model "$model" --case "$tmp/case$v.ltt" --dtype $dt \
       --out "$tmp/ref$v-$dt.ltt" || { echo "FAIL the PyTorch reference ($dt) failed"; fail=1; continue 2; }
   done
   "$bin" check "$model" $v "$tmp/case$v.ltt" "$tmp/ref$v-float64.ltt" "$tmp/ref$v-float32.ltt" || fail=1

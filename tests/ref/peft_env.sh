@@ -1,8 +1,8 @@
 #!/bin/bash
-# tests/peft_env.sh DIR -- makes DIR a Python venv in which tests/peft_ref.py
+# tests/ref/peft_env.sh DIR -- makes DIR a Python venv in which tests/ref/peft_ref.py
 # runs: Hugging Face transformers + PEFT on top of Debian's own PyTorch.
 #
-#   tests/peft_env.sh DIR && DIR/bin/python tests/peft_ref.py ...
+#   tests/ref/peft_env.sh DIR && DIR/bin/python tests/ref/peft_ref.py ...
 #
 # Exit status: 0 ready (DIR/bin/python imports torch, numpy, transformers,
 # peft, safetensors, accelerate); 77 cannot be made here (no /usr/bin/python3
@@ -20,7 +20,7 @@
 # Pins (found by trying, Debian 12, torch 1.13.0a0, numpy 1.24.2, Python 3.11):
 #   transformers 4.46.3  the release PEFT 0.13.2 shipped against; on torch 1.13
 #                        it has no SDPA and uses eager attention (peft_ref.py
-#                        asks for "eager" explicitly); tests/peft_torch_ref.py
+#                        asks for "eager" explicitly); tests/ref/peft_torch_ref.py
 #                        follows its modeling_llama op by op. Tried: 4.47.1,
 #                        4.48.3, 4.49.0 also run (4.48+ refactored attention:
 #                        logits up to 2.3e-6 away from 4.46's); 4.50.3 fails
@@ -51,7 +51,7 @@ set -uo pipefail
 me=peft_env.sh
 
 if [[ $# -ne 1 || $1 == -* ]]; then
-  echo "usage: tests/peft_env.sh DIR" >&2
+  echo "usage: tests/ref/peft_env.sh DIR" >&2
   exit 2
 fi
 dir=$1
@@ -83,5 +83,5 @@ stamp_file=$dir/.peft_env_ok
 sys_import="torch, numpy"
 sys_hint="python3-torch python3-numpy"
 what="transformers/peft"
-# shellcheck source=tests/venv_build.sh
+# shellcheck source=tests/ref/venv_build.sh
 source "$(dirname "${BASH_SOURCE[0]}")/venv_build.sh"

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference side of tests/peft_import.sh (`loratrain import --format peft`).
+"""Reference side of tests/e2e/peft_import.sh (`loratrain import --format peft`).
 
   peft_import_ref.py eval-loss --model HF_DIR [--adapter PEFT_DIR] --tokens FILE
                      --seq_len T [--backend hf|torch]
@@ -8,8 +8,8 @@
       inputs its first T, targets its last T, (N - 1) // T windows, the tail
       dropped; a token file has no masked target. Each window runs alone
       (batch 1, positions 0..T-1). --backend hf: transformers
-      LlamaForCausalLM + PeftModel.from_pretrained (tests/peft_ref.py's
-      strict loaders, float32); torch: tests/peft_torch_ref.py's pure-PyTorch
+      LlamaForCausalLM + PeftModel.from_pretrained (tests/ref/peft_ref.py's
+      strict loaders, float32); torch: tests/ref/peft_torch_ref.py's pure-PyTorch
       Llama + LoRA (float32). Log-softmax in float64 of the float32 logits.
       Prints "loss L tokens N windows W".
   peft_import_ref.py make-adapter --model HF_DIR --out DIR [--r 8] [--alpha 16]

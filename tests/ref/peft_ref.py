@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Reference Llama logits and LoRA adapters from Hugging Face transformers + PEFT.
 
-Run with the venv tests/peft_env.sh makes (transformers 4.46.3, peft 0.13.2 on
-Debian's torch 1.13):  tests/peft_env.sh DIR && DIR/bin/python tests/peft_ref.py ...
+Run with the venv tests/ref/peft_env.sh makes (transformers 4.46.3, peft 0.13.2 on
+Debian's torch 1.13):  tests/ref/peft_env.sh DIR && DIR/bin/python tests/ref/peft_ref.py ...
 Nothing touches the Hugging Face hub (HF_HUB_OFFLINE=1, local_files_only).
 Exit status: 0 ok, 1 error (or merge-check above --tol), 77 transformers/peft
 not importable by this interpreter.
@@ -45,7 +45,7 @@ Logits file (--out): if the name ends in .npy, one float32 array of shape
 little-endian IEEE float32 with no header: for each sequence in file order,
 T_i x vocab values, row-major (token position major, vocab index minor), so the
 file is sum(T_i) * vocab * 4 bytes. Logits are computed in --dtype and rounded
-to float32 on output. tests/peft_torch_ref.py writes the same format and
+to float32 on output. tests/ref/peft_torch_ref.py writes the same format and
 `peft_torch_ref.py compare A B --vocab V` compares two such files.
 """
 import argparse
@@ -249,7 +249,7 @@ def main():
         import peft  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as e:
-        print(f"peft_ref.py: SKIP: {e} (run it with the python of the venv tests/peft_env.sh makes)",
+        print(f"peft_ref.py: SKIP: {e} (run it with the python of the venv tests/ref/peft_env.sh makes)",
               file=sys.stderr)
         sys.exit(77)
     if a.cmd == "make-adapter" and a.alpha == int(a.alpha):

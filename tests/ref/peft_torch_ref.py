@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Llama logits with a PEFT LoRA adapter in plain PyTorch + numpy: no transformers,
-no PEFT, no safetensors package. The fallback of tests/peft_ref.py where those do
+no PEFT, no safetensors package. The fallback of tests/ref/peft_ref.py where those do
 not install (runs on Debian's /usr/bin/python3 with python3-torch and python3-numpy).
 
   peft_torch_ref.py logits --model HF_DIR [--adapter PEFT_DIR] --ids FILE --out FILE

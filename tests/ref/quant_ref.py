@@ -7,11 +7,11 @@ dQuantizeFP4 and dQuantize<0>, kDequantizeBlockwise), its Python driver
 int8_vectorwise_quant/dequant -- not from loratrain's C code. numpy float32
 arithmetic throughout, so every rounding is the kernels' rounding.
 
-  ref_quant.py --check CASES.ltt   recompute every case test_quant wrote and
+  quant_ref.py --check CASES.ltt   recompute every case test_quant wrote and
                                    compare codes, absmax (and the double-quant
                                    state) and dequantized values bit for bit
-  ref_quant.py --selfcheck         the reference against facts it must hold
-  ref_quant.py --bitsandbytes CASES.ltt   also compare with bitsandbytes
+  quant_ref.py --selfcheck         the reference against facts it must hold
+  quant_ref.py --bitsandbytes CASES.ltt   also compare with bitsandbytes
                                    itself (needs a Python where it imports)
 """
 import argparse
@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tensorfile.py
 import tensorfile  # noqa: E402
 
 F32 = np.float32

@@ -7,6 +7,6 @@ bin=${2:?}
 root=${3:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$py" "$root/tests/safetensors_ref.py" write "$tmp" || exit 1
+"$py" "$root/tests/ref/safetensors_ref.py" write "$tmp" || exit 1
 "$bin" "$tmp" || exit 1
-"$py" "$root/tests/safetensors_ref.py" check "$tmp/ours.safetensors"
+"$py" "$root/tests/ref/safetensors_ref.py" check "$tmp/ours.safetensors"

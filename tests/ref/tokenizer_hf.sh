@@ -1,8 +1,8 @@
 #!/bin/bash
 # Reference tokenizer suites: trains SentencePiece (spm) or Hugging Face
 # tokenizers (hf) models from the bundled corpora and checks the C
-# tokenizers against them on every record (tests/tokenizer_hf_ref.py,
-# tests/test_tokenizer_ref.c). Exits 77 (CTest skip) when the reference
+# tokenizers against them on every record (tests/ref/tokenizer_hf_ref.py,
+# tests/unit/test_tokenizer_ref.c). Exits 77 (CTest skip) when the reference
 # library is not available: sentencepiece comes from Debian
 # (python3-sentencepiece); tokenizers is pip-installed, pinned, into
 # BUILD/venv-tok on first use (PyPI must be reachable then).
@@ -37,7 +37,7 @@ else
 fi
 
 rc=0
-"$py" "$src/tests/tokenizer_hf_ref.py" "$mode" --src "$src" --out "$out" || rc=$?
+"$py" "$src/tests/ref/tokenizer_hf_ref.py" "$mode" --src "$src" --out "$out" || rc=$?
 if [[ $rc -ne 0 ]]; then rm -rf "$out"; exit $rc; fi
 
 fail=0

@@ -111,7 +111,7 @@ def run_hf(out, records, train_lines):
             trainers
     except ImportError as e:
         print(f"tokenizer_hf_ref: Hugging Face tokenizers does not import ({e}); "
-              "tests/tokenizer_hf.sh installs it into build/venv-tok from PyPI")
+              "tests/ref/tokenizer_hf.sh installs it into build/venv-tok from PyPI")
         sys.exit(77)
     print(f"tokenizers {tokenizers.__version__}")
 

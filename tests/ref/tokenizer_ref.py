@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference token ids for tests/test_tokenizer.c, from SentencePiece itself.
+"""Reference token ids for tests/unit/test_tokenizer.c, from SentencePiece itself.
 
 Encodes a set of text records with the SentencePiece model the llama2.c
 tokenizer was exported from (models/stories260K/tok512.model) and writes:
@@ -19,7 +19,7 @@ This script itself checks that A and B differ only where the record has
 leading, trailing or repeated spaces, so that difference is fully explained.
 
 Run with Debian's python3-sentencepiece:
-  /usr/bin/python3 tests/tokenizer_ref.py --model models/stories260K/tok512.model \\
+  /usr/bin/python3 tests/ref/tokenizer_ref.py --model models/stories260K/tok512.model \\
       --lines data/tinystories/tinystories_v2_sample.txt \\
       --lines data/tinyshakespeare/input.txt \\
       --whole data/tinyshakespeare/input.txt \\

@@ -2,14 +2,14 @@
 """PyTorch reference of a short LoRA or full fine-tuning run, for the end-to-end parity test.
 
 Usage:
-  ref_train_torch.py --model models/stories260K/stories260K.bin --case CASE.ltt \
+  train_torch_ref.py --model models/stories260K/stories260K.bin --case CASE.ltt \
       --out REF.ltt [--dtype float32|float64] [--threads N]
-  ref_train_torch.py --selfcheck
+  train_torch_ref.py --selfcheck
 
-The model is tests/ref_llama_torch.py's (imported, not copied); the schedule
-lambdas are tests/ref_optim_torch.py's (Hugging Face transformers' formulas).
+The model is tests/ref/llama_torch_ref.py's (imported, not copied); the schedule
+lambdas are tests/ref/optim_torch_ref.py's (Hugging Face transformers' formulas).
 
-Case file (tests/tensorfile.h "LTT1"):
+Case file (tests/lib/tensorfile.h "LTT1"):
   mode.full int32[1] (optional; 1: full fine-tuning -- every base weight of the model file
                       is trained, the case holds no LoRA tensors and no lora.* is needed)
   lora.r int32[1], lora.alpha float64[1], lora.use_rslora int32[1]
@@ -56,8 +56,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ref_llama_torch as ref  # noqa: E402
-import ref_optim_torch  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tensorfile.py
+import llama_torch_ref as ref  # noqa: E402
+import optim_torch_ref  # noqa: E402
 import tensorfile  # noqa: E402
 
 RefError = ref.RefError
@@ -193,7 +194,7 @@ def train(cfg, weights, case, dtype):
                             eps=sc["opt.eps"], weight_decay=sc["opt.weight_decay"],
                             amsgrad=False, maximize=False, foreach=False)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, ref_optim_torch.hf_lambda(sc["sched.kind"], sc["sched.warmup_steps"],
+        opt, optim_torch_ref.hf_lambda(sc["sched.kind"], sc["sched.warmup_steps"],
                                        sc["sched.total_steps"]))
     max_norm = sc["opt.max_grad_norm"]
     losses, norms, lrs = np.zeros(S), np.zeros(S), np.zeros(S)
@@ -552,13 +553,13 @@ def run_selfcheck():
             opath = os.path.join(td, "out.ltt")
             tensorfile.write(cpath, case)  # through the command line, as the C test will
             rc = main(["--model", mpath, "--case", cpath, "--out", opath, "--dtype", "float64"])
-            check(rc == 0, "%s: the script runs" % ref_optim_torch.SCHED_NAMES[kind])
+            check(rc == 0, "%s: the script runs" % optim_torch_ref.SCHED_NAMES[kind])
             if rc:
                 continue
             out = tensorfile.read(opath)
             case_rt = tensorfile.read(cpath)
             h_loss, h_norm, h_lr, h_P = hand_loop(cfg, weights, case_rt)
-            name = ref_optim_torch.SCHED_NAMES[kind]
+            name = optim_torch_ref.SCHED_NAMES[kind]
             d_loss = float(np.max(np.abs(out["loss"] - h_loss) / np.abs(h_loss)))
             d_norm = float(np.max(np.abs(out["grad_norm"] - h_norm) / h_norm))
             d_lr = float(np.max(np.abs(out["lr"] - h_lr)))
@@ -632,9 +633,9 @@ def main(argv=None):
         out = train(cfg, weights, case, dtype)
         tensorfile.write(args.out, out)
     except (RefError, tensorfile.TensorFileError, OSError) as e:
-        print("ref_train_torch: error: %s" % e, file=sys.stderr)
+        print("train_torch_ref: error: %s" % e, file=sys.stderr)
         return 2
-    print("ref_train_torch: %d steps, dtype %s, loss %.6f -> %.6f, grad_norm %.4g -> %.4g"
+    print("train_torch_ref: %d steps, dtype %s, loss %.6f -> %.6f, grad_norm %.4g -> %.4g"
           % (len(out["loss"]), args.dtype, out["loss"][0], out["loss"][-1], out["grad_norm"][0],
              out["grad_norm"][-1]))
     return 0

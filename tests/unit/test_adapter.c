@@ -11,7 +11,7 @@
 #include "io/model/llama2c.h"
 #include "io/model/safetensors.h"
 #include "model/cpu/cpu.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 static const char *g_model, *g_dir;
 

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 static double resident_mib(void) {
     FILE *f = fopen("/proc/self/statm", "r");

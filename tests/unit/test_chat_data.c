@@ -3,7 +3,7 @@
  *
  *   test_chat_data dump TOKENIZER JSONL TEMPLATE all|assistant OUT
  *       writes every row (T = 1024, unpacked) as "inputs: ..." and
- *       "targets: ..." lines, the format of tests/chat_data_ref.py's rows;
+ *       "targets: ..." lines, the format of tests/ref/chat_data_ref.py's rows;
  *   test_chat_data errors TOKENIZER SPM_TOKENIZER SCRATCH
  *       feeds broken conversations and configurations and checks that
  *       each is refused with one message naming the file's line, the field

@@ -1,6 +1,6 @@
 /* Renders every case of a JSON file ([{"template", "messages", "gen"}])
  * with io/text/chat_template and writes one JSON line per case: {"out": ...} or
- * {"error": ...}, for tests/chat_template_ref.py to compare with Jinja2.
+ * {"error": ...}, for tests/ref/chat_template_ref.py to compare with Jinja2.
  * With "unit" it runs the built-in syntax-error checks instead. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -30,7 +30,7 @@
 #include "io/checkpoint/checkpoint.h"
 #include "io/model/llama2c.h"
 #include "model/cpu/cpu.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 typedef struct {
     uint64_t params, m, v, meta;

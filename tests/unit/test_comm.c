@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "tests/lib/check.h"
 #include "dist/comm.h"
 #include "dist/grad_sync.h"
 #include "dist/shard_gather.h"

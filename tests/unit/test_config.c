@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "launch/config.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 static const char *g_dir;
 

@@ -18,7 +18,7 @@
 #include "io/fileutil.h"
 #include "io/text/tokenizer.h"
 #include "model/llama.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 #define VOCAB 512
 

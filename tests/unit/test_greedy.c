@@ -6,7 +6,7 @@
 #include "io/model/llama2c.h"
 #include "model/cpu/cpu.h"
 #include "model/sample.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 int main(int argc, char **argv) {
     if (argc != 3) {

@@ -11,7 +11,7 @@
 #include "io/model/any_format.h"
 #include "io/model/llama2c.h"
 #include "model/cpu/cpu.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 enum { B = 2, T = 48 };
 

@@ -5,7 +5,7 @@
  *                               little-endian u32 length and the bytes),
  *                               one line in OUT: "1\t" and the tree
  *                               lt_json_parse built, as JSON, or "0\t" and
- *                               its message (tests/json_strict_ref.py
+ *                               its message (tests/ref/json_strict_ref.py
  *                               compares both with Python's json.loads)
  *   test_json speed FILE        the check's time on FILE against cJSON's
  *                               parse (and free) of the same text */
@@ -18,7 +18,7 @@
 
 #include "io/fileutil.h"
 #include "io/json.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 static double now(void) {
     struct timespec ts;

@@ -9,7 +9,7 @@
 #include "io/model/llama2c.h"
 #include "model/cpu/cpu.h"
 #include "model/llama.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 enum { B = 2, T = 48 };
 

@@ -20,7 +20,7 @@
 #include "core/rng.h"
 #include "model/cpu/cpu.h"
 #include "model/llama.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 typedef struct {
     const char *label;

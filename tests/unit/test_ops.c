@@ -13,7 +13,7 @@
 #include "model/config.h"
 #include "model/cpu/cpu.h"
 #include "model/ops.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 static const lt_ops *O;
 static lt_rng g_rng;

@@ -7,7 +7,7 @@
  *                                              hyperparameters of each case
  *   test_optim torch-check CASE REF32 REF64    replays the cases through
  *                                              clipping, schedule and AdamW and
- *                                              compares with tests/ref_optim_torch.py
+ *                                              compares with tests/ref/optim_torch_ref.py
  *
  * Unit tests: AdamW over hundreds of random steps against a double-precision
  * AdamW (torch's order of operations), closed-form early steps that only
@@ -24,8 +24,8 @@
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "optim/lr_schedule.h"
-#include "tests/check.h"
-#include "tests/tensorfile.h"
+#include "tests/lib/check.h"
+#include "tests/lib/tensorfile.h"
 
 /* CHECK_OK for functions without a result: record, then leave. */
 #define REQUIRE_OK(expr, err)                                                  \

@@ -1,8 +1,8 @@
-/* Parity with an independent PyTorch implementation (tests/ref_llama_torch.py,
+/* Parity with an independent PyTorch implementation (tests/ref/llama_torch_ref.py,
  * float64) on the bundled model with LoRA on all seven module types and
  * grouped-query attention. Variants 2-4 quantize the base (NF4 with double
  * quantization, FP4, int8); the reference dequantizes our codes with its own
- * numpy implementation (tests/ref_quant.py), so QLoRA's gradients are held
+ * numpy implementation (tests/ref/quant_ref.py), so QLoRA's gradients are held
  * to autograd through the dequantized frozen weights, with the same bounds.
  *
  *   test_parity gen MODEL VARIANT CASE.ltt          writes tokens, targets, A, B
@@ -23,9 +23,9 @@
 #include "core/rng.h"
 #include "io/model/llama2c.h"
 #include "model/cpu/cpu.h"
-#include "tests/check.h"
-#include "tests/quant_export.h"
-#include "tests/tensorfile.h"
+#include "tests/lib/check.h"
+#include "tests/lib/quant_export.h"
+#include "tests/lib/tensorfile.h"
 
 enum { B = 2, T = 128 };
 

@@ -2,7 +2,7 @@
  *
  *   test_quant unit MODEL   properties that need no reference (below)
  *   test_quant gen OUT.ltt  writes inputs and our codes, absmax and
- *                           dequantized values for tests/ref_quant.py, which
+ *                           dequantized values for tests/ref/quant_ref.py, which
  *                           recomputes them from the published algorithm
  *
  * Unit checks: configuration and input errors; every 4-bit element within
@@ -20,9 +20,9 @@
 #include "io/model/llama2c.h"
 #include "model/cpu/cpu.h"
 #include "model/quant.h"
-#include "tests/check.h"
-#include "tests/quant_export.h"
-#include "tests/tensorfile.h"
+#include "tests/lib/check.h"
+#include "tests/lib/quant_export.h"
+#include "tests/lib/tensorfile.h"
 
 /* CHECK_OK returns from the test; these helpers keep going instead. */
 #define EXPECT_OK(expr, errp) CHECK((expr) == LT_OK, "%s", (errp)->msg)
@@ -205,7 +205,7 @@ static void test_gaussian_error(void) {
            "uniform 4-bit %.4f, int8 %.5f\n",
            rows, cols, e_nf4, e_dq, e_fp4, e_u4, e_i8);
     /* Measured here on these 2^18 samples: NF4 0.0920, uniform grid 0.1077,
-     * FP4 0.1219; tests/ref_quant.py's independent Monte Carlo (numpy's RNG,
+     * FP4 0.1219; tests/ref/quant_ref.py's independent Monte Carlo (numpy's RNG,
      * 2^20 samples) gives 0.0919 for NF4. The bound leaves 8%. */
     CHECK(e_nf4 < 0.10, "NF4 relative RMS error %g, expected < 0.10", e_nf4);
     CHECK(e_nf4 < e_u4 && e_nf4 < e_fp4,

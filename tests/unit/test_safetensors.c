@@ -1,5 +1,5 @@
 /* safetensors reading and writing, against an independent Python reader and
- * writer (tests/safetensors_ref.py), and every kind of malformed file.
+ * writer (tests/ref/safetensors_ref.py), and every kind of malformed file.
  *
  *   test_safetensors DIR   reads DIR/ref.safetensors (written by the
  *                          reference) and writes DIR/ours.safetensors for it
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "io/model/safetensors.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 static const char *g_dir;
 

@@ -1,5 +1,5 @@
 /* The llama2.c tokenizer against SentencePiece itself (ids written by
- * tests/tokenizer_ref.py), against the greedy oracle text shipped with the
+ * tests/ref/tokenizer_ref.py), against the greedy oracle text shipped with the
  * model, on round trips, and on corrupt tokenizer files.
  *
  * usage: test_tokenizer TOK512_BIN RECORDS REF_IDS GREEDY_IDS GREEDY_TXT [TMPDIR]
@@ -14,7 +14,7 @@
 #include "core/clock.h"
 #include "io/fileutil.h"
 #include "io/text/tokenizer.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 #define VOCAB 512
 #define MAX_REPORTS 8 /* detailed mismatch reports per kind; the rest are counted */
@@ -523,7 +523,7 @@ int main(int argc, char **argv) {
     if (argc != 6 && argc != 7) {
         fprintf(stderr,
                 "usage: %s TOK512_BIN RECORDS REF_IDS GREEDY_IDS GREEDY_TXT [TMPDIR]\n"
-                "  RECORDS and REF_IDS come from tests/tokenizer_ref.py\n",
+                "  RECORDS and REF_IDS come from tests/ref/tokenizer_ref.py\n",
                 argv[0]);
         return 2;
     }

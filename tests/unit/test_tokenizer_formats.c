@@ -17,7 +17,7 @@
 
 #include "io/text/tokenizer.h"
 #include "io/text/tokenizer_pretok.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 static char g_dir[4096];
 

@@ -1,5 +1,5 @@
 /* A tokenizer.json / tokenizer.model against the reference library that
- * trained it (ids and decodes written by tests/tokenizer_hf_ref.py): every
+ * trained it (ids and decodes written by tests/ref/tokenizer_hf_ref.py): every
  * record of the bundled corpora must encode to the reference's ids and
  * decode to the reference's text.
  *
@@ -18,7 +18,7 @@
 #include "core/clock.h"
 #include "io/fileutil.h"
 #include "io/text/tokenizer.h"
-#include "tests/check.h"
+#include "tests/lib/check.h"
 
 #define MAX_REPORTS 6
 

@@ -1,4 +1,4 @@
-/* AdamW steps on the bundled model against PyTorch (tests/ref_train_torch.py:
+/* AdamW steps on the bundled model against PyTorch (tests/ref/train_torch_ref.py:
  * torch.optim.AdamW, LambdaLR with Hugging Face's cosine-with-warmup
  * formula, clip_grad_norm_, gradient accumulation with token-level
  * normalisation), through loratrain's own lt_train_step.
@@ -68,8 +68,8 @@
 #include "io/text/tokenizer.h"
 #include "launch/trainer.h"
 #include "model/cpu/cpu.h"
-#include "tests/check.h"
-#include "tests/tensorfile.h"
+#include "tests/lib/check.h"
+#include "tests/lib/tensorfile.h"
 
 enum { GA = 2, B = 2, T = 48 };
 
