@@ -4,14 +4,10 @@
 # the file, field or option and what was expected, and nothing on stdout.
 # Usage: bad_input.sh LORATRAIN REPO_ROOT
 set -u
-bin=${1:?usage: bad_input.sh LORATRAIN REPO_ROOT}
-root=${2:?usage: bad_input.sh LORATRAIN REPO_ROOT}
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 model="$root/models/stories260K/stories260K.bin"
 tok="$root/models/stories260K/tok512.bin"
-py=/usr/bin/python3
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
 cases=0
 
 # expect NAME "substring1|substring2|..." command...

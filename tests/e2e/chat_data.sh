@@ -15,16 +15,11 @@
 #     assistant_only_loss lowers the held-out loss by at least a quarter.
 # usage: chat_data.sh SRC BUILD LORATRAIN TEST_BIN
 set -uo pipefail
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-src=$1 build=$2 bin=$3 test_bin=$4
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init src build bin test_bin -- "$@"
 "$src/tests/ref/peft_env.sh" "$build/peft-venv"
 rc=$?
 if [[ $rc -ne 0 ]]; then exit $rc; fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
-fail=0
-err() { echo "FAIL $*"; fail=1; }
 
 "$build/peft-venv/bin/python" "$src/tests/ref/chat_data_ref.py" make "$src" "$tmp" || exit 1
 spm=$src/models/stories260K/tok512.model

@@ -23,17 +23,9 @@
 #     xxhash package, covers every attribute and tensor.
 # Usage: checkpoint.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: checkpoint.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-py=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'umount "$tmp/full" 2>/dev/null; rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
-cd "$root" || exit 1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
+suite_at_exit 'umount "$tmp/full" 2>/dev/null'
 args() { # ranks
   echo --model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin \
     --train_file data/tinyshakespeare/input.txt --max_seq_length 64 --warmup_steps 1 \
@@ -86,17 +78,15 @@ for np in 1 4; do
   grep -q "written by 2 rank(s), now $np" "$tmp/from2on$np.log" || err "2 -> $np: resume line missing"
 done
 "$py" - "$tmp" <<'PY' || fail=1
-import json, os, struct, sys
+import json, os, sys
 import numpy as np
+sys.path.insert(0, "tests/lib")
+from safetensors_f32 import read  # noqa: E402
 tmp = sys.argv[1]
 def losses(d):
     return {r["step"]: r["loss"] for r in map(json.loads, open(os.path.join(tmp, d, "metrics.jsonl"))) if "loss" in r}
 def adapter(d):
-    raw = open(os.path.join(tmp, d, "adapter_model.safetensors"), "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    return {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], np.float32)
-            for k, v in head.items() if k != "__metadata__"}
+    return read(os.path.join(tmp, d, "adapter_model.safetensors"))[0]
 ref, ra = losses("full2"), adapter("full2")
 bad = 0
 for np_ in (1, 4):
@@ -289,7 +279,6 @@ if mkdir -p "$tmp/full" && mount -t tmpfs -o size=8m tmpfs "$tmp/full" 2>/dev/nu
   LT_FAULT_SLOW=step:0.5 "$bin" train $(args 1) --output_dir "$tmp/full/run" --save_steps 4 --max_steps 12 \
     >"$tmp/df.out" 2>"$tmp/df.err" &
   job=$!
-  source "$root/tests/lib/fill_disk.sh"
   fill_after_checkpoint "$tmp/full/run" "$tmp/full" $job || err "disk full: cannot fill the tmpfs"
   wait $job
   rc=$?

@@ -18,19 +18,12 @@
 #     checkpoint still loads.
 # Usage: checkpoint_full.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: checkpoint_full.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-py=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$root" || exit 1
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 args=(--model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin
   --train_file data/tinyshakespeare/input.txt --max_seq_length 64 --max_steps 6 --warmup_steps 1
   --learning_rate 1e-3 --weight_decay 0.01 --logging_steps 1 --threads 1 --disable_tqdm
   --finetuning_type full)
-fail=0
 run() { # name, ranks, extra args...; FAULT=where:step kills the run there (the test hook)
   local name=$1 np=$2
   shift 2
@@ -172,7 +165,6 @@ if mkdir -p "$tmp/full" && mount -t tmpfs -o size=20m tmpfs "$tmp/full" 2>/dev/n
   timeout $((60 * ts)) mpirun -np 2 --oversubscribe -x LT_FAULT_SLOW=step:1 "$bin" train "${args[@]}" \
     --per_device_train_batch_size 2 --zero1 true --save_steps 2 --output_dir "$tmp/full/run" >"$tmp/df.log" 2>&1 &
   job=$!
-  source "$root/tests/lib/fill_disk.sh"
   fill_after_checkpoint "$tmp/full/run" "$tmp/full" $job || echo "FAIL disk full: cannot fill the tmpfs"
   wait $job
   rc=$?

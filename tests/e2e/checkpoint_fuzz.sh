@@ -9,15 +9,9 @@
 # and a sample of the refused ones end with one line and exit 1.
 # Usage: checkpoint_fuzz.sh LORATRAIN TEST_CKPT_FUZZ REPO_ROOT
 set -u
-bin=${1:?usage: checkpoint_fuzz.sh LORATRAIN TEST_CKPT_FUZZ REPO_ROOT}
-fuzz=${2:?}
-root=${3:?}
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin fuzz root -- "$@"
 stride=${LT_CKPT_FUZZ_STRIDE:-3}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$root" || exit 1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
 # q_proj and k_proj: their lora_B rows are the ones stored permuted.
 lora=(--r 2 --lora_alpha 4 --target_modules q_proj,k_proj)
 args=(--model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin
@@ -42,7 +36,6 @@ import sys
 o = int(sys.argv[1]); b = bytearray(open(sys.argv[2], 'rb').read()); b[o] ^= 1 << (o % 8)
 open(sys.argv[3], 'wb').write(b)" "$1" "$ck" "$2"
 }
-py=/usr/bin/python3
 read -r -a accepted <<<"$(grep '^accepted:' "$tmp/fuzz.out" | cut -d: -f2)"
 losses() { grep -o '"step":[0-9]*,"epoch":[^,]*,"loss":[^,]*' "$1/metrics.jsonl"; }
 # The unflipped checkpoint resumed the same way: the run every accepted

@@ -20,20 +20,10 @@
 # fills while the run is in its steps.
 # Usage: disk_space.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: disk_space.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-py=/usr/bin/python3
-tmp=$(mktemp -d)
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 mounts=()
-cleanup() {
-  for m in "${mounts[@]}"; do umount "$m" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-cd "$root" || exit 1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
+suite_at_exit 'for m in "${mounts[@]}"; do umount "$m" 2>/dev/null; done'
 mount_tmpfs() { # dir, size[, ro]
   mkdir -p "$1" && mount -t tmpfs -o "size=$2${3:+,$3}" tmpfs "$1" 2>/dev/null && mounts+=("$1")
 }

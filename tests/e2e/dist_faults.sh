@@ -14,15 +14,8 @@
 #   - shard_base with an fp32 base: refused.
 # Usage: dist_faults.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: dist_faults.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap - EXIT && echo "logs in $tmp"
-cd "$root" || exit 1
-fail=0
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 args=(train --model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin
       --train_file data/tinyshakespeare/input.txt --max_seq_length 64 --per_device_train_batch_size 2
       --warmup_steps 0 --threads 1 --disable_tqdm --logging_steps 1)

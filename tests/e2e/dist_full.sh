@@ -22,14 +22,8 @@
 #   - a quantized base is refused with a message that says why.
 # Usage: dist_full.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: dist_full.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-py=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$root" || exit 1
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 
 args=(--model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin
   --train_file data/tinyshakespeare/input.txt --max_seq_length 64 --gradient_accumulation_steps 2
@@ -62,8 +56,10 @@ fi
 echo "quantized base refused: $(grep -m1 error "$tmp/q.log")"
 
 "$py" - "$tmp" <<'PY'
-import json, os, struct, sys
+import json, os, sys
 import numpy as np
+sys.path.insert(0, "tests/lib")
+from safetensors_f32 import read  # noqa: E402
 
 tmp = sys.argv[1]
 fail = []
@@ -72,15 +68,7 @@ def steps(name):
     return [json.loads(l) for l in open(os.path.join(tmp, name, "metrics.jsonl")) if '"loss"' in l]
 
 def weights(name):
-    raw = open(os.path.join(tmp, name, "model.safetensors"), "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    out = {}
-    for k, v in head.items():
-        if k != "__metadata__":
-            a, b = v["data_offsets"]
-            out[k] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype=np.float32)
-    return out, raw
+    return read(os.path.join(tmp, name, "model.safetensors"))
 
 ref, (ref_w, ref_raw) = steps("np1"), weights("np1")
 P = sum(v.size for v in ref_w.values())

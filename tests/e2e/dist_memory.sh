@@ -18,13 +18,8 @@
 #     quantizes every tensor and glibc keeps some of that churn resident.)
 # Usage: dist_memory.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: dist_memory.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-py=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 "$py" "$root/tests/ref/make_random_model.py" "$tmp/model.bin" --dim 384 --hidden 1024 --layers 16 || exit 1
 run() { # name, ranks, extra args...
   local out=$tmp/$1 np=$2

@@ -28,15 +28,8 @@
 #     the step after an evaluation), over as many steps as were logged.
 # Usage: dist_train.sh LORATRAIN REPO_ROOT fp32|nf4
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: dist_train.sh LORATRAIN REPO_ROOT fp32|nf4}
-root=${2:?}
-base=${3:?}
-py=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$root" || exit 1
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root base -- "$@"
 quant=()
 [[ $base == nf4 ]] && quant=(--load_in_4bit true --bnb_4bit_use_double_quant true)
 
@@ -65,8 +58,10 @@ if [[ $base == nf4 ]]; then
 fi
 
 "$py" - "$tmp" "$base" <<'PY'
-import json, os, re, struct, sys
+import json, os, re, sys
 import numpy as np
+sys.path.insert(0, "tests/lib")
+from safetensors_f32 import read  # noqa: E402
 
 tmp, base = sys.argv[1], sys.argv[2]
 fail = []
@@ -79,16 +74,7 @@ def metrics(name):
     return steps, evals
 
 def adapter(name):
-    raw = open(os.path.join(tmp, name, "adapter_model.safetensors"), "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    out = {}
-    for k, v in head.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        out[k] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype=np.float32)
-    return out, raw
+    return read(os.path.join(tmp, name, "adapter_model.safetensors"))
 
 def trainable(name):
     m = re.search(r": (\d+) trainable parameters", open(os.path.join(tmp, name + ".log")).read())

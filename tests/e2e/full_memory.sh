@@ -11,12 +11,8 @@
 # which the earlier bound (3.5 MiB + 2%) let pass.
 # Usage: full_memory.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: full_memory.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-py=/usr/bin/python3
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 "$py" "$root/tests/ref/make_random_model.py" "$tmp/model.bin" --dim 384 --hidden 1024 --layers 8 \
   --heads 6 --kv_heads 2 >/dev/null || exit 1
 run() { # name, extra args...

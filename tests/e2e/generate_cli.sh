@@ -2,15 +2,12 @@
 # `loratrain generate` at temperature 0 from BOS must print the oracle text
 # and write the oracle ids (models/stories260K/expected_greedy_t0_256.*).
 set -u
-bin=${1:?usage: generate_cli.sh LORATRAIN REPO_ROOT}
-root=${2:?}
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 d="$root/models/stories260K"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 "$bin" generate --model "$d/stories260K.bin" --tokenizer "$d/tok512.bin" --temperature 0 \
   --steps 256 --threads 1 --ids_out "$tmp/ids" >"$tmp/text" 2>"$tmp/err" || {
   echo "FAIL generate exited with $?"; cat "$tmp/err"; exit 1; }
-fail=0
 # generate ends its output with one newline the oracle text does not have
 head -c -1 "$tmp/text" >"$tmp/text_trimmed"
 if ! cmp -s "$tmp/text_trimmed" "$d/expected_greedy_t0_256.txt"; then

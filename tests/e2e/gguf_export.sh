@@ -20,17 +20,8 @@
 # still run; the test then exits 77 with the reason.
 # Usage: gguf_export.sh LORATRAIN REPO_ROOT VENV_DIR
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: gguf_export.sh LORATRAIN REPO_ROOT VENV_DIR}
-root=${2:?}
-venv=${3:?}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
-cd "$root" || exit 1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root venv -- "$@"
 model=models/stories260K/stories260K.bin
 # warmup_steps 1: step 1 then has learning rate 0. Its A gradients are 0
 # in exact arithmetic (B starts at 0) but float noise that differs between
@@ -39,16 +30,6 @@ model=models/stories260K/stories260K.bin
 args=(train --tokenizer models/stories260K/tok512.bin --train_file data/tinyshakespeare/input.txt
       --max_seq_length 64 --per_device_train_batch_size 4 --target_modules all-linear --lora_dropout 0.1
       --learning_rate 3e-3 --warmup_steps 1 --max_steps 6 --save_steps 6 --threads 1 --disable_tqdm)
-
-expect_error() { # name, pattern, command...
-  local name=$1 pat=$2
-  shift 2
-  "$@" >"$tmp/e.log" 2>&1
-  local rc=$?
-  [[ $rc != 0 ]] || err "$name: exit status 0"
-  (($(wc -l <"$tmp/e.log") == 1)) || { err "$name: expected one line, got:"; cat "$tmp/e.log"; }
-  grep -q -- "$pat" "$tmp/e.log" || { err "$name: no \"$pat\" in: $(cat "$tmp/e.log")"; }
-}
 
 env_rc=0
 tests/ref/gguf_env.sh "$venv" 2>"$tmp/env.log" || env_rc=$?

@@ -27,16 +27,8 @@
 #   run; resuming it on another directory is refused.
 # Usage: hf_load.sh LORATRAIN TEST_HF_MODEL REPO_ROOT load|train
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: hf_load.sh LORATRAIN TEST_HF_MODEL REPO_ROOT load|train}
-tester=${2:?}
-root=${3:?}
-mode=${4:?}
-py=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$root" || exit 1
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin tester root mode -- "$@"
 model=models/stories260K/stories260K.bin
 tok=models/stories260K/tok512.bin
 variants=tests/ref/make_hf_variants.py
@@ -130,18 +122,16 @@ if [[ $mode == train ]]; then
     fail "wrong base on resume:"; cat "$tmp/wrong_base.log"
   fi
   "$py" - "$tmp" <<'PY' || fails=$((fails + 1))
-import json, os, struct, sys
+import json, os, sys
 import numpy as np
+sys.path.insert(0, "tests/lib")
+from safetensors_f32 import read  # noqa: E402
 tmp = sys.argv[1]
 bad = []
 def losses(n):
     return [json.loads(l)["loss"] for l in open(os.path.join(tmp, n, "metrics.jsonl")) if '"loss"' in l]
 def adapter(n):
-    raw = open(os.path.join(tmp, n, "adapter_model.safetensors"), "rb").read()
-    k = struct.unpack("<Q", raw[:8])[0]
-    h = json.loads(raw[8:8 + k]); h.pop("__metadata__", None)
-    return {t: np.frombuffer(raw[8 + k + e["data_offsets"][0]:8 + k + e["data_offsets"][1]], np.float32)
-            for t, e in h.items()}
+    return read(os.path.join(tmp, n, "adapter_model.safetensors"))[0]
 def compare(a, b, rel, bitwise=False):
     la, lb = losses(a), losses(b)
     if len(la) != 5 or len(la) != len(lb):

@@ -13,30 +13,12 @@
 #     wrong base, and a damaged checkpoint each give one clear error line.
 # Usage: peft_export.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: peft_export.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
-cd "$root" || exit 1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 model=models/stories260K/stories260K.bin
 args=(train --model $model --tokenizer models/stories260K/tok512.bin --train_file data/tinyshakespeare/input.txt
       --max_seq_length 64 --per_device_train_batch_size 4 --target_modules all-linear --r 4 --lora_alpha 8
       --lora_dropout 0.1 --learning_rate 3e-3 --max_steps 12 --save_steps 6 --threads 1 --disable_tqdm)
-
-expect_error() { # name, pattern, command...
-  local name=$1 pat=$2
-  shift 2
-  "$@" >"$tmp/e.log" 2>&1
-  local rc=$?
-  [[ $rc != 0 ]] || err "$name: exit status 0"
-  (($(wc -l <"$tmp/e.log") == 1)) || { err "$name: expected one line, got:"; cat "$tmp/e.log"; }
-  grep -q -- "$pat" "$tmp/e.log" || { err "$name: no \"$pat\" in: $(cat "$tmp/e.log")"; }
-}
 
 timeout $((300 * ts)) mpirun --oversubscribe -np 2 "$bin" "${args[@]}" --output_dir "$tmp/lora" >"$tmp/lora.log" 2>&1 ||
   { err "LoRA run failed"; tail -3 "$tmp/lora.log"; }

@@ -25,16 +25,8 @@
 # PyTorch at all the test is skipped (77).
 # Usage: peft_import.sh LORATRAIN REPO_ROOT VENV_DIR
 set -u
-bin=${1:?usage: peft_import.sh LORATRAIN REPO_ROOT VENV_DIR}
-root=${2:?}
-venv=${3:?}
-py=/usr/bin/python3
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
-cd "$root" || exit 1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root venv -- "$@"
 llama2c=models/stories260K/stories260K.bin
 tok=models/stories260K/tok512.bin
 T=64
@@ -46,12 +38,12 @@ backend=torch
 # PEFT_IMPORT_BACKEND=torch runs the fallback even where the venv builds.
 if [[ ${PEFT_IMPORT_BACKEND:-} == torch ]]; then
   echo "PEFT_IMPORT_BACKEND=torch: pure-PyTorch reference only"
-elif tests/ref/peft_env.sh "$venv" 2>"$tmp/env.log"; then
-  ref=("$venv/bin/python" tests/ref/peft_import_ref.py)
-  backend=hf
 else
-  echo "transformers + PEFT unavailable ($(tail -1 "$tmp/env.log")): adapters in PEFT's layout from" \
-       "peft_import_ref.py, compared with the pure-PyTorch reference only"
+  suite_peft_env "$venv" "adapters in PEFT's layout from peft_import_ref.py, compared with the pure-PyTorch reference only"
+  if [[ -n $hf_py ]]; then
+    ref=("$hf_py" tests/ref/peft_import_ref.py)
+    backend=hf
+  fi
 fi
 
 "$bin" convert --model $llama2c --output_dir "$tmp/hf" >"$tmp/convert.log" 2>&1 ||

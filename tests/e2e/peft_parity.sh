@@ -22,35 +22,16 @@
 # Debian's torch 1.13); the venv is cached in the build folder.
 # Usage: peft_parity.sh LORATRAIN REPO_ROOT VENV_DIR
 set -u
-bin=${1:?usage: peft_parity.sh LORATRAIN REPO_ROOT VENV_DIR}
-root=${2:?}
-venv=${3:?}
-py=/usr/bin/python3
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
-cd "$root" || exit 1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root venv -- "$@"
 model=models/stories260K/stories260K.bin
 tol=1e-4
 V=512
 
-hf_py=""
-if tests/ref/peft_env.sh "$venv" 2>"$tmp/env.log"; then
-  hf_py=$venv/bin/python
-else
-  echo "transformers + PEFT unavailable ($(tail -1 "$tmp/env.log")): comparing with the pure-PyTorch reference only"
-fi
+suite_peft_env "$venv" "comparing with the pure-PyTorch reference only"
 
 # Inputs: sequences of several lengths, ids spread over the vocabulary.
-$py - "$tmp/ids.txt" <<'EOF'
-import random, sys
-r = random.Random(5)
-with open(sys.argv[1], "w") as f:
-    for n in (1, 7, 64, 256):
-        f.write(" ".join(str(r.randrange(512)) for _ in range(n)) + "\n")
-EOF
+random_ids "$tmp/ids.txt" 5 1 7 64 256
 
 "$bin" convert --model $model --output_dir "$tmp/hf" >"$tmp/convert.log" 2>&1 ||
   { err "convert failed: $(tail -1 "$tmp/convert.log")"; exit 1; }
@@ -69,30 +50,16 @@ ours() { # name, extra loratrain logits options...
   "$bin" logits --model "${OUR_MODEL:-$model}" "$@" --ids "$tmp/ids.txt" --out "$tmp/$name.ours" >"$tmp/l.log" 2>&1 ||
     err "$name: loratrain logits failed: $(tail -1 "$tmp/l.log")"
 }
-refs() { # name, extra reference options...: compares ours with each reference
-  local name=$1 tool r
+peft_refs() { # name, extra reference options...: compares ours with each reference
+  local name=$1
   shift
-  for tool in torch hf; do
-    if [[ $tool == hf ]]; then
-      [[ -n $hf_py ]] || continue
-      r=("$hf_py" tests/ref/peft_ref.py)
-    else
-      r=("$py" tests/ref/peft_torch_ref.py)
-    fi
-    "${r[@]}" logits --model "${REF_MODEL:-$tmp/hf}" "$@" --ids "$tmp/ids.txt" --out "$tmp/$name.$tool" >"$tmp/r.log" 2>&1 ||
-      { err "$name: the $tool reference failed: $(tail -2 "$tmp/r.log")"; continue; }
-    if out=$($py tests/ref/peft_torch_ref.py compare "$tmp/$name.ours" "$tmp/$name.$tool" --vocab $V --tol $tol 2>&1); then
-      echo "$name vs $([[ $tool == hf ]] && echo "transformers+PEFT" || echo "pure PyTorch"): $out"
-    else
-      err "$name vs $tool: $out"
-    fi
-  done
+  refs "$name" "$tmp/$name.ours" --model "${REF_MODEL:-$tmp/hf}" "$@"
 }
 
 ours base
-refs base
+peft_refs base
 ours adapter --adapter "$tmp/peft"
-refs adapter --adapter "$tmp/peft"
+peft_refs adapter --adapter "$tmp/peft"
 # The checkpoint of the final step read with h5py alone into a PEFT
 # adapter (tests/ref/ckpt_to_peft.py): in PEFT and in the pure-PyTorch
 # reference it gives the trainer's own adapter's logits (loratrain on the
@@ -101,7 +68,7 @@ refs adapter --adapter "$tmp/peft"
 $py tests/ref/ckpt_to_peft.py "$tmp/run/checkpoint-30.h5" "$tmp/run/adapter_config.json" "$tmp/h5peft" >/dev/null ||
   err "the checkpoint could not be read into a PEFT adapter with h5py"
 ours trainer --adapter "$tmp/run"
-refs trainer --adapter "$tmp/h5peft"
+peft_refs trainer --adapter "$tmp/h5peft"
 # The adapter must matter, or the comparison above proves nothing.
 $py tests/ref/peft_torch_ref.py compare "$tmp/base.ours" "$tmp/adapter.ours" --vocab $V --tol 0.05 >/dev/null 2>&1 &&
   err "the trained adapter moves no logit by more than 0.05"
@@ -113,28 +80,18 @@ $py tests/ref/peft_torch_ref.py compare "$tmp/base.ours" "$tmp/adapter.ours" --v
   err "merge failed: $(tail -1 "$tmp/mg.log")"
 "$bin" logits --model "$tmp/merged" --ids "$tmp/ids.txt" --out "$tmp/merged.ours" >/dev/null 2>&1 ||
   err "logits of the merged model failed"
-if out=$($py tests/ref/peft_torch_ref.py compare "$tmp/merged.ours" "$tmp/adapter.ours" --vocab $V --tol $tol 2>&1); then
-  echo "merged vs base + adapter (loratrain): $out"
-else
-  err "merged vs base + adapter: $out"
-fi
+compare "merged vs base + adapter (loratrain)" "$tmp/merged.ours" "$tmp/adapter.ours" $tol "merged vs base + adapter"
 if [[ -n $hf_py ]]; then
   "$hf_py" tests/ref/peft_ref.py logits --model "$tmp/merged" --ids "$tmp/ids.txt" --out "$tmp/merged.hf" >/dev/null 2>&1 ||
     err "transformers could not run the merged model"
-  if out=$($py tests/ref/peft_torch_ref.py compare "$tmp/merged.hf" "$tmp/adapter.hf" --vocab $V --tol $tol 2>&1); then
-    echo "merged (transformers) vs base + adapter (PEFT): $out"
-  else
-    err "merged (transformers) vs base + adapter (PEFT): $out"
-  fi
+  compare "merged (transformers) vs base + adapter (PEFT)" "$tmp/merged.hf" "$tmp/adapter.hf" $tol
 fi
 "$bin" merge --model $model --adapter "$tmp/peft" --output_dir "$tmp/merged16" --dtype bf16 >/dev/null 2>&1 ||
   err "merge --dtype bf16 failed"
 grep -q '"torch_dtype":[[:space:]]*"bfloat16"' "$tmp/merged16/config.json" || err "merged bf16: torch_dtype is not bfloat16"
 "$bin" logits --model "$tmp/merged16" --ids "$tmp/ids.txt" --out "$tmp/merged16.ours" >/dev/null 2>&1 ||
   err "logits of the bf16 merged model failed"
-out=$($py tests/ref/peft_torch_ref.py compare "$tmp/merged16.ours" "$tmp/adapter.ours" --vocab $V --tol 0.4 2>&1) ||
-  err "merged bf16 vs base + adapter: $out"
-echo "merged bf16 vs base + adapter: $out"
+compare "merged bf16 vs base + adapter" "$tmp/merged16.ours" "$tmp/adapter.ours" 0.4
 
 # Adapters PEFT made.
 if [[ -n $hf_py ]]; then
@@ -144,7 +101,7 @@ if [[ -n $hf_py ]]; then
     "$hf_py" tests/ref/peft_ref.py make-adapter --model "$tmp/hf" --out "$tmp/pe-$variant" --seed 3 "${extra[@]}" \
       >"$tmp/m.log" 2>&1 || { err "PEFT make-adapter ($variant) failed: $(tail -2 "$tmp/m.log")"; continue; }
     ours "peft-$variant" --adapter "$tmp/pe-$variant"
-    refs "peft-$variant" --adapter "$tmp/pe-$variant"
+    peft_refs "peft-$variant" --adapter "$tmp/pe-$variant"
   done
   # Written back by loratrain (read, no update, saved): PEFT's large random
   # B rows of q_proj and k_proj go through both RoPE permutations, so an
@@ -156,11 +113,8 @@ if [[ -n $hf_py ]]; then
   cp "$tmp/pe-plain/adapter_config.json" "$tmp/resaved/adapter_config.json"
   "$hf_py" tests/ref/peft_ref.py logits --model "$tmp/hf" --adapter "$tmp/resaved" --ids "$tmp/ids.txt" \
     --out "$tmp/resaved.hf" >/dev/null 2>&1 || err "transformers could not load the re-saved adapter"
-  if out=$($py tests/ref/peft_torch_ref.py compare "$tmp/resaved.hf" "$tmp/peft-plain.hf" --vocab $V --tol $tol 2>&1); then
-    echo "PEFT adapter re-saved by loratrain, in transformers: $out"
-  else
-    err "PEFT adapter re-saved by loratrain: $out"
-  fi
+  compare "PEFT adapter re-saved by loratrain, in transformers" "$tmp/resaved.hf" "$tmp/peft-plain.hf" $tol \
+    "PEFT adapter re-saved by loratrain"
 else
   echo "skipped: adapters made by PEFT (PEFT does not install here)"
 fi
@@ -182,8 +136,8 @@ if [[ -n $hf_py ]]; then
     echo "$arch model saved by transformers (untied, 4 heads / 1 kv head, rope_theta 500000):"
     OUR_MODEL=$d ours "tf-$arch"
     OUR_MODEL=$d ours "tf-$arch-adapter" --adapter "$d-peft"
-    REF_MODEL=$d refs "tf-$arch"
-    REF_MODEL=$d refs "tf-$arch-adapter" --adapter "$d-peft"
+    REF_MODEL=$d peft_refs "tf-$arch"
+    REF_MODEL=$d peft_refs "tf-$arch-adapter" --adapter "$d-peft"
   done
 fi
 exit $fail

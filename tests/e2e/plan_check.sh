@@ -16,17 +16,10 @@
 #     with ZeRO-1 on 2 ranks, where weights, gradients and moments dominate.
 # Usage: plan_check.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: plan_check.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-py=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$root" || exit 1
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 "$py" tests/ref/make_random_model.py "$tmp/rand.bin" --dim 384 --hidden 1024 --layers 8 --heads 6 \
   --kv_heads 2 --vocab 512 --seq 256 >/dev/null || exit 1
-fail=0
 check() { # name, ranks, model, plan args (quoted), train args...
   local name=$1 np=$2 model=$3 plan=$4
   shift 4

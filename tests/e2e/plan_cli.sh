@@ -14,10 +14,8 @@
 #     same prediction as from the file), and --help says so.
 # Usage: plan_cli.sh LORATRAIN REPO_ROOT
 set -u
-bin=${1:?usage: plan_cli.sh LORATRAIN REPO_ROOT}
-root=${2:?usage: plan_cli.sh LORATRAIN REPO_ROOT}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 model=$root/models/stories260K/stories260K.bin
 "$bin" convert --model "$model" --output_dir "$tmp/hf" --dtype f32 >"$tmp/convert.log" 2>&1 ||
   { echo "FAIL convert the bundled model to a Hugging Face directory:"; cat "$tmp/convert.log"; exit 1; }

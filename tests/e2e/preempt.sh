@@ -17,16 +17,8 @@
 #     second SIGINT ends the process at once.
 # Usage: preempt.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: preempt.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
-cd "$root" || exit 1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 steps=40
 args=(train --model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin
       --train_file data/tinyshakespeare/input.txt --max_seq_length 256 --per_device_train_batch_size 4
@@ -36,7 +28,6 @@ args=(train --model models/stories260K/stories260K.bin --tokenizer models/storie
 mpi=(mpirun --oversubscribe -np 2)
 
 losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl"; }
-steps_logged() { if [[ -f $1/metrics.jsonl ]]; then grep -c '"loss"' "$1/metrics.jsonl"; else echo 0; fi; }
 wait_for_step() { # dir, step, pid: until metrics has the step (at most 120 s x ts)
   for _ in $(seq 1 $((1200 * ts))); do
     (($(steps_logged "$1") >= $2)) && return 0
@@ -44,10 +35,6 @@ wait_for_step() { # dir, step, pid: until metrics has the step (at most 120 s x 
     sleep 0.1
   done
   return 1
-}
-ranks_of() { # the loratrain processes writing to dir
-  pgrep -f -- "--output_dir $1( |\$)" | while read -r p; do
-    [[ $(cat /proc/"$p"/comm 2>/dev/null) == loratrain ]] && echo "$p"; done
 }
 # name, log, dir, rc: the run stopped with 75 at some step k (set here)
 # whose checkpoint verifies and is the latest.

@@ -15,11 +15,8 @@
 #     resident whole (it was: +48 MiB for this model, most of its 97.5 MiB).
 # Usage: quant_memory.sh LORATRAIN REPO_ROOT
 set -u
-bin=${1:?usage: quant_memory.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-py=/usr/bin/python3
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 "$py" "$root/tests/ref/make_random_model.py" "$tmp/model.bin" --dim 512 --hidden 1376 --layers 8 || exit 1
 "$bin" convert --model "$tmp/model.bin" --output_dir "$tmp/hf" >"$tmp/convert.log" 2>&1 ||
   { echo "FAIL loratrain convert:"; tail -5 "$tmp/convert.log"; exit 1; }

@@ -18,36 +18,17 @@
 #     finite).
 # Usage: qwen2_parity.sh LORATRAIN REPO_ROOT VENV_DIR
 set -u
-bin=${1:?usage: qwen2_parity.sh LORATRAIN REPO_ROOT VENV_DIR}
-root=${2:?}
-venv=${3:?}
-py=/usr/bin/python3
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
-cd "$root" || exit 1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root venv -- "$@"
 model=models/stories260K/stories260K.bin
 tok=models/stories260K/tok512.bin
 tol=1e-4
 V=512
 mpi=(mpirun --oversubscribe)
 
-hf_py=""
-if tests/ref/peft_env.sh "$venv" 2>"$tmp/env.log"; then
-  hf_py=$venv/bin/python
-else
-  echo "transformers + PEFT unavailable ($(tail -1 "$tmp/env.log")): comparing with the pure-PyTorch reference only"
-fi
+suite_peft_env "$venv" "comparing with the pure-PyTorch reference only"
 
-$py - "$tmp/ids.txt" <<'EOF'
-import random, sys
-r = random.Random(11)
-with open(sys.argv[1], "w") as f:
-    for n in (1, 9, 64, 200):
-        f.write(" ".join(str(r.randrange(512)) for _ in range(n)) + "\n")
-EOF
+random_ids "$tmp/ids.txt" 11 1 9 64 200
 
 "$bin" convert --model $model --output_dir "$tmp/llama" >"$tmp/convert.log" 2>&1 ||
   { err "convert failed: $(tail -1 "$tmp/convert.log")"; exit 1; }
@@ -61,31 +42,6 @@ logits() { # model, out, extra options...
   "$bin" logits --model "$m" "$@" --ids "$tmp/ids.txt" --out "$out" >"$tmp/l.log" 2>&1 ||
     err "loratrain logits $m $*: $(tail -1 "$tmp/l.log")"
 }
-compare() { # label, a, b, tol
-  local out
-  if out=$($py tests/ref/peft_torch_ref.py compare "$2" "$3" --vocab $V --tol "$4" 2>&1); then
-    echo "$1: $out"
-  else
-    err "$1: $out"
-  fi
-}
-refs() { # label, ours, reference options...
-  local label=$1 ours=$2 tool r
-  shift 2
-  for tool in torch hf; do
-    if [[ $tool == hf ]]; then
-      [[ -n $hf_py ]] || continue
-      r=("$hf_py" tests/ref/peft_ref.py)
-    else
-      r=("$py" tests/ref/peft_torch_ref.py)
-    fi
-    "${r[@]}" logits "$@" --ids "$tmp/ids.txt" --out "$tmp/$label.$tool" >"$tmp/r.log" 2>&1 ||
-      { err "$label: the $tool reference failed: $(tail -2 "$tmp/r.log")"; continue; }
-    compare "$label vs $([[ $tool == hf ]] && echo "transformers+PEFT" || echo "pure PyTorch")" \
-      "$ours" "$tmp/$label.$tool" $tol
-  done
-}
-
 logits "$tmp/qwen" "$tmp/base.ours"
 refs base "$tmp/base.ours" --model "$tmp/qwen"
 logits "$tmp/llama" "$tmp/nobias.ours"
@@ -157,15 +113,11 @@ train "$tmp/full" --finetuning_type full --learning_rate 1e-3 --max_steps 3 >"$t
   err "full fine-tuning of Qwen2 failed: $(tail -1 "$tmp/full.log")"
 if [[ -f $tmp/full/model.safetensors ]]; then
   $py - "$tmp/qwen/model.safetensors" "$tmp/full/model.safetensors" <<'EOF' || err "full fine-tuning left the q/k/v biases unchanged"
-import json, struct, sys
+import sys
 import numpy as np
-def read(p):
-    raw = open(p, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    h = json.loads(raw[8:8 + n]); h.pop("__metadata__", None)
-    return {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], np.float32)
-            for k, v in h.items() if v["dtype"] == "F32"}
-a, b = read(sys.argv[1]), read(sys.argv[2])
+sys.path.insert(0, "tests/lib")
+from safetensors_f32 import read  # noqa: E402
+a, b = read(sys.argv[1])[0], read(sys.argv[2])[0]
 moved = [k for k in a if k.endswith(".bias") and np.abs(a[k] - b[k]).max() > 1e-6]
 assert len(moved) == len([k for k in a if k.endswith(".bias")]), moved
 assert all(np.isfinite(v).all() for v in b.values())

@@ -16,27 +16,18 @@
 # Skipped (77) where Slurm cannot run here (not installed, not root).
 # Usage: slurm.sh job|requeue LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-mode=${1:?usage: slurm.sh job|requeue LORATRAIN REPO_ROOT}
-bin=$(realpath "${2:?}")
-root=${3:?}
-tmp=$(mktemp -d)
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init mode bin root -- "$@" # (bin made absolute: the batch jobs run it)
 chmod 755 "$tmp" # munged wants every folder above its socket reachable
-cd "$root" || exit 1
 cluster=$tmp/cluster
 tests/lib/slurm_cluster.sh start "$cluster"
 rc=$?
 if ((rc != 0)); then
-  rm -rf "$tmp"
   exit $rc
 fi
-trap 'tests/lib/slurm_cluster.sh stop "$cluster"; rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap 'tests/lib/slurm_cluster.sh stop "$cluster"; echo "files in $tmp"' EXIT
+suite_at_exit 'tests/lib/slurm_cluster.sh stop "$cluster"'
 # shellcheck disable=SC1091
 source "$cluster/env"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
 
 steps=150
 export CONFIG=launch/configs/stories260K_shakespeare.json LORATRAIN=$bin
@@ -47,7 +38,6 @@ sbatch_args=(--wait --parsable --ntasks=2 --overcommit --cpus-per-task=1)
 template=launch/slurm/lora_single_node.sbatch
 
 losses() { grep -o '"\(eval_\)\{0,1\}loss":[^,]*' "$1/metrics.jsonl"; }
-steps_logged() { if [[ -f $1/metrics.jsonl ]]; then grep -c '"loss"' "$1/metrics.jsonl"; else echo 0; fi; }
 check_same() { # name, dir: the adapter and every loss equal the reference's
   cmp -s "$tmp/ref/adapter_model.safetensors" "$2/adapter_model.safetensors" ||
     err "$1: the adapter differs from mpirun's uninterrupted run's"

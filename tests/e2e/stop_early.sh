@@ -27,16 +27,8 @@
 #     8, no adapter; resuming evaluates and writes the adapter, bitwise.
 # Usage: stop_early.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: stop_early.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
-cd "$root" || exit 1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 args=(train --model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin
       --train_file data/tinyshakespeare/input.txt --max_seq_length 64 --learning_rate 3e-3
       --lora_dropout 0.1 --target_modules all-linear --validation_split_percentage 5
@@ -47,10 +39,6 @@ two=(--per_device_train_batch_size 2 --max_eval_samples 80 --load_in_4bit true -
 mpi=(mpirun --oversubscribe -np 2)
 pause=$ts # 1 s x ts before each evaluation batch: 20 s x ts in all
 
-ranks_of() { # the loratrain processes writing to dir
-  pgrep -f -- "--output_dir $1( |\$)" | while read -r p; do
-    [[ $(cat /proc/"$p"/comm 2>/dev/null) == loratrain ]] && echo "$p"; done
-}
 # pid...: until each has its SIGUSR1 and SIGTERM handlers (SigCgt bits 10
 # and 15), i.e. lt_train has begun; at most 60 s x ts.
 wait_handlers() {

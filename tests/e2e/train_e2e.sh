@@ -12,14 +12,10 @@
 #                                                  (measured gap 0.026: 2.957 vs 2.931)
 # Margins: 100 steps measured 5.07 -> 2.93 (Shakespeare) and 7.17 -> 1.88 (WikiSQL SQL
 # tokens), so each bound is about half the observed drop.
+# Usage: train_e2e.sh LORATRAIN REPO_ROOT MODE
 set -u
-bin=${1:?usage: train_e2e.sh LORATRAIN REPO_ROOT MODE}
-root=${2:?}
-mode=${3:?}
-py=/usr/bin/python3
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$root" || exit 1
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root mode -- "$@"
 
 train() { # out_dir, extra args...
   local out=$1

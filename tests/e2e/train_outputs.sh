@@ -16,16 +16,8 @@
 #     1 process, `mpirun -np 1` and 2 ranks.
 # Usage: train_outputs.sh LORATRAIN REPO_ROOT
 set -u
-ts=${LT_TIMEOUT_SCALE:-1} # the build's time-limit factor (tests/CMakeLists.txt)
-bin=${1:?usage: train_outputs.sh LORATRAIN REPO_ROOT}
-root=${2:?}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-[[ -n ${KEEP:-} ]] && trap - EXIT && echo "files in $tmp"
-cd "$root" || exit 1
-fail=0
-err() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init bin root -- "$@"
 args=(train --model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin
       --train_file data/tinyshakespeare/input.txt --max_seq_length 64 --per_device_train_batch_size 4
       --target_modules all-linear --validation_split_percentage 5 --max_eval_samples 8 --max_steps 8

@@ -33,20 +33,9 @@
 # cached call: < 0.1 s.
 set -uo pipefail
 me=gguf_env.sh
-
-if [[ $# -ne 1 || $1 == -* ]]; then
-  echo "usage: tests/ref/gguf_env.sh DIR" >&2
-  exit 2
-fi
-dir=$1
-
 pins=(gguf==0.19.0)
-check='import numpy
-assert numpy.__file__.startswith("/usr/lib/python3/"), numpy.__file__
-import gguf
+check='import gguf
 from gguf import GGUFReader, GGUFWriter, GGMLQuantizationType, GGUFValueType'
-
-stamp_file=$dir/.gguf_env_ok
 sys_import="numpy"
 sys_hint="python3-numpy"
 what="gguf"

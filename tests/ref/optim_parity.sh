@@ -6,11 +6,8 @@
 # steps and compares lr, gradient norm and parameters after every step.
 # Usage: optim_parity.sh PYTHON TEST_OPTIM REPO_ROOT
 set -u
-py=${1:?usage: optim_parity.sh PYTHON TEST_OPTIM REPO_ROOT}
-bin=${2:?usage: optim_parity.sh PYTHON TEST_OPTIM REPO_ROOT}
-root=${3:?usage: optim_parity.sh PYTHON TEST_OPTIM REPO_ROOT}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init py bin root -- "$@"
 "$bin" torch-case "$tmp/case.ltt" || { echo "FAIL writing the case"; exit 1; }
 for dt in float32 float64; do
   "$py" "$root/tests/ref/optim_torch_ref.py" --case "$tmp/case.ltt" --dtype $dt --out "$tmp/ref-$dt.ltt" ||

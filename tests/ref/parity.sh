@@ -3,13 +3,9 @@
 # independent PyTorch reference computes logits, loss and LoRA gradients in
 # float64 (the truth) and float32 (the yardstick), and the C side compares. Usage: parity.sh PYTHON TEST_PARITY ROOT
 set -u
-py=${1:?usage: parity.sh PYTHON TEST_PARITY REPO_ROOT}
-bin=${2:?}
-root=${3:?}
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init py bin root -- "$@"
 model="$root/models/stories260K/stories260K.bin"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
 for v in 0 1 2 3 4; do
   echo "== variant $v"
   "$bin" gen "$model" $v "$tmp/case$v.ltt" || { fail=1; continue; }

@@ -49,13 +49,6 @@
 # a 2-core machine with a fast PyPI mirror; cached call: < 0.1 s.
 set -uo pipefail
 me=peft_env.sh
-
-if [[ $# -ne 1 || $1 == -* ]]; then
-  echo "usage: tests/ref/peft_env.sh DIR" >&2
-  exit 2
-fi
-dir=$1
-
 pins=(
   transformers==4.46.3
   tokenizers==0.20.3
@@ -72,14 +65,10 @@ pins=(
   Jinja2==3.1.6
   MarkupSafe==3.0.4
 )
-check='import sys, torch, numpy, transformers, peft, safetensors, accelerate
-assert torch.__file__.startswith("/usr/lib/python3/"), torch.__file__
-assert numpy.__file__.startswith("/usr/lib/python3/"), numpy.__file__
+check='import sys, transformers, peft, safetensors, accelerate
 from transformers import LlamaForCausalLM, LlamaConfig
 from peft import LoraConfig, PeftModel, get_peft_model
 import jinja2'
-
-stamp_file=$dir/.peft_env_ok
 sys_import="torch, numpy"
 sys_hint="python3-torch python3-numpy"
 what="transformers/peft"

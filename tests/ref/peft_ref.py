@@ -48,7 +48,6 @@ file is sum(T_i) * vocab * 4 bytes. Logits are computed in --dtype and rounded
 to float32 on output. tests/ref/peft_torch_ref.py writes the same format and
 `peft_torch_ref.py compare A B --vocab V` compares two such files.
 """
-import argparse
 import json
 import os
 import sys
@@ -60,28 +59,10 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from logits_file import command_line, read_ids, write_logits  # noqa: E402
+
 ALL_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
-
-
-def read_ids(path):
-    seqs = []
-    with open(path) as f:
-        for line in f:
-            line = line.split("#", 1)[0].split()
-            if line:
-                seqs.append([int(t) for t in line])
-    if not seqs:
-        sys.exit(f"peft_ref.py: {path}: no token ids")
-    return seqs
-
-
-def write_logits(path, rows):
-    a = np.ascontiguousarray(np.concatenate(rows, axis=0).astype("<f4"))
-    if path.endswith(".npy"):
-        np.save(path, a)
-    else:
-        with open(path, "wb") as f:
-            f.write(a.tobytes())
 
 
 def load_model(model_dir, dtype):
@@ -145,7 +126,7 @@ def cmd_logits(a):
         model = load_adapter(model, a.adapter)
         if a.merge:
             model = model.merge_and_unload()
-    write_logits(a.out, run_logits(model, read_ids(a.ids), vocab))
+    write_logits(a.out, run_logits(model, read_ids(a.ids, "peft_ref.py"), vocab))
 
 
 def cmd_make_adapter(a):
@@ -189,7 +170,7 @@ def cmd_make_model(a):
 
 
 def cmd_merge_check(a):
-    seqs = read_ids(a.ids)
+    seqs = read_ids(a.ids, "peft_ref.py")
     model = load_model(a.model, torch.float32)
     vocab = model.config.vocab_size
     pm = load_adapter(model, a.adapter)
@@ -205,15 +186,7 @@ def cmd_merge_check(a):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("logits")
-    p.add_argument("--model", required=True)
-    p.add_argument("--adapter")
-    p.add_argument("--ids", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--merge", action="store_true")
+    ap, sub = command_line(__doc__)
     p = sub.add_parser("make-adapter")
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)

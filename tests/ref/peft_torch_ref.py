@@ -46,7 +46,6 @@ PEFT LoRA on a linear (peft 0.13 lora.Linear, dropout off in eval):
   fan_in_fan_out, bias != "none" and modules_to_save are refused.
   --merge: W += scale * B A first (what merge_and_unload does), then no LoRA path.
 """
-import argparse
 import json
 import math
 import os
@@ -55,6 +54,9 @@ import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from logits_file import command_line, read_ids, write_logits  # noqa: E402
 
 # torch is imported by the logits command only (main): compare needs numpy
 # alone, and the parity scripts call it a score of times, each import of
@@ -250,27 +252,6 @@ class Model:
         return x @ self.lm_head.T
 
 
-def read_ids(path):
-    seqs = []
-    with open(path) as f:
-        for line in f:
-            line = line.split("#", 1)[0].split()
-            if line:
-                seqs.append([int(t) for t in line])
-    if not seqs:
-        die(f"{path}: no token ids")
-    return seqs
-
-
-def write_logits(path, rows):
-    a = np.ascontiguousarray(np.concatenate(rows, axis=0).astype("<f4"))
-    if path.endswith(".npy"):
-        np.save(path, a)
-    else:
-        with open(path, "wb") as f:
-            f.write(a.tobytes())
-
-
 def read_logits(path, vocab):
     if path.endswith(".npy"):
         return np.load(path).astype(np.float64)
@@ -285,7 +266,7 @@ def cmd_logits(a):
     m = Model(a.model, dtype)
     if a.adapter:
         m.add_adapter(a.adapter, a.merge)
-    seqs = read_ids(a.ids)
+    seqs = read_ids(a.ids, me)
     rows = []
     with torch.no_grad():
         for s in seqs:
@@ -308,15 +289,7 @@ def cmd_compare(a):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("logits")
-    p.add_argument("--model", required=True)
-    p.add_argument("--adapter")
-    p.add_argument("--ids", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--merge", action="store_true")
+    ap, sub = command_line(__doc__)
     p = sub.add_parser("compare")
     p.add_argument("a")
     p.add_argument("b")

@@ -6,11 +6,9 @@
 # imports (LT_BNB_PYTHON, or a python3 on PATH that has it), the same cases
 # are also compared with it. Usage: quant_ref.sh PYTHON TEST_QUANT
 set -u
-py=${1:?usage: quant_ref.sh PYTHON TEST_QUANT}
-bin=${2:?}
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init py bin -- "$@"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 "$py" "$here/quant_ref.py" --selfcheck || exit 1
 "$bin" gen "$tmp/cases.ltt" || exit 1
 "$py" "$here/quant_ref.py" --check "$tmp/cases.ltt" || exit 1

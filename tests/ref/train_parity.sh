@@ -4,13 +4,9 @@
 # ten LoRA steps, or with MODE "full" four full fine-tuning steps (every
 # weight trained), run again with gradient checkpointing.
 set -u
-py=${1:?usage: train_parity.sh PYTHON TEST_TRAIN_PARITY REPO_ROOT [full]}
-bin=${2:?}
-root=${3:?}
-mode=${4:-}
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
+suite_init py bin root mode? -- "$@"
 model="$root/models/stories260K/stories260K.bin"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 "$bin" gen "$model" "$root/data/tinyshakespeare/input.txt" "$tmp/case.ltt" $mode || exit 1
 for dt in float64 float32; do
   "$py" "$root/tests/ref/train_torch_ref.py" --model "$model" --case "$tmp/case.ltt" --dtype $dt \

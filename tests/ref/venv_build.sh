@@ -1,9 +1,11 @@
-# Sourced by tests/*_env.sh after they set:
-#   me          the script's name, for messages
-#   dir         the venv folder
-#   stamp_file  DIR/<name>: holds the pin list the venv was built with
+# Sourced by tests/ref/*_env.sh, with their one argument DIR (the venv
+# folder; anything else: usage, exit 2), after they set:
+#   me          the script's name, for messages; DIR/.<me without .sh>_ok
+#               holds the pin list the venv was built with
 #   pins        array of name==version, installed with --no-deps
-#   check       Python that must run in the venv once it is built
+#   check       Python that must run in the venv once it is built (after
+#               the modules of sys_import, asserted to be still the
+#               system's own)
 #   sys_import  what /usr/bin/python3 itself must import ("torch, numpy")
 #   sys_hint    the Debian packages that provide it
 #   what        the pins in words, for the import-failure message
@@ -12,6 +14,17 @@
 # The venv sees the system site-packages, and pip runs with a constraints
 # file pinning every system package among numpy and torch to its system
 # version, so it can never replace them.
+if [[ $# -ne 1 || $1 == -* ]]; then
+  echo "usage: tests/ref/$me DIR" >&2
+  exit 2
+fi
+dir=$1
+stamp_file=$dir/.${me%.sh}_ok
+sys_check="import $sys_import"
+for m in ${sys_import//,/ }; do
+  sys_check+=$'\n'"assert $m.__file__.startswith(\"/usr/lib/python3/\"), $m.__file__"
+done
+check=$sys_check$'\n'$check
 skip() { echo "$me: SKIP: $*" >&2; exit 77; }
 stamp="${pins[*]}"
 py=/usr/bin/python3
