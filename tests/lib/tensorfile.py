@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Read and write the "LTT1" named-tensor archive shared with tests/tensorfile.c.
+"""Read and write the "LTT1" named-tensor archive shared with tests/lib/tensorfile.c.
 
 Layout (little-endian), exactly as tests/lib/tensorfile.h documents it:
     "LTT1", uint32 count, then per tensor:

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Reference tokenizers trained from the bundled corpora at test time (no hub
-is reachable), and their ids for every record, for tests/test_tokenizer_ref.c.
+is reachable), and their ids for every record, for tests/unit/test_tokenizer_ref.c.
 
   spm  SentencePiece (Debian's python3-sentencepiece): BPE 512 and 2000
        with byte_fallback, identity normalizer, one with

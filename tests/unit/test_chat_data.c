@@ -1,5 +1,5 @@
 /* Conversational JSONL through the data loader (io/data/dataset.c,
- * io/data/chat_records.c), for tests/chat_data.sh.
+ * io/data/chat_records.c), for tests/e2e/chat_data.sh.
  *
  *   test_chat_data dump TOKENIZER JSONL TEMPLATE all|assistant OUT
  *       writes every row (T = 1024, unpacked) as "inputs: ..." and
