@@ -977,7 +977,7 @@ def main():
          ", ".join("%.2f" % x for x in mach["load_average"]) if mach.get("load_average") else "n/a"))
     w("")
     w("## Model and settings\n")
-    w("Random Llama (tests/make_random_model.py, weights N(0, 0.02²), tied classifier): dim %s, hidden %s, %s layers, "
+    w("Random Llama (tests/ref/make_random_model.py, weights N(0, 0.02²), tied classifier): dim %s, hidden %s, %s layers, "
       "%s heads (%s kv), vocab %s: **%s parameters** (%s in the decoder linears, %s in embeddings and norms). LoRA: r %s, "
       "lora_alpha %s on %s = %s trainable parameters."
       % (model.get("dim", "n/a"), model.get("hidden", "n/a"), model.get("layers", "n/a"), model.get("heads", "n/a"),

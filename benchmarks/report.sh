@@ -69,7 +69,7 @@ bin=$work/loratrain
 # The model and the data: a random Llama (tied classifier) and Tiny
 # Shakespeare as a token file of the bundled 512-token tokenizer (ids < vocab).
 echo "== model: dim $dim, hidden $hidden, $layers layers, $heads heads ($kv_heads kv), vocab $vocab"
-"$py" "$root/tests/make_random_model.py" "$work/model.bin" --dim "$dim" --hidden "$hidden" \
+"$py" "$root/tests/ref/make_random_model.py" "$work/model.bin" --dim "$dim" --hidden "$hidden" \
   --layers "$layers" --heads "$heads" --kv_heads "$kv_heads" --vocab "$vocab" --seq "$model_seq" \
   >"$work/model.txt"
 cat "$work/model.txt"

@@ -64,7 +64,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 : >"$out"
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}; modes $modes; $rounds rounds of $steps steps; results in $out"
-"$py" "$root/tests/make_random_model.py" "$tmp/model.bin" --dim 288 --hidden 768 --layers 6 \
+"$py" "$root/tests/ref/make_random_model.py" "$tmp/model.bin" --dim 288 --hidden 768 --layers 6 \
   --heads 6 --kv_heads 6 --vocab 32000 --seq 256 >/dev/null
 "$build/loratrain" tokenize --tokenizer "$root/models/stories260K/tok512.bin" --vocab_size 512 \
   --input "$root/data/tinystories/tinystories_v2_sample.txt" --output "$tmp/data.tok" >/dev/null

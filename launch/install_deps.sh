@@ -17,13 +17,13 @@ build) ;;
 all)
   packages+=(
     python3 python3-numpy python3-torch python3-sentencepiece  # reference checks
-    python3-pip                     # with python3-venv: pinned HF tokenizers (tests/tokenizer_hf.sh)
+    python3-pip                     # with python3-venv: pinned HF tokenizers (tests/ref/tokenizer_hf.sh)
     python3-h5py                    # reads checkpoints as a user would
     python3-xxhash                  # checks a checkpoint's manifest independently
-    hdf5-tools                      # h5dump, which the README names: tests/stop_early.sh reads checkpoints with it
-    python3-venv                    # tests/peft_env.sh: transformers + PEFT from PyPI over python3-torch
+    hdf5-tools                      # h5dump, which the README names: tests/e2e/stop_early.sh reads checkpoints with it
+    python3-venv                    # tests/ref/peft_env.sh: transformers + PEFT from PyPI over python3-torch
     libtcmalloc-minimal4            # the tuned PyTorch benchmark preloads it
-    slurm-wlm munge                 # tests run a private local Slurm (tests/slurm_cluster.sh)
+    slurm-wlm munge                 # tests run a private local Slurm (tests/lib/slurm_cluster.sh)
     clang libclang-rt-14-dev        # libFuzzer: the fuzz targets of the file readers
   )
   ;;

@@ -6,7 +6,7 @@
 # sampled before and after. A few minutes on two cores, most of it the
 # first build.
 # Environment, for the test that runs this script as it stands
-# (tests/quickstart.sh): LT_QUICKSTART_BIN, an already built loratrain to
+# (tests/e2e/quickstart.sh): LT_QUICKSTART_BIN, an already built loratrain to
 # use instead of installing and building; LT_QUICKSTART_OUT, the output
 # folder instead of out/quickstart.
 set -euo pipefail

@@ -28,7 +28,7 @@ const float lt_fp4_code[16] = {
     -0.0f, -5.208333333e-03f, -0.66666667f, -1.0f, -0.33333333f, -0.5f, -0.16666667f, -0.25f};
 
 /* bitsandbytes.functional.create_dynamic_map(signed=True), as float32
- * (generated with torch; tests/ref_quant.py regenerates it and compares). */
+ * (generated with torch; tests/ref/quant_ref.py regenerates it and compares). */
 const float lt_dynamic8_code[256] = {
     -0x1.fc6666p-1f, -0x1.f53332p-1f, -0x1.eep-1f, -0x1.e6ccccp-1f, -0x1.df9998p-1f, -0x1.d86666p-1f,
     -0x1.d13334p-1f, -0x1.cap-1f, -0x1.c2ccccp-1f, -0x1.bb9998p-1f, -0x1.b46666p-1f, -0x1.ad3332p-1f,

@@ -1,0 +1,48 @@
+/* The bundled model, greedy from BOS for 256 tokens, must reproduce the
+ * independent oracle ids shipped with it (models/stories260K/SOURCE.md). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "io/model/llama2c.h"
+#include "model/cpu/cpu.h"
+#include "model/sample.h"
+#include "tests/lib/check.h"
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s MODEL EXPECTED_IDS\n", argv[0]);
+        return 2;
+    }
+    lt_error err;
+    lt_model *m = NULL;
+    CHECK_OK(lt_llama2c_load(argv[1], lt_ops_cpu(1), &m, &err), &err);
+    FILE *f = fopen(argv[2], "r");
+    CHECK(f != NULL, "cannot open %s", argv[2]);
+    if (!f) return check_exit_code();
+    int expected[1024], n_expected = 0;
+    while (n_expected < 1024 && fscanf(f, "%d", &expected[n_expected]) == 1) n_expected++;
+    fclose(f);
+    CHECK(n_expected == 256, "oracle holds %d ids, expected 256", n_expected);
+
+    const lt_model_config *cfg = lt_model_get_config(m);
+    int32_t ids[1024];
+    float *logits = malloc((size_t)cfg->vocab_size * sizeof *logits);
+    int n = 0, mismatches = 0, first_bad = -1;
+    ids[n++] = 1; /* BOS */
+    CHECK_OK(lt_model_reserve(m, 1, n_expected + 1, &err), &err);
+    for (int step = 0; step < n_expected; step++) {
+        CHECK_OK(lt_model_logits(m, ids, 1, n, 1, logits, &err), &err);
+        int next = lt_sample_argmax(logits, cfg->vocab_size);
+        if (next != expected[step]) {
+            if (first_bad < 0) first_bad = step;
+            mismatches++;
+            next = expected[step]; /* teacher-force to count every divergence */
+        }
+        ids[n++] = next;
+    }
+    CHECK(mismatches == 0, "%d of %d greedy tokens differ from the oracle, first at step %d",
+          mismatches, n_expected, first_bad);
+    free(logits);
+    lt_model_free(m);
+    return check_exit_code();
+}
