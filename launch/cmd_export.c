@@ -15,6 +15,7 @@
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/run_config.h"
+#include "launch/trainer.h"
 #include "model/backend.h"
 #include "optim/adamw.h"
 
@@ -93,7 +94,7 @@ static lt_status load_adapter(const char *ck, const char **model, const lt_ops *
     if ((st = lt_model_add_lora(m, lc, rc.seed, err)) != LT_OK) goto done;
     lt_adamw_config ac = {.beta1 = rc.adam_beta1, .beta2 = rc.adam_beta2, .eps = rc.adam_epsilon,
                           .weight_decay = rc.weight_decay};
-    if ((st = lt_adamw_init(&opt, lt_model_lora_table(m)->numel, &ac, err)) != LT_OK) goto done;
+    if ((st = lt_train_optimizer_init(&opt, ops, lt_model_lora_table(m)->numel, &ac, err)) != LT_OK) goto done;
     opt_ready = 1;
     st = lt_checkpoint_load(ck, m, &opt, bytes, fp, meta, err);
 done:

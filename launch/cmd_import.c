@@ -189,7 +189,8 @@ static lt_status write_checkpoint(lt_run_config *rc, lt_model *m, const char *ad
                           .weight_decay = rc->weight_decay};
     char written[4096];
     if ((st = lt_make_dirs(rc->output_dir, err)) == LT_OK &&
-        (st = lt_adamw_init(&opt, lt_model_lora_table(m)->numel, &ac, err)) == LT_OK) {
+        (st = lt_train_optimizer_init(&opt, lt_model_get_ops(m), lt_model_lora_table(m)->numel, &ac,
+                                      err)) == LT_OK) {
         st = lt_checkpoint_save(rc->output_dir, m, &opt, &meta, json, 0, written, sizeof written, err);
         lt_adamw_free(&opt);
     }

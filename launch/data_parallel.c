@@ -6,6 +6,7 @@
 #include "core/alloc.h"
 #include "core/hash.h"
 #include "launch/memory_report.h"
+#include "model/ops.h"
 
 static lt_status on_acquire(void *user, int layer, int next, const uint8_t **blob, lt_error *err) {
     lt_dp *dp = user;
@@ -90,7 +91,10 @@ lt_status lt_dp_setup(lt_dp *dp, lt_comm *comm, lt_model *m, double bucket_cap_m
             if (dp->shard_len == 0)
                 return lt_fail(err, LT_ERR_CONFIG, "zero1: %zu parameters leave rank %d of %d no "
                                "shard; use fewer ranks or drop zero1", tab->numel, dp->rank, dp->size);
-            dp->shard_grads = lt_alloc(LT_MEM_GRADS, dp->shard_len * sizeof(float));
+            /* Beside the model's gradients, where the backend's sumsq,
+             * scale and adamw ops reach it. */
+            const lt_ops *o = lt_model_get_ops(m);
+            dp->shard_grads = o->alloc(o, LT_MEM_GRADS, dp->shard_len * sizeof(float));
             if (!dp->shard_grads)
                 return lt_fail(err, LT_ERR_NOMEM, "ZeRO-1: cannot allocate %zu bytes of gradient shard",
                                dp->shard_len * sizeof(float));
@@ -116,7 +120,10 @@ void lt_dp_free(lt_dp *dp) {
     if (dp->model) lt_model_set_hooks(dp->model, NULL);
     lt_grad_sync_free(dp->sync);
     lt_shard_gather_free(dp->gather);
-    lt_free(dp->shard_grads);
+    if (dp->shard_grads) {
+        const lt_ops *o = lt_model_get_ops(dp->model);
+        o->free(o, dp->shard_grads);
+    }
     free(dp->shard_begin);
     dp->sync = NULL;
     dp->gather = NULL;
@@ -124,12 +131,35 @@ void lt_dp_free(lt_dp *dp) {
     dp->shard_begin = NULL;
 }
 
+/* lt_hash64 of n floats in the backend's memory into *out, brought to the
+ * host a slice at a time (a full fine-tune's weights need not fit twice);
+ * 0 when out of memory. */
+static int backend_hash(const lt_ops *o, const float *x, size_t n, float *slice, size_t cap,
+                        uint64_t *out) {
+    lt_hasher *h = lt_hasher_new();
+    if (!h) return 0;
+    for (size_t at = 0; at < n; at += cap) {
+        const size_t k = n - at < cap ? n - at : cap;
+        o->download(o, slice, x + at, k * sizeof(float));
+        lt_hasher_update(h, slice, k * sizeof(float));
+    }
+    *out = lt_hasher_digest(h);
+    lt_hasher_free(h);
+    return 1;
+}
+
 lt_status lt_dp_check_replicas(lt_dp *dp, const float *params, const lt_adamw *opt, int64_t step,
                                lt_error *err) {
     const size_t n = lt_model_train_table(dp->model)->numel;
-    const uint64_t h[3] = {lt_hash64(params, n * sizeof(float)),
-                           dp->zero1 ? 0 : lt_hash64(opt->m, opt->n * sizeof(float)),
-                           dp->zero1 ? 0 : lt_hash64(opt->v, opt->n * sizeof(float))};
+    const lt_ops *o = lt_model_get_ops(dp->model);
+    const size_t cap = (size_t)1 << 20;
+    float *slice = malloc(cap * sizeof(float));
+    uint64_t h[3] = {0, 0, 0};
+    int ok = slice && backend_hash(o, params, n, slice, cap, &h[0]) &&
+             (dp->zero1 || (backend_hash(o, opt->m, opt->n, slice, cap, &h[1]) &&
+                            backend_hash(o, opt->v, opt->n, slice, cap, &h[2])));
+    free(slice);
+    if (!ok) return lt_fail(err, LT_ERR_NOMEM, "replica check: out of memory");
     uint64_t *all = malloc((size_t)dp->size * sizeof h);
     if (!all) return lt_fail(err, LT_ERR_NOMEM, "replica check: out of memory");
     lt_status st = lt_comm_allgather(dp->comm, h, all, sizeof h, err);

@@ -12,6 +12,22 @@
 #include "launch/trainer_internal.h"
 #include "optim/grad_clip.h"
 
+static void *ops_alloc(const void *ctx, lt_mem_category cat, size_t bytes) {
+    const lt_ops *o = ctx;
+    return o->alloc(o, cat, bytes);
+}
+
+static void ops_free(const void *ctx, void *p) {
+    const lt_ops *o = ctx;
+    o->free(o, p);
+}
+
+lt_status lt_train_optimizer_init(lt_adamw *opt, const lt_ops *ops, size_t n,
+                                  const lt_adamw_config *cfg, lt_error *err) {
+    const lt_adamw_memory mem = {ops_alloc, ops_free, ops};
+    return lt_adamw_init_in(opt, n, cfg, &mem, err);
+}
+
 lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched, int64_t step,
                         float max_grad_norm, const int32_t *inputs, const int32_t *targets, int ga,
                         int B, int T, uint64_t seed, lt_dp *dp, lt_step_stats *out, lt_error *err) {
@@ -46,23 +62,27 @@ lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched,
         if (st == LT_OK) st = lt_comm_reduce(dp->comm, &loss_sum, &loss_sum, 1, LT_DT_F64, LT_RED_SUM, 0, err);
         if (st != LT_OK) return st;
     }
+    /* Norm, clipping and AdamW run where the backend keeps the buffers
+     * (ops): the host sees the sum of squares and nothing else. */
+    const lt_ops *o = lt_model_get_ops(m);
     const lt_param_table *tab = lt_model_train_table(m);
     float *params = lt_model_train_params(m), *grads = lt_model_train_grads(m);
     size_t n = tab->numel;
-    float norm;
     if (dp && dp->zero1) {
         /* ZeRO-1: this rank holds the reduced gradient of its shard only;
          * the norm adds up every shard's squares. */
-        double sq = lt_grad_sumsq(dp->shard_grads, dp->shard_len);
-        lt_status st = lt_comm_allreduce(dp->comm, &sq, 1, LT_DT_F64, LT_RED_SUM, err);
-        if (st != LT_OK) return st;
         params += dp->shard_lo;
         grads = dp->shard_grads;
         n = dp->shard_len;
-        norm = lt_clip_grad_norm_total(grads, n, sqrt(sq), max_grad_norm);
-    } else {
-        norm = lt_clip_grad_norm(grads, n, max_grad_norm);
     }
+    double sq = o->sumsq(o, grads, n);
+    lt_status st = o->check(o, err);
+    if (st == LT_OK && dp && dp->zero1) st = lt_comm_allreduce(dp->comm, &sq, 1, LT_DT_F64, LT_RED_SUM, err);
+    if (st != LT_OK) return st;
+    const double global_norm = sqrt(sq);
+    const float norm = (float)global_norm;
+    float coef;
+    if (lt_clip_grad_coef(global_norm, max_grad_norm, &coef)) o->scale(o, grads, n, coef);
     if (!isfinite(norm) || !isfinite(loss_sum))
         return lt_fail(err, LT_ERR_INVALID,
                        "step %lld: the %s is not finite (loss %g, gradient norm %g); lower "
@@ -70,10 +90,12 @@ lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched,
                        (long long)step + 1, isfinite(loss_sum) ? "gradient" : "loss",
                        loss_sum / (double)total, (double)norm);
     float lr = lt_lr_at(sched, step);
-    lt_adamw_step(opt, params, grads, lr);
+    const lt_adamw_scalars sc = lt_adamw_next(opt, lr);
+    o->adamw(o, params, grads, opt->m, opt->v, n, &sc);
+    if ((st = o->check(o, err)) != LT_OK) return st;
     if (dp && dp->zero1) {
         double wait = 0;
-        lt_status st = lt_grad_sync_gather_params(dp->sync, lt_model_train_params(m), &wait, err);
+        st = lt_grad_sync_gather_params(dp->sync, lt_model_train_params(m), &wait, err);
         out->grad_wait_s += wait;
         if (st != LT_OK) return st;
     }

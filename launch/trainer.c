@@ -241,7 +241,8 @@ static lt_status open_optimizer(const lt_run_config *c, run_state *r, lt_error *
     lt_adamw_config ac = {.beta1 = c->adam_beta1, .beta2 = c->adam_beta2, .eps = c->adam_epsilon,
                           .weight_decay = c->weight_decay};
     const size_t params = r->dp.zero1 ? r->dp.shard_len : lt_model_train_table(r->model)->numel;
-    if ((st = lt_adamw_init(&r->opt, params, &ac, err)) != LT_OK) return st;
+    if ((st = lt_train_optimizer_init(&r->opt, lt_model_get_ops(r->model), params, &ac, err)) != LT_OK)
+        return st;
     r->opt_ready = 1;
     if ((st = lt_model_reserve(r->model, r->B, r->T, err)) != LT_OK) return st;
     r->inputs = malloc((size_t)r->GA * r->B * r->T * sizeof *r->inputs);

@@ -7,7 +7,9 @@
  *   zero the gradients; for each of GA micro-batches, forward and backward
  *   with every token weighted 1 / (targets in the whole accumulated batch)
  *   (token-level mean, as Hugging Face Trainer's num_items_in_batch);
- *   clip the global gradient norm; AdamW at the scheduled learning rate.
+ *   clip the global gradient norm; AdamW at the scheduled learning rate
+ *   (norm, clipping and AdamW are the backend's ops, on its buffers; opt's
+ *   moments must live there: lt_train_optimizer_init).
  * With N data-parallel ranks each runs its part of every micro-batch, the
  * last micro-batch's backward starts the bucketed all-reduce of the LoRA
  * gradients, and every rank clips and steps the same summed gradient. */
@@ -22,6 +24,7 @@
 #include "launch/data_parallel.h"
 #include "launch/run_config.h"
 #include "model/llama.h"
+#include "model/ops.h"
 #include "optim/adamw.h"
 #include "optim/lr_schedule.h"
 
@@ -43,6 +46,14 @@ typedef struct {
 lt_status lt_train_step(lt_model *m, lt_adamw *opt, const lt_lr_schedule *sched, int64_t step,
                         float max_grad_norm, const int32_t *inputs, const int32_t *targets, int ga,
                         int B, int T, uint64_t seed, lt_dp *dp, lt_step_stats *out, lt_error *err);
+
+/* lt_adamw_init with the moments allocated by ops (LT_MEM_OPTIM_STATE),
+ * beside the parameters of a model on that backend: device memory on a
+ * GPU, so lt_train_step's adamw op and the checkpoints (which reach the
+ * moments through the model's ops) find them there. Every lt_adamw that
+ * meets a model's buffers is made so. */
+lt_status lt_train_optimizer_init(lt_adamw *opt, const lt_ops *ops, size_t n,
+                                  const lt_adamw_config *cfg, lt_error *err);
 
 /* Mean loss over a dataset's rows (at most max_rows; 0: all). With dp the
  * rows are split across ranks and the result is rank 0's. */

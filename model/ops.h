@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/alloc.h"
+#include "core/optim_math.h"
 #include "core/status.h"
 #include "model/quant.h"
 
@@ -125,6 +126,26 @@ struct lt_ops {
      * classifier), d(loss)/d(classifier input); 0 rows for ignored targets. */
     void (*ce_finish)(const lt_ops *o, float *losses, const float *st, const int32_t *targets,
                       int n, float grad_scale, float *dx, int dim, const float *cls);
+
+    /* ---- the optimizer's pieces, on the buffers where the backend keeps
+     * them (parameters, gradients, AdamW moments); the arithmetic is
+     * core/optim_math.h's, the step's scalars come from optim/. ---- */
+
+    /* The sum of x[i]^2 over n floats, in double, in an order fixed by n
+     * alone: the same bits on every run and every rank. The CPU's is
+     * lt_sumsq's order exactly; another backend's order may differ (a
+     * tree): the two agree within 2 n 2^-53 of the sum, relative (every
+     * square is exact in double and >= 0, so any order of the sums lies
+     * within (n - 1) 2^-53 of the exact sum, relative). Inf or NaN in x
+     * gives inf or NaN. Waits for the ops before it (the host needs the
+     * value); NaN when the backend fails (check says why). */
+    double (*sumsq)(const lt_ops *o, const float *x, size_t n);
+    /* x[i] *= c over n floats (clipping by the global norm). */
+    void (*scale)(const lt_ops *o, float *x, size_t n, float c);
+    /* One AdamW step, lt_adamw_update on every element: params, m and v
+     * updated in place from grads; none of the four may overlap. */
+    void (*adamw)(const lt_ops *o, float *params, const float *grads, float *m, float *v,
+                  size_t n, const lt_adamw_scalars *s);
 };
 
 #define LT_CE_STATE 8 /* floats per row; 32 bytes keep rows aligned */

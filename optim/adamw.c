@@ -29,9 +29,25 @@ lt_status lt_adamw_config_validate(const lt_adamw_config *cfg, lt_error *err) {
     return LT_OK;
 }
 
+static void *host_alloc(const void *ctx, lt_mem_category cat, size_t bytes) {
+    (void)ctx;
+    return lt_alloc(cat, bytes);
+}
+
+static void host_free(const void *ctx, void *p) {
+    (void)ctx;
+    lt_free(p);
+}
+
 lt_status lt_adamw_init(lt_adamw *opt, size_t n, const lt_adamw_config *cfg, lt_error *err) {
+    return lt_adamw_init_in(opt, n, cfg, NULL, err);
+}
+
+lt_status lt_adamw_init_in(lt_adamw *opt, size_t n, const lt_adamw_config *cfg,
+                           const lt_adamw_memory *mem, lt_error *err) {
     if (!opt) return lt_fail(err, LT_ERR_INVALID, "AdamW: optimizer is NULL");
     memset(opt, 0, sizeof *opt);
+    opt->mem = mem && mem->alloc ? *mem : (lt_adamw_memory){host_alloc, host_free, NULL};
     lt_adamw_config c = cfg ? *cfg : lt_adamw_default_config();
     lt_status st = lt_adamw_config_validate(&c, err);
     if (st != LT_OK) return st;
@@ -40,8 +56,8 @@ lt_status lt_adamw_init(lt_adamw *opt, size_t n, const lt_adamw_config *cfg, lt_
     if (n > SIZE_MAX / sizeof(float))
         return lt_fail(err, LT_ERR_INVALID, "AdamW: n = %zu parameters overflows the moment size",
                        n);
-    opt->m = lt_alloc(LT_MEM_OPTIM_STATE, n * sizeof(float));
-    opt->v = lt_alloc(LT_MEM_OPTIM_STATE, n * sizeof(float));
+    opt->m = opt->mem.alloc(opt->mem.ctx, LT_MEM_OPTIM_STATE, n * sizeof(float));
+    opt->v = opt->mem.alloc(opt->mem.ctx, LT_MEM_OPTIM_STATE, n * sizeof(float));
     if (!opt->m || !opt->v) {
         lt_adamw_free(opt);
         return lt_fail(err, LT_ERR_NOMEM, "AdamW: cannot allocate 2 x %zu bytes of moments",
@@ -54,42 +70,39 @@ lt_status lt_adamw_init(lt_adamw *opt, size_t n, const lt_adamw_config *cfg, lt_
 
 void lt_adamw_free(lt_adamw *opt) {
     if (!opt) return;
-    lt_free(opt->m);
-    lt_free(opt->v);
+    if (opt->mem.free) {
+        if (opt->m) opt->mem.free(opt->mem.ctx, opt->m);
+        if (opt->v) opt->mem.free(opt->mem.ctx, opt->v);
+    }
     memset(opt, 0, sizeof *opt);
 }
 
-void lt_adamw_step(lt_adamw *opt, float *params, const float *grads, float lr) {
-    opt->step += 1;
-    const lt_adamw_config *c = &opt->cfg;
+lt_adamw_scalars lt_adamw_scalars_at(const lt_adamw_config *c, int64_t step, float lr) {
     /* The scalars are formed the way torch forms them: Python doubles from
      * the float hyperparameters, rounded to float where they meet a float
      * tensor. pow on a double step is what `beta ** step.item()` calls. */
-    const double t = (double)opt->step;
+    const double t = (double)step;
     const double bc1 = 1.0 - pow((double)c->beta1, t);
     const double bc2 = 1.0 - pow((double)c->beta2, t);
-    const float decay = (float)(1.0 - (double)lr * (double)c->weight_decay);
-    const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
-    const float omb1 = (float)(1.0 - (double)c->beta1);
-    const float omb2 = (float)(1.0 - (double)c->beta2);
-    const float neg_step = (float)(-(double)lr / bc1);
-    const float bc2_sqrt = (float)sqrt(bc2);
+    lt_adamw_scalars s = {
+        .beta1 = c->beta1,
+        .beta2 = c->beta2,
+        .one_minus_beta1 = (float)(1.0 - (double)c->beta1),
+        .one_minus_beta2 = (float)(1.0 - (double)c->beta2),
+        .eps = c->eps,
+        .decay = (float)(1.0 - (double)lr * (double)c->weight_decay),
+        .neg_step = (float)(-(double)lr / bc1),
+        .bc2_sqrt = (float)sqrt(bc2),
+    };
+    return s;
+}
 
-    float *restrict p = params;
-    const float *restrict g = grads;
-    float *restrict m = opt->m;
-    float *restrict v = opt->v;
-    const size_t n = opt->n;
-    /* Operands in torch's order (mul_, add_(alpha), addcmul_, sqrt / bc2,
-     * + eps, addcdiv_) so the rounding differs only where FMA contraction
-     * fuses a pair. */
-    for (size_t i = 0; i < n; i++) {
-        const float gi = g[i];
-        const float mi = m[i] * b1 + omb1 * gi;
-        const float vi = v[i] * b2 + omb2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        const float denom = sqrtf(vi) / bc2_sqrt + eps;
-        p[i] = p[i] * decay + neg_step * mi / denom;
-    }
+lt_adamw_scalars lt_adamw_next(lt_adamw *opt, float lr) {
+    opt->step += 1;
+    return lt_adamw_scalars_at(&opt->cfg, opt->step, lr);
+}
+
+void lt_adamw_step(lt_adamw *opt, float *params, const float *grads, float lr) {
+    const lt_adamw_scalars s = lt_adamw_next(opt, lr);
+    lt_adamw_apply(params, grads, opt->m, opt->v, opt->n, &s);
 }

@@ -385,8 +385,8 @@ lt_status lt_checkpoint_save(const char *output_dir, lt_model *m, const lt_adamw
     }
     const lt_ops *o = lt_model_get_ops(m);
     o->download(o, state, lt_model_lora_params(m), t->numel * sizeof(float));
-    memcpy(state + t->numel, opt->m, t->numel * sizeof(float));
-    memcpy(state + 2 * t->numel, opt->v, t->numel * sizeof(float));
+    o->download(o, state + t->numel, opt->m, t->numel * sizeof(float));
+    o->download(o, state + 2 * t->numel, opt->v, t->numel * sizeof(float));
     for (int g = 0; g < 3; g++)
         for (int i = 0; i < t->count; i++) lt_ck_reorder(c, &t->t[i], state + (size_t)g * t->numel + t->t[i].offset, scratch, 1);
     free(scratch);
@@ -621,6 +621,10 @@ lt_status lt_checkpoint_load(const char *path, lt_model *m, lt_adamw *opt, uint6
     double alpha = 0;
     char *targets = NULL, want[256], type[32];
     float *params = NULL, *scratch = NULL;
+    if (!t || !lc || opt->n != t->numel) {
+        st = lt_fail(err, LT_ERR_INVALID, "checkpoint: the model's LoRA state and the optimizer disagree");
+        goto done;
+    }
     if ((st = lt_ck_read_type(&r, type, sizeof type)) != LT_OK || (st = lt_ck_read_meta(&r, meta)) != LT_OK) goto done;
     if (strcmp(type, "lora") != 0) {
         st = lt_fail(err, LT_ERR_CONFIG, "%s: holds a %s fine-tuning checkpoint; this run trains LoRA "
@@ -649,13 +653,15 @@ lt_status lt_checkpoint_load(const char *path, lt_model *m, lt_adamw *opt, uint6
                      (unsigned long long)base_fingerprint);
         goto done;
     }
-    params = malloc(t->numel * sizeof(float) + 1);
+    /* Parameters and both moments are read into host memory and reach
+     * the model's buffers (on its device) only once all of them verify. */
+    params = malloc(3 * t->numel * sizeof(float) + 1);
     scratch = malloc(lt_ck_largest_rotary(c, t) * sizeof(float) + 1);
     if (!params || !scratch) {
         st = lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
-    float *dst[3] = {params, opt->m, opt->v};
+    float *dst[3] = {params, params + t->numel, params + 2 * t->numel};
     for (int g = 0; g < 3 && st == LT_OK; g++) {
         hid_t grp = H5Gopen2(r.f, k_groups[g], H5P_DEFAULT);
         if (grp < 0) {
@@ -682,7 +688,9 @@ lt_status lt_checkpoint_load(const char *path, lt_model *m, lt_adamw *opt, uint6
         st = lt_ck_bad(&r, "the optimizer's step is not global_step (damaged or assembled from two checkpoints)");
     if (st == LT_OK) {
         const lt_ops *o = lt_model_get_ops(m);
-        o->upload(o, lt_model_lora_params(m), params, t->numel * sizeof(float));
+        o->upload(o, lt_model_lora_params(m), dst[0], t->numel * sizeof(float));
+        o->upload(o, opt->m, dst[1], t->numel * sizeof(float));
+        o->upload(o, opt->v, dst[2], t->numel * sizeof(float));
         opt->step = step;
     }
 done:

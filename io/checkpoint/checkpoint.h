@@ -53,6 +53,11 @@
 #define LT_CHECKPOINT_VERSION 2
 #define LT_CHECKPOINT_ROW_ORDER "huggingface"
 
+/* opt's moments, like m's parameters, live where m's backend keeps its
+ * buffers (lt_train_optimizer_init allocates them there): every function
+ * below reaches both through the model's ops (download, upload), so a
+ * checkpoint of a GPU run holds the same bytes a CPU run's would. */
+
 typedef struct {
     int64_t global_step; /* optimizer steps completed */
     int64_t tokens_seen;

@@ -25,6 +25,11 @@ typedef struct {
     const lt_param_table *t;
     const lt_model_config *c;
     size_t lo, hi;
+    /* The moments live where the model's backend keeps its buffers: they
+     * reach the host through ops->download, stage_cap floats at a time. */
+    const lt_ops *ops;
+    float *stage;
+    size_t stage_cap; /* at least the largest rotary tensor */
     float *scratch; /* the largest rotary tensor */
     int nparts;     /* split rotary tensors overlapping [lo, hi): at most one per end */
     int part_tensor[2];
@@ -35,6 +40,7 @@ static void view_free(flat_view *v) {
     for (int p = 0; p < 2; p++)
         for (int w = 0; w < 2; w++) free(v->part[p][w]);
     free(v->scratch);
+    free(v->stage);
 }
 
 static int is_split(const lt_tensor_desc *d, const size_t *shard_begin, int N) {
@@ -66,7 +72,7 @@ static lt_status gather_split(flat_view *v, lt_comm *comm, const size_t *shard_b
             st = lt_fail(err, LT_ERR_INVALID, "checkpoint: more than two split tensors in one shard");
         for (int w = 0; w < 2 && st == LT_OK; w++) {
             const float *src = w ? opt->v : opt->m;
-            if (mine) memcpy(gather + (a - o), src + (a - v->lo), (b - a) * sizeof(float));
+            if (mine) v->ops->download(v->ops, gather + (a - o), src + (a - v->lo), (b - a) * sizeof(float));
             st = lt_comm_allgatherv(comm, gather, counts, displs, LT_DT_F32, err);
             if (st != LT_OK || !mine) continue;
             lt_rope_permute_rows(gather, v->scratch, lt_rope_rotary_heads(v->c, d->name), lt_head_dim(v->c), d->cols, 1);
@@ -85,25 +91,32 @@ static lt_status gather_split(flat_view *v, lt_comm *comm, const size_t *shard_b
 typedef int (*piece_fn)(void *ctx, size_t file_at, const float *x, size_t n);
 
 /* Calls fn on this rank's range of moment w in file order, piece by piece
- * (src: the rank's moments, index 0 at lo). */
+ * (src: the rank's moments in the backend's memory, index 0 at lo). */
 static int each_piece(flat_view *v, const float *src, int w, piece_fn fn, void *ctx) {
     for (int i = 0; i < v->t->count; i++) {
         const lt_tensor_desc *d = &v->t->t[i];
         const size_t o = d->offset, n = lt_tensor_numel(d);
         const size_t a = v->lo > o ? v->lo : o, b = v->hi < o + n ? v->hi : o + n;
         if (b <= a) continue;
-        const float *x = src + (a - v->lo);
         if (lt_rope_rotary_heads(v->c, d->name)) {
             int p = v->nparts > 0 && v->part_tensor[0] == i ? 0 : v->nparts > 1 && v->part_tensor[1] == i ? 1 : -1;
+            const float *x;
             if (p >= 0) {
                 x = v->part[p][w];
             } else { /* whole inside the range */
-                lt_rope_permute_rows(src + (o - v->lo), v->scratch, lt_rope_rotary_heads(v->c, d->name),
+                v->ops->download(v->ops, v->stage, src + (o - v->lo), n * sizeof(float));
+                lt_rope_permute_rows(v->stage, v->scratch, lt_rope_rotary_heads(v->c, d->name),
                                      lt_head_dim(v->c), d->cols, 1);
                 x = v->scratch;
             }
+            if (!fn(ctx, a, x, b - a)) return 0;
+            continue;
         }
-        if (!fn(ctx, a, x, b - a)) return 0;
+        for (size_t at = a; at < b; at += v->stage_cap) {
+            const size_t k = b - at < v->stage_cap ? b - at : v->stage_cap;
+            v->ops->download(v->ops, v->stage, src + (at - v->lo), k * sizeof(float));
+            if (!fn(ctx, at, v->stage, k)) return 0;
+        }
     }
     return 1;
 }
@@ -245,14 +258,17 @@ lt_status lt_checkpoint_save_full(const char *output_dir, lt_model *m, const lt_
     uint64_t (*hash)[2] = calloc((size_t)nseg, sizeof *hash);
     float *params = malloc(t->numel * sizeof(float));
     const size_t rot = lt_ck_largest_rotary(c, t);
-    flat_view v = {.t = t, .c = c, .lo = my_lo, .hi = my_lo + opt->n};
+    flat_view v = {.t = t, .c = c, .lo = my_lo, .hi = my_lo + opt->n, .ops = lt_model_get_ops(m)};
     v.scratch = malloc(rot * sizeof(float) + 1);
+    v.stage_cap = opt->n < ((size_t)1 << 20) ? opt->n : (size_t)1 << 20;
+    if (v.stage_cap < rot) v.stage_cap = rot;
+    v.stage = malloc(v.stage_cap * sizeof(float) + 1);
     float *gather = parallel ? malloc(rot * sizeof(float) + 1) : NULL;
     lt_hasher *hs = lt_hasher_new();
     /* Whether every rank can go on, decided together before each collective
      * step so that all ranks take the same path. */
     lt_error agree_err;
-    int64_t go = hash && params && v.scratch && (gather || !parallel) && hs;
+    int64_t go = hash && params && v.scratch && v.stage && (gather || !parallel) && hs;
     if (parallel && lt_comm_allreduce(comm, &go, 1, LT_DT_I64, LT_RED_MIN, &agree_err) != LT_OK) go = 0;
     if (go) {
         const lt_ops *o = lt_model_get_ops(m);
@@ -321,11 +337,21 @@ lt_status lt_checkpoint_save_full(const char *output_dir, lt_model *m, const lt_
 
 /* ----------------------------------------------------------- loading */
 
-/* A part of the file's range [at, at + n) goes to dst. */
+/* A part of the file's range [at, at + n) goes to dst: host memory, or
+ * with ops the backend's (through ops->upload). */
 typedef struct {
     size_t at, n;
     float *dst;
+    const lt_ops *ops;
 } range_out;
+
+/* n floats from the host's src to out's dst + off. */
+static void range_put(const range_out *out, size_t off, const float *src, size_t n) {
+    if (out->ops)
+        out->ops->upload(out->ops, out->dst + off, src, n * sizeof(float));
+    else
+        memcpy(out->dst + off, src, n * sizeof(float));
+}
 
 /* Every segment of the flat dataset /optimizer/<name> (numel floats) that
  * overlaps [lo, hi) is read in slices and checked against the manifest;
@@ -391,7 +417,7 @@ static lt_status read_flat(lt_ck_reader *r, const char *name, size_t numel, size
             for (int p = 0; p < nout; p++) {
                 const size_t x0 = at > out[p].at ? at : out[p].at;
                 const size_t x1 = at + c < out[p].at + out[p].n ? at + c : out[p].at + out[p].n;
-                if (x1 > x0) memcpy(out[p].dst + (x0 - out[p].at), buf + (x0 - at), (x1 - x0) * sizeof(float));
+                if (x1 > x0) range_put(&out[p], x0 - out[p].at, buf + (x0 - at), x1 - x0);
             }
         }
         uint64_t want = 0;
@@ -421,14 +447,15 @@ static void widen(const lt_model_config *c, const lt_param_table *t, size_t *lo,
     }
 }
 
-/* Moment name's values [lo, lo + n) of the model's order into dst. */
+/* Moment name's values [lo, lo + n) of the model's order into dst, in
+ * ops' memory. */
 static lt_status read_moment(lt_ck_reader *r, const char *name, const lt_model_config *c, const lt_param_table *t,
-                             size_t lo, size_t n, float *dst, float *scratch, float *whole) {
+                             size_t lo, size_t n, const lt_ops *ops, float *dst, float *scratch, float *whole) {
     size_t flo = lo, fhi = lo + n;
     widen(c, t, &flo, &fhi);
     float *head = malloc((lo - flo) * sizeof(float) + 1), *tail = malloc((fhi - lo - n) * sizeof(float) + 1);
     lt_status st = head && tail ? LT_OK : lt_fail(r->err, LT_ERR_NOMEM, "%s: out of memory", r->path);
-    const range_out parts[3] = {{flo, lo - flo, head}, {lo, n, dst}, {lo + n, fhi - lo - n, tail}};
+    const range_out parts[3] = {{flo, lo - flo, head, NULL}, {lo, n, dst, ops}, {lo + n, fhi - lo - n, tail, NULL}};
     if (st == LT_OK) st = read_flat(r, name, t->numel, flo, fhi, parts, 3);
     for (int i = 0; i < t->count && st == LT_OK; i++) {
         const lt_tensor_desc *d = &t->t[i];
@@ -439,11 +466,16 @@ static lt_status read_moment(lt_ck_reader *r, const char *name, const lt_model_c
         for (int p = 0; p < 3; p++) {
             const size_t x0 = o > parts[p].at ? o : parts[p].at;
             const size_t x1 = e < parts[p].at + parts[p].n ? e : parts[p].at + parts[p].n;
-            if (x1 > x0) memcpy(whole + (x0 - o), parts[p].dst + (x0 - parts[p].at), (x1 - x0) * sizeof(float));
+            if (x1 <= x0) continue;
+            const float *from = parts[p].dst + (x0 - parts[p].at);
+            if (parts[p].ops)
+                parts[p].ops->download(parts[p].ops, whole + (x0 - o), from, (x1 - x0) * sizeof(float));
+            else
+                memcpy(whole + (x0 - o), from, (x1 - x0) * sizeof(float));
         }
         lt_rope_permute_rows(whole, scratch, heads, lt_head_dim(c), d->cols, 0);
         const size_t x0 = o > lo ? o : lo, x1 = e < lo + n ? e : lo + n;
-        memcpy(dst + (x0 - lo), scratch + (x0 - o), (x1 - x0) * sizeof(float));
+        range_put(&parts[1], x0 - lo, scratch + (x0 - o), x1 - x0);
     }
     free(head);
     free(tail);
@@ -503,7 +535,8 @@ lt_status lt_checkpoint_load_full(const char *path, lt_model *m, lt_adamw *opt, 
     }
     if ((st = read_model(&r, c, t, host, scratch)) != LT_OK) goto done;
     for (int w = 0; w < 2 && st == LT_OK; w++)
-        st = read_moment(&r, k_flat[w], c, t, shard_lo, opt->n, w ? opt->v : opt->m, scratch, whole);
+        st = read_moment(&r, k_flat[w], c, t, shard_lo, opt->n, lt_model_get_ops(m), w ? opt->v : opt->m,
+                         scratch, whole);
     if (st != LT_OK) goto done;
     hid_t o = H5Gopen2(r.f, "optimizer", H5P_DEFAULT);
     st = lt_ck_get_num(&r, o, "step", LT_MF_I64, &step);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model/config.h"
+#include "core/optim_math.h"
 #include "core/rng.h"
 #include "model/cpu/internal.h"
 #include "model/cpu/simd.h"
@@ -391,6 +392,24 @@ static void cpu_ce_finish(const lt_ops *o, float *losses, const float *st, const
     }
 }
 
+/* ------------------------------------------------------------- optimizer */
+
+/* core/optim_math.c's loops, the ones optim/ runs: the bits of a step are
+ * those of lt_adamw_step and lt_clip_grad_norm. */
+static double cpu_sumsq(const lt_ops *o, const float *x, size_t n) {
+    (void)o;
+    return lt_sumsq(x, n);
+}
+static void cpu_scale(const lt_ops *o, float *x, size_t n, float c) {
+    (void)o;
+    lt_scale(x, n, c);
+}
+static void cpu_adamw(const lt_ops *o, float *params, const float *grads, float *m, float *v,
+                      size_t n, const lt_adamw_scalars *s) {
+    (void)o;
+    lt_adamw_apply(params, grads, m, v, n, s);
+}
+
 /* ---------------------------------------------------------------- table */
 
 static lt_ops g_cpu_ops = {
@@ -421,6 +440,9 @@ static lt_ops g_cpu_ops = {
     .cross_entropy = cpu_cross_entropy,
     .ce_block = cpu_ce_block,
     .ce_finish = cpu_ce_finish,
+    .sumsq = cpu_sumsq,
+    .scale = cpu_scale,
+    .adamw = cpu_adamw,
 };
 
 const char *lt_ops_cpu_blas_core(void) { return openblas_get_corename(); }
