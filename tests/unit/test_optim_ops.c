@@ -390,9 +390,10 @@ static void test_train_step(const char *model_path, int full) {
                same_bits(lt_model_train_params(a), lt_model_train_params(b), n) &&
                same_bits(oa.m, ob.m, n) && same_bits(oa.v, ob.v, n);
         CHECK(same, "%s step %d: lt_train_step (norm %.9g, loss %.17g) differs from lt_clip_grad_norm + "
-              "lt_adamw_step (norm %.9g, loss %.17g); first parameter difference at %zu",
-              full ? "full" : "LoRA", s + 1, out.grad_norm, out.loss, (double)norm, loss / (double)total,
-              first_diff(lt_model_train_params(a), lt_model_train_params(b), n));
+              "lt_adamw_step (norm %.9g, loss %.17g); first difference of p at %zu, m at %zu, v at %zu "
+              "(%zu: none)", full ? "full" : "LoRA", s + 1, out.grad_norm, out.loss, (double)norm,
+              loss / (double)total, first_diff(lt_model_train_params(a), lt_model_train_params(b), n),
+              first_diff(oa.m, ob.m, n), first_diff(oa.v, ob.v, n), n);
         steps += same;
     }
     CHECK(clipped >= STEPS - 1, "%s: only %d of %d steps clipped; the case must exercise the scale op",
