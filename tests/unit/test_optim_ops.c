@@ -465,97 +465,126 @@ static lt_ckpt_meta meta_at(int64_t step, const char *model) {
     return meta;
 }
 
-static void test_lora_checkpoint(const char *model, const char *dir) {
+/* One checkpoint round trip: the state on the reversed backend (dev), a
+ * CPU model to load it into (cpu) and a second reversed one (back), with
+ * the values the state holds, in host memory: x (the trainable
+ * parameters), m and v (n of each; this rank's part of m and v from lo
+ * on, len long). */
+typedef struct {
+    lt_model *dev, *cpu, *back;
+    lt_adamw odev, ocpu, oback;
+    float *x, *m, *v;
+    size_t n, lo, len;
+} ck_case;
+
+/* full: the models train every weight; else LoRA. The moments of dev and
+ * back cover [lo, lo + len), cpu's all n. */
+static void ck_open(ck_case *k, const char *model, int full, size_t lo, size_t len, size_t n) {
     const lt_ops *rev = reversed_ops(), *cpu = lt_ops_cpu(1);
     lt_error err;
-    lt_model *m = load_model(model, rev, 0, 0.0f), *c = load_model(model, cpu, 0, 0.0f),
-             *r = load_model(model, rev, 0, 0.0f);
-    lt_adamw om, oc, orv;
-    const size_t n = m && c && r ? lt_model_lora_table(m)->numel : 0;
-    if (!n || lt_train_optimizer_init(&om, rev, n, NULL, &err) != LT_OK ||
-        lt_adamw_init(&oc, n, NULL, &err) != LT_OK || lt_train_optimizer_init(&orv, rev, n, NULL, &err) != LT_OK) {
-        CHECK(0, "LoRA checkpoint set-up failed: %s", n ? err.msg : "models");
+    memset(k, 0, sizeof *k);
+    k->dev = load_model(model, rev, full, 0.0f);
+    k->cpu = load_model(model, cpu, full, 0.0f);
+    k->back = load_model(model, rev, full, 0.0f);
+    if (!k->dev || !k->cpu || !k->back || lt_train_optimizer_init(&k->odev, rev, len, NULL, &err) != LT_OK ||
+        lt_adamw_init(&k->ocpu, n, NULL, &err) != LT_OK ||
+        lt_train_optimizer_init(&k->oback, rev, len, NULL, &err) != LT_OK) {
+        CHECK(0, "checkpoint case set-up failed");
         exit(1);
     }
+    k->n = n, k->lo = lo, k->len = len;
+    k->x = xmalloc(n * sizeof(float));
+    k->m = xmalloc(n * sizeof(float));
+    k->v = xmalloc(n * sizeof(float));
     lt_rng rng;
-    lt_rng_seed(&rng, 25, 0);
-    float *p = xmalloc(n * sizeof(float)), *mm = xmalloc(n * sizeof(float)), *vv = xmalloc(n * sizeof(float));
-    fill(&rng, p, n, 0.5f);
-    fill(&rng, mm, n, 1e-3f);
-    for (size_t i = 0; i < n; i++) vv[i] = 1e-6f * (1.0f + urand(&rng));
-    rev->upload(rev, lt_model_lora_params(m), p, n * sizeof(float));
-    rev->upload(rev, om.m, mm, n * sizeof(float));
-    rev->upload(rev, om.v, vv, n * sizeof(float));
-    om.step = 7;
+    lt_rng_seed(&rng, 25, (uint64_t)full);
+    fill(&rng, k->x, n, 0.1f);
+    fill(&rng, k->m, n, 1e-3f);
+    for (size_t i = 0; i < n; i++) k->v[i] = 1e-6f * (1.0f + urand(&rng));
+    float *xdev = full ? lt_model_base(k->dev) : lt_model_lora_params(k->dev);
+    rev->upload(rev, xdev, k->x, n * sizeof(float));
+    rev->upload(rev, k->odev.m, k->m + lo, len * sizeof(float));
+    rev->upload(rev, k->odev.v, k->v + lo, len * sizeof(float));
+}
+
+/* After the loads: cpu holds all the values, back this rank's. */
+static void ck_compare(ck_case *k, const char *what, lt_status cpu_st, lt_status back_st, int64_t step) {
+    const int full = lt_model_is_full_training(k->cpu);
+    const float *xc = full ? lt_model_base(k->cpu) : lt_model_lora_params(k->cpu);
+    CHECK(cpu_st != LT_OK || (same_bits(xc, k->x, k->n) && same_bits(k->ocpu.m, k->m, k->n) &&
+                              same_bits(k->ocpu.v, k->v, k->n) && k->ocpu.step == step),
+          "%s: the CPU read back other values than the reversed backend held (parameters %d, m %d, v %d, "
+          "step %lld)", what, same_bits(xc, k->x, k->n), same_bits(k->ocpu.m, k->m, k->n),
+          same_bits(k->ocpu.v, k->v, k->n), (long long)k->ocpu.step);
+    const lt_ops *rev = lt_model_get_ops(k->back);
+    float *xb = download_all(rev, full ? lt_model_base(k->back) : lt_model_lora_params(k->back), k->n);
+    float *mb = download_all(rev, k->oback.m, k->len), *vb = download_all(rev, k->oback.v, k->len);
+    CHECK(back_st != LT_OK || (same_bits(xb, k->x, k->n) && same_bits(mb, k->m + k->lo, k->len) &&
+                               same_bits(vb, k->v + k->lo, k->len) && k->oback.step == step),
+          "%s, rank %d: loaded into the reversed backend, the state reads back changed (parameters %d, "
+          "m %d, v %d)", what, g_rank, same_bits(xb, k->x, k->n), same_bits(mb, k->m + k->lo, k->len),
+          same_bits(vb, k->v + k->lo, k->len));
+    free(xb);
+    free(mb);
+    free(vb);
+}
+
+static void ck_close(ck_case *k) {
+    lt_adamw_free(&k->odev);
+    lt_adamw_free(&k->ocpu);
+    lt_adamw_free(&k->oback);
+    lt_model_free(k->dev);
+    lt_model_free(k->cpu);
+    lt_model_free(k->back);
+    free(k->x);
+    free(k->m);
+    free(k->v);
+}
+
+static void test_lora_checkpoint(const char *model, const char *dir) {
+    lt_model *probe = load_model(model, lt_ops_cpu(1), 0, 0.0f);
+    if (!probe) return;
+    const size_t n = lt_model_lora_table(probe)->numel;
+    lt_model_free(probe);
+    ck_case k;
+    ck_open(&k, model, 0, 0, n, n);
+    k.odev.step = 7;
     const lt_ckpt_meta meta = meta_at(7, model);
     char written[4096];
-    lt_status st = lt_checkpoint_save(dir, m, &om, &meta, "{}", 0, written, sizeof written, &err);
+    lt_error err;
+    lt_status st = lt_checkpoint_save(dir, k.dev, &k.odev, &meta, "{}", 0, written, sizeof written, &err);
     CHECK(st == LT_OK, "LoRA save from the reversed backend: %s", err.msg);
     if (st == LT_OK) {
         lt_ckpt_meta back;
-        st = lt_checkpoint_load(written, c, &oc, 0, 0, &back, &err);
-        CHECK(st == LT_OK, "LoRA load on the CPU: %s", err.msg);
-        CHECK(st != LT_OK || (same_bits(lt_model_lora_params(c), p, n) && same_bits(oc.m, mm, n) &&
-                              same_bits(oc.v, vv, n) && oc.step == 7),
-              "the CPU read back other values than the reversed backend held (parameters %d, m %d, v %d, "
-              "step %lld)", same_bits(lt_model_lora_params(c), p, n), same_bits(oc.m, mm, n),
-              same_bits(oc.v, vv, n), (long long)oc.step);
-        st = lt_checkpoint_load(written, r, &orv, 0, 0, &back, &err);
-        CHECK(st == LT_OK, "LoRA load into the reversed backend: %s", err.msg);
-        float *hp = download_all(rev, lt_model_lora_params(r), n), *hm = download_all(rev, orv.m, n),
-              *hv = download_all(rev, orv.v, n);
-        CHECK(st != LT_OK || (same_bits(hp, p, n) && same_bits(hm, mm, n) && same_bits(hv, vv, n)),
-              "loaded into the reversed backend, the state reads back changed (parameters %d, m %d, v %d)",
-              same_bits(hp, p, n), same_bits(hm, mm, n), same_bits(hv, vv, n));
-        free(hp);
-        free(hm);
-        free(hv);
+        lt_status sc = lt_checkpoint_load(written, k.cpu, &k.ocpu, 0, 0, &back, &err);
+        CHECK(sc == LT_OK, "LoRA load on the CPU: %s", err.msg);
+        lt_status sb = lt_checkpoint_load(written, k.back, &k.oback, 0, 0, &back, &err);
+        CHECK(sb == LT_OK, "LoRA load into the reversed backend: %s", err.msg);
+        ck_compare(&k, "LoRA", sc, sb, 7);
     }
     printf("LoRA checkpoint (%zu parameters): saved from a backend the host cannot read, loaded on the "
            "CPU and back\n", n);
-    lt_adamw_free(&om);
-    lt_adamw_free(&oc);
-    lt_adamw_free(&orv);
-    lt_model_free(m);
-    lt_model_free(c);
-    lt_model_free(r);
-    free(p);
-    free(mm);
-    free(vv);
+    ck_close(&k);
 }
 
-/* Every rank: the same whole moments from one seed; this rank holds
- * [lo, hi) of them (ZeRO-1 on several ranks). */
+/* Every rank: the same whole state from one seed; this rank holds
+ * [lo, lo + len) of the moments (ZeRO-1 on several ranks). */
 static void test_full_checkpoint(const char *model, const char *dir, lt_comm *comm) {
-    const lt_ops *rev = reversed_ops(), *cpu = lt_ops_cpu(1);
-    lt_error err;
-    lt_model *m = load_model(model, rev, 1, 0.0f), *c = load_model(model, cpu, 1, 0.0f),
-             *r = load_model(model, rev, 1, 0.0f);
-    if (!m || !c || !r) exit(1);
-    const size_t numel = lt_model_base_table(m)->numel;
+    lt_model *probe = load_model(model, lt_ops_cpu(1), 1, 0.0f);
+    if (!probe) exit(1);
+    const size_t numel = lt_model_base_table(probe)->numel;
+    lt_model_free(probe);
     size_t *begin = xmalloc(((size_t)g_size + 1) * sizeof *begin);
     lt_zero1_shards(numel, g_size, begin);
     const int sharded = g_size > 1;
     const size_t lo = sharded ? begin[g_rank] : 0, len = sharded ? begin[g_rank + 1] - lo : numel;
-    lt_rng rng;
-    lt_rng_seed(&rng, 26, 0);
-    float *w = xmalloc(numel * sizeof(float)), *mm = xmalloc(numel * sizeof(float)),
-          *vv = xmalloc(numel * sizeof(float));
-    fill(&rng, w, numel, 0.1f);
-    fill(&rng, mm, numel, 1e-3f);
-    for (size_t i = 0; i < numel; i++) vv[i] = 1e-6f * (1.0f + urand(&rng));
-    lt_adamw om, oc, orv;
-    if (lt_train_optimizer_init(&om, rev, len, NULL, &err) != LT_OK ||
-        lt_adamw_init(&oc, numel, NULL, &err) != LT_OK || lt_train_optimizer_init(&orv, rev, len, NULL, &err) != LT_OK) {
-        CHECK(0, "full checkpoint set-up: %s", err.msg);
-        exit(1);
-    }
-    rev->upload(rev, lt_model_base(m), w, numel * sizeof(float));
-    rev->upload(rev, om.m, mm + lo, len * sizeof(float));
-    rev->upload(rev, om.v, vv + lo, len * sizeof(float));
-    om.step = 5;
+    ck_case k;
+    ck_open(&k, model, 1, lo, len, numel);
+    k.odev.step = 5;
     const lt_ckpt_meta meta = meta_at(5, model);
-    lt_status st = lt_checkpoint_save_full(dir, m, &om, comm, sharded ? begin : NULL, &meta, "{}", 0, NULL, 0, &err);
+    lt_error err;
+    lt_status st = lt_checkpoint_save_full(dir, k.dev, &k.odev, comm, sharded ? begin : NULL, &meta, "{}", 0,
+                                           NULL, 0, &err);
     CHECK(st == LT_OK, "full save from the reversed backend (%d ranks): %s", g_size, err.msg);
     int64_t ok = st == LT_OK; /* rank 0 renames the file into place: wait for it */
     if (lt_comm_allreduce(comm, &ok, 1, LT_DT_I64, LT_RED_MIN, &err) != LT_OK || !ok) {
@@ -565,37 +594,18 @@ static void test_full_checkpoint(const char *model, const char *dir, lt_comm *co
     char path[4200];
     snprintf(path, sizeof path, "%s/checkpoint-5.h5", dir);
     lt_ckpt_meta back;
-    /* the whole moments on the CPU backend (any split may resume) */
-    st = lt_checkpoint_load_full(path, c, &oc, 0, 0, 0, &back, &err);
-    CHECK(st == LT_OK, "full load on the CPU: %s", err.msg);
-    CHECK(st != LT_OK || (same_bits(lt_model_base(c), w, numel) && same_bits(oc.m, mm, numel) &&
-                          same_bits(oc.v, vv, numel) && oc.step == 5),
-          "the CPU read back other values than the reversed backend held (weights %d, m %d, v %d)",
-          same_bits(lt_model_base(c), w, numel), same_bits(oc.m, mm, numel), same_bits(oc.v, vv, numel));
-    /* this rank's shard into the reversed backend */
-    st = lt_checkpoint_load_full(path, r, &orv, lo, 0, 0, &back, &err);
-    CHECK(st == LT_OK, "full load into the reversed backend: %s", err.msg);
-    float *hw = download_all(rev, lt_model_base(r), numel), *hm = download_all(rev, orv.m, len),
-          *hv = download_all(rev, orv.v, len);
-    CHECK(st != LT_OK || (same_bits(hw, w, numel) && same_bits(hm, mm + lo, len) && same_bits(hv, vv + lo, len)),
-          "rank %d: loaded into the reversed backend, the state reads back changed (weights %d, m %d, v %d)",
-          g_rank, same_bits(hw, w, numel), same_bits(hm, mm + lo, len), same_bits(hv, vv + lo, len));
+    /* all the moments on the CPU backend (any split may resume), this
+     * rank's shard into the reversed backend */
+    lt_status sc = lt_checkpoint_load_full(path, k.cpu, &k.ocpu, 0, 0, 0, &back, &err);
+    CHECK(sc == LT_OK, "full load on the CPU: %s", err.msg);
+    lt_status sb = lt_checkpoint_load_full(path, k.back, &k.oback, lo, 0, 0, &back, &err);
+    CHECK(sb == LT_OK, "full load into the reversed backend: %s", err.msg);
+    ck_compare(&k, "full", sc, sb, 5);
     if (g_rank == 0)
         printf("full checkpoint (%zu parameters, %s): saved from a backend the host cannot read, loaded on "
                "the CPU and back\n", numel, sharded ? "ZeRO-1 shards" : "one writer");
-    free(hw);
-    free(hm);
-    free(hv);
-    lt_adamw_free(&om);
-    lt_adamw_free(&oc);
-    lt_adamw_free(&orv);
-    lt_model_free(m);
-    lt_model_free(c);
-    lt_model_free(r);
+    ck_close(&k);
     free(begin);
-    free(w);
-    free(mm);
-    free(vv);
 }
 
 int main(int argc, char **argv) {
