@@ -9,11 +9,7 @@
 
 #include <stdint.h>
 
-#if defined(__CUDACC__)
-#define LT_HOST_DEVICE __host__ __device__
-#else
-#define LT_HOST_DEVICE
-#endif
+#include "core/hostdev.h"
 
 /* splitmix64's finaliser: a bijective mix with full avalanche. */
 LT_HOST_DEVICE static inline uint64_t lt_mix64(uint64_t z) {
