@@ -107,3 +107,13 @@ const char *lt_backend_gemm_kernels(const lt_ops *ops) {
     return "?";
 #endif
 }
+
+int lt_backend_device_memory(const lt_ops *ops, size_t *free_bytes, size_t *total_bytes) {
+    *free_bytes = *total_bytes = 0;
+    if (is_cpu(ops)) return 0;
+#if LT_HAVE_CUDA
+    return lt_ops_cuda_mem_info(ops, free_bytes, total_bytes) == 0 ? 1 : -1;
+#else
+    return 0;
+#endif
+}

@@ -18,6 +18,7 @@
 
 #include "model/cuda/dequantize.cuh"
 #include "model/cuda/elementwise.cuh"
+#include "model/cuda/grid.cuh"
 #include "model/cuda/internal.cuh"
 
 /* ----------------------------------------------------------- the state */
@@ -183,9 +184,7 @@ void *lt_cuda_scratch(const lt_ops *o, const char *op, size_t bytes) {
 /* C = alpha op(A) op(B) + beta C with C = beta C when K = 0, as the CPU
  * backend does (a BLAS may leave C alone there). */
 __global__ void lt_gemm_scale_kernel(float *C, int ldc, int M, int N, float beta) {
-    const size_t total = (size_t)M * N;
-    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
-         e += (size_t)gridDim.x * blockDim.x) {
+    LT_GRID_STRIDE(e, (size_t)M * N) {
         const size_t i = e / (size_t)N, j = e % (size_t)N;
         C[i * (size_t)ldc + j] *= beta;
     }
@@ -200,9 +199,8 @@ static void cuda_gemm(const lt_ops *o, int ta, int tb, int M, int N, int K, floa
                       int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
-        const size_t total = (size_t)M * N;
-        const unsigned blocks = (unsigned)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
-        LT_LAUNCH(lt_gemm_scale_kernel, blocks, 256, 0, lt_cuda_stream(o), C, ldc, M, N, beta);
+        LT_LAUNCH(lt_gemm_scale_kernel, lt_cuda_blocks_for((size_t)M * N), LT_CUDA_THREADS, 0,
+                  lt_cuda_stream(o), C, ldc, M, N, beta);
         lt_cuda_after_launch(o, "gemm (K = 0)");
         return;
     }
@@ -293,8 +291,8 @@ extern "C" lt_status lt_ops_cuda_open(int device, int threads_unused, const lt_o
     if (device < 0 || device >= n)
         return lt_fail(err, LT_ERR_CONFIG,
                        "device = cuda: GPU %d asked for, %d visible (CUDA_VISIBLE_DEVICES: %s)",
-                       device, n, getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES")
-                                                                 : "unset");
+                       device, n,
+                       getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "unset");
     if ((e = cudaSetDevice(device)) != cudaSuccess)
         return open_fail(err, LT_ERR_CONFIG, "cudaSetDevice", e);
     cudaDeviceProp prop;
@@ -326,8 +324,9 @@ extern "C" lt_status lt_ops_cuda_open(int device, int threads_unused, const lt_o
         delete g_blocks;
         g_blocks = NULL;
         memset(c, 0, sizeof *c);
-        return lt_fail(err, LT_ERR_CONFIG, "device = cuda: cuBLAS failed to start on GPU %d (status %d)",
-                       device, (int)bs);
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "device = cuda: cuBLAS failed to start on GPU %d (status %d)", device,
+                       (int)bs);
     }
     snprintf(g_gpu, sizeof g_gpu, "%.100s (sm_%d%d, %.1f GiB), device %d of %d", prop.name,
              prop.major, prop.minor, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0),

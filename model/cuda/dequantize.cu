@@ -10,21 +10,15 @@
 #include <string.h>
 
 #include "model/cuda/dequantize.cuh"
+#include "model/cuda/grid.cuh"
 #include "model/cuda/internal.cuh"
 
 namespace {
 
-constexpr int THREADS = 256, MAX_BLOCKS = 4096;
-
 struct tables {
-    float code4[16];   /* the NF4 or FP4 values */
+    float code4[16];    /* the NF4 or FP4 values */
     float dynamic[256]; /* the double-quant map */
 };
-
-unsigned blocks_for(int64_t total) {
-    const int64_t b = (total + THREADS - 1) / THREADS;
-    return (unsigned)(b < MAX_BLOCKS ? b : MAX_BLOCKS);
-}
 
 } // namespace
 
@@ -45,14 +39,14 @@ __global__ void lt_dequantize_4bit_kernel(float *out, const uint8_t *blob, lt_qt
     __syncthreads();
     const uint8_t *codes = blob + t.codes;
     const int64_t bytes = (t.numel + 1) / 2;
-    for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < bytes;
-         k += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t i = 2 * k, b = i / t.blocksize;
+    LT_GRID_STRIDE(k, bytes) {
+        const int64_t i = 2 * (int64_t)k, b = i / t.blocksize;
         const float absmax =
             t.double_quant
-                ? lt_dq_absmax(dynamic[blob[t.absmax + (uint64_t)b]],
-                               load_f32(blob, t.absmax2 + 4u * (uint64_t)(b / LT_QUANT_DQ_BLOCKSIZE)),
-                               load_f32(blob, t.offset))
+                ? lt_dq_absmax(
+                      dynamic[blob[t.absmax + (uint64_t)b]],
+                      load_f32(blob, t.absmax2 + 4u * (uint64_t)(b / LT_QUANT_DQ_BLOCKSIZE)),
+                      load_f32(blob, t.offset))
                 : load_f32(blob, t.absmax + 4u * (uint64_t)b);
         out[i] = lt_q4_value(code4, lt_q4_code(codes, i), absmax);
         if (i + 1 < t.numel) out[i + 1] = lt_q4_value(code4, lt_q4_code(codes, i + 1), absmax);
@@ -61,16 +55,16 @@ __global__ void lt_dequantize_4bit_kernel(float *out, const uint8_t *blob, lt_qt
 
 __global__ void lt_dequantize_int8_kernel(float *out, const uint8_t *blob, lt_qtensor t) {
     const int8_t *q = (const int8_t *)(const void *)(blob + t.codes);
-    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < t.numel;
-         e += (int64_t)gridDim.x * blockDim.x)
-        out[e] = lt_int8_value(q[e], load_f32(blob, t.absmax + 4u * (uint64_t)(e / t.cols)));
+    LT_GRID_STRIDE(e, t.numel)
+    out[e] = lt_int8_value(q[e], load_f32(blob, t.absmax + 4u * (uint64_t)(e / (size_t)t.cols)));
 }
 
 void lt_cuda_dequantize(const lt_ops *o, float *out, const uint8_t *blob, const lt_qtensor *t) {
     if (t->numel <= 0) return;
     cudaStream_t s = lt_cuda_stream(o);
     if (t->format == LT_QUANT_INT8) {
-        LT_LAUNCH(lt_dequantize_int8_kernel, blocks_for(t->numel), THREADS, 0, s, out, blob, *t);
+        LT_LAUNCH(lt_dequantize_int8_kernel, lt_cuda_blocks_for((size_t)t->numel), LT_CUDA_THREADS,
+                  0, s, out, blob, *t);
         lt_cuda_after_launch(o, "dequantize (int8)");
         return;
     }
@@ -81,7 +75,7 @@ void lt_cuda_dequantize(const lt_ops *o, float *out, const uint8_t *blob, const 
     tables tab;
     memcpy(tab.code4, t->format == LT_QUANT_NF4 ? lt_nf4_code : lt_fp4_code, sizeof tab.code4);
     memcpy(tab.dynamic, lt_dynamic8_code, sizeof tab.dynamic);
-    LT_LAUNCH(lt_dequantize_4bit_kernel, blocks_for((t->numel + 1) / 2), THREADS, 0, s, out, blob,
-              *t, tab);
+    LT_LAUNCH(lt_dequantize_4bit_kernel, lt_cuda_blocks_for((size_t)(t->numel + 1) / 2),
+              LT_CUDA_THREADS, 0, s, out, blob, *t, tab);
     lt_cuda_after_launch(o, "dequantize (4-bit)");
 }

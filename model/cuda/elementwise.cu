@@ -22,24 +22,11 @@
 #include "core/rng.h"
 #include "model/config.h"
 #include "model/cuda/elementwise.cuh"
+#include "model/cuda/grid.cuh"
 #include "model/cuda/internal.cuh"
 
-namespace {
-
-constexpr int THREADS = 256;     /* per block, a multiple of the warp */
-constexpr int MAX_BLOCKS = 4096; /* grid-stride loops beyond this */
-constexpr int COL_ROWS = 64;     /* rows per partial of a column sum */
-
-unsigned blocks_for(size_t total) {
-    const size_t b = (total + THREADS - 1) / THREADS;
-    return (unsigned)(b < MAX_BLOCKS ? b : MAX_BLOCKS);
-}
-
-} // namespace
-
-#define LT_GRID_STRIDE(e, total)                                                                   \
-    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < (total);                   \
-         e += (size_t)gridDim.x * blockDim.x)
+constexpr int THREADS = LT_CUDA_THREADS;
+constexpr int COL_ROWS = 64; /* rows per partial of a column sum */
 
 /* The sum of v over the block, the same bits in every thread: a butterfly
  * within each warp, then every warp adds the warps' sums the same way.
@@ -71,8 +58,8 @@ void lt_cuda_embedding_fwd(const lt_ops *o, float *out, const int32_t *tokens, c
                            int n, int dim) {
     if (n <= 0 || dim <= 0) return;
     const size_t total = (size_t)n * dim;
-    LT_LAUNCH(lt_embedding_fwd_kernel, blocks_for(total), THREADS, 0, lt_cuda_stream(o), out,
-              tokens, table, dim, total);
+    LT_LAUNCH(lt_embedding_fwd_kernel, lt_cuda_blocks_for(total), THREADS, 0, lt_cuda_stream(o),
+              out, tokens, table, dim, total);
     lt_cuda_after_launch(o, "embedding_fwd");
 }
 
@@ -113,20 +100,20 @@ __global__ void lt_embedding_bwd_kernel(float *dtable, const int32_t *tokens, co
     }
 }
 
-void lt_cuda_embedding_bwd(const lt_ops *o, float *dtable, const int32_t *tokens,
-                           const float *dout, int n, int dim) {
+void lt_cuda_embedding_bwd(const lt_ops *o, float *dtable, const int32_t *tokens, const float *dout,
+                           int n, int dim) {
     if (n <= 0 || dim <= 0) return;
     int *next = (int *)lt_cuda_scratch(o, "embedding_bwd", 2 * (size_t)n * sizeof(int));
     if (!next) return;
     int *has_prev = next + n;
     cudaStream_t s = lt_cuda_stream(o);
     lt_cuda_fail(o, "embedding_bwd", cudaMemsetAsync(has_prev, 0, (size_t)n * sizeof(int), s));
-    LT_LAUNCH(lt_embedding_chain_kernel, blocks_for((size_t)n), THREADS, 0, s, next, has_prev,
-              tokens, n);
+    LT_LAUNCH(lt_embedding_chain_kernel, lt_cuda_blocks_for((size_t)n), THREADS, 0, s, next,
+              has_prev, tokens, n);
     lt_cuda_after_launch(o, "embedding_bwd (chains)");
     const dim3 grid((unsigned)((dim + THREADS - 1) / THREADS), (unsigned)(n < 65535 ? n : 65535));
-    LT_LAUNCH(lt_embedding_bwd_kernel, grid, THREADS, 0, s, dtable, tokens, dout, next, has_prev,
-              n, dim);
+    LT_LAUNCH(lt_embedding_bwd_kernel, grid, THREADS, 0, s, dtable, tokens, dout, next, has_prev, n,
+              dim);
     lt_cuda_after_launch(o, "embedding_bwd");
 }
 
@@ -161,8 +148,8 @@ __global__ void lt_colsum_finish_kernel(float *out, const float *partial, int ch
     out[j] += acc;
 }
 
-static void column_sums(const lt_ops *o, const char *op, float *out, const float *a,
-                        const float *x, const float *rstd, int n, int cols) {
+static void column_sums(const lt_ops *o, const char *op, float *out, const float *a, const float *x,
+                        const float *rstd, int n, int cols) {
     /* 64 rows a chunk, more when there would be more chunks than a grid's
      * y extent */
     int rows = COL_ROWS;
@@ -172,8 +159,8 @@ static void column_sums(const lt_ops *o, const char *op, float *out, const float
     if (!partial) return;
     cudaStream_t s = lt_cuda_stream(o);
     const unsigned col_blocks = (unsigned)((cols + THREADS - 1) / THREADS);
-    LT_LAUNCH(lt_colsum_partial_kernel, dim3(col_blocks, (unsigned)chunks), THREADS, 0, s,
-              partial, a, x, rstd, n, cols, rows);
+    LT_LAUNCH(lt_colsum_partial_kernel, dim3(col_blocks, (unsigned)chunks), THREADS, 0, s, partial,
+              a, x, rstd, n, cols, rows);
     lt_cuda_after_launch(o, op);
     LT_LAUNCH(lt_colsum_finish_kernel, col_blocks, THREADS, 0, s, out, partial, chunks, cols);
     lt_cuda_after_launch(o, op);
@@ -204,8 +191,8 @@ void lt_cuda_rmsnorm_fwd(const lt_ops *o, float *out, float *rstd, const float *
     lt_cuda_after_launch(o, "rmsnorm_fwd");
 }
 
-__global__ void lt_rmsnorm_bwd_kernel(float *dx, const float *dout, const float *x,
-                                      const float *w, const float *rstd, int dim) {
+__global__ void lt_rmsnorm_bwd_kernel(float *dx, const float *dout, const float *x, const float *w,
+                                      const float *rstd, int dim) {
     __shared__ float red[32];
     const size_t row = blockIdx.x;
     const float *xi = x + row * dim, *gi = dout + row * dim;
@@ -257,8 +244,8 @@ void lt_cuda_rope(const lt_ops *o, float *x, int stride, int B, int T, int n_hea
                   const float *cos_t, const float *sin_t, int layout, int inverse) {
     if (B <= 0 || T <= 0 || n_heads <= 0 || head_dim < 2) return;
     const size_t total = (size_t)B * T * n_heads * (head_dim / 2);
-    LT_LAUNCH(lt_rope_kernel, blocks_for(total), THREADS, 0, lt_cuda_stream(o), x, stride, T,
-              n_heads, head_dim, cos_t, sin_t, layout, inverse ? -1.0f : 1.0f, total);
+    LT_LAUNCH(lt_rope_kernel, lt_cuda_blocks_for(total), THREADS, 0, lt_cuda_stream(o), x, stride,
+              T, n_heads, head_dim, cos_t, sin_t, layout, inverse ? -1.0f : 1.0f, total);
     lt_cuda_after_launch(o, "rope");
 }
 
@@ -271,8 +258,8 @@ __global__ void lt_bias_add_kernel(float *y, const float *b, int cols, size_t to
 void lt_cuda_bias_add(const lt_ops *o, float *y, const float *b, int n, int cols) {
     if (n <= 0 || cols <= 0) return;
     const size_t total = (size_t)n * cols;
-    LT_LAUNCH(lt_bias_add_kernel, blocks_for(total), THREADS, 0, lt_cuda_stream(o), y, b, cols,
-              total);
+    LT_LAUNCH(lt_bias_add_kernel, lt_cuda_blocks_for(total), THREADS, 0, lt_cuda_stream(o), y, b,
+              cols, total);
     lt_cuda_after_launch(o, "bias_add");
 }
 
@@ -297,8 +284,8 @@ __global__ void lt_swiglu_fwd_kernel(float *h, const float *gate_up, int hidden,
 void lt_cuda_swiglu_fwd(const lt_ops *o, float *h, const float *gate_up, int n, int hidden) {
     if (n <= 0 || hidden <= 0) return;
     const size_t total = (size_t)n * hidden;
-    LT_LAUNCH(lt_swiglu_fwd_kernel, blocks_for(total), THREADS, 0, lt_cuda_stream(o), h, gate_up,
-              hidden, total);
+    LT_LAUNCH(lt_swiglu_fwd_kernel, lt_cuda_blocks_for(total), THREADS, 0, lt_cuda_stream(o), h,
+              gate_up, hidden, total);
     lt_cuda_after_launch(o, "swiglu_fwd");
 }
 
@@ -318,8 +305,8 @@ void lt_cuda_swiglu_bwd(const lt_ops *o, float *dgate_up, const float *dh, const
                         int n, int hidden) {
     if (n <= 0 || hidden <= 0) return;
     const size_t total = (size_t)n * hidden;
-    LT_LAUNCH(lt_swiglu_bwd_kernel, blocks_for(total), THREADS, 0, lt_cuda_stream(o), dgate_up,
-              dh, gate_up, hidden, total);
+    LT_LAUNCH(lt_swiglu_bwd_kernel, lt_cuda_blocks_for(total), THREADS, 0, lt_cuda_stream(o),
+              dgate_up, dh, gate_up, hidden, total);
     lt_cuda_after_launch(o, "swiglu_bwd");
 }
 
@@ -331,8 +318,8 @@ __global__ void lt_dropout_kernel(float *out, const float *x, int cols, float p,
                                   uint64_t key, uint64_t first_row, int accumulate, size_t total) {
     LT_GRID_STRIDE(e, total) {
         const uint64_t i = e / (size_t)cols, j = e % (size_t)cols;
-        const float m = lt_rng_uniform(key, (first_row + i) * (uint64_t)cols + j) >= p ? keep_scale
-                                                                                      : 0.0f;
+        const float m =
+            lt_rng_uniform(key, (first_row + i) * (uint64_t)cols + j) >= p ? keep_scale : 0.0f;
         out[e] = accumulate ? out[e] + x[e] * m : x[e] * m;
     }
 }
@@ -342,7 +329,7 @@ void lt_cuda_dropout(const lt_ops *o, float *out, const float *x, int n, int col
     if (n <= 0 || cols <= 0) return;
     const size_t total = (size_t)n * cols;
     const float keep_scale = 1.0f / (1.0f - p);
-    LT_LAUNCH(lt_dropout_kernel, blocks_for(total), THREADS, 0, lt_cuda_stream(o), out, x, cols, p,
-              keep_scale, key, first_row, accumulate, total);
+    LT_LAUNCH(lt_dropout_kernel, lt_cuda_blocks_for(total), THREADS, 0, lt_cuda_stream(o), out, x,
+              cols, p, keep_scale, key, first_row, accumulate, total);
     lt_cuda_after_launch(o, "dropout");
 }

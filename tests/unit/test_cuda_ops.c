@@ -69,8 +69,9 @@ static void check_same(const char *what, const float *gpu, const float *cpu, siz
     size_t bad = 0, first = 0;
     for (size_t i = 0; i < n; i++)
         if (memcmp(&gpu[i], &cpu[i], sizeof(float)) != 0 && bad++ == 0) first = i;
-    CHECK(bad == 0, "%s: %zu of %zu elements differ in their bits, first [%zu]: %.9g vs the CPU's %.9g",
-          what, bad, n, first, bad ? gpu[first] : 0.0, bad ? cpu[first] : 0.0);
+    CHECK(bad == 0,
+          "%s: %zu of %zu elements differ in their bits, first [%zu]: %.9g vs the CPU's %.9g", what,
+          bad, n, first, bad ? gpu[first] : 0.0, bad ? cpu[first] : 0.0);
     if (!bad) printf("ok   %-34s %zu elements, the same bits\n", what, n);
 }
 
@@ -85,7 +86,9 @@ static void check_within(const char *what, const float *gpu, const float *cpu, c
         if (!(r <= 1.0)) bad++;
         if (!(r <= worst)) worst = r, at = i;
     }
-    CHECK(bad == 0, "%s: %zu of %zu elements outside the bound, worst [%zu]: %.9g vs the CPU's %.9g (%.3g x the bound %.3g)",
+    CHECK(bad == 0,
+          "%s: %zu of %zu elements outside the bound, worst [%zu]: %.9g vs the CPU's %.9g (%.3g x "
+          "the bound %.3g)",
           what, bad, n, at, gpu[at], cpu[at], worst, bound[at]);
     if (!bad) printf("ok   %-34s %zu elements, worst %.3f of the bound\n", what, n, worst);
 }
@@ -104,7 +107,8 @@ static void test_memory(void) {
           "device activations: %llu bytes after allocating %zu, %llu before",
           (unsigned long long)s1.current[LT_SPACE_DEVICE][LT_MEM_ACTIVATIONS], bytes,
           (unsigned long long)s0.current[LT_SPACE_DEVICE][LT_MEM_ACTIVATIONS]);
-    CHECK(s1.current[LT_SPACE_HOST][LT_MEM_ACTIVATIONS] == s0.current[LT_SPACE_HOST][LT_MEM_ACTIVATIONS],
+    CHECK(s1.current[LT_SPACE_HOST][LT_MEM_ACTIVATIONS] ==
+              s0.current[LT_SPACE_HOST][LT_MEM_ACTIVATIONS],
           "device memory counted as host memory");
     float *h = back(d, bytes / 4);
     size_t nonzero = 0;
@@ -125,11 +129,15 @@ static void test_memory(void) {
     GPU->free(GPU, d);
     GPU->free(GPU, d2);
     lt_mem_get_stats(&s2);
-    CHECK(s2.current[LT_SPACE_DEVICE][LT_MEM_ACTIVATIONS] == s0.current[LT_SPACE_DEVICE][LT_MEM_ACTIVATIONS],
+    CHECK(s2.current[LT_SPACE_DEVICE][LT_MEM_ACTIVATIONS] ==
+              s0.current[LT_SPACE_DEVICE][LT_MEM_ACTIVATIONS],
           "device activations after free: %llu bytes, %llu before",
           (unsigned long long)s2.current[LT_SPACE_DEVICE][LT_MEM_ACTIVATIONS],
           (unsigned long long)s0.current[LT_SPACE_DEVICE][LT_MEM_ACTIVATIONS]);
     CHECK(GPU->alloc(GPU, LT_MEM_OTHER, 0) == NULL, "alloc of 0 bytes is not NULL");
+    size_t free_b = 0, total_b = 0;
+    CHECK(lt_ops_cuda_mem_info(GPU, &free_b, &total_b) == 0 && total_b > 0 && free_b <= total_b,
+          "cudaMemGetInfo: %zu free of %zu", free_b, total_b);
     gpu_check("memory");
     /* a failure is kept for the next check, reported with its op, then cleared */
     int not_ours;
@@ -138,7 +146,8 @@ static void test_memory(void) {
     lt_status st = GPU->check(GPU, &err);
     CHECK(st != LT_OK && strstr(err.msg, "free"), "free of a foreign pointer: check gave %d \"%s\"",
           (int)st, err.msg);
-    CHECK(GPU->check(GPU, &err) == LT_OK, "the failure was not cleared by the check that reported it");
+    CHECK(GPU->check(GPU, &err) == LT_OK,
+          "the failure was not cleared by the check that reported it");
     printf("ok   memory: tracked by category, zero-filled, copies; failures reported once\n");
     lt_free(h), lt_free(h1), lt_free(h2), lt_free(x);
 }
@@ -166,8 +175,9 @@ static void test_gemm(void) {
                     for (int k = 0; k < K; k++)
                         s += fabs(ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]) *
                              fabs(tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
-                    bound[(size_t)i * ldc + j] = 2.0 * (gamma_n(K + 2) * fabs(alpha) * s +
-                                                        2 * U * fabs(beta * C0[(size_t)i * ldc + j]));
+                    bound[(size_t)i * ldc + j] =
+                        2.0 * (gamma_n(K + 2) * fabs(alpha) * s +
+                               2 * U * fabs(beta * C0[(size_t)i * ldc + j]));
                 }
             char what[64];
             snprintf(what, sizeof what, "gemm ta=%d tb=%d", ta, tb);
@@ -225,7 +235,8 @@ static void test_rmsnorm(int n, int dim) {
     float *out_c = frand(nd, 1), *rstd_c = frand((size_t)n, 1);
     float *dx_c = frand(nd, 1), *dw_c = frand((size_t)dim, 1);
     float *d_x = devf(x, nd), *d_w = devf(w, dim), *d_g = devf(g, nd);
-    float *d_out = GPU->alloc(GPU, LT_MEM_WORKSPACE, nd * 4), *d_rstd = GPU->alloc(GPU, LT_MEM_WORKSPACE, (size_t)n * 4);
+    float *d_out = GPU->alloc(GPU, LT_MEM_WORKSPACE, nd * 4),
+          *d_rstd = GPU->alloc(GPU, LT_MEM_WORKSPACE, (size_t)n * 4);
     float *d_dx = devf(dx_c, nd), *d_dw = devf(dw_c, dim);
     float *dx0 = fcopy(dx_c, nd), *dw0 = fcopy(dw_c, dim);
 
@@ -260,7 +271,8 @@ static void test_rmsnorm(int n, int dim) {
             sabs += fabs((double)g[e] * w[j] * x[e]);
             dot += (double)g[e] * w[j] * x[e];
         }
-        const double c = r * r * r * dot / dim, dc = r * r * r / dim * 2.0 * (gamma_n(dim + 2) * sabs + 5 * U * fabs(dot));
+        const double c = r * r * r * dot / dim,
+                     dc = r * r * r / dim * 2.0 * (gamma_n(dim + 2) * sabs + 5 * U * fabs(dot));
         for (int j = 0; j < dim; j++) {
             const size_t e = (size_t)i * dim + j;
             const double t1 = fabs((double)g[e] * w[j] * r), t2 = fabs((double)x[e] * c);
@@ -271,7 +283,8 @@ static void test_rmsnorm(int n, int dim) {
     check_within(what, dx_g, dx_c, b, nd);
     for (int j = 0; j < dim; j++) {
         double s = 0;
-        for (int i = 0; i < n; i++) s += fabs((double)g[(size_t)i * dim + j] * x[(size_t)i * dim + j] * rstd_c[i]);
+        for (int i = 0; i < n; i++)
+            s += fabs((double)g[(size_t)i * dim + j] * x[(size_t)i * dim + j] * rstd_c[i]);
         b[j] = 2.0 * (gamma_n(n + 3) * s + U * fabs((double)dw0[j]));
     }
     snprintf(what, sizeof what, "rmsnorm_bwd dw [%d rows]", n);
@@ -281,8 +294,10 @@ static void test_rmsnorm(int n, int dim) {
     gpu_check("rmsnorm");
     GPU->free(GPU, d_x), GPU->free(GPU, d_w), GPU->free(GPU, d_g), GPU->free(GPU, d_out);
     GPU->free(GPU, d_rstd), GPU->free(GPU, d_dx), GPU->free(GPU, d_dw);
-    lt_free(x), lt_free(w), lt_free(g), lt_free(out_c), lt_free(rstd_c), lt_free(dx_c), lt_free(dw_c);
-    lt_free(dx0), lt_free(dw0), lt_free(out_g), lt_free(rstd_g), lt_free(dx_g), lt_free(dw_g), lt_free(b);
+    lt_free(x), lt_free(w), lt_free(g), lt_free(out_c), lt_free(rstd_c), lt_free(dx_c),
+        lt_free(dw_c);
+    lt_free(dx0), lt_free(dw0), lt_free(out_g), lt_free(rstd_g), lt_free(dx_g), lt_free(dw_g),
+        lt_free(b);
 }
 
 /* -------------------------------------------------------------------- rope */
@@ -291,14 +306,16 @@ static void test_rope(int layout, int inverse) {
     const int B = 2, T = 7, nh = 3, hd = 10, stride = nh * hd + 6, half = hd / 2, Tmax = 9;
     const size_t n = (size_t)B * T * stride;
     float *x = frand(n, 1), *xc = fcopy(x, n);
-    float *cs = lt_alloc(LT_MEM_OTHER, (size_t)Tmax * half * 4), *sn = lt_alloc(LT_MEM_OTHER, (size_t)Tmax * half * 4);
+    float *cs = lt_alloc(LT_MEM_OTHER, (size_t)Tmax * half * 4),
+          *sn = lt_alloc(LT_MEM_OTHER, (size_t)Tmax * half * 4);
     for (int p = 0; p < Tmax; p++)
         for (int i = 0; i < half; i++) {
             const double ang = p * pow(10000.0, -2.0 * i / hd);
             cs[p * half + i] = (float)cos(ang);
             sn[p * half + i] = (float)sin(ang);
         }
-    float *d_x = devf(x, n), *d_c = devf(cs, (size_t)Tmax * half), *d_s = devf(sn, (size_t)Tmax * half);
+    float *d_x = devf(x, n), *d_c = devf(cs, (size_t)Tmax * half),
+          *d_s = devf(sn, (size_t)Tmax * half);
     CPU->rope(CPU, xc, stride, B, T, nh, hd, cs, sn, layout, inverse);
     GPU->rope(GPU, d_x, stride, B, T, nh, hd, d_c, d_s, layout, inverse);
     float *xg = back(d_x, n);
@@ -313,7 +330,9 @@ static void test_rope(int layout, int inverse) {
                 const size_t ia = base + (layout == LT_ROPE_INTERLEAVED ? 2 * i : i);
                 const size_t ib = base + (layout == LT_ROPE_INTERLEAVED ? 2 * i + 1 : i + half);
                 const double m = fabs((double)x[ia]) + fabs((double)x[ib]);
-                b[ia] = b[ib] = 2.0 * 3 * U * m * (fabs((double)cs[pos * half + i]) + fabs((double)sn[pos * half + i]));
+                b[ia] = b[ib] =
+                    2.0 * 3 * U * m *
+                    (fabs((double)cs[pos * half + i]) + fabs((double)sn[pos * half + i]));
             }
     char what[64];
     snprintf(what, sizeof what, "rope %s%s", layout == LT_ROPE_INTERLEAVED ? "interleaved" : "half",
@@ -363,7 +382,8 @@ static void test_swiglu(void) {
     gu[0] = -100.0f, gu[1] = 100.0f, gu[2] = -87.5f, gu[3] = 30.0f;
     float *h_c = frand(nh, 1), *dgu_c = frand(2 * nh, 1);
     float *d_gu = devf(gu, 2 * nh), *d_dh = devf(dh, nh);
-    float *d_h = GPU->alloc(GPU, LT_MEM_WORKSPACE, nh * 4), *d_dgu = GPU->alloc(GPU, LT_MEM_WORKSPACE, 2 * nh * 4);
+    float *d_h = GPU->alloc(GPU, LT_MEM_WORKSPACE, nh * 4),
+          *d_dgu = GPU->alloc(GPU, LT_MEM_WORKSPACE, 2 * nh * 4);
     CPU->swiglu_fwd(CPU, h_c, gu, n, hidden);
     GPU->swiglu_fwd(GPU, d_h, d_gu, n, hidden);
     CPU->swiglu_bwd(CPU, dgu_c, dh, gu, n, hidden);
@@ -377,19 +397,22 @@ static void test_swiglu(void) {
     const double floor_ = 1e-35;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < hidden; j++) {
-            const size_t e = (size_t)i * hidden + j, gi = (size_t)i * 2 * hidden + j, ui = gi + hidden;
+            const size_t e = (size_t)i * hidden + j, gi = (size_t)i * 2 * hidden + j,
+                         ui = gi + hidden;
             const double g = gu[gi], u = gu[ui], d = dh[e], sig = 1.0 / (1.0 + exp(-g));
             bh[e] = 2.0 * 8 * U * fabs(g * sig * u) + floor_ * fabs(g * u);
             bg[ui] = 2.0 * 8 * U * fabs(d * g * sig) + floor_ * fabs(d * g);
             const double F = 1.0 + g * (1.0 - sig);
-            bg[gi] = 2.0 * fabs(d * u * sig) * (10 * U * fabs(F) + fabs(g) * (6 * U * sig + 3 * U * fabs(1.0 - sig))) +
+            bg[gi] = 2.0 * fabs(d * u * sig) *
+                         (10 * U * fabs(F) + fabs(g) * (6 * U * sig + 3 * U * fabs(1.0 - sig))) +
                      floor_ * fabs(d * u) * (1.0 + fabs(g));
         }
     check_within("swiglu_fwd", h_g, h_c, bh, nh);
     check_within("swiglu_bwd", dgu_g, dgu_c, bg, 2 * nh);
     gpu_check("swiglu");
     GPU->free(GPU, d_gu), GPU->free(GPU, d_dh), GPU->free(GPU, d_h), GPU->free(GPU, d_dgu);
-    lt_free(gu), lt_free(dh), lt_free(h_c), lt_free(dgu_c), lt_free(h_g), lt_free(dgu_g), lt_free(bh), lt_free(bg);
+    lt_free(gu), lt_free(dh), lt_free(h_c), lt_free(dgu_c), lt_free(h_g), lt_free(dgu_g),
+        lt_free(bh), lt_free(bg);
 }
 
 /* ----------------------------------------------------------------- dropout */
@@ -407,7 +430,8 @@ static void test_dropout(void) {
     check_same("dropout (masks and products)", o_g, o_c, nc);
     size_t dropped = 0;
     for (size_t e = 0; e < nc; e++) dropped += o_c[e] == 0.0f;
-    CHECK(dropped > nc / 5 && dropped < nc * 2 / 5, "dropout p = 0.3 dropped %zu of %zu", dropped, nc);
+    CHECK(dropped > nc / 5 && dropped < nc * 2 / 5, "dropout p = 0.3 dropped %zu of %zu", dropped,
+          nc);
     float *acc0 = fcopy(acc_c, nc);
     CPU->dropout(CPU, acc_c, x, n, cols, p, key, first_row, 1);
     GPU->dropout(GPU, d_acc, d_x, n, cols, p, key, first_row, 1);
@@ -419,12 +443,14 @@ static void test_dropout(void) {
     check_within("dropout accumulate", acc_g, acc_c, b, nc);
     gpu_check("dropout");
     GPU->free(GPU, d_x), GPU->free(GPU, d_o), GPU->free(GPU, d_acc);
-    lt_free(x), lt_free(o_c), lt_free(acc_c), lt_free(o_g), lt_free(acc0), lt_free(acc_g), lt_free(b);
+    lt_free(x), lt_free(o_c), lt_free(acc_c), lt_free(o_g), lt_free(acc0), lt_free(acc_g),
+        lt_free(b);
 }
 
 /* -------------------------------------------------------------- dequantize */
 
-static void test_dequantize(lt_quant_format f, int blocksize, int double_quant, int rows, int cols) {
+static void test_dequantize(lt_quant_format f, int blocksize, int double_quant, int rows,
+                            int cols) {
     lt_quant_config qc = {f, blocksize, double_quant};
     lt_qtensor t;
     lt_error err = {0};
@@ -474,7 +500,8 @@ int main(void) {
     test_rmsnorm(37, 96);   /* dim < block: idle threads in the reductions */
     test_rmsnorm(150, 300); /* rows in three chunks of the dw column sums */
     for (int layout = 0; layout < 2; layout++)
-        for (int inverse = 0; inverse < 2; inverse++) test_rope(layout ? LT_ROPE_HALF : LT_ROPE_INTERLEAVED, inverse);
+        for (int inverse = 0; inverse < 2; inverse++)
+            test_rope(layout ? LT_ROPE_HALF : LT_ROPE_INTERLEAVED, inverse);
     test_bias(9, 40);
     test_bias(200, 270);
     test_swiglu();
@@ -483,7 +510,8 @@ int main(void) {
     for (int k = 0; k < 2; k++)
         for (int dq = 0; dq < 2; dq++) {
             test_dequantize(four[k], 64, dq, 24, 100);
-            test_dequantize(four[k], 6, dq, 33, 33); /* odd count: the last byte half used; 182 blocks */
+            test_dequantize(four[k], 6, dq, 33,
+                            33); /* odd count: the last byte half used; 182 blocks */
         }
     test_dequantize(LT_QUANT_NF4, 64, 1, 40, 1000); /* 625 absmax blocks: three groups of 256 */
     test_dequantize(LT_QUANT_INT8, 0, 0, 17, 45);
