@@ -8,6 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/hostdev.h"
+
+LT_EXTERN_C_BEGIN
+
 typedef enum {
     LT_MEM_BASE_WEIGHTS = 0, /* fp32 frozen (or trainable, full mode) base */
     LT_MEM_QUANT_BASE,       /* quantized base blocks */
@@ -43,5 +47,7 @@ typedef struct {
 
 void lt_mem_get_stats(lt_mem_stats *out);
 const char *lt_mem_category_name(lt_mem_category cat);
+
+LT_EXTERN_C_END
 
 #endif

@@ -19,7 +19,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#include "core/host_device.h"
+#include "core/hostdev.h"
 
 /* The per-step scalars of AdamW's element update (t: this step's number,
  * counting from 1; bc1 = 1 - beta1^t, bc2 = 1 - beta2^t). */

@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "core/host_device.h"
+#include "core/hostdev.h"
 
 /* splitmix64's finaliser: a bijective mix with full avalanche. */
 LT_HOST_DEVICE static inline uint64_t lt_mix64(uint64_t z) {

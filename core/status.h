@@ -8,6 +8,10 @@
 
 #include <stddef.h>
 
+#include "core/hostdev.h"
+
+LT_EXTERN_C_BEGIN
+
 typedef enum {
     LT_OK = 0,
     LT_ERR_IO,          /* open/read/write/rename failed */
@@ -39,5 +43,7 @@ lt_status lt_fail_context(lt_error *err, const char *fmt, ...)
 const char *lt_status_name(lt_status s);
 
 void lt_error_clear(lt_error *err);
+
+LT_EXTERN_C_END
 
 #endif

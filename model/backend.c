@@ -10,19 +10,8 @@
 
 #include "model/cpu/cpu.h"
 
-/* ---- the CUDA backend plugs in here ----------------------------------
- * LT_HAVE_CUDA is 1 only in a build that compiles model/cuda/ into
- * lt_backends (CMakeLists.txt will define it then; none does yet, so it is
- * 0 and the branches below are not compiled). model/cuda/cuda.h is to
- * declare:
- *   int lt_cuda_device_count(void);
- *       GPUs this process can use; 0 without a driver or a GPU
- *   lt_status lt_ops_cuda_open(int threads, const lt_ops **ops, lt_error *err);
- *       LT_ERR_CONFIG naming why (no driver, no GPU) when it cannot
- *   void lt_ops_cuda_describe(const lt_ops *ops, char *buf, size_t size);
- *       the GPU and the libraries, e.g. "NVIDIA H100 (sm_90), cuBLAS 12.4"
- *   const char *lt_ops_cuda_gemm_kernels(const lt_ops *ops);
- * -------------------------------------------------------------------- */
+/* The CUDA backend (model/cuda/cuda.h) is in the build when CMake's
+ * LT_CUDA is on, which compiles this file with LT_HAVE_CUDA=1. */
 #ifndef LT_HAVE_CUDA
 #define LT_HAVE_CUDA 0
 #endif
@@ -31,6 +20,30 @@
 #define LT_BACKEND_CHOICES "cpu, cuda, auto"
 #else
 #define LT_BACKEND_CHOICES "cpu, auto"
+#endif
+
+#if LT_HAVE_CUDA
+/* This process's rank among those of its node, as the launcher tells it
+ * (Open MPI's mpirun, Slurm's srun); 0 when launched alone. */
+static int local_rank(void) {
+    const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (!v || !*v) continue;
+        char *end;
+        long r = strtol(v, &end, 10);
+        if (*end == '\0' && r >= 0 && r < 1 << 20) return (int)r;
+    }
+    return 0;
+}
+
+/* One GPU per rank: the local rank's, modulo the GPUs this process sees
+ * (CUDA_VISIBLE_DEVICES, applied by the runtime, picks which those are). */
+static lt_status open_cuda(int threads, const lt_ops **ops, lt_error *err) {
+    const int n = lt_cuda_device_count();
+    /* with none, open names the runtime's reason */
+    return lt_ops_cuda_open(n > 0 ? local_rank() % n : 0, threads, ops, err);
+}
 #endif
 
 /* The CPU table is one static table; lt_ops_cpu(0) returns it and leaves
@@ -46,7 +59,7 @@ lt_status lt_backend_open(const char *device, int threads, const lt_ops **ops, l
     }
     if (!strcmp(device, "cuda")) {
 #if LT_HAVE_CUDA
-        return lt_ops_cuda_open(threads, ops, err);
+        return open_cuda(threads, ops, err);
 #else
         return lt_fail(err, LT_ERR_CONFIG,
                        "device = cuda: this loratrain was built without the CUDA backend; choices: "
@@ -55,7 +68,7 @@ lt_status lt_backend_open(const char *device, int threads, const lt_ops **ops, l
     }
     if (!strcmp(device, "auto")) {
 #if LT_HAVE_CUDA
-        if (lt_cuda_device_count() > 0) return lt_ops_cuda_open(threads, ops, err);
+        if (lt_cuda_device_count() > 0) return open_cuda(threads, ops, err);
 #endif
         *ops = lt_ops_cpu(threads);
         return LT_OK;
@@ -92,5 +105,15 @@ const char *lt_backend_gemm_kernels(const lt_ops *ops) {
     return lt_ops_cuda_gemm_kernels(ops);
 #else
     return "?";
+#endif
+}
+
+int lt_backend_device_memory(const lt_ops *ops, size_t *free_bytes, size_t *total_bytes) {
+    *free_bytes = *total_bytes = 0;
+    if (is_cpu(ops)) return 0;
+#if LT_HAVE_CUDA
+    return lt_ops_cuda_mem_info(ops, free_bytes, total_bytes) == 0 ? 1 : -1;
+#else
+    return 0;
 #endif
 }

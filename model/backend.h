@@ -31,4 +31,10 @@ void lt_backend_describe(const char *device, const lt_ops *ops, char *buf, size_
  * open. */
 const char *lt_backend_gemm_kernels(const lt_ops *ops);
 
+/* The device memory of a GPU backend as its runtime reports it
+ * (cudaMemGetInfo): 1 with free and total filled; 0 for the CPU backend,
+ * whose memory the process's own figures (VmHWM) measure; -1 when the
+ * query fails. */
+int lt_backend_device_memory(const lt_ops *ops, size_t *free_bytes, size_t *total_bytes);
+
 #endif

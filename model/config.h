@@ -4,6 +4,8 @@
 
 #include "core/status.h"
 
+LT_EXTERN_C_BEGIN
+
 typedef enum {
     /* llama2.c / Meta checkpoints: rotate adjacent pairs (2i, 2i+1). */
     LT_ROPE_INTERLEAVED = 0,
@@ -50,5 +52,7 @@ static inline int lt_head_dim(const lt_model_config *c) { return c->dim / c->n_h
 static inline int lt_kv_dim(const lt_model_config *c) {
     return lt_head_dim(c) * c->n_kv_heads;
 }
+
+LT_EXTERN_C_END
 
 #endif

@@ -19,6 +19,8 @@
 #include "core/status.h"
 #include "model/quant.h"
 
+LT_EXTERN_C_BEGIN
+
 typedef struct lt_ops lt_ops;
 
 struct lt_ops {
@@ -149,6 +151,8 @@ struct lt_ops {
 };
 
 #define LT_CE_STATE 8 /* floats per row; 32 bytes keep rows aligned */
+
+LT_EXTERN_C_END
 
 /* The backends live in model/cpu/ and model/cuda/; model/backend.h picks
  * one by name. */

@@ -332,8 +332,8 @@ lt_status lt_quantize(const lt_qtensor *t, const float *w, uint8_t *blob, const 
 float lt_qtensor_block_absmax(const lt_qtensor *t, const uint8_t *blob, int64_t b) {
     if (!t->double_quant) return load_f32(blob + t->absmax + 4u * (uint64_t)b);
     const float a2 = load_f32(blob + t->absmax2 + 4u * (uint64_t)(b / LT_QUANT_DQ_BLOCKSIZE));
-    const float v = lt_dynamic8_code[blob[t->absmax + (uint64_t)b]] * a2;
-    return v + load_f32(blob + t->offset);
+    return lt_dq_absmax(lt_dynamic8_code[blob[t->absmax + (uint64_t)b]], a2,
+                        load_f32(blob + t->offset));
 }
 
 void lt_dequantize_ref(const lt_qtensor *t, const uint8_t *blob, float *out) {
@@ -341,14 +341,14 @@ void lt_dequantize_ref(const lt_qtensor *t, const uint8_t *blob, float *out) {
         const int8_t *q = (const int8_t *)(blob + t->codes);
         for (int64_t i = 0; i < t->numel; i++) {
             const float rowmax = load_f32(blob + t->absmax + 4u * (uint64_t)(i / t->cols));
-            out[i] = ((float)q[i] * rowmax) * 7.874015718698502e-3f;
+            out[i] = lt_int8_value(q[i], rowmax);
         }
         return;
     }
     const float *table = t->format == LT_QUANT_NF4 ? lt_nf4_code : lt_fp4_code;
     const uint8_t *codes = blob + t->codes;
     for (int64_t i = 0; i < t->numel; i++) {
-        const unsigned c = i & 1 ? codes[i / 2] & 15u : codes[i / 2] >> 4;
-        out[i] = table[c] * lt_qtensor_block_absmax(t, blob, i / t->blocksize);
+        out[i] = lt_q4_value(table, lt_q4_code(codes, i),
+                             lt_qtensor_block_absmax(t, blob, i / t->blocksize));
     }
 }

@@ -22,7 +22,9 @@
  * A quantized tensor is a set of byte ranges inside a blob (one blob per
  * decoder layer); lt_qtensor names them. The same struct, by value, is what
  * the CPU and CUDA dequantization kernels take, so its layout is fixed by
- * the static assertions in quant.c. */
+ * the static assertions in quant.c. The per-element decode is written once,
+ * below, as LT_HOST_DEVICE functions that lt_dequantize_ref, the CPU
+ * kernels and the CUDA kernels all call. */
 #ifndef LT_MODEL_QUANT_H
 #define LT_MODEL_QUANT_H
 
@@ -30,7 +32,10 @@
 #include <stdint.h>
 
 #include "core/alloc.h"
+#include "core/hostdev.h"
 #include "core/status.h"
+
+LT_EXTERN_C_BEGIN
 
 typedef enum {
     LT_QUANT_NONE = 0,
@@ -109,5 +114,37 @@ void lt_dequantize_ref(const lt_qtensor *t, const uint8_t *blob, float *out);
 
 /* Block b's absmax as dequantization uses it (double quant undone). */
 float lt_qtensor_block_absmax(const lt_qtensor *t, const uint8_t *blob, int64_t b);
+
+/* ---- the decode of one element, shared by host and device ----------
+ * The tables are parameters (lt_nf4_code and friends on the host, the
+ * kernels' copies in shared memory on the GPU). Files that call these are
+ * compiled without FMA contraction (-ffp-contract=off, nvcc --fmad=false):
+ * lt_dq_absmax's multiply and add are two roundings in bitsandbytes. */
+
+/* The 4-bit code of element i: element 2j is the high nibble of byte j. */
+LT_HOST_DEVICE static inline unsigned lt_q4_code(const uint8_t *codes, int64_t i) {
+    return i & 1 ? codes[i / 2] & 15u : (unsigned)codes[i / 2] >> 4;
+}
+
+/* A 4-bit element: table[code] * its block's absmax. */
+LT_HOST_DEVICE static inline float lt_q4_value(const float *table, unsigned code, float absmax) {
+    return table[code] * absmax;
+}
+
+/* A double-quantized block absmax: dynamic = lt_dynamic8_code[q] of the
+ * block's 8-bit code, absmax2 its group of 256's scale, offset the
+ * tensor's mean. */
+LT_HOST_DEVICE static inline float lt_dq_absmax(float dynamic, float absmax2, float offset) {
+    const float v = dynamic * absmax2;
+    return v + offset;
+}
+
+/* An int8 element: q * rowmax * (1/127), rounded after each multiply as
+ * int8_vectorwise_dequant does. */
+LT_HOST_DEVICE static inline float lt_int8_value(int8_t q, float rowmax) {
+    return ((float)q * rowmax) * 7.874015718698502e-3f;
+}
+
+LT_EXTERN_C_END
 
 #endif

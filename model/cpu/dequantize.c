@@ -64,10 +64,7 @@ static void decode_block(float *out, const uint8_t *codes, int64_t n, float absm
     const __m256 t0 = _mm256_loadu_ps(table), t1 = _mm256_loadu_ps(table + 8), s = _mm256_set1_ps(absmax);
     for (; i + 16 <= n; i += 16) decode16(out + i, codes + i / 2, t0, t1, s);
 #endif
-    for (; i < n; i++) {
-        const unsigned c = i & 1 ? codes[i / 2] & 15u : codes[i / 2] >> 4;
-        out[i] = table[c] * absmax;
-    }
+    for (; i < n; i++) out[i] = lt_q4_value(table, lt_q4_code(codes, i), absmax);
 }
 
 static void dequantize_4bit(float *out, const uint8_t *blob, const lt_qtensor *t) {
@@ -93,7 +90,7 @@ static void dequantize_int8(float *out, const uint8_t *blob, const lt_qtensor *t
         memcpy(&rowmax, blob + t->absmax + 4u * (uint64_t)r, sizeof rowmax);
         const int8_t *qr = q + r * cols;
         float *o = out + r * cols;
-        for (int64_t c = 0; c < cols; c++) o[c] = ((float)qr[c] * rowmax) * 7.874015718698502e-3f;
+        for (int64_t c = 0; c < cols; c++) o[c] = lt_int8_value(qr[c], rowmax);
     }
 }
 
