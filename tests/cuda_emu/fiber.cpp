@@ -2,8 +2,11 @@
  * of switching between them and the scheduler.
  *
  * The assembly switch saves what the x86-64 System V ABI says a callee
- * keeps (rbx, rbp, r12-r15, the MXCSR and x87 control words) on the old
- * stack, stores the stack pointer and loads the other one: about 36 ns a
+ * keeps (rbx, rbp, r12-r15) on the old stack, stores the stack pointer and
+ * loads the other one. The MXCSR and x87 control words, callee-saved too,
+ * are left alone: every fiber runs with the launching thread's, which
+ * kernel code has no way to change (saving them cost a third of a
+ * switch). About 36 ns a
  * barrier arrival where swapcontext, which also saves the signal mask with
  * a system call, costs about 725 ns (benchmarks/bench_cuda_emu). swapcontext
  * stays as the second path (LT_CUDA_EMU_SWITCH=ucontext, the default in
@@ -27,8 +30,6 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
-
-#include <vector>
 
 #include "emu_internal.h"
 
@@ -72,14 +73,8 @@ __asm__(".text\n"
         "    pushq %r13\n"
         "    pushq %r14\n"
         "    pushq %r15\n"
-        "    subq $8, %rsp\n"
-        "    stmxcsr (%rsp)\n"
-        "    fnstcw 4(%rsp)\n"
         "    movq %rsp, (%rdi)\n"
         "    movq %rsi, %rsp\n"
-        "    ldmxcsr (%rsp)\n"
-        "    fldcw 4(%rsp)\n"
-        "    addq $8, %rsp\n"
         "    popq %r15\n"
         "    popq %r14\n"
         "    popq %r13\n"
@@ -110,11 +105,14 @@ struct Fiber {
     bool fresh;      /* its context must be (re)built before it is resumed */
     void *asan_fake; /* ASan's fake stack while it is switched out */
     Thread *thread;  /* the CUDA thread it runs */
+    Fiber *next;     /* in the pool */
 };
 
 namespace {
 void (*g_body)(Thread *) = nullptr;
-std::vector<Fiber *> g_free;
+/* The pool: a plain list, which no destructor empties before the leak
+ * check at exit looks for its fibers. */
+Fiber *g_free = nullptr;
 size_t g_stack_bytes = 0;
 void *g_sched_sp = nullptr;
 ucontext_t g_sched_uc;
@@ -173,9 +171,6 @@ void build_context(Fiber *f, SwitchKind kind) {
          * the ABI wants at a function's entry. */
         uintptr_t top = ((uintptr_t)(f->lo + f->size)) & ~(uintptr_t)15;
         uint64_t *p = (uint64_t *)top;
-        uint32_t mxcsr = __builtin_ia32_stmxcsr();
-        uint16_t fpucw;
-        __asm__ volatile("fnstcw %0" : "=m"(fpucw));
         *--p = (uint64_t)(uintptr_t)&lt_cuda_emu_fiber_trampoline;
         *--p = 0;                                   /* rbp: ends frame-pointer walks */
         *--p = 0;                                   /* rbx */
@@ -183,7 +178,6 @@ void build_context(Fiber *f, SwitchKind kind) {
         *--p = (uint64_t)(uintptr_t)&fiber_main;    /* r13: the function */
         *--p = 0;                                   /* r14 */
         *--p = 0;                                   /* r15 */
-        *--p = (uint64_t)mxcsr | (uint64_t)fpucw << 32;
         f->sp = p;
     } else {
         if (getcontext(&f->uc) != 0)
@@ -219,13 +213,11 @@ void fiber_set_body(void (*body)(Thread *)) { g_body = body; }
 size_t fiber_stack_bytes() { return stack_bytes(); }
 
 Fiber *fiber_get(SwitchKind kind, Thread *t) {
-    Fiber *f;
-    if (g_free.empty()) {
+    Fiber *f = g_free;
+    if (f)
+        g_free = f->next;
+    else
         f = new_fiber();
-    } else {
-        f = g_free.back();
-        g_free.pop_back();
-    }
     if (f->fresh || f->kind != kind)
         build_context(f, kind);
     f->thread = t;
@@ -236,7 +228,8 @@ void fiber_put(Fiber *f, bool abandoned) {
     if (abandoned)
         f->fresh = true;
     f->thread = nullptr;
-    g_free.push_back(f);
+    f->next = g_free;
+    g_free = f;
 }
 
 void fiber_resume(Fiber *f) {

@@ -72,6 +72,7 @@ struct Launch {
     void (*thunk)(const void *) = nullptr;
     const void *callable = nullptr;
     std::vector<Thread> threads;
+    std::vector<unsigned> warp_waiting; /* lanes of each warp in T_WAIT_WARP */
     unsigned nthreads = 0, done = 0, at_barrier = 0;
     unsigned char *shared = nullptr;
     size_t shmem = 0;
@@ -96,26 +97,49 @@ std::string fmt(const char *f, ...) {
     return buf;
 }
 
-std::string dims(dim3 d) { return fmt("(%u,%u,%u)", d.x, d.y, d.z); }
-std::string dims(uint3 d) { return fmt("(%u,%u,%u)", d.x, d.y, d.z); }
+/* A shape as text, without the heap: failures inside a fiber never return
+ * to destroy temporaries, so what they format must not own memory. */
+struct Text {
+    char s[48];
+};
+Text dims(unsigned x, unsigned y, unsigned z) {
+    Text t;
+    snprintf(t.s, sizeof t.s, "(%u,%u,%u)", x, y, z);
+    return t;
+}
+Text dims(dim3 d) { return dims(d.x, d.y, d.z); }
+Text dims(uint3 d) { return dims(d.x, d.y, d.z); }
 
 std::string where(const Thread *t) {
     return fmt("kernel %s (grid %s, block %s, %s order): block %s, thread %s", L.kernel,
-               dims(L.grid).c_str(), dims(L.block).c_str(), L.order,
-               dims(lt_cuda_emu_builtins.block_idx).c_str(), dims(t->idx).c_str());
+               dims(L.grid).s, dims(L.block).s, L.order, dims(lt_cuda_emu_builtins.block_idx).s,
+               dims(t->idx).s);
 }
 
 /* Records the launch's failure (the first one counts). */
-void record_failure(const Thread *t, const std::string &what) {
+void record_failure(const Thread *t, const char *format, ...) __attribute__((format(printf, 2, 3)));
+void record_failure(const Thread *t, const char *format, ...) {
     if (L.failed)
         return;
+    char what[1024];
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(what, sizeof what, format, ap);
+    va_end(ap);
     L.failed = true;
     L.message = where(t) + ": " + what;
 }
 
-/* Fails the launch from inside thread t, which never runs again. */
-[[noreturn]] void fail_here(Thread *t, const std::string &what) {
-    record_failure(t, what);
+/* Fails the launch from inside thread t, which never runs again (so
+ * nothing on its stack may own memory). */
+[[noreturn]] void fail_here(Thread *t, const char *format, ...) __attribute__((format(printf, 2, 3)));
+[[noreturn]] void fail_here(Thread *t, const char *format, ...) {
+    char what[1024];
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(what, sizeof what, format, ap);
+    va_end(ap);
+    record_failure(t, "%s", what);
     t->state = T_FAILED;
     fiber_yield(t->fiber);
     fprintf(stderr, "lt_cuda_emu: a failed thread was resumed\n");
@@ -135,6 +159,8 @@ const char *op_name(const Thread *o) { return o->wfn; }
 /* A lane of t's warp waiting at a warp function whose mask names t: it
  * can only be released by t, which is elsewhere. */
 const Thread *waiting_for(const Thread *t) {
+    if (L.warp_waiting[t->lin >> 5] == 0)
+        return nullptr;
     unsigned base = t->lin & ~31u, lane = t->lin & 31u;
     for (unsigned l = 0; l < 32 && base + l < L.nthreads; l++) {
         const Thread *o = &L.threads[base + l];
@@ -153,14 +179,14 @@ void body(Thread *t) {
                 w = &o;
                 break;
             }
-        record_failure(t, fmt("returned after %u __syncthreads while %u thread(s) of its block "
+        record_failure(t, "returned after %u __syncthreads while %u thread(s) of its block "
                               "wait at __syncthreads number %u (thread %s among them): every "
                               "thread of a block must reach the same barriers",
-                              t->barriers, L.at_barrier, w->barriers, dims(w->idx).c_str()));
+                              t->barriers, L.at_barrier, w->barriers, dims(w->idx).s);
     } else if (const Thread *o = waiting_for(t)) {
-        record_failure(t, fmt("lane %u returned while lane %u waits at %s with mask 0x%08x, "
+        record_failure(t, "lane %u returned while lane %u waits at %s with mask 0x%08x, "
                               "which names it",
-                              t->lin & 31u, o->lin & 31u, op_name(o), o->wmask));
+                              t->lin & 31u, o->lin & 31u, op_name(o), o->wmask);
     }
     t->state = T_DONE;
     L.done++;
@@ -170,6 +196,7 @@ void release_group(unsigned base, unsigned mask) {
     for (unsigned l = 0; l < 32; l++)
         if (mask >> l & 1u)
             L.threads[base + l].state = T_RUNNABLE;
+    L.warp_waiting[base >> 5] -= (unsigned)__builtin_popcount(mask);
 }
 
 /* Every lane of the group has arrived: each lane's result, from the PTX
@@ -226,9 +253,9 @@ void complete_group(Thread *t, unsigned base, unsigned mask) {
         if (!inside)
             j = (int)l;
         if (!(mask >> j & 1u))
-            fail_here(t, fmt("%s: lane %u reads lane %d, which is not in the mask 0x%08x (its value "
+            fail_here(t, "%s: lane %u reads lane %d, which is not in the mask 0x%08x (its value "
                              "is undefined on a GPU)",
-                             t->wfn, l, j, mask));
+                             t->wfn, l, j, mask);
         me->wres = L.threads[base + (unsigned)j].wval;
     }
 }
@@ -244,15 +271,15 @@ void syncthreads() {
                 d = &o;
                 break;
             }
-        fail_here(t, fmt("reaches __syncthreads number %u after thread %s of its block returned "
+        fail_here(t, "reaches __syncthreads number %u after thread %s of its block returned "
                          "(after %u __syncthreads): every thread of a block must reach the same "
                          "barriers",
-                         t->barriers + 1, dims(d->idx).c_str(), d->barriers));
+                         t->barriers + 1, dims(d->idx).s, d->barriers);
     }
     if (const Thread *o = waiting_for(t))
-        fail_here(t, fmt("reaches __syncthreads while lane %u of its warp waits at %s with mask "
+        fail_here(t, "reaches __syncthreads while lane %u of its warp waits at %s with mask "
                          "0x%08x naming this lane (%u): neither can go on",
-                         o->lin & 31u, op_name(o), o->wmask, t->lin & 31u));
+                         o->lin & 31u, op_name(o), o->wmask, t->lin & 31u);
     t->barriers++;
     t->state = T_WAIT_BAR;
     if (++L.at_barrier == L.nthreads) {
@@ -269,21 +296,21 @@ unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask,
     unsigned base = t->lin & ~31u, lane = t->lin & 31u;
     if (op <= WARP_SHFL_XOR) {
         if (width < 1 || width > 32 || (width & (width - 1)) != 0)
-            fail_here(t, fmt("%s with width %d: the width must be a power of 2 from 1 to 32", fn,
-                             width));
+            fail_here(t, "%s with width %d: the width must be a power of 2 from 1 to 32", fn,
+                             width);
         if (op != WARP_SHFL && (param < 0 || param > 31))
-            fail_here(t, fmt("%s with %s %d: CUDA's documentation and the hardware disagree "
+            fail_here(t, "%s with %s %d: CUDA's documentation and the hardware disagree "
                              "outside 0..31",
-                             fn, op == WARP_SHFL_XOR ? "laneMask" : "delta", param));
+                             fn, op == WARP_SHFL_XOR ? "laneMask" : "delta", param);
     }
     if (!(mask >> lane & 1u))
-        fail_here(t, fmt("%s with mask 0x%08x, which does not name the calling lane %u", fn, mask,
-                         lane));
+        fail_here(t, "%s with mask 0x%08x, which does not name the calling lane %u", fn, mask,
+                         lane);
     unsigned present = L.nthreads - base < 32 ? L.nthreads - base : 32;
     if (present < 32 && (mask >> present) != 0)
-        fail_here(t, fmt("%s with mask 0x%08x, which names lanes from %u on that this warp does "
+        fail_here(t, "%s with mask 0x%08x, which names lanes from %u on that this warp does "
                          "not have (a block of %u threads)",
-                         fn, mask, present, L.nthreads));
+                         fn, mask, present, L.nthreads);
     /* Any lane waiting at a warp function that this call belongs with
      * (it names this lane, or this call's mask names it) must be waiting
      * at the same function with the same mask. */
@@ -292,10 +319,10 @@ unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask,
         if (l == lane || o->state != T_WAIT_WARP || !((mask >> l & 1u) || (o->wmask >> lane & 1u)))
             continue;
         if (o->wop != op || o->wmask != mask || o->wwidth != width || o->wsize != size)
-            fail_here(t, fmt("%s with mask 0x%08x (width %d): lane %u waits at %s with mask "
+            fail_here(t, "%s with mask 0x%08x (width %d): lane %u waits at %s with mask "
                              "0x%08x (width %d): the lanes of a mask must call the same "
                              "function with the same mask",
-                             fn, mask, width, l, o->wfn, o->wmask, o->wwidth));
+                             fn, mask, width, l, o->wfn, o->wmask, o->wwidth);
     }
     bool all = true;
     for (unsigned l = 0; l < 32; l++) {
@@ -304,12 +331,12 @@ unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask,
         const Thread *o = &L.threads[base + l];
         switch (o->state) {
         case T_DONE:
-            fail_here(t, fmt("%s with mask 0x%08x: lane %u (thread %s) returned without calling it",
-                             fn, mask, l, dims(o->idx).c_str()));
+            fail_here(t, "%s with mask 0x%08x: lane %u (thread %s) returned without calling it",
+                             fn, mask, l, dims(o->idx).s);
         case T_WAIT_BAR:
-            fail_here(t, fmt("%s with mask 0x%08x: lane %u waits at __syncthreads, which needs this "
+            fail_here(t, "%s with mask 0x%08x: lane %u waits at __syncthreads, which needs this "
                              "lane: neither can go on",
-                             fn, mask, l));
+                             fn, mask, l);
         case T_WAIT_WARP:
             break;
         default:
@@ -324,6 +351,7 @@ unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask,
     t->wsize = size;
     t->wval = bits;
     t->state = T_WAIT_WARP;
+    L.warp_waiting[base >> 5]++;
     if (all) {
         complete_group(t, base, mask);
         release_group(base, mask);
@@ -402,7 +430,7 @@ bool parse_switch(SwitchKind *kind) {
 cudaError_t check_config(const char *kernel, dim3 grid, dim3 block, size_t shmem,
                          cudaStream_t stream) {
     std::string cfg = fmt("kernel %s (grid %s, block %s, %zu bytes of dynamic shared memory)",
-                          kernel, dims(grid).c_str(), dims(block).c_str(), shmem);
+                          kernel, dims(grid).s, dims(block).s, shmem);
     if (!grid.x || !grid.y || !grid.z || !block.x || !block.y || !block.z)
         return fail(cudaErrorInvalidConfiguration, "%s: a grid or block dimension is 0",
                     cfg.c_str());
@@ -447,6 +475,7 @@ bool run_block() {
     const unsigned n = L.nthreads;
     L.done = 0;
     L.at_barrier = 0;
+    L.warp_waiting.assign((n + 31) / 32, 0);
     const dim3 b = L.block;
     for (unsigned i = 0; i < n; i++) {
         Thread &t = L.threads[i];

@@ -6,7 +6,8 @@
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_cuda_emu kernels|runtime|bf16|bf16-torch IN REF|cublas\n");
+        fprintf(stderr, "usage: test_cuda_emu kernels|runtime|bf16|bf16-torch IN REF|cublas|"
+                        "out-of-bounds device|shared\n");
         return 2;
     }
     const char *group = argv[1];
@@ -15,6 +16,8 @@ int main(int argc, char **argv) {
         test_warp();
     } else if (strcmp(group, "runtime") == 0) {
         test_runtime();
+    } else if (strcmp(group, "out-of-bounds") == 0 && argc == 3) {
+        test_out_of_bounds(argv[2]);
     } else if (strcmp(group, "bf16") == 0 || strcmp(group, "bf16-torch") == 0) {
         if (test_bf16(argc, argv) == 77)
             return 77;

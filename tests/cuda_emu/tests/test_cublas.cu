@@ -273,8 +273,9 @@ void argument_checks(cublasHandle_t h) {
     CHECK(sgemm(h, 0, 1, 4, 6, 5, 4, 5, 4) == CUBLAS_STATUS_INVALID_VALUE, "ldb < n (B^T)");
     CHECK(sgemm(h, 0, 0, 4, 4, 4, 4, 4, 3) == CUBLAS_STATUS_INVALID_VALUE, "ldc < m");
     CHECK(sgemm(h, 0, 0, 0, 4, 4, 0, 4, 0) == CUBLAS_STATUS_INVALID_VALUE, "ld 0 (at least 1)");
-    CHECK(sgemm(h, 5, 0, 4, 4, 4, 4, 4, 4) == CUBLAS_STATUS_INVALID_VALUE, "an unknown transa");
-    CHECK(strstr(lt_cuda_emu_last_message(), "transa 5"), "the message: %s",
+    CHECK(sgemm(h, CUBLAS_OP_CONJG, 0, 4, 4, 4, 4, 4, 4) == CUBLAS_STATUS_INVALID_VALUE,
+          "CUBLAS_OP_CONJG, which gemm does not take");
+    CHECK(strstr(lt_cuda_emu_last_message(), "transa 3"), "the message: %s",
           lt_cuda_emu_last_message());
     CHECK(sgemm(nullptr, 0, 0, 4, 4, 4, 4, 4, 4) == CUBLAS_STATUS_NOT_INITIALIZED, "no handle");
     CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &one, d, 2, 4, d, 2, 4,
