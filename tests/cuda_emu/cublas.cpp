@@ -2,11 +2,17 @@
  * as is cblas_sgemm with CblasColMajor, so the arguments map one to one;
  * bf16 operands are widened into float scratch (exact), and a bf16 C is
  * widened before and rounded to nearest even after. */
-#include <cblas.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+/* OpenBLAS's header spells its complex types with C99's _Complex, which
+ * -Wpedantic questions in C++. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
+#include <cblas.h>
+#pragma GCC diagnostic pop
 
 #include <mutex>
 #include <set>

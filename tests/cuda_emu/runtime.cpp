@@ -52,6 +52,7 @@ size_t g_total = 0;
 std::set<CUstream_st *> g_streams;
 std::set<CUevent_st *> g_events;
 
+void vrecord(cudaError_t e, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void vrecord(cudaError_t e, const char *fmt, va_list ap) {
     t_last = e;
     vsnprintf(t_message, sizeof t_message, fmt, ap);

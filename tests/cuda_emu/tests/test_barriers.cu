@@ -303,11 +303,8 @@ void shapes() {
 
     /* 1024-thread blocks in three shapes */
     std::vector<int> hin(1024);
-    int want = 0;
-    for (int i = 0; i < 1024; i++) {
+    for (int i = 0; i < 1024; i++)
         hin[i] = (i * 37) % 101 - 50;
-        want += hin[i];
-    }
     DeviceArray<int> in(1024), sum(1);
     in.upload(hin.data());
     int *pi = in.d, *ps = sum.d;
