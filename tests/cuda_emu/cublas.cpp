@@ -89,8 +89,8 @@ cublasStatus_t check_device(const char *fn, const Matrix &m, int batches) {
     std::string why;
     if (!lt_cuda_emu::device_range(m.p, bytes, &why)) {
         lt_cuda_emu::fail_execution(cudaErrorIllegalAddress,
-                                    "%s: %s (%d x %d, ld %d, %d batch(es)): %s", fn, m.name,
-                                    m.rows, m.cols, m.ld, batches, why.c_str());
+                                    "%s: %s (%d x %d, ld %d, %d batch(es)): %s", fn, m.name, m.rows,
+                                    m.cols, m.ld, batches, why.c_str());
         return CUBLAS_STATUS_EXECUTION_FAILED;
     }
     return CUBLAS_STATUS_SUCCESS;
@@ -133,7 +133,8 @@ cublasStatus_t run(cublasHandle_t handle, Gemm &g) {
         return refuse(CUBLAS_STATUS_NOT_INITIALIZED, "%s: the handle is not one cublasCreate made",
                       g.fn);
     if (!op_valid(g.ta) || !op_valid(g.tb))
-        return refuse(CUBLAS_STATUS_INVALID_VALUE, "%s: transa %d / transb %d: expected "
+        return refuse(CUBLAS_STATUS_INVALID_VALUE,
+                      "%s: transa %d / transb %d: expected "
                       "CUBLAS_OP_N, _T or _C",
                       g.fn, (int)g.ta, (int)g.tb);
     if (g.m < 0 || g.n < 0 || g.k < 0)
@@ -169,7 +170,8 @@ cublasStatus_t run(cublasHandle_t handle, Gemm &g) {
     for (int i = 0; i < g.batches; i++) {
         const char *a = (const char *)g.A.p + (size_t)(i * g.A.stride) * elem_bytes(g.A.type);
         const char *b = (const char *)g.B.p + (size_t)(i * g.B.stride) * elem_bytes(g.B.type);
-        char *c = (char *)const_cast<void *>(g.C.p) + (size_t)(i * g.C.stride) * elem_bytes(g.C.type);
+        char *c =
+            (char *)const_cast<void *>(g.C.p) + (size_t)(i * g.C.stride) * elem_bytes(g.C.type);
         /* C as float: itself, or a packed widened copy */
         float *cf;
         int ldc;
@@ -191,8 +193,8 @@ cublasStatus_t run(cublasHandle_t handle, Gemm &g) {
             const float *af = as_float(g.A, a, &sa);
             const float *bf = as_float(g.B, b, &sb);
             cblas_sgemm(CblasColMajor, g.ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                        g.tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, g.m, g.n, g.k, g.alpha,
-                        af, ld_of(g.A), bf, ld_of(g.B), g.beta, cf, ldc);
+                        g.tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, g.m, g.n, g.k, g.alpha, af,
+                        ld_of(g.A), bf, ld_of(g.B), g.beta, cf, ldc);
         } else if (g.beta != 0.0f && g.beta != 1.0f) {
             for (int col = 0; col < g.n; col++)
                 for (int r = 0; r < g.m; r++)
@@ -242,8 +244,7 @@ cublasStatus_t gemm_ex(const char *fn, cublasHandle_t handle, cublasOperation_t 
                        int ldb, long long sb, const void *beta, void *C, cudaDataType ct, int ldc,
                        long long sc, int batches, cublasComputeType_t compute) {
     if (const char *why = compute_refusal(compute))
-        return refuse(CUBLAS_STATUS_NOT_SUPPORTED, "%s: computeType %d: %s", fn, (int)compute,
-                      why);
+        return refuse(CUBLAS_STATUS_NOT_SUPPORTED, "%s: computeType %d: %s", fn, (int)compute, why);
     Elem ea, eb, ec;
     if (!elem_of(at, &ea) || !elem_of(bt, &eb) || !elem_of(ct, &ec) || ea != eb ||
         (ea == Elem::F32 && ec != Elem::F32))
@@ -331,8 +332,8 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
                                          long long int strideB, const float *beta, float *C,
                                          int ldc, long long int strideC, int batchCount) {
     return gemm_ex("cublasSgemmStridedBatched", handle, transa, transb, m, n, k, alpha, A,
-                   CUDA_R_32F, lda, strideA, B, CUDA_R_32F, ldb, strideB, beta, C, CUDA_R_32F, ldc, strideC,
-                   batchCount, CUBLAS_COMPUTE_32F);
+                   CUDA_R_32F, lda, strideA, B, CUDA_R_32F, ldb, strideB, beta, C, CUDA_R_32F, ldc,
+                   strideC, batchCount, CUBLAS_COMPUTE_32F);
 }
 
 cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
@@ -346,12 +347,14 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
                    Btype, ldb, 0, beta, C, Ctype, ldc, 0, 1, computeType);
 }
 
-cublasStatus_t cublasGemmStridedBatchedEx(
-    cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
-    const void *alpha, const void *A, cudaDataType Atype, int lda, long long int strideA,
-    const void *B, cudaDataType Btype, int ldb, long long int strideB, const void *beta, void *C,
-    cudaDataType Ctype, int ldc, long long int strideC, int batchCount,
-    cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa,
+                                          cublasOperation_t transb, int m, int n, int k,
+                                          const void *alpha, const void *A, cudaDataType Atype,
+                                          int lda, long long int strideA, const void *B,
+                                          cudaDataType Btype, int ldb, long long int strideB,
+                                          const void *beta, void *C, cudaDataType Ctype, int ldc,
+                                          long long int strideC, int batchCount,
+                                          cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
     (void)algo;
     return gemm_ex("cublasGemmStridedBatchedEx", handle, transa, transb, m, n, k, alpha, A, Atype,
                    lda, strideA, B, Btype, ldb, strideB, beta, C, Ctype, ldc, strideC, batchCount,

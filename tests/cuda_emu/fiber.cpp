@@ -95,9 +95,9 @@ __asm__(".text\n"
 namespace lt_cuda_emu {
 
 struct Fiber {
-    char *map;       /* guard page + stack */
+    char *map; /* guard page + stack */
     size_t map_size;
-    char *lo;        /* the usable stack: [lo, lo + size) */
+    char *lo; /* the usable stack: [lo, lo + size) */
     size_t size;
     void *sp;        /* assembly path: the saved stack pointer */
     ucontext_t uc;   /* swapcontext path */
@@ -172,12 +172,12 @@ void build_context(Fiber *f, SwitchKind kind) {
         uintptr_t top = ((uintptr_t)(f->lo + f->size)) & ~(uintptr_t)15;
         uint64_t *p = (uint64_t *)top;
         *--p = (uint64_t)(uintptr_t)&lt_cuda_emu_fiber_trampoline;
-        *--p = 0;                                   /* rbp: ends frame-pointer walks */
-        *--p = 0;                                   /* rbx */
-        *--p = (uint64_t)(uintptr_t)f;              /* r12: the argument */
-        *--p = (uint64_t)(uintptr_t)&fiber_main;    /* r13: the function */
-        *--p = 0;                                   /* r14 */
-        *--p = 0;                                   /* r15 */
+        *--p = 0;                                /* rbp: ends frame-pointer walks */
+        *--p = 0;                                /* rbx */
+        *--p = (uint64_t)(uintptr_t)f;           /* r12: the argument */
+        *--p = (uint64_t)(uintptr_t)&fiber_main; /* r13: the function */
+        *--p = 0;                                /* r14 */
+        *--p = 0;                                /* r15 */
         f->sp = p;
     } else {
         if (getcontext(&f->uc) != 0)

@@ -132,7 +132,8 @@ void record_failure(const Thread *t, const char *format, ...) {
 
 /* Fails the launch from inside thread t, which never runs again (so
  * nothing on its stack may own memory). */
-[[noreturn]] void fail_here(Thread *t, const char *format, ...) __attribute__((format(printf, 2, 3)));
+[[noreturn]] void fail_here(Thread *t, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
 [[noreturn]] void fail_here(Thread *t, const char *format, ...) {
     char what[1024];
     va_list ap;
@@ -170,23 +171,28 @@ const Thread *waiting_for(const Thread *t) {
     return nullptr;
 }
 
+/* The first thread of the block in state s (one is known to be). */
+const Thread *first_in(ThreadState s) {
+    for (const Thread &o : L.threads)
+        if (o.state == s)
+            return &o;
+    return &L.threads[0];
+}
+
 void body(Thread *t) {
     L.thunk(L.callable);
     if (L.at_barrier > 0) {
-        const Thread *w = nullptr;
-        for (const Thread &o : L.threads)
-            if (o.state == T_WAIT_BAR) {
-                w = &o;
-                break;
-            }
-        record_failure(t, "returned after %u __syncthreads while %u thread(s) of its block "
-                              "wait at __syncthreads number %u (thread %s among them): every "
-                              "thread of a block must reach the same barriers",
-                              t->barriers, L.at_barrier, w->barriers, dims(w->idx).s);
+        const Thread *w = first_in(T_WAIT_BAR);
+        record_failure(t,
+                       "returned after %u __syncthreads while %u thread(s) of its block "
+                       "wait at __syncthreads number %u (thread %s among them): every "
+                       "thread of a block must reach the same barriers",
+                       t->barriers, L.at_barrier, w->barriers, dims(w->idx).s);
     } else if (const Thread *o = waiting_for(t)) {
-        record_failure(t, "lane %u returned while lane %u waits at %s with mask 0x%08x, "
-                              "which names it",
-                              t->lin & 31u, o->lin & 31u, op_name(o), o->wmask);
+        record_failure(t,
+                       "lane %u returned while lane %u waits at %s with mask 0x%08x, "
+                       "which names it",
+                       t->lin & 31u, o->lin & 31u, op_name(o), o->wmask);
     }
     t->state = T_DONE;
     L.done++;
@@ -253,9 +259,10 @@ void complete_group(Thread *t, unsigned base, unsigned mask) {
         if (!inside)
             j = (int)l;
         if (!(mask >> j & 1u))
-            fail_here(t, "%s: lane %u reads lane %d, which is not in the mask 0x%08x (its value "
-                             "is undefined on a GPU)",
-                             t->wfn, l, j, mask);
+            fail_here(t,
+                      "%s: lane %u reads lane %d, which is not in the mask 0x%08x (its value "
+                      "is undefined on a GPU)",
+                      t->wfn, l, j, mask);
         me->wres = L.threads[base + (unsigned)j].wval;
     }
 }
@@ -265,21 +272,18 @@ void complete_group(Thread *t, unsigned base, unsigned mask) {
 void syncthreads() {
     Thread *t = running("__syncthreads");
     if (L.done > 0) {
-        const Thread *d = nullptr;
-        for (const Thread &o : L.threads)
-            if (o.state == T_DONE) {
-                d = &o;
-                break;
-            }
-        fail_here(t, "reaches __syncthreads number %u after thread %s of its block returned "
-                         "(after %u __syncthreads): every thread of a block must reach the same "
-                         "barriers",
-                         t->barriers + 1, dims(d->idx).s, d->barriers);
+        const Thread *d = first_in(T_DONE);
+        fail_here(t,
+                  "reaches __syncthreads number %u after thread %s of its block returned "
+                  "(after %u __syncthreads): every thread of a block must reach the same "
+                  "barriers",
+                  t->barriers + 1, dims(d->idx).s, d->barriers);
     }
     if (const Thread *o = waiting_for(t))
-        fail_here(t, "reaches __syncthreads while lane %u of its warp waits at %s with mask "
-                         "0x%08x naming this lane (%u): neither can go on",
-                         o->lin & 31u, op_name(o), o->wmask, t->lin & 31u);
+        fail_here(t,
+                  "reaches __syncthreads while lane %u of its warp waits at %s with mask "
+                  "0x%08x naming this lane (%u): neither can go on",
+                  o->lin & 31u, op_name(o), o->wmask, t->lin & 31u);
     t->barriers++;
     t->state = T_WAIT_BAR;
     if (++L.at_barrier == L.nthreads) {
@@ -290,27 +294,29 @@ void syncthreads() {
     fiber_yield(t->fiber);
 }
 
-unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask,
-                                 unsigned long long bits, int size, int param, int width) {
+unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask, unsigned long long bits,
+                                 int size, int param, int width) {
     Thread *t = running(fn);
     unsigned base = t->lin & ~31u, lane = t->lin & 31u;
     if (op <= WARP_SHFL_XOR) {
         if (width < 1 || width > 32 || (width & (width - 1)) != 0)
             fail_here(t, "%s with width %d: the width must be a power of 2 from 1 to 32", fn,
-                             width);
+                      width);
         if (op != WARP_SHFL && (param < 0 || param > 31))
-            fail_here(t, "%s with %s %d: CUDA's documentation and the hardware disagree "
-                             "outside 0..31",
-                             fn, op == WARP_SHFL_XOR ? "laneMask" : "delta", param);
+            fail_here(t,
+                      "%s with %s %d: CUDA's documentation and the hardware disagree "
+                      "outside 0..31",
+                      fn, op == WARP_SHFL_XOR ? "laneMask" : "delta", param);
     }
     if (!(mask >> lane & 1u))
         fail_here(t, "%s with mask 0x%08x, which does not name the calling lane %u", fn, mask,
-                         lane);
+                  lane);
     unsigned present = L.nthreads - base < 32 ? L.nthreads - base : 32;
     if (present < 32 && (mask >> present) != 0)
-        fail_here(t, "%s with mask 0x%08x, which names lanes from %u on that this warp does "
-                         "not have (a block of %u threads)",
-                         fn, mask, present, L.nthreads);
+        fail_here(t,
+                  "%s with mask 0x%08x, which names lanes from %u on that this warp does "
+                  "not have (a block of %u threads)",
+                  fn, mask, present, L.nthreads);
     /* Any lane waiting at a warp function that this call belongs with
      * (it names this lane, or this call's mask names it) must be waiting
      * at the same function with the same mask. */
@@ -319,10 +325,11 @@ unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask,
         if (l == lane || o->state != T_WAIT_WARP || !((mask >> l & 1u) || (o->wmask >> lane & 1u)))
             continue;
         if (o->wop != op || o->wmask != mask || o->wwidth != width || o->wsize != size)
-            fail_here(t, "%s with mask 0x%08x (width %d): lane %u waits at %s with mask "
-                             "0x%08x (width %d): the lanes of a mask must call the same "
-                             "function with the same mask",
-                             fn, mask, width, l, o->wfn, o->wmask, o->wwidth);
+            fail_here(t,
+                      "%s with mask 0x%08x (width %d): lane %u waits at %s with mask "
+                      "0x%08x (width %d): the lanes of a mask must call the same "
+                      "function with the same mask",
+                      fn, mask, width, l, o->wfn, o->wmask, o->wwidth);
     }
     bool all = true;
     for (unsigned l = 0; l < 32; l++) {
@@ -331,12 +338,13 @@ unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask,
         const Thread *o = &L.threads[base + l];
         switch (o->state) {
         case T_DONE:
-            fail_here(t, "%s with mask 0x%08x: lane %u (thread %s) returned without calling it",
-                             fn, mask, l, dims(o->idx).s);
+            fail_here(t, "%s with mask 0x%08x: lane %u (thread %s) returned without calling it", fn,
+                      mask, l, dims(o->idx).s);
         case T_WAIT_BAR:
-            fail_here(t, "%s with mask 0x%08x: lane %u waits at __syncthreads, which needs this "
-                             "lane: neither can go on",
-                             fn, mask, l);
+            fail_here(t,
+                      "%s with mask 0x%08x: lane %u waits at __syncthreads, which needs this "
+                      "lane: neither can go on",
+                      fn, mask, l);
         case T_WAIT_WARP:
             break;
         default:
@@ -544,16 +552,17 @@ cudaError_t func_set_attribute(const char *spelled_args, enum cudaFuncAttribute 
         }
     }
     if (cut == std::string::npos)
-        return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute(%s): expected (kernel, attr, value)",
-                    spelled_args);
+        return fail(cudaErrorInvalidValue,
+                    "cudaFuncSetAttribute(%s): expected (kernel, attr, value)", spelled_args);
     std::string kernel = normalize(args.substr(0, cut));
     switch (attr) {
     case cudaFuncAttributeMaxDynamicSharedMemorySize:
         if (value < 0 || (size_t)value > kSharedOptin)
-            return fail(cudaErrorInvalidValue,
-                        "cudaFuncSetAttribute(%s, cudaFuncAttributeMaxDynamicSharedMemorySize, %d): "
-                        "the device allows 0 to %zu bytes",
-                        kernel.c_str(), value, kSharedOptin);
+            return fail(
+                cudaErrorInvalidValue,
+                "cudaFuncSetAttribute(%s, cudaFuncAttributeMaxDynamicSharedMemorySize, %d): "
+                "the device allows 0 to %zu bytes",
+                kernel.c_str(), value, kSharedOptin);
         {
             std::lock_guard<std::mutex> g(g_attr_mutex);
             g_max_dynamic_shared[kernel] = value;

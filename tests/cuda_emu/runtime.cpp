@@ -93,7 +93,8 @@ bool range_locked(const void *p, size_t bytes, std::string *why) {
     size_t size;
     char buf[256];
     if (!find_block(p, &base, &size)) {
-        snprintf(buf, sizeof buf, "%p is not in any cudaMalloc block (a host pointer, or freed)", p);
+        snprintf(buf, sizeof buf, "%p is not in any cudaMalloc block (a host pointer, or freed)",
+                 p);
         *why = buf;
         return false;
     }
@@ -188,7 +189,8 @@ cudaError_t copy(const char *fn, void *dst, const void *src, size_t count,
                         "%s(%s): the destination %p is device memory, the kind says host", fn,
                         kind_name(kind), dst);
         if (kind != cudaMemcpyDefault && !src_dev && is_device(src))
-            return fail(cudaErrorInvalidValue, "%s(%s): the source %p is device memory, the kind "
+            return fail(cudaErrorInvalidValue,
+                        "%s(%s): the source %p is device memory, the kind "
                         "says host",
                         fn, kind_name(kind), src);
     }

@@ -16,7 +16,7 @@
 #define LT_CUDA_EMU_CUDA_RUNTIME_H
 
 #ifndef LT_CUDA_EMU
-#error "tests/cuda_emu/include is the CUDA emulation: compile with -DLT_CUDA_EMU (lt_cuda_emu_library does)"
+#error "the CUDA emulation's headers need -DLT_CUDA_EMU (lt_cuda_emu_library sets it)"
 #endif
 
 #include "cuda_runtime_api.h"
@@ -58,14 +58,22 @@ extern lt_cuda_emu_builtins_t lt_cuda_emu_builtins;
 constexpr int warpSize = 32;
 
 namespace lt_cuda_emu {
-enum warp_op { WARP_SHFL, WARP_SHFL_UP, WARP_SHFL_DOWN, WARP_SHFL_XOR, WARP_BALLOT, WARP_ANY,
-               WARP_ALL, WARP_SYNC };
+enum warp_op {
+    WARP_SHFL,
+    WARP_SHFL_UP,
+    WARP_SHFL_DOWN,
+    WARP_SHFL_XOR,
+    WARP_BALLOT,
+    WARP_ANY,
+    WARP_ALL,
+    WARP_SYNC
+};
 void syncthreads();
 /* One lane's arrival at a warp function: blocks until every lane of mask
  * has arrived at the same function with the same mask (or fails the
  * launch), then returns this lane's result bits. */
-unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask,
-                                 unsigned long long bits, int size, int param, int width);
+unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask, unsigned long long bits,
+                                 int size, int param, int width);
 void launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, cudaStream_t stream,
             void (*thunk)(const void *), const void *callable);
 void *dynamic_shared();
@@ -242,8 +250,7 @@ static inline double max(double a, float b) { return fmax(a, b); }
 template <class F>
 static inline void lt_cuda_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem,
                                       cudaStream_t stream, const F &callable) {
-    lt_cuda_emu::launch(kernel, grid, block, shmem, stream, &lt_cuda_emu::call_thunk<F>,
-                        &callable);
+    lt_cuda_emu::launch(kernel, grid, block, shmem, stream, &lt_cuda_emu::call_thunk<F>, &callable);
 }
 /* The block's dynamic shared memory (LT_DYNAMIC_SHARED): the launch's shmem
  * bytes, 16-byte aligned, filled with 0xff at each block's start so that a
@@ -261,8 +268,7 @@ static inline cudaError_t cudaEventCreate(cudaEvent_t *event, unsigned int flags
  * LT_LAUNCH hands the emulator the kernel's name, not its address: write
  * the kernel alike here and in LT_LAUNCH (whitespace, a leading & and
  * enclosing parentheses do not matter; `k<256>` and `k<BLOCK>` differ). */
-#define cudaFuncSetAttribute(...)                                                                  \
-    lt_cuda_emu::func_set_attribute_spelled(#__VA_ARGS__, __VA_ARGS__)
+#define cudaFuncSetAttribute(...) lt_cuda_emu::func_set_attribute_spelled(#__VA_ARGS__, __VA_ARGS__)
 
 #endif /* __cplusplus */
 

@@ -49,8 +49,9 @@ static inline void expect_launch_error(const char *file, int line, cudaError_t w
     ok = ok && cudaGetLastError() == cudaSuccess;
     if (!ok) {
         emu_check_failures++;
-        fprintf(stderr, "FAIL %s:%d: expected %s, got %s with message \"%s\"; expected in it:", file,
-                line, cudaGetErrorName(want), cudaGetErrorName(got), msg.c_str());
+        fprintf(stderr,
+                "FAIL %s:%d: expected %s, got %s with message \"%s\"; expected in it:", file, line,
+                cudaGetErrorName(want), cudaGetErrorName(got), msg.c_str());
         for (const char *f : fragments)
             fprintf(stderr, " \"%s\"", f);
         fprintf(stderr, "\n");
@@ -84,9 +85,7 @@ template <class T> struct DeviceArray {
     DeviceArray &operator=(const DeviceArray &) = delete;
     ~DeviceArray() { CUDA_OK(cudaFree(d)); }
     void upload(const T *h) { CUDA_OK(cudaMemcpy(d, h, n * sizeof(T), cudaMemcpyHostToDevice)); }
-    void download(T *h) const {
-        CUDA_OK(cudaMemcpy(h, d, n * sizeof(T), cudaMemcpyDeviceToHost));
-    }
+    void download(T *h) const { CUDA_OK(cudaMemcpy(h, d, n * sizeof(T), cudaMemcpyDeviceToHost)); }
     void zero() { CUDA_OK(cudaMemset(d, 0, n * sizeof(T))); }
 };
 

@@ -221,8 +221,8 @@ void barrier_faults() {
 __global__ void record_ids(unsigned *out) {
     unsigned block = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
     unsigned per_block = blockDim.x * blockDim.y * blockDim.z;
-    unsigned id = block * per_block + (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x +
-                  threadIdx.x;
+    unsigned id =
+        block * per_block + (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
     unsigned *r = out + (size_t)id * 12;
     r[0]++;
     r[1] = threadIdx.x;
@@ -256,10 +256,17 @@ void check_ids(dim3 grid, dim3 block) {
                     for (unsigned ty = 0; ty < block.y; ty++)
                         for (unsigned tx = 0; tx < block.x; tx++, id++) {
                             const unsigned *r = &h[id * 12];
-                            unsigned want[12] = {1,       tx,      ty,
-                                                 tz,      bx,      by,
-                                                 bz,      block.x, block.y,
-                                                 block.z, grid.x * 10000 + grid.y * 100 + grid.z,
+                            unsigned want[12] = {1,
+                                                 tx,
+                                                 ty,
+                                                 tz,
+                                                 bx,
+                                                 by,
+                                                 bz,
+                                                 block.x,
+                                                 block.y,
+                                                 block.z,
+                                                 grid.x * 10000 + grid.y * 100 + grid.z,
                                                  32};
                             if (memcmp(r, want, sizeof want) != 0 && bad++ == 0)
                                 first_bad = id;

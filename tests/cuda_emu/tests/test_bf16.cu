@@ -66,8 +66,8 @@ uint16_t bits16(__nv_bfloat16 h) { return __bfloat16_as_ushort(h); }
 
 void float_patterns() {
     std::mt19937 rng(20260501);
-    const uint32_t lows[] = {0x0000, 0x0001, 0x3fff, 0x7ffe, 0x7fff, 0x8000,
-                             0x8001, 0xbfff, 0xfffe, 0xffff};
+    const uint32_t lows[] = {0x0000, 0x0001, 0x3fff, 0x7ffe, 0x7fff,
+                             0x8000, 0x8001, 0xbfff, 0xfffe, 0xffff};
     size_t n = 0, bad = 0;
     for (uint32_t hi = 0; hi < 0x10000; hi++) {
         uint32_t extra[4];

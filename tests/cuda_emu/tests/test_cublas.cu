@@ -30,8 +30,8 @@ int rows_of(cublasOperation_t op, int r, int c) { return op == CUBLAS_OP_N ? r :
 int cols_of(cublasOperation_t op, int r, int c) { return op == CUBLAS_OP_N ? c : r; }
 
 /* element (i, j) of op(X) for X stored column-major with ld */
-template <class T> double op_at(const std::vector<T> &x, size_t off, int ld, cublasOperation_t op,
-                                int i, int j) {
+template <class T>
+double op_at(const std::vector<T> &x, size_t off, int ld, cublasOperation_t op, int i, int j) {
     size_t idx = op == CUBLAS_OP_N ? off + (size_t)j * ld + i : off + (size_t)i * ld + j;
     return (double)(float)x[idx];
 }
@@ -133,16 +133,16 @@ bool run_case(cublasHandle_t h, const Case &c) {
         st = cublasSgemm(h, c.ta, c.tb, m, n, k, &c.alpha, (const float *)dA, lda,
                          (const float *)dB, ldb, &c.beta, (float *)dC, ldc);
     else if (!c.bf16_in && !c.bf16_out)
-        st = cublasSgemmStridedBatched(h, c.ta, c.tb, m, n, k, &c.alpha, (const float *)dA, lda,
-                                       sa, (const float *)dB, ldb, sb, &c.beta, (float *)dC, ldc,
-                                       sc, nb);
+        st = cublasSgemmStridedBatched(h, c.ta, c.tb, m, n, k, &c.alpha, (const float *)dA, lda, sa,
+                                       (const float *)dB, ldb, sb, &c.beta, (float *)dC, ldc, sc,
+                                       nb);
     else if (nb == 1 && c.extra_stride == 0)
         st = cublasGemmEx(h, c.ta, c.tb, m, n, k, &c.alpha, dA, tin, lda, dB, tin, ldb, &c.beta, dC,
                           tout, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     else
-        st = cublasGemmStridedBatchedEx(h, c.ta, c.tb, m, n, k, &c.alpha, dA, tin, lda, sa, dB,
-                                        tin, ldb, sb, &c.beta, dC, tout, ldc, sc, nb,
-                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        st = cublasGemmStridedBatchedEx(h, c.ta, c.tb, m, n, k, &c.alpha, dA, tin, lda, sa, dB, tin,
+                                        ldb, sb, &c.beta, dC, tout, ldc, sc, nb, CUBLAS_COMPUTE_32F,
+                                        CUBLAS_GEMM_DEFAULT);
     std::vector<float> got(C.size());
     if (c.bf16_out) {
         std::vector<__nv_bfloat16> hb(C.size());
@@ -172,8 +172,8 @@ bool run_case(cublasHandle_t h, const Case &c) {
             fprintf(stderr,
                     "ta %d tb %d m %d n %d k %d pads %d/%d/%d alpha %g beta %g batches %d "
                     "bf16 %d/%d: C[%zu] = %.9g, want %.9g (bound %.3g)%s\n",
-                    c.ta, c.tb, m, n, k, c.pad_a, c.pad_b, c.pad_c, c.alpha, c.beta, nb,
-                    c.bf16_in, c.bf16_out, o, got[o], inside[o] ? want[o] : C[o], bound[o],
+                    c.ta, c.tb, m, n, k, c.pad_a, c.pad_b, c.pad_c, c.alpha, c.beta, nb, c.bf16_in,
+                    c.bf16_out, o, got[o], inside[o] ? want[o] : C[o], bound[o],
                     inside[o] ? "" : " (outside C: must stay)");
             return false;
         }
@@ -311,8 +311,9 @@ void argument_checks(cublasHandle_t h) {
     CHECK(cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH) == CUBLAS_STATUS_NOT_SUPPORTED,
           "TF32 math mode");
     CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH) == CUBLAS_STATUS_SUCCESS &&
-              cublasSetMathMode(h, (cublasMath_t)(CUBLAS_PEDANTIC_MATH |
-                                                  CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)) ==
+              cublasSetMathMode(h,
+                                (cublasMath_t)(CUBLAS_PEDANTIC_MATH |
+                                               CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)) ==
                   CUBLAS_STATUS_SUCCESS,
           "default and pedantic math");
     cudaStream_t s;

@@ -60,10 +60,10 @@ void launch_configurations() {
                         "cudaFuncSetAttribute(fill_shared");
     LT_LAUNCH(fill_shared, 1, 256, 48 * 1024, nullptr, o, 12288);
     CUDA_OK(cudaGetLastError());
-    CUDA_OK(cudaFuncSetAttribute(fill_shared, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 96 * 1024));
-    CUDA_OK(cudaFuncSetAttribute(&fill_shared, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                 100));
+    CUDA_OK(
+        cudaFuncSetAttribute(fill_shared, cudaFuncAttributeMaxDynamicSharedMemorySize, 96 * 1024));
+    CUDA_OK(
+        cudaFuncSetAttribute(&fill_shared, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     LT_LAUNCH(fill_shared, 1, 256, 96 * 1024, nullptr, o, 24576);
     CUDA_OK(cudaGetLastError());
     int sum = 0;
@@ -71,8 +71,8 @@ void launch_configurations() {
     CHECK(sum == 24576 * 24575 / 2, "fill_shared over 96 KiB: %d", sum);
     LT_LAUNCH(fill_shared, 1, 256, 96 * 1024 + 4, nullptr, o, 24577);
     EXPECT_LAUNCH_ERROR(cudaErrorInvalidValue, "kernel fill_shared", "98308 bytes", "98304 bytes");
-    CHECK(cudaFuncSetAttribute(fill_shared, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               166913) == cudaErrorInvalidValue,
+    CHECK(cudaFuncSetAttribute(fill_shared, cudaFuncAttributeMaxDynamicSharedMemorySize, 166913) ==
+              cudaErrorInvalidValue,
           "an attribute past the device's 166912 bytes");
     EXPECT_LAUNCH_ERROR(cudaErrorInvalidValue, "cudaFuncSetAttribute(fill_shared", "166912");
     /* another kernel is not raised by fill_shared's attribute */

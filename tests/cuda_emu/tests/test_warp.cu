@@ -222,8 +222,8 @@ void vote_functions() {
     }
     CHECK(bad == 0, "%d vote results wrong (warp 0's ballot 0x%08x)", bad, gb[0]);
     CHECK(gb[0] == 0xffff8421u && ga[64] == 0 && gl[32] == 1 && gha[16] == 1 && gha[0] == 0,
-          "by hand: ballot 0x%08x, any %d, all %d, half all %d %d", gb[0], ga[64], gl[32],
-          gha[16], gha[0]);
+          "by hand: ballot 0x%08x, any %d, all %d, half all %d %d", gb[0], ga[64], gl[32], gha[16],
+          gha[0]);
 }
 
 /* Lanes exchange through shared memory, with or without __syncwarp. */
