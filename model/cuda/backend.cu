@@ -19,7 +19,9 @@
 #include "model/cuda/dequantize.cuh"
 #include "model/cuda/elementwise.cuh"
 #include "model/cuda/grid.cuh"
+#include "model/cuda/attention.cuh"
 #include "model/cuda/internal.cuh"
+#include "model/cuda/loss.cuh"
 #include "model/cuda/optim.cuh"
 
 /* ----------------------------------------------------------- the state */
@@ -244,14 +246,11 @@ static void fill_table(lt_ops *t) {
     t->sumsq = lt_cuda_sumsq;
     t->scale = lt_cuda_scale;
     t->adamw = lt_cuda_adamw;
-    /* attention_fwd/bwd (model/cuda/attention.cuh), cross_entropy, ce_block
-     * and ce_finish (model/cuda/loss.cuh) come from files written beside
-     * this one; they are wired here when those files join (NULL until then). */
-    t->attention_fwd = NULL;
-    t->attention_bwd = NULL;
-    t->cross_entropy = NULL;
-    t->ce_block = NULL;
-    t->ce_finish = NULL;
+    t->attention_fwd = lt_cuda_attention_fwd;
+    t->attention_bwd = lt_cuda_attention_bwd;
+    t->cross_entropy = lt_cuda_cross_entropy;
+    t->ce_block = lt_cuda_ce_block;
+    t->ce_finish = lt_cuda_ce_finish;
 }
 
 /* ------------------------------------------------------------ open/close */

@@ -14,8 +14,8 @@
 /* lt_cuda_emu_launch and lt_cuda_emu_dynamic_shared come with the
  * emulation's cuda_runtime.h. */
 #define LT_LAUNCH(kernel, grid, block, shmem, stream, ...)                                         \
-    lt_cuda_emu_launch(#kernel, dim3(grid), dim3(block), (size_t)(shmem), (stream),                \
-                       [=]() { kernel(__VA_ARGS__); })
+    lt_cuda_emu_launch(#kernel, reinterpret_cast<const void *>(&kernel), dim3(grid), dim3(block),  \
+                       (size_t)(shmem), (stream), [=]() { kernel(__VA_ARGS__); })
 #define LT_DYNAMIC_SHARED(type, name) type *name = (type *)lt_cuda_emu_dynamic_shared()
 #else
 #define LT_LAUNCH(kernel, grid, block, shmem, stream, ...)                                         \

@@ -85,7 +85,7 @@ Launch L;
 thread_local bool t_in_launch = false; /* this host thread runs a grid now */
 std::mutex g_launch_mutex;
 std::mutex g_attr_mutex;
-std::map<std::string, int> g_max_dynamic_shared; /* by the kernel's spelling */
+std::map<const void *, int> g_max_dynamic_shared; /* by the kernel's address */
 
 std::string fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char *f, ...) {
@@ -435,8 +435,8 @@ bool parse_switch(SwitchKind *kind) {
 
 /* CUDA's launch checks, in the order a bad launch is most likely to be
  * told apart; cudaSuccess when the launch may run. */
-cudaError_t check_config(const char *kernel, dim3 grid, dim3 block, size_t shmem,
-                         cudaStream_t stream) {
+cudaError_t check_config(const char *kernel, const void *func, dim3 grid, dim3 block,
+                         size_t shmem, cudaStream_t stream) {
     std::string cfg = fmt("kernel %s (grid %s, block %s, %zu bytes of dynamic shared memory)",
                           kernel, dims(grid).s, dims(block).s, shmem);
     if (!grid.x || !grid.y || !grid.z || !block.x || !block.y || !block.z)
@@ -455,7 +455,7 @@ cudaError_t check_config(const char *kernel, dim3 grid, dim3 block, size_t shmem
         int allowed = -1;
         {
             std::lock_guard<std::mutex> g(g_attr_mutex);
-            auto it = g_max_dynamic_shared.find(normalize(kernel));
+            auto it = g_max_dynamic_shared.find(func);
             if (it != g_max_dynamic_shared.end())
                 allowed = it->second;
         }
@@ -463,7 +463,7 @@ cudaError_t check_config(const char *kernel, dim3 grid, dim3 block, size_t shmem
             return fail(cudaErrorInvalidValue,
                         "%s: more than the %zu bytes allowed without "
                         "cudaFuncSetAttribute(%s, cudaFuncAttributeMaxDynamicSharedMemorySize, "
-                        "...) (the emulator knows a kernel by its spelling in both calls)",
+                        "...)",
                         cfg.c_str(), kSharedDefault, normalize(kernel).c_str());
         if (shmem > (size_t)allowed)
             return fail(cudaErrorInvalidValue,
@@ -534,7 +534,8 @@ bool run_block() {
 
 } // namespace
 
-cudaError_t func_set_attribute(const char *spelled_args, enum cudaFuncAttribute attr, int value) {
+cudaError_t func_set_attribute(const char *spelled_args, const void *func,
+                               enum cudaFuncAttribute attr, int value) {
     /* spelled_args is "kernel, attr, value": the kernel is what precedes
      * the last two commas outside parentheses. */
     std::string args = spelled_args;
@@ -565,7 +566,7 @@ cudaError_t func_set_attribute(const char *spelled_args, enum cudaFuncAttribute 
                 kernel.c_str(), value, kSharedOptin);
         {
             std::lock_guard<std::mutex> g(g_attr_mutex);
-            g_max_dynamic_shared[kernel] = value;
+            g_max_dynamic_shared[func] = value;
         }
         return cudaSuccess;
     case cudaFuncAttributePreferredSharedMemoryCarveout:
@@ -580,8 +581,8 @@ cudaError_t func_set_attribute(const char *spelled_args, enum cudaFuncAttribute 
                 kernel.c_str(), (int)attr);
 }
 
-void launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, cudaStream_t stream,
-            void (*thunk)(const void *), const void *callable) {
+void launch(const char *kernel, const void *func, dim3 grid, dim3 block, size_t shmem,
+            cudaStream_t stream, void (*thunk)(const void *), const void *callable) {
     if (t_in_launch) {
         fail(cudaErrorNotSupported, "kernel %s launched from inside kernel %s: not emulated",
              kernel, L.kernel);
@@ -600,7 +601,7 @@ void launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, cudaStream_
              kernel, getenv("LT_CUDA_EMU_SWITCH"));
         return;
     }
-    if (check_config(kernel, grid, block, shmem, stream) != cudaSuccess)
+    if (check_config(kernel, func, grid, block, shmem, stream) != cudaSuccess)
         return;
 
     std::lock_guard<std::mutex> guard(g_launch_mutex);

@@ -74,10 +74,11 @@ void syncthreads();
  * launch), then returns this lane's result bits. */
 unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask, unsigned long long bits,
                                  int size, int param, int width);
-void launch(const char *kernel, dim3 grid, dim3 block, size_t shmem, cudaStream_t stream,
-            void (*thunk)(const void *), const void *callable);
+void launch(const char *kernel, const void *func, dim3 grid, dim3 block, size_t shmem,
+            cudaStream_t stream, void (*thunk)(const void *), const void *callable);
 void *dynamic_shared();
-cudaError_t func_set_attribute(const char *spelled_args, enum cudaFuncAttribute attr, int value);
+cudaError_t func_set_attribute(const char *spelled_args, const void *func,
+                               enum cudaFuncAttribute attr, int value);
 
 template <class T>
 static inline T shuffle(warp_op op, const char *fn, unsigned mask, T var, int param, int width) {
@@ -96,8 +97,7 @@ template <class F> static void call_thunk(const void *f) { (*static_cast<const F
 template <class F>
 static inline cudaError_t func_set_attribute_spelled(const char *spelled, F *func,
                                                      enum cudaFuncAttribute attr, int value) {
-    (void)func;
-    return func_set_attribute(spelled, attr, value);
+    return func_set_attribute(spelled, reinterpret_cast<const void *>(func), attr, value);
 }
 } // namespace lt_cuda_emu
 
@@ -248,9 +248,10 @@ static inline double max(double a, float b) { return fmax(a, b); }
  * whole grid before it returns; a bad configuration or a failed block is
  * reported by the next cudaGetLastError ---- */
 template <class F>
-static inline void lt_cuda_emu_launch(const char *kernel, dim3 grid, dim3 block, size_t shmem,
-                                      cudaStream_t stream, const F &callable) {
-    lt_cuda_emu::launch(kernel, grid, block, shmem, stream, &lt_cuda_emu::call_thunk<F>, &callable);
+static inline void lt_cuda_emu_launch(const char *kernel, const void *func, dim3 grid, dim3 block,
+                                      size_t shmem, cudaStream_t stream, const F &callable) {
+    lt_cuda_emu::launch(kernel, func, grid, block, shmem, stream, &lt_cuda_emu::call_thunk<F>,
+                        &callable);
 }
 /* The block's dynamic shared memory (LT_DYNAMIC_SHARED): the launch's shmem
  * bytes, 16-byte aligned, filled with 0xff at each block's start so that a
@@ -264,10 +265,9 @@ template <class T> static inline cudaError_t cudaMalloc(T **devPtr, size_t size)
 static inline cudaError_t cudaEventCreate(cudaEvent_t *event, unsigned int flags) {
     return ::cudaEventCreateWithFlags(event, flags);
 }
-/* A kernel's attributes are keyed by how the kernel is spelled, because
- * LT_LAUNCH hands the emulator the kernel's name, not its address: write
- * the kernel alike here and in LT_LAUNCH (whitespace, a leading & and
- * enclosing parentheses do not matter; `k<256>` and `k<BLOCK>` differ). */
+/* A kernel's attributes are keyed by its address, as CUDA keys them
+ * (LT_LAUNCH hands the emulator the address too); the spelling names the
+ * kernel in messages. */
 #define cudaFuncSetAttribute(...) lt_cuda_emu::func_set_attribute_spelled(#__VA_ARGS__, __VA_ARGS__)
 
 #endif /* __cplusplus */
