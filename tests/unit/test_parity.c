@@ -23,6 +23,7 @@
 #include "core/rng.h"
 #include "io/model/llama2c.h"
 #include "model/cpu/cpu.h"
+#include "tests/lib/backend_env.h"
 #include "tests/lib/check.h"
 #include "tests/lib/quant_export.h"
 #include "tests/lib/tensorfile.h"
@@ -44,8 +45,11 @@ static const variant k_variants[] = {
     {4, 8.0f, 0, {LT_QUANT_INT8, 0, 0}},
 };
 
-static lt_status load(const char *path, const variant *v, lt_model **m, lt_error *err) {
-    return lt_llama2c_load_quantized(path, &v->quant, lt_ops_cpu(1), m, err);
+/* The case is written on the CPU backend (its quantized codes are the
+ * host's either way); it is checked on the backend LT_TEST_DEVICE names. */
+static lt_status load(const char *path, const variant *v, const lt_ops *ops, lt_model **m,
+                      lt_error *err) {
+    return lt_llama2c_load_quantized(path, &v->quant, ops, m, err);
 }
 
 /* The quantized linears as the reference reads them. */
@@ -84,7 +88,7 @@ static int gen(const char *model_path, int vi, const char *out) {
     lt_error err;
     lt_model *m = NULL;
     const variant *v = &k_variants[vi];
-    CHECK_OK(load(model_path, v, &m, &err), &err);
+    CHECK_OK(load(model_path, v, lt_ops_cpu(1), &m, &err), &err);
     lt_lora_config lc = {.r = v->r, .alpha = v->alpha, .dropout = 0, .use_rslora = v->use_rslora,
                          .targets = LT_MOD_MASK_ALL};
     CHECK_OK(lt_model_add_lora(m, &lc, 31 + (uint64_t)vi, &err), &err);
@@ -165,7 +169,10 @@ static int check(const char *model_path, int vi, const char *case_path, const ch
     CHECK(tf_read(&r32, ref32_path) == 0, "cannot read %s", ref32_path);
     if (check_failures_) return check_exit_code();
     lt_model *m = NULL;
-    CHECK_OK(load(model_path, &k_variants[vi], &m, &err), &err);
+    const lt_ops *ops = test_backend(1);
+    CHECK(ops != NULL, "no backend");
+    if (!ops) return check_exit_code();
+    CHECK_OK(load(model_path, &k_variants[vi], ops, &m, &err), &err);
     const lt_model_config *cfg = lt_model_get_config(m);
     const size_t V = (size_t)cfg->vocab_size, nl = (size_t)B * T * V;
     const int32_t *tokens = tf_get(&c, "tokens")->data, *targets = tf_get(&c, "targets")->data;
@@ -198,7 +205,7 @@ static int check(const char *model_path, int vi, const char *case_path, const ch
                          .targets = LT_MOD_MASK_ALL};
     CHECK_OK(lt_model_add_lora(m, &lc, 0, &err), &err);
     const lt_param_table *tab = lt_model_lora_table(m);
-    float *p = lt_model_lora_params(m);
+    float *p = test_download(ops, lt_model_lora_params(m), tab->numel);
     for (int i = 0; i < tab->count; i++) {
         char name[160];
         ref_name(tab->t[i].name, "", name, sizeof name);
@@ -206,6 +213,8 @@ static int check(const char *model_path, int vi, const char *case_path, const ch
         CHECK(t && t->numel == (int64_t)lt_tensor_numel(&tab->t[i]), "case lacks %s", tab->t[i].name);
         if (t) memcpy(p + tab->t[i].offset, t->data, lt_tensor_numel(&tab->t[i]) * sizeof(float));
     }
+    test_upload(ops, lt_model_lora_params(m), p, tab->numel);
+    free(p);
     CHECK_OK(lt_model_logits(m, tokens, B, T, 0, logits, &err), &err);
     d = max_abs_diff(logits, rl->data, nl, &bmax);
     double moved = 0;
@@ -228,7 +237,7 @@ static int check(const char *model_path, int vi, const char *case_path, const ch
            loss, ref_loss, rel, torch_rel, bound_loss);
     CHECK(rel <= bound_loss, "loss differs from PyTorch by %g relative", rel);
 
-    const float *g = lt_model_lora_grads(m);
+    float *g = test_download(ops, lt_model_lora_grads(m), tab->numel);
     double worst = 0;
     const char *worst_name = "";
     for (int i = 0; i < tab->count; i++) {
@@ -245,6 +254,7 @@ static int check(const char *model_path, int vi, const char *case_path, const ch
         if (relg > worst) worst = relg, worst_name = tab->t[i].name;
     }
     printf("gradients:    %d tensors, worst max|diff|/max|ref| %.3g (%s)\n", tab->count, worst, worst_name);
+    free(g);
     free(logits);
     tf_free(&c);
     tf_free(&r);

@@ -68,6 +68,7 @@
 #include "io/text/tokenizer.h"
 #include "launch/trainer.h"
 #include "model/cpu/cpu.h"
+#include "tests/lib/backend_env.h"
 #include "tests/lib/check.h"
 #include "tests/lib/tensorfile.h"
 
@@ -195,7 +196,10 @@ static lt_model *train(const char *model_path, const tf_archive *c, const run_cf
                        step_out *outs) {
     lt_error err;
     lt_model *m = NULL;
-    if (lt_llama2c_load(model_path, lt_ops_cpu(1), &m, &err) != LT_OK) {
+    const lt_ops *ops = test_backend(1);
+    CHECK(ops != NULL, "no backend");
+    if (!ops) return NULL;
+    if (lt_llama2c_load(model_path, ops, &m, &err) != LT_OK) {
         CHECK(0, "%s", err.msg);
         return NULL;
     }
@@ -207,8 +211,8 @@ static lt_model *train(const char *model_path, const tf_archive *c, const run_cf
           lt_model_is_full_training(m));
     lt_model_set_gradient_checkpointing(m, checkpointing);
     const lt_param_table *tab = lt_model_train_table(m);
-    float *p = lt_model_train_params(m);
     if (!rc->full) {
+        float *p = test_download(ops, lt_model_train_params(m), tab->numel);
         for (int i = 0; i < tab->count; i++) {
             char name[160];
             ref_name(tab->t[i].name, 0, name, sizeof name);
@@ -216,6 +220,8 @@ static lt_model *train(const char *model_path, const tf_archive *c, const run_cf
             CHECK(t && t->numel == (int64_t)lt_tensor_numel(&tab->t[i]), "case lacks %s", name);
             if (t) memcpy(p + tab->t[i].offset, t->data, (size_t)t->numel * sizeof(float));
         }
+        test_upload(ops, lt_model_train_params(m), p, tab->numel);
+        free(p);
     }
     lt_adamw opt;
     lt_adamw_config ac = {.beta1 = (float)rc->beta1, .beta2 = (float)rc->beta2, .eps = (float)rc->eps,
@@ -323,7 +329,10 @@ static int check(const char *model_path, const char *case_path, const char *r64_
         printf("step %2d  loss %.7f (torch %.7f)  grad_norm %.6f (torch %.6f)%s  lr %.3e\n", s + 1, st->loss,
                rl[s], st->norm, rn[s], rn[s] > rc.max_norm ? " clipped" : "", (double)st->lr);
     }
-    const float *p = lt_model_train_params(m);
+    const lt_ops *ops = lt_model_get_ops(m);
+    /* the activations' space: device memory on a GPU backend */
+    const lt_mem_space space = strcmp(ops->name, "cpu") ? LT_SPACE_DEVICE : LT_SPACE_HOST;
+    float *p = test_download(ops, lt_model_train_params(m), tab->numel);
     double worst = 0, torch_gap = 0, worst_l2 = 0, gap_l2 = 0;
     double worst_up = 0, gap_up = 0, worst_ratio = 0, ratio_floor = 0, ratio_floor32 = 0;
     const char *worst_name = "", *worst_up_name = "", *worst_ratio_name = "";
@@ -406,13 +415,13 @@ static int check(const char *model_path, const char *case_path, const char *r64_
         /* Gradient checkpointing changes what is stored, not what is computed. */
         lt_mem_stats ms;
         lt_mem_get_stats(&ms);
-        const uint64_t act_plain = ms.current[LT_SPACE_HOST][LT_MEM_ACTIVATIONS];
+        const uint64_t act_plain = ms.current[space][LT_MEM_ACTIVATIONS];
         step_out *gc = calloc((size_t)S, sizeof *gc);
         lt_model *mg = train(model_path, &c, &rc, 1, gc);
         if (mg) {
             CHECK(lt_model_gradient_checkpointing(mg) == 1, "gradient checkpointing did not switch on");
             lt_mem_get_stats(&ms);
-            const uint64_t act_gc = ms.current[LT_SPACE_HOST][LT_MEM_ACTIVATIONS] - act_plain;
+            const uint64_t act_gc = ms.current[space][LT_MEM_ACTIVATIONS] - act_plain;
             CHECK(act_gc < act_plain, "activations with gradient checkpointing %llu bytes, without %llu",
                   (unsigned long long)act_gc, (unsigned long long)act_plain);
             for (int s = 0; s < S; s++) {
@@ -424,7 +433,7 @@ static int check(const char *model_path, const char *case_path, const char *r64_
                       gc[s].norm, outs[s].norm);
                 CHECK(gc[s].lr == outs[s].lr, "step %d: lr differs with gradient checkpointing", s + 1);
             }
-            const float *pg = lt_model_train_params(mg);
+            float *pg = test_download(ops, lt_model_train_params(mg), tab->numel);
             size_t differ = 0;
             for (size_t j = 0; j < tab->numel; j++) differ += memcmp(&pg[j], &p[j], sizeof(float)) != 0;
             CHECK(lt_model_train_table(mg)->numel == tab->numel && differ == 0,
@@ -434,10 +443,12 @@ static int check(const char *model_path, const char *case_path, const char *r64_
                    "norms of %d steps and %zu of %zu final weights bitwise identical to the run without it\n",
                    (unsigned long long)act_gc, (unsigned long long)act_plain, S, tab->numel - differ,
                    tab->numel);
+            free(pg);
             lt_model_free(mg);
         }
         free(gc);
     }
+    free(p);
     free(outs);
     free(w0);
     tf_free(&c);
