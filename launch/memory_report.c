@@ -6,6 +6,7 @@
 
 #include "core/alloc.h"
 #include "io/fileutil.h"
+#include "model/backend.h"
 
 static double mib(uint64_t b) { return (double)b / (1 << 20); }
 
@@ -42,7 +43,22 @@ void lt_describe_base(const lt_model *m, char *buf, size_t cap) {
              (unsigned long long)bm.quant_params, mib(bm.fp32_bytes), mib(bm.workspace_bytes));
 }
 
-void lt_memory_report_print(FILE *f, const lt_rank_memory *ranks, int n) {
+/* The device space's line, when the model's backend allocated there. */
+static void print_device(FILE *f, const lt_model *m, const lt_mem_stats *ms) {
+    if (!ms->total_peak[LT_SPACE_DEVICE]) return;
+    fprintf(f, "device memory (peak per category, tracked):");
+    for (int c = 0; c < LT_MEM_NCATEGORIES; c++)
+        if (ms->peak[LT_SPACE_DEVICE][c])
+            fprintf(f, " %s %.2f MiB,", lt_mem_category_name((lt_mem_category)c),
+                    mib(ms->peak[LT_SPACE_DEVICE][c]));
+    fprintf(f, " total peak %.2f MiB", mib(ms->total_peak[LT_SPACE_DEVICE]));
+    size_t free_b = 0, total_b = 0;
+    if (lt_backend_device_memory(lt_model_get_ops(m), &free_b, &total_b) == 1)
+        fprintf(f, "; the GPU now: %.2f MiB used of %.2f MiB", mib(total_b - free_b), mib(total_b));
+    fprintf(f, "\n");
+}
+
+void lt_memory_report_print(FILE *f, const lt_model *m, const lt_rank_memory *ranks, int n) {
     lt_mem_stats ms;
     lt_mem_get_stats(&ms);
     uint64_t hwm, rss;
@@ -54,6 +70,7 @@ void lt_memory_report_print(FILE *f, const lt_rank_memory *ranks, int n) {
                     mib(ms.peak[LT_SPACE_HOST][c]));
     fprintf(f, " total peak %.2f MiB; process peak (VmHWM) %.2f MiB\n",
             mib(ms.total_peak[LT_SPACE_HOST]), mib(hwm));
+    print_device(f, m, &ms);
     for (int r = 0; ranks && n > 1 && r < n; r++)
         fprintf(f, "rank %d: quantized base resident %.2f MiB, tracked peak %.2f MiB, process peak "
                    "%.2f MiB, read %.2f MiB of model tensors\n",
@@ -77,6 +94,22 @@ lt_status lt_memory_report_write(const char *path, const lt_model *m, const lt_r
         cJSON_AddNumberToObject(o, "current_bytes", (double)ms.current[LT_SPACE_HOST][c]);
     }
     cJSON_AddNumberToObject(root, "tracked_total_peak_bytes", (double)ms.total_peak[LT_SPACE_HOST]);
+    if (ms.total_peak[LT_SPACE_DEVICE]) {
+        cJSON *dev = cJSON_AddObjectToObject(root, "device");
+        cJSON *dc = cJSON_AddObjectToObject(dev, "tracked");
+        for (int c = 0; c < LT_MEM_NCATEGORIES; c++) {
+            cJSON *o = cJSON_AddObjectToObject(dc, lt_mem_category_name((lt_mem_category)c));
+            cJSON_AddNumberToObject(o, "peak_bytes", (double)ms.peak[LT_SPACE_DEVICE][c]);
+            cJSON_AddNumberToObject(o, "current_bytes", (double)ms.current[LT_SPACE_DEVICE][c]);
+        }
+        cJSON_AddNumberToObject(dev, "tracked_total_peak_bytes",
+                                (double)ms.total_peak[LT_SPACE_DEVICE]);
+        size_t free_b = 0, total_b = 0;
+        if (lt_backend_device_memory(lt_model_get_ops(m), &free_b, &total_b) == 1) {
+            cJSON_AddNumberToObject(dev, "runtime_used_bytes", (double)(total_b - free_b));
+            cJSON_AddNumberToObject(dev, "runtime_total_bytes", (double)total_b);
+        }
+    }
     cJSON_AddNumberToObject(root, "vm_hwm_bytes", (double)hwm);
     cJSON_AddNumberToObject(root, "vm_rss_bytes", (double)rss);
     cJSON *b = cJSON_AddObjectToObject(root, "base");

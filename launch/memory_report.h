@@ -1,6 +1,10 @@
 /* The end-of-run memory report: peak bytes per tracked category, the
  * process's measured peak resident set (VmHWM), and where the frozen base's
- * bytes are, printed and written to output_dir/memory.json. */
+ * bytes are, printed and written to output_dir/memory.json. On a GPU
+ * backend the device's own categories follow (what the backend allocated
+ * on the GPU, by category), beside the GPU's used bytes as its runtime
+ * counts them (cudaMemGetInfo: every process's, the CUDA context's and
+ * the libraries' workspaces included). */
 #ifndef LT_LAUNCH_MEMORY_REPORT_H
 #define LT_LAUNCH_MEMORY_REPORT_H
 
@@ -21,7 +25,7 @@ void lt_describe_base(const lt_model *m, char *buf, size_t cap);
  * report so a sharded run shows each rank's resident base. The base's own
  * line is the trainer's at the start (lt_describe_base), printed once;
  * memory.json holds it too. */
-void lt_memory_report_print(FILE *f, const lt_rank_memory *ranks, int n);
+void lt_memory_report_print(FILE *f, const lt_model *m, const lt_rank_memory *ranks, int n);
 lt_status lt_memory_report_write(const char *path, const lt_model *m, const lt_rank_memory *ranks,
                                  int n, lt_error *err);
 

@@ -558,7 +558,7 @@ static lt_status report_memory(const lt_run_config *c, run_state *r, lt_error *e
         char path[LT_PATH_MAX + 64];
         snprintf(path, sizeof path, "%s/memory.json", c->output_dir);
         st = lt_memory_report_write(path, r->model, mem, r->N, err);
-        if (st == LT_OK) lt_memory_report_print(stdout, mem, r->N);
+        if (st == LT_OK) lt_memory_report_print(stdout, r->model, mem, r->N);
     }
     free(mem);
     return st;

@@ -6,6 +6,10 @@
 #   - the curve: every step's loss and gradient norm, and the final
 #     eval_loss, within CURVE_TOL relative of the CPU's; the learning rate
 #     the same bits (both are one host computation);
+#   - memory: the CUDA run's memory.json counts on the device what the
+#     CPU's counts on the host, category by category (the model allocates
+#     the same buffers on either backend), the workspace aside (the kernels'
+#     scratch is the backend's own);
 #   - determinism: the CUDA run again gives the same adapter, bit for bit;
 #     resumed from its own step-6 checkpoint it gives that adapter too;
 #   - across backends: the CPU's step-6 checkpoint resumed on CUDA, and the
@@ -80,6 +84,22 @@ run "$emu" cuda "$tmp/cuda"
 grep -q 'compute: cuda backend, emulated' "$tmp/cuda.log" || err "the CUDA run did not say it computed on the emulated CUDA backend"
 ((fail)) && exit 1
 compare "$tmp/cuda" "$tmp/cpu" 1
+"$py" - "$tmp/cuda/memory.json" "$tmp/cpu/memory.json" <<'PY' || fail=1
+import json, sys
+g, c = (json.load(open(p)) for p in sys.argv[1:3])
+dev = g.get("device", {}).get("tracked")
+if not dev:
+    sys.exit("FAIL the CUDA run's memory.json has no device categories")
+bad = 0
+for k in ("base_weights", "quantized_base", "lora_params", "gradients", "optimizer_state", "activations"):
+    d, h = dev[k]["peak_bytes"], c["tracked"][k]["peak_bytes"]
+    if d != h or d == 0:
+        print(f"FAIL {k}: {d} bytes on the device, {h} on the CPU's host"); bad += 1
+if g["tracked"]["activations"]["peak_bytes"]:
+    print("FAIL the CUDA run holds activations in host memory"); bad += 1
+print(f"device memory: the model's categories equal the CPU's ({dev['activations']['peak_bytes']} bytes of activations)")
+sys.exit(1 if bad else 0)
+PY
 
 # Determinism: again, and resumed from its own checkpoint.
 run "$emu" cuda "$tmp/cuda2"
