@@ -2,7 +2,9 @@
  * by the tracked allocator's categories, computed from the same sizes the
  * model and the trainer allocate (lt_plan_base_memory, lt_quant_layer_layout,
  * lt_model_activation_bytes), for the shape of a llama2.c checkpoint, a
- * Hugging Face model directory or a preset of a published model. */
+ * Hugging Face model directory or a preset of a published model; on the CPU
+ * (host memory) or per GPU (the device space, where the CUDA backend
+ * allocates), in fp32 or with the bf16 compute the GPU path will take. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,20 @@
 
 /* Sequences per rank when --batch is not given. */
 #define DEFAULT_BATCH 8
+
+/* The fixed device memory of a GPU rank outside the tracked allocator.
+ * cuBLAS's documentation (cublasSetWorkspace(): "the recommended size of
+ * user-provided workspace ... based on the cuBLAS default workspace pool
+ * size which is GPU architecture dependent") gives 32 MiB for Hopper (sm_90)
+ * and Blackwell, 4 MiB for the others; the backend uses one handle on one
+ * stream, so one pool, and we plan the larger. For the context itself
+ * NVIDIA documents no figure (the Lazy Loading section of the CUDA
+ * Programming Guide says only that loading modules costs device memory,
+ * which lazy loading, the default on Linux since CUDA 12.2, reduces): 512
+ * MiB is our stated allowance, to be replaced by what cudaMemGetInfo
+ * measures on a GPU. */
+#define CUDA_CONTEXT_MIB 512
+#define CUBLAS_WORKSPACE_MIB 32
 
 typedef struct {
     const char *name;
@@ -51,7 +67,8 @@ void lt_help_plan(FILE *f) {
             "usage: loratrain plan --model PRESET|FILE|DIR --mode lora|qlora|full [--ranks N]\n"
             "                      [--shard_base] [--zero1] [--gradient_checkpointing]\n"
             "                      [--seq S] [--batch B] [--r R] [--target_modules LIST]\n"
-            "                      [--lora_dropout P] [--json]\n"
+            "                      [--lora_dropout P] [--device cpu|cuda]\n"
+            "                      [--compute_dtype fp32|bf16] [--json]\n"
             "\n"
             "Predicts the per-rank memory of `loratrain train` by the categories its memory\n"
             "report uses, from the sizes the model allocates. The first line of the table\n"
@@ -76,8 +93,32 @@ void lt_help_plan(FILE *f) {
             "  --batch B             sequences per rank and micro-batch [default: %d]\n"
             "  --r R, --target_modules LIST, --lora_dropout P  the adapters (lora, qlora)\n"
             "                        [default: 8, q_proj,v_proj, 0]\n"
+            "  --device cpu          host memory of a rank on the CPU backend [default]\n"
+            "  --device cuda         device memory per GPU (one GPU per rank): the same\n"
+            "                        categories in the device space, where the CUDA backend\n"
+            "                        allocates them (the loading staging stays on the host),\n"
+            "                        the backend's scratch in workspace, the shard gather's\n"
+            "                        two layers in communication (NCCL gathers on the GPU),\n"
+            "                        plus a fixed\n"
+            "                        overhead outside the tracked allocator:\n"
+            "                          cuda_context      %4d MiB  (our allowance: NVIDIA\n"
+            "                            documents no size for a context, only that loaded\n"
+            "                            modules take device memory: CUDA Programming Guide,\n"
+            "                            Lazy Loading)\n"
+            "                          cublas_workspace  %4d MiB  (cuBLAS's default workspace\n"
+            "                            pool on Hopper, sm_90; 4 MiB on other architectures:\n"
+            "                            cuBLAS documentation, cublasSetWorkspace())\n"
+            "  --compute_dtype fp32  fp32 weights and activations in the matmuls [default]\n"
+            "  --compute_dtype bf16  a plan for the compute dtype the GPU path will take\n"
+            "                        (with --device cuda; training with bf16 is not\n"
+            "                        implemented yet): as QLoRA's bnb_4bit_compute_dtype\n"
+            "                        bfloat16, each layer's weights dequantized (qlora) or\n"
+            "                        converted (lora, full) into a bf16 workspace, activations\n"
+            "                        and saved tensors in 2 bytes (token ids stay int32);\n"
+            "                        fp32 base storage, LoRA master weights, gradients and\n"
+            "                        AdamW moments; fp32 accumulation\n"
             "  --json                one JSON object instead of the table\n",
-            names, DEFAULT_BATCH);
+            names, DEFAULT_BATCH, CUDA_CONTEXT_MIB, CUBLAS_WORKSPACE_MIB);
 }
 
 static const char *k_cats[] = {"base_weights", "quantized_base", "lora_params", "gradients",
@@ -85,8 +126,36 @@ static const char *k_cats[] = {"base_weights", "quantized_base", "lora_params", 
 #define NCATS (sizeof k_cats / sizeof k_cats[0])
 enum { C_BASE, C_QBASE, C_LORA, C_GRAD, C_OPT, C_ACT, C_COMM, C_WS };
 
+/* The CUDA backend's scratch (lt_cuda_scratch, model/cuda/backend.cu): one
+ * block that grows to half again the request that does not fit, so at most
+ * 1.5 x the largest request of a step: attention backward's row dots
+ * (B T heads floats, model/cuda/attention.cu), the gradient's sum of
+ * squares (one double a block of 256, at most 1024 blocks, plus the result:
+ * model/cuda/optim.cu), and in full fine-tuning the embedding gradient's
+ * chains (2 ints a token) and the column sums of the RMSNorm (and bias)
+ * weight gradients (a row of partial sums per 64 tokens:
+ * model/cuda/elementwise.cu). */
+static uint64_t cuda_scratch_bytes(const lt_model_config *c, int full, uint64_t trainable,
+                                   uint64_t n) {
+    uint64_t req = 4 * n * (uint64_t)c->n_heads;
+    uint64_t blocks = (trainable + 255) / 256;
+    blocks = blocks < 1024 ? blocks : 1024;
+    if (8 * (blocks + 1) > req) req = 8 * (blocks + 1);
+    if (full) {
+        uint64_t rows = 64;
+        if ((n + rows - 1) / rows > 65535) rows = (n + 65534) / 65535;
+        const uint64_t chunks = (n + rows - 1) / rows;
+        const uint64_t qkv = (uint64_t)c->dim + 2u * (uint64_t)lt_kv_dim(c);
+        const uint64_t cols = c->qkv_bias && qkv > (uint64_t)c->dim ? qkv : (uint64_t)c->dim;
+        if (8 * n > req) req = 8 * n;
+        if (4 * chunks * cols > req) req = 4 * chunks * cols;
+    }
+    return req + req / 2;
+}
+
 lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
-    const char *model = NULL, *mode = "lora", *targets = "q_proj,v_proj";
+    const char *model = NULL, *mode = "lora", *targets = "q_proj,v_proj", *device = "cpu";
+    const char *dtype = "fp32";
     int ranks = 1, shard = 0, zero1 = 0, ckpt = 0, seq = 0, batch = 0, r = 8, json = 0;
     int lora_opts = 0; /* an adapter option was given */
     float dropout = 0;
@@ -102,6 +171,8 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
         else if ((st = lt_cli_need_value(&cli, err)) != LT_OK) return st;
         else if (!strcmp(k, "model")) model = cli.value;
         else if (!strcmp(k, "mode")) mode = cli.value;
+        else if (!strcmp(k, "device")) device = cli.value;
+        else if (!strcmp(k, "compute_dtype")) dtype = cli.value;
         else if (!strcmp(k, "target_modules")) targets = cli.value, lora_opts = 1;
         else if (!strcmp(k, "ranks")) st = lt_cli_int(&cli, 1, 1 << 20, &ranks, err);
         else if (!strcmp(k, "seq")) st = lt_cli_int(&cli, 1, 1 << 24, &seq, err);
@@ -119,6 +190,15 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
     const int qlora = !strcmp(mode, "qlora"), full = !strcmp(mode, "full");
     if (!qlora && !full && strcmp(mode, "lora") != 0)
         return lt_fail(err, LT_ERR_CONFIG, "plan: --mode %s: expected lora, qlora or full", mode);
+    const int cuda = !strcmp(device, "cuda"), bf16 = !strcmp(dtype, "bf16");
+    if (!cuda && strcmp(device, "cpu") != 0)
+        return lt_fail(err, LT_ERR_CONFIG, "plan: --device %s: expected cpu or cuda", device);
+    if (!bf16 && strcmp(dtype, "fp32") != 0)
+        return lt_fail(err, LT_ERR_CONFIG, "plan: --compute_dtype %s: expected fp32 or bf16 "
+                       "(bnb_4bit_compute_dtype float32 or bfloat16)", dtype);
+    if (bf16 && !cuda)
+        return lt_fail(err, LT_ERR_CONFIG, "plan: --compute_dtype bf16 plans the GPU path's compute "
+                       "dtype and needs --device cuda (the CPU backend computes in fp32)");
     if (shard && full)
         return lt_fail(err, LT_ERR_CONFIG, "plan: --shard_base shards a quantized base, and --mode full "
                        "trains an fp32 one: use --zero1 to shard full fine-tuning's optimizer state");
@@ -212,8 +292,31 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
     const uint64_t slice = 4 * (V * C > H * C ? V * C : H * C);
     const uint64_t load = ws + slice + qmax, train = ws + rope;
     bytes[C_WS] = load > train ? load : train;
-    uint64_t total = 0;
-    for (size_t i = 0; i < NCATS; i++) total += bytes[i];
+    uint64_t overhead[2] = {0, 0}, host_loading = 0; /* cuda: context, cuBLAS workspace */
+    if (cuda) {
+        /* On a GPU the loading staging stays on the host; the device holds
+         * the weights a layer computes with (the dequantization workspace,
+         * or with bf16 each layer's weights converted to it), the RoPE
+         * tables (fp32 angles either way) and the backend's scratch. */
+        const uint64_t n = (uint64_t)batch * (uint64_t)T;
+        uint64_t layer_w = 0;
+        for (int mod = 0; mod < LT_MOD_COUNT; mod++) {
+            int out, in;
+            lt_module_shape(&c, (lt_module)mod, &out, &in);
+            layer_w += (uint64_t)out * (uint64_t)in;
+        }
+        const uint64_t wsd = qlora || bf16 ? layer_w * (bf16 ? 2 : 4) : 0;
+        host_loading = slice + qmax;
+        bytes[C_WS] = wsd + rope + cuda_scratch_bytes(&c, full, zsharded ? shard_len : trainable, n);
+        /* bf16: every activation element in 2 bytes but the token ids and
+         * targets (int32: 8 bytes a token). */
+        if (bf16) bytes[C_ACT] = bytes[C_ACT] / 2 + 4 * n;
+        overhead[0] = (uint64_t)CUDA_CONTEXT_MIB << 20;
+        overhead[1] = (uint64_t)CUBLAS_WORKSPACE_MIB << 20;
+    }
+    uint64_t tracked = 0;
+    for (size_t i = 0; i < NCATS; i++) tracked += bytes[i];
+    const uint64_t total = tracked + overhead[0] + overhead[1];
     /* Bytes per base parameter: of the base as stored on this rank, and of
      * the whole training state (weights, adapters, gradients, moments). */
     const uint64_t base_rank = bytes[C_BASE] + bytes[C_QBASE];
@@ -221,18 +324,31 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
     const double bpp_base = P ? (double)base_rank / (double)P : 0;
     const double bpp_state = P ? (double)state / (double)P : 0;
     const double MiB = 1048576.0;
+    /* bf16 is planned, not trained: say so once, on stderr so that --json
+     * stays one object on stdout. */
+    if (bf16)
+        fprintf(stderr, "plan: note: --compute_dtype bf16 is the plan for the GPU path's compute "
+                "dtype; training with bf16 compute is not implemented yet\n");
     if (json) {
-        printf("{\"model\":\"%s\",\"mode\":\"%s\",\"ranks\":%d,\"shard_base\":%s,\"zero1\":%s,"
+        printf("{\"model\":\"%s\",\"mode\":\"%s\",\"device\":\"%s\",\"compute_dtype\":\"%s\","
+               "\"ranks\":%d,\"shard_base\":%s,\"zero1\":%s,"
                "\"gradient_checkpointing\":%s,\"seq\":%d,\"batch\":%d,\"r\":%d,\"base_params\":%llu,"
                "\"lora_params\":%llu,\"trainable_params\":%llu,\"optimizer_shard_params\":%llu,"
                "\"base_bytes_per_param\":%.6f,\"state_bytes_per_param\":%.6f,\"bytes\":{",
-               model, mode, ranks, shard ? "true" : "false", zero1 ? "true" : "false",
+               model, mode, cuda ? "cuda" : "cpu", bf16 ? "bf16" : "fp32", ranks,
+               shard ? "true" : "false", zero1 ? "true" : "false",
                ckpt ? "true" : "false", T, batch, full ? 0 : r, (unsigned long long)P,
                (unsigned long long)lora, (unsigned long long)trainable,
                (unsigned long long)(full ? shard_len : lora), bpp_base, bpp_state);
         for (size_t i = 0; i < NCATS; i++)
             printf("%s\"%s\":%llu", i ? "," : "", k_cats[i], (unsigned long long)bytes[i]);
-        printf("},\"total_bytes\":%llu}\n", (unsigned long long)total);
+        printf("}");
+        if (cuda)
+            printf(",\"tracked_total_bytes\":%llu,\"overhead_bytes\":{\"cuda_context\":%llu,"
+                   "\"cublas_workspace\":%llu},\"host_loading_bytes\":%llu",
+                   (unsigned long long)tracked, (unsigned long long)overhead[0],
+                   (unsigned long long)overhead[1], (unsigned long long)host_loading);
+        printf(",\"total_bytes\":%llu}\n", (unsigned long long)total);
         return LT_OK;
     }
     /* The batch and sequence length drive the activations, the largest
@@ -241,19 +357,33 @@ lt_status lt_cmd_plan(int argc, char **argv, lt_error *err) {
     snprintf(shape, sizeof shape, "batch %d x %d tokens per rank (%s; %s)", batch, T,
              batch_given ? "--batch as given" : "--batch not given: the default",
              seq ? "--seq as given" : "--seq not given: the model's seq_len");
+    const char *where = !cuda ? ""
+                        : bf16 ? "; device cuda, per GPU; compute bf16: a plan for the compute dtype "
+                                 "the GPU path will take (training with bf16 is not implemented yet)"
+                               : "; device cuda, per GPU; compute fp32";
     if (full)
-        printf("%s, full fine-tuning%s on %d rank(s), %s%s, %llu parameters\n", model,
+        printf("%s, full fine-tuning%s on %d rank(s), %s%s, %llu parameters%s\n", model,
                zsharded ? " (ZeRO-1)" : zero1 ? " (ZeRO-1: nothing to shard on one rank)" : "",
-               ranks, shape, ckpt ? ", gradient checkpointing" : "", (unsigned long long)P);
+               ranks, shape, ckpt ? ", gradient checkpointing" : "", (unsigned long long)P, where);
     else
-        printf("%s, %s%s on %d rank(s), %s%s, LoRA r %d on %s (%llu parameters)\n", model, mode,
+        printf("%s, %s%s on %d rank(s), %s%s, LoRA r %d on %s (%llu parameters)%s\n", model, mode,
                shard ? " (base sharded)" : "", ranks, shape, ckpt ? ", gradient checkpointing" : "",
-               r, targets, (unsigned long long)lora);
-    printf("per-rank memory (peak of each category):\n");
+               r, targets, (unsigned long long)lora, where);
+    printf(cuda ? "device memory per GPU (peak of each category):\n"
+                : "per-rank memory (peak of each category):\n");
     for (size_t i = 0; i < NCATS; i++)
         if (bytes[i]) printf("  %-16s %12.2f MiB\n", k_cats[i], (double)bytes[i] / MiB);
-    printf("  %-16s %12.2f MiB (%.2f GiB), plus the data buffers\n", "total", (double)total / MiB,
-           (double)total / (MiB * 1024.0));
+    if (cuda) {
+        printf("  %-16s %12.2f MiB, the fixed overhead outside the tracked allocator (our allowance; "
+               "NVIDIA documents no size for a context)\n", "cuda_context", (double)overhead[0] / MiB);
+        printf("  %-16s %12.2f MiB (cuBLAS's default workspace pool on sm_90, as its documentation "
+               "gives for cublasSetWorkspace)\n", "cublas_workspace", (double)overhead[1] / MiB);
+    }
+    printf("  %-16s %12.2f MiB (%.2f GiB), plus the data buffers%s\n", "total", (double)total / MiB,
+           (double)total / (MiB * 1024.0), cuda ? " (host memory)" : "");
+    if (cuda)
+        printf("host: %.2f MiB of loading staging (one fp32 tensor%s) and the data buffers stay in "
+               "host memory\n", (double)host_loading / MiB, qlora ? " and its quantized blocks" : "");
     if (full) {
         printf("%.1f bytes per parameter for weights, gradients and AdamW moments (excluding "
                "activations)", bpp_state);
