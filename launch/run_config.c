@@ -384,8 +384,8 @@ lt_data_config lt_run_config_data(const lt_run_config *c, int T) {
 lt_status lt_run_config_quant(const lt_run_config *c, lt_quant_config *qc, lt_error *err) {
     if (strcmp(c->bnb_4bit_compute_dtype, "float32") && strcmp(c->bnb_4bit_compute_dtype, "fp32"))
         return lt_fail(err, LT_ERR_CONFIG,
-                       "bnb_4bit_compute_dtype = \"%s\": the CPU backend computes in float32; expected "
-                       "float32",
+                       "bnb_4bit_compute_dtype = \"%s\": every backend computes in float32 (bf16 "
+                       "compute is not implemented yet); expected float32",
                        c->bnb_4bit_compute_dtype);
     lt_quant_config four = lt_quant_defaults(LT_QUANT_NF4);
     if (c->load_in_4bit &&
