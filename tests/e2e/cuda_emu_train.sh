@@ -10,6 +10,11 @@
 #     CPU's counts on the host, category by category (the model allocates
 #     the same buffers on either backend), the workspace aside (the kernels'
 #     scratch is the backend's own);
+#   - files: the CPU run's adapter merged into the base on CUDA gives the
+#     bytes the CPU's merge writes (config.json, model.safetensors: the
+#     device's weights come back whole; on the emulation cuBLAS is
+#     OpenBLAS's sgemm, so the sums are the same too), and generation with
+#     the adapter (temperature 0.8, seed 5, 24 tokens) the same text;
 #   - determinism: the CUDA run again gives the same adapter, bit for bit;
 #     resumed from its own step-6 checkpoint it gives that adapter too;
 #   - across backends: the CPU's step-6 checkpoint resumed on CUDA, and the
@@ -100,6 +105,22 @@ if g["tracked"]["activations"]["peak_bytes"]:
 print(f"device memory: the model's categories equal the CPU's ({dev['activations']['peak_bytes']} bytes of activations)")
 sys.exit(1 if bad else 0)
 PY
+
+# Files and text from the same state.
+model=(--model models/stories260K/stories260K.bin)
+"$bin" merge "${model[@]}" --adapter "$tmp/cpu" --output_dir "$tmp/merged_cpu" --device cpu >/dev/null 2>&1 &&
+  "$emu" merge "${model[@]}" --adapter "$tmp/cpu" --output_dir "$tmp/merged_cuda" --device cuda \
+    >"$tmp/merge.log" 2>&1 || err "merge failed: $(tail -1 "$tmp/merge.log")"
+for f in config.json model.safetensors; do
+  cmp -s "$tmp/merged_cpu/$f" "$tmp/merged_cuda/$f" || err "merge on CUDA: $f differs from the CPU's"
+done
+gen=(generate "${model[@]}" --tokenizer models/stories260K/tok512.bin --load_in_4bit --adapter "$tmp/cpu"
+     --prompt "Once upon" --temperature 0.8 --seed 5 --max_new_tokens 24)
+"$bin" "${gen[@]}" --device cpu >"$tmp/gen_cpu.txt" 2>/dev/null &&
+  "$emu" "${gen[@]}" --device cuda >"$tmp/gen_cuda.txt" 2>"$tmp/gen.log" ||
+  err "generate failed: $(tail -1 "$tmp/gen.log")"
+[[ -s $tmp/gen_cpu.txt ]] && cmp -s "$tmp/gen_cpu.txt" "$tmp/gen_cuda.txt" ||
+  err "generate on CUDA: '$(head -c 200 "$tmp/gen_cuda.txt")' against the CPU's '$(head -c 200 "$tmp/gen_cpu.txt")'"
 
 # Determinism: again, and resumed from its own checkpoint.
 run "$emu" cuda "$tmp/cuda2"
