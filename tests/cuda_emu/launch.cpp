@@ -73,6 +73,9 @@ struct Launch {
     const void *callable = nullptr;
     std::vector<Thread> threads;
     std::vector<unsigned> warp_waiting; /* lanes of each warp in T_WAIT_WARP */
+    /* of those, the lanes waiting with a mask that is not the whole warp,
+     * and the last lane to start waiting (warp_exchange's fast path) */
+    std::vector<unsigned> warp_partial, warp_last;
     unsigned nthreads = 0, done = 0, at_barrier = 0;
     unsigned char *shared = nullptr;
     size_t shmem = 0;
@@ -203,6 +206,8 @@ void release_group(unsigned base, unsigned mask) {
         if (mask >> l & 1u)
             L.threads[base + l].state = T_RUNNABLE;
     L.warp_waiting[base >> 5] -= (unsigned)__builtin_popcount(mask);
+    if (mask != 0xffffffffu)
+        L.warp_partial[base >> 5] -= (unsigned)__builtin_popcount(mask);
 }
 
 /* Every lane of the group has arrived: each lane's result, from the PTX
@@ -312,6 +317,36 @@ unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask, unsi
         fail_here(t, "%s with mask 0x%08x, which does not name the calling lane %u", fn, mask,
                   lane);
     unsigned present = L.nthreads - base < 32 ? L.nthreads - base : 32;
+    const unsigned w = base >> 5;
+    /* The common case in O(1): the whole warp's mask, nothing returned or
+     * at a barrier, and every waiting lane of the warp (if any) waiting
+     * with the whole mask too -- each was checked against the one before
+     * it on arrival, so they all made the same call, and comparing with
+     * the last of them is comparing with each. Anything else (a mismatch
+     * among them) takes the full checks below, which say what is wrong. */
+    if (mask == 0xffffffffu && present == 32 && L.done == 0 && L.at_barrier == 0 &&
+        L.warp_partial[w] == 0) {
+        const unsigned waiting = L.warp_waiting[w];
+        const Thread *o = waiting ? &L.threads[L.warp_last[w]] : nullptr;
+        if (!o || (o->wop == op && o->wmask == mask && o->wwidth == width && o->wsize == size)) {
+            t->wop = op;
+            t->wfn = fn;
+            t->wmask = mask;
+            t->wparam = param;
+            t->wwidth = width;
+            t->wsize = size;
+            t->wval = bits;
+            t->state = T_WAIT_WARP;
+            L.warp_waiting[w]++;
+            L.warp_last[w] = t->lin;
+            if (waiting == 31) {
+                complete_group(t, base, mask);
+                release_group(base, mask);
+            }
+            fiber_yield(t->fiber);
+            return t->wres;
+        }
+    }
     if (present < 32 && (mask >> present) != 0)
         fail_here(t,
                   "%s with mask 0x%08x, which names lanes from %u on that this warp does "
@@ -359,7 +394,10 @@ unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask, unsi
     t->wsize = size;
     t->wval = bits;
     t->state = T_WAIT_WARP;
-    L.warp_waiting[base >> 5]++;
+    L.warp_waiting[w]++;
+    L.warp_last[w] = t->lin;
+    if (mask != 0xffffffffu)
+        L.warp_partial[w]++;
     if (all) {
         complete_group(t, base, mask);
         release_group(base, mask);
@@ -484,6 +522,8 @@ bool run_block() {
     L.done = 0;
     L.at_barrier = 0;
     L.warp_waiting.assign((n + 31) / 32, 0);
+    L.warp_partial.assign((n + 31) / 32, 0);
+    L.warp_last.assign((n + 31) / 32, 0);
     const dim3 b = L.block;
     for (unsigned i = 0; i < n; i++) {
         Thread &t = L.threads[i];
