@@ -49,12 +49,18 @@ cmake --build "$root/build-boundaries" -j"$jobs" --target loratrain >/dev/null
 # train_qlora, a 3-minute convergence comparison whose NF4 training path
 # dist_train_nf4, hf_train and qwen2_parity run under them too (it kept
 # the suite past 30 minutes), and quickstart, the same sharded-QLoRA path
-# again.
+# again. The CUDA backend's whole-model parity suites on the emulated CUDA
+# (torch_parity, train_torch_parity and train_torch_parity_full, _cuda_emu:
+# the CPU's parity programs again, through the same .cu code that the ASan
+# build runs in cuda_attention_emu, cuda_ops_emu_*, greedy_oracle_cuda_emu
+# and a small cuda_emu_train) and the GPU benchmark's plumbing check
+# (gpu_bench_tiny: a script; the trainer it runs is covered) stay in the
+# release pass.
 cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLT_WERROR=ON \
   -DLT_SANITIZE=ON
 cmake --build "$root/build-asan" -j"$jobs"
 (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-  ctest --output-on-failure -j"$jobs" -E 'torch_reference_selfcheck|train_reference_selfcheck|quant_memory|dist_memory|full_memory|slurm_|train_qlora|quickstart')
+  ctest --output-on-failure -j"$jobs" -E 'torch_reference_selfcheck|train_reference_selfcheck|quant_memory|dist_memory|full_memory|slurm_|train_qlora|quickstart|torch_parity_cuda_emu|torch_parity_full_cuda_emu|gpu_bench_tiny')
 
 # The readers of untrusted files (safetensors, JSON configs, tokenizers)
 # under libFuzzer (clang, coverage-guided, ASan+UBSan), LT_FUZZ_SECONDS each,

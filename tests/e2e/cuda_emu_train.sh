@@ -27,18 +27,27 @@
 # on: at most 5.1e-7 relative over these 12 steps (AMD Zen 5). 1e-5 leaves
 # room and fails a wrong kernel: dropout's mask read one element off in
 # the RNG's stream moves step 2's loss by 5.5e-3 (step 1's not: B is 0).
-# Usage: cuda_emu_train.sh LORATRAIN REPO_ROOT LORATRAIN_CUDA_EMU
+# SIZE small (the sanitizer build, whose emulated CUDA switches fibers by
+# swapcontext): the same checks over 4 steps of 1 x 32 tokens, a checkpoint
+# at step 2.
+# Usage: cuda_emu_train.sh LORATRAIN REPO_ROOT LORATRAIN_CUDA_EMU [SIZE]
 set -u
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/suite.sh"
-suite_init bin root emu -- "$@"
+suite_init bin root emu size? -- "$@"
 [[ $emu == /* ]] || emu=$PWD/$emu
 CURVE_TOL=1e-5
+if [[ $size == small ]]; then
+  S=4 seq=32 batch=1
+else
+  S=12 seq=64 batch=2
+fi
+H=$((S / 2))
 args=(train --model models/stories260K/stories260K.bin --tokenizer models/stories260K/tok512.bin
-      --train_file data/tinyshakespeare/input.txt --max_seq_length 64 --per_device_train_batch_size 2
+      --train_file data/tinyshakespeare/input.txt --max_seq_length $seq --per_device_train_batch_size $batch
       --load_in_4bit --bnb_4bit_quant_type nf4 --bnb_4bit_use_double_quant --r 8 --lora_alpha 16
       --lora_dropout 0.1 --target_modules all-linear --learning_rate 3e-3 --weight_decay 0.1
-      --validation_split_percentage 2 --max_eval_samples 4 --eval_steps 12 --max_steps 12
-      --save_steps 6 --logging_steps 1 --threads 1 --disable_tqdm --seed 11)
+      --validation_split_percentage 2 --max_eval_samples 4 --eval_steps $S --max_steps $S
+      --save_steps $H --logging_steps 1 --threads 1 --disable_tqdm --seed 11)
 run() { # loratrain device dir extra...
   local b=$1 dev=$2 d=$3
   shift 3
@@ -47,9 +56,9 @@ run() { # loratrain device dir extra...
 }
 # compare A B FIRST_STEP: each step's loss and grad_norm, the lr's bits, eval_loss
 compare() {
-  "$py" - "$1/metrics.jsonl" "$2/metrics.jsonl" "$3" "$CURVE_TOL" <<'PY' || fail=1
+  "$py" - "$1/metrics.jsonl" "$2/metrics.jsonl" "$3" "$CURVE_TOL" "$S" <<'PY' || fail=1
 import json, sys
-a, b, first, tol = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+a, b, first, tol, last = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 def rows(p):
     out = {}
     for line in open(p):
@@ -59,7 +68,7 @@ def rows(p):
 ra, rb = rows(a), rows(b)
 bad = 0
 worst = 0.0
-for s in range(first, 13):
+for s in range(first, last + 1):
     x, y = ra.get(s), rb.get(s)
     if not x or not y or "loss" not in x or "loss" not in y:
         print(f"FAIL step {s}: missing from {a if not x else b}"); bad += 1; continue
@@ -70,15 +79,15 @@ for s in range(first, 13):
             print(f"FAIL step {s}: {k} {x[k]!r} vs {y[k]!r} (relative {e:.3g} > {tol})"); bad += 1
     if x["learning_rate"] != y["learning_rate"]:
         print(f"FAIL step {s}: learning_rate {x['learning_rate']!r} vs {y['learning_rate']!r}"); bad += 1
-ea, eb = ra.get(12, {}).get("eval_loss"), rb.get(12, {}).get("eval_loss")
+ea, eb = ra.get(last, {}).get("eval_loss"), rb.get(last, {}).get("eval_loss")
 if ea is None or eb is None:
-    print("FAIL no eval_loss at step 12"); bad += 1
+    print(f"FAIL no eval_loss at step {last}"); bad += 1
 else:
     e = abs(ea - eb) / abs(eb)
     worst = max(worst, e)
     if e > tol:
         print(f"FAIL eval_loss {ea!r} vs {eb!r} (relative {e:.3g})"); bad += 1
-print(f"{a.split('/')[-2]} against {b.split('/')[-2]}, steps {first}-12: worst relative difference {worst:.3g} (bound {tol})")
+print(f"{a.split('/')[-2]} against {b.split('/')[-2]}, steps {first}-{last}: worst relative difference {worst:.3g} (bound {tol})")
 sys.exit(1 if bad else 0)
 PY
 }
@@ -126,21 +135,21 @@ gen=(generate "${model[@]}" --tokenizer models/stories260K/tok512.bin --load_in_
 run "$emu" cuda "$tmp/cuda2"
 same "$tmp/cuda2" "$tmp/cuda" "the CUDA run repeated"
 mkdir -p "$tmp/cuda_resumed"
-cp "$tmp/cuda/checkpoint-6.h5" "$tmp/cuda_resumed/" || err "the CUDA run left no checkpoint-6.h5"
+cp "$tmp/cuda/checkpoint-$H.h5" "$tmp/cuda_resumed/" || err "the CUDA run left no checkpoint-$H.h5"
 run "$emu" cuda "$tmp/cuda_resumed" --resume_from_checkpoint latest
-grep -q "^resuming from .*checkpoint-6.h5 at step 6" "$tmp/cuda_resumed.log" || err "the CUDA run did not resume at step 6"
-same "$tmp/cuda_resumed" "$tmp/cuda" "the CUDA run resumed from its step-6 checkpoint"
+grep -q "^resuming from .*checkpoint-$H.h5 at step $H" "$tmp/cuda_resumed.log" || err "the CUDA run did not resume at step $H"
+same "$tmp/cuda_resumed" "$tmp/cuda" "the CUDA run resumed from its step-$H checkpoint"
 
 # Across backends, both ways.
 for way in "cpu cuda $emu" "cuda cpu $bin"; do
   read -r from to b <<<"$way"
   d=$tmp/${from}_to_$to
   mkdir -p "$d"
-  cp "$tmp/$from/checkpoint-6.h5" "$d/" || err "the $from run left no checkpoint-6.h5"
+  cp "$tmp/$from/checkpoint-$H.h5" "$d/" || err "the $from run left no checkpoint-$H.h5"
   run "$b" "$to" "$d" --resume_from_checkpoint latest
-  grep -q "^resuming from .*checkpoint-6.h5 at step 6" "$d.log" || err "$from -> $to: the log does not say it resumed at step 6"
-  compare "$d" "$tmp/$to" 7
-  "$b" inspect "$tmp/$from/checkpoint-6.h5" >"$d.inspect" 2>&1 ||
+  grep -q "^resuming from .*checkpoint-$H.h5 at step $H" "$d.log" || err "$from -> $to: the log does not say it resumed at step $H"
+  compare "$d" "$tmp/$to" $((H + 1))
+  "$b" inspect "$tmp/$from/checkpoint-$H.h5" >"$d.inspect" 2>&1 ||
     err "$to's inspect refuses $from's checkpoint: $(tail -1 "$d.inspect")"
 done
 exit $fail
