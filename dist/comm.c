@@ -122,6 +122,9 @@ const lt_rank_info *lt_comm_info(const lt_comm *c) { return &c->info; }
 int lt_comm_rank(const lt_comm *c) { return c->info.rank; }
 int lt_comm_size(const lt_comm *c) { return c->info.size; }
 const char *lt_comm_backend_name(const lt_comm *c) { return c->be->name; }
+int lt_comm_device_buffers(const lt_comm *c) {
+    return c->be->device_buffers ? c->be->device_buffers(c->ctx) : 0;
+}
 
 void *lt_comm_native(const lt_comm *c) { return c->be->native ? c->be->native(c->ctx) : NULL; }
 

@@ -66,6 +66,10 @@ const lt_rank_info *lt_comm_info(const lt_comm *c);
 int lt_comm_rank(const lt_comm *c);
 int lt_comm_size(const lt_comm *c);
 const char *lt_comm_backend_name(const lt_comm *c); /* "mpi", "self" */
+/* 1 when this transport's collectives may be handed GPU memory (Open
+ * MPI built CUDA-aware, as MPIX_Query_cuda_support says at run time), 0
+ * when they need host memory. */
+int lt_comm_device_buffers(const lt_comm *c);
 /* With the MPI backend a pointer to its MPI_Comm (for parallel HDF5);
  * NULL for one process without MPI. */
 void *lt_comm_native(const lt_comm *c);

@@ -33,6 +33,9 @@ typedef struct {
     /* The transport's own communicator (MPI: a pointer to the MPI_Comm), for
      * libraries that take one (parallel HDF5); NULL where there is none. */
     void *(*native)(void *ctx);
+    /* 1 when collectives may take GPU memory (a CUDA-aware transport);
+     * NULL: host memory only. */
+    int (*device_buffers)(void *ctx);
     void (*finalize)(void *ctx);
 } lt_comm_backend;
 

@@ -3,6 +3,9 @@
  * the main thread only (MPI_THREAD_FUNNELED): the OpenMP threads compute. */
 #include <limits.h>
 #include <mpi.h>
+#if defined(OPEN_MPI) && OPEN_MPI
+#include <mpi-ext.h> /* MPIX_CUDA_AWARE_SUPPORT, MPIX_Query_cuda_support */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +254,17 @@ static void m_finalize(void *ctx) {
 
 static void *m_native(void *ctx) { return &((mpi_ctx *)ctx)->world; }
 
+/* Open MPI says at build time whether it can be CUDA-aware and at run time
+ * whether it is; any other MPI is taken as host memory only. */
+static int m_device_buffers(void *ctx) {
+    (void)ctx;
+#if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+    return MPIX_Query_cuda_support() == 1;
+#else
+    return 0;
+#endif
+}
+
 static const lt_comm_backend k_mpi = {
     .name = "mpi",
     .allreduce = m_allreduce,
@@ -260,6 +274,7 @@ static const lt_comm_backend k_mpi = {
     .barrier = m_barrier,
     .reduce_scatter = m_reduce_scatter,
     .allgatherv = m_allgatherv,
+    .device_buffers = m_device_buffers,
     .wait = m_wait,
     .test = m_test,
     .alloc = m_alloc,

@@ -256,6 +256,14 @@ static lt_status open_optimizer(const lt_run_config *c, run_state *r, lt_error *
 static lt_status open_run(const lt_run_config *c, run_state *r, lt_error *err) {
     lt_status st = lt_backend_open(c->device, r->threads, &r->ops, err);
     if (st != LT_OK) return st;
+    /* Gradients, shards and moments live in the backend's memory, which
+     * the collectives are handed directly. */
+    if (r->N > 1 && strcmp(r->ops->name, "cpu") != 0 && !lt_comm_device_buffers(r->world))
+        return lt_fail(err, LT_ERR_CONFIG,
+                       "device = %s on %d ranks: the %s communicator here moves host memory "
+                       "only (not CUDA-aware) and the NCCL communicator is not written yet; "
+                       "run one rank per job, or device = cpu",
+                       r->ops->name, r->N, lt_comm_backend_name(r->world));
     if (r->lead && (st = lt_make_dirs(c->output_dir, err)) != LT_OK) return st;
     if ((st = open_model(c, r, err)) != LT_OK || (st = open_data(c, r, err)) != LT_OK) return st;
     return open_optimizer(c, r, err);

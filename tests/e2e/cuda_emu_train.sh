@@ -22,6 +22,8 @@
 #     CURVE_TOL of the uninterrupted run on the resuming backend (so the
 #     checkpoint carried the adapters, the moments and the data cursor), and
 #     the checkpoints written by each backend pass the other's verification.
+#   - two ranks on CUDA with this (not CUDA-aware) MPI: refused on every
+#     rank with one line (exit 2), output_dir not made, until NCCL.
 # CURVE_TOL: the backends round differently (cuBLAS's GEMM blocking, the
 # kernels' reduction trees) by ~1e-7 relative per op, and Adam carries it
 # on: at most 5.1e-7 relative over these 12 steps (AMD Zen 5). 1e-5 leaves
@@ -114,6 +116,15 @@ if g["tracked"]["activations"]["peak_bytes"]:
 print(f"device memory: the model's categories equal the CPU's ({dev['activations']['peak_bytes']} bytes of activations)")
 sys.exit(1 if bad else 0)
 PY
+
+# Two ranks: the collectives would be handed device memory.
+timeout $((300 * ts)) mpirun -np 2 --oversubscribe "$emu" "${args[@]}" --device cuda --output_dir "$tmp/np2" \
+  >"$tmp/np2.log" 2>&1
+rc=$?
+((rc == 2)) || err "two ranks on CUDA: exit $rc, expected 2"
+[[ $(grep -c "error: device = cuda on 2 ranks: the mpi communicator here moves host memory only" "$tmp/np2.log") == 2 ]] ||
+  err "two ranks on CUDA: not one refusal per rank: $(grep -m2 error "$tmp/np2.log")"
+[[ ! -e $tmp/np2 ]] || err "two ranks on CUDA: output_dir made before the refusal"
 
 # Files and text from the same state.
 model=(--model models/stories260K/stories260K.bin)
