@@ -128,7 +128,7 @@ bool op_valid(cublasOperation_t op) {
 }
 
 /* cuBLAS's argument checks, then every batch. */
-cublasStatus_t run(cublasHandle_t handle, Gemm &g) {
+cublasStatus_t run_checked(cublasHandle_t handle, Gemm &g) {
     if (!handle_valid(handle))
         return refuse(CUBLAS_STATUS_NOT_INITIALIZED, "%s: the handle is not one cublasCreate made",
                       g.fn);
@@ -208,6 +208,13 @@ cublasStatus_t run(cublasHandle_t handle, Gemm &g) {
         }
     }
     return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t run(cublasHandle_t handle, Gemm &g) {
+    lt_cuda_emu::device_open();
+    const cublasStatus_t s = run_checked(handle, g);
+    lt_cuda_emu::device_close();
+    return s;
 }
 
 bool elem_of(cudaDataType t, Elem *e) {

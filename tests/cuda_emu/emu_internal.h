@@ -28,6 +28,15 @@ bool device_range(const void *p, size_t bytes, std::string *why);
 /* 0, the legacy and per-thread handles, or a live cudaStreamCreate one. */
 bool stream_valid(cudaStream_t s);
 
+/* The guard (LT_CUDA_EMU_GUARD=1): device memory is mapped with no access
+ * except while the device itself works on it -- a launch, a copy or
+ * memset, a cuBLAS call, each between device_open and device_close (they
+ * nest) -- so host code that reads or writes a device pointer directly,
+ * which works here and faults on a GPU, faults here too, with a message
+ * naming the block. No effect without the variable. */
+void device_open();
+void device_close();
+
 /* ---- fibers (fiber.cpp) ---- */
 enum class SwitchKind { Asm, Ucontext };
 struct Thread;

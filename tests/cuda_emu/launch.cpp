@@ -668,6 +668,7 @@ void launch(const char *kernel, const void *func, dim3 grid, dim3 block, size_t 
     lt_cuda_emu_builtins.block_dim = block;
     const unsigned long long nblocks = (unsigned long long)grid.x * grid.y * grid.z;
     t_in_launch = true;
+    device_open();
     for (unsigned long long k = 0; k < nblocks; k++) {
         unsigned long long bl = reverse ? nblocks - 1 - k : k;
         lt_cuda_emu_builtins.block_idx =
@@ -676,6 +677,7 @@ void launch(const char *kernel, const void *func, dim3 grid, dim3 block, size_t 
         if (!run_block())
             break;
     }
+    device_close();
     t_in_launch = false;
     free(L.shared);
     L.shared = nullptr;

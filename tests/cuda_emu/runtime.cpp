@@ -16,12 +16,15 @@
  * device side against the live blocks: a host pointer where a device one is
  * expected, or a range past a block's end, is cudaErrorInvalidValue with
  * the reason in lt_cuda_emu_last_message(). */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <map>
 #include <mutex>
@@ -51,6 +54,66 @@ size_t g_allocated = 0;
 size_t g_total = 0;
 std::set<CUstream_st *> g_streams;
 std::set<CUevent_st *> g_events;
+
+/* ---- the guard (emu_internal.h) ---- */
+int g_guard = -1;        /* LT_CUDA_EMU_GUARD, read once */
+unsigned g_open = 0;     /* device_open depth */
+struct sigaction g_old_segv;
+
+bool guard_on() {
+    if (g_guard < 0) {
+        const char *e = getenv("LT_CUDA_EMU_GUARD");
+        g_guard = e && *e && strcmp(e, "0") != 0;
+    }
+    return g_guard == 1;
+}
+
+size_t mapped_bytes(size_t bytes) {
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (bytes + page - 1) / page * page;
+}
+
+/* (g_mutex held) */
+void protect_all(int prot) {
+    for (const auto &a : g_allocs)
+        if (mprotect((void *)a.first, mapped_bytes(a.second), prot) != 0) {
+            perror("lt_cuda_emu: mprotect");
+            abort();
+        }
+}
+
+/* A fault inside a guarded block: host code touched device memory. Says
+ * so, then lets the fault happen again under the previous handler (the
+ * default's core dump, or the sanitizer's report with its stack). */
+void on_segv(int sig, siginfo_t *si, void *uc) {
+    (void)uc;
+    const uintptr_t a = (uintptr_t)si->si_addr;
+    auto it = g_allocs.upper_bound(a);
+    if (it != g_allocs.begin() && (--it, a < it->first + mapped_bytes(it->second)) && g_open == 0) {
+        char msg[256];
+        int n = snprintf(msg, sizeof msg,
+                         "lt_cuda_emu: host code touched device memory at %p (in the %zu-byte "
+                         "cudaMalloc block at %p) outside a launch, copy or cuBLAS call: on a "
+                         "GPU an illegal access\n",
+                         si->si_addr, it->second, (void *)it->first);
+        if (n > 0 && write(2, msg, (size_t)n) < 0) {
+        }
+    }
+    sigaction(sig, &g_old_segv, nullptr);
+}
+
+void install_segv_handler() {
+    static bool done = false;
+    if (done)
+        return;
+    done = true;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &g_old_segv);
+}
 
 void vrecord(cudaError_t e, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void vrecord(cudaError_t e, const char *fmt, va_list ap) {
@@ -194,7 +257,9 @@ cudaError_t copy(const char *fn, void *dst, const void *src, size_t count,
                         "says host",
                         fn, kind_name(kind), src);
     }
+    device_open();
     memmove(dst, src, count);
+    device_close();
     return cudaSuccess;
 }
 
@@ -207,11 +272,29 @@ cudaError_t set(const char *fn, void *p, int value, size_t count) {
         if (!range_locked(p, count, &why))
             return fail(cudaErrorInvalidValue, "%s: %s", fn, why.c_str());
     }
+    device_open();
     memset(p, value, count);
+    device_close();
     return cudaSuccess;
 }
 
 } // namespace
+
+void device_open() {
+    if (!guard_on())
+        return;
+    std::lock_guard<std::mutex> g(g_mutex);
+    if (g_open++ == 0)
+        protect_all(PROT_READ | PROT_WRITE);
+}
+
+void device_close() {
+    if (!guard_on())
+        return;
+    std::lock_guard<std::mutex> g(g_mutex);
+    if (--g_open == 0)
+        protect_all(PROT_NONE);
+}
 
 cudaError_t fail(cudaError_t e, const char *fmt, ...) {
     va_list ap;
@@ -270,9 +353,23 @@ cudaError_t cudaMalloc(void **devPtr, size_t size) {
                     "(LT_CUDA_EMU_MEM_MIB sets its size)",
                     size, total - g_allocated, total);
     void *p = nullptr;
-    if (posix_memalign(&p, 256, size) != 0)
+    if (guard_on()) {
+        install_segv_handler();
+        p = mmap(nullptr, mapped_bytes(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0);
+        if (p == MAP_FAILED)
+            return fail(cudaErrorMemoryAllocation, "cudaMalloc(%zu): the host is out of memory",
+                        size);
+        memset(p, 0xff, size);
+        if (g_open == 0 && mprotect(p, mapped_bytes(size), PROT_NONE) != 0) {
+            perror("lt_cuda_emu: mprotect");
+            abort();
+        }
+    } else if (posix_memalign(&p, 256, size) != 0) {
         return fail(cudaErrorMemoryAllocation, "cudaMalloc(%zu): the host is out of memory", size);
-    memset(p, 0xff, size);
+    } else {
+        memset(p, 0xff, size);
+    }
     g_allocs[(uintptr_t)p] = size;
     g_allocated += size;
     *devPtr = p;
@@ -290,8 +387,12 @@ cudaError_t cudaFree(void *devPtr) {
                     "never allocated)",
                     devPtr);
     g_allocated -= it->second;
+    const size_t bytes = it->second;
     g_allocs.erase(it);
-    free(devPtr);
+    if (guard_on())
+        munmap(devPtr, mapped_bytes(bytes));
+    else
+        free(devPtr);
     return cudaSuccess;
 }
 

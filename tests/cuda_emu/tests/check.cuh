@@ -93,6 +93,7 @@ int test_barriers(void);
 int test_warp(void);
 int test_runtime(void);
 int test_out_of_bounds(const char *which);
+int test_guard(void);
 int test_bf16(int argc, char **argv);
 int test_cublas(void);
 

@@ -7,7 +7,7 @@
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_cuda_emu kernels|runtime|bf16|bf16-torch IN REF|cublas|"
-                        "out-of-bounds device|shared\n");
+                        "out-of-bounds device|shared|guard\n");
         return 2;
     }
     const char *group = argv[1];
@@ -16,6 +16,8 @@ int main(int argc, char **argv) {
         test_warp();
     } else if (strcmp(group, "runtime") == 0) {
         test_runtime();
+    } else if (strcmp(group, "guard") == 0) {
+        return test_guard();
     } else if (strcmp(group, "out-of-bounds") == 0 && argc == 3) {
         test_out_of_bounds(argv[2]);
     } else if (strcmp(group, "bf16") == 0 || strcmp(group, "bf16-torch") == 0) {

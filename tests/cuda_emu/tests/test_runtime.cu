@@ -335,6 +335,45 @@ int test_out_of_bounds(const char *which) {
     return 0;
 }
 
+__global__ void add_one(float *p, int n) {
+    const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (i < n)
+        p[i] += 1.0f;
+}
+
+/* Under LT_CUDA_EMU_GUARD=1 (the CTest test sets it): a launch, copies,
+ * a memset and a cuBLAS call reach device memory as on a GPU; then the
+ * host writes through the device pointer, which must fault with the
+ * guard's message (the test matches it; without the guard the write
+ * would pass unseen and this prints that). */
+int test_guard(void) {
+    float *d = nullptr, h[100];
+    for (int i = 0; i < 100; i++)
+        h[i] = (float)i;
+    CUDA_OK(cudaMalloc(&d, sizeof h));
+    CUDA_OK(cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice));
+    LT_LAUNCH(add_one, 1, 128, 0, nullptr, d, 100);
+    CUDA_OK(cudaGetLastError());
+    cublasHandle_t blas;
+    CHECK(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
+    const float one = 1.0f, zero = 0.0f;
+    /* d[0..9] = d[0..9] (a 10 x 1 by 1 x 1 product) */
+    CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, 10, 1, 1, &one, d, 10, d + 99, 1, &zero,
+                      d + 50, 10) == CUBLAS_STATUS_SUCCESS,
+          "cublasSgemm on guarded memory");
+    cublasDestroy(blas);
+    CUDA_OK(cudaMemset(d + 90, 0, 10 * sizeof(float)));
+    CUDA_OK(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost));
+    CHECK(h[0] == 1.0f && h[49] == 50.0f && h[50] == 100.0f && h[59] == 10.0f * 100.0f &&
+              h[90] == 0.0f,
+          "guarded memory: %g %g %g %g %g", h[0], h[49], h[50], h[59], h[90]);
+    printf("legal uses work (%d failed checks)\n", emu_check_failures);
+    fflush(stdout);
+    d[3] = 7.0f; /* host code through a device pointer */
+    printf("the host wrote device memory unseen\n");
+    return 1;
+}
+
 int test_runtime(void) {
     /* model/cuda/internal.cuh compiles against these headers as it is */
     lt_cuda_ctx ctx{};
