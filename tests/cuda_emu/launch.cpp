@@ -299,6 +299,36 @@ void syncthreads() {
     fiber_yield(t->fiber);
 }
 
+namespace {
+
+/* t waits at a warp function with this call; the last lane of its group
+ * to arrive (complete) computes every lane's result and releases them. */
+unsigned long long wait_at_warp(Thread *t, warp_op op, const char *fn, unsigned mask,
+                                unsigned long long bits, int size, int param, int width,
+                                bool complete) {
+    const unsigned base = t->lin & ~31u, w = base >> 5;
+    t->wop = op;
+    t->wfn = fn;
+    t->wmask = mask;
+    t->wparam = param;
+    t->wwidth = width;
+    t->wsize = size;
+    t->wval = bits;
+    t->state = T_WAIT_WARP;
+    L.warp_waiting[w]++;
+    L.warp_last[w] = t->lin;
+    if (mask != 0xffffffffu)
+        L.warp_partial[w]++;
+    if (complete) {
+        complete_group(t, base, mask);
+        release_group(base, mask);
+    }
+    fiber_yield(t->fiber);
+    return t->wres;
+}
+
+} // namespace
+
 unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask, unsigned long long bits,
                                  int size, int param, int width) {
     Thread *t = running(fn);
@@ -329,22 +359,7 @@ unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask, unsi
         const unsigned waiting = L.warp_waiting[w];
         const Thread *o = waiting ? &L.threads[L.warp_last[w]] : nullptr;
         if (!o || (o->wop == op && o->wmask == mask && o->wwidth == width && o->wsize == size)) {
-            t->wop = op;
-            t->wfn = fn;
-            t->wmask = mask;
-            t->wparam = param;
-            t->wwidth = width;
-            t->wsize = size;
-            t->wval = bits;
-            t->state = T_WAIT_WARP;
-            L.warp_waiting[w]++;
-            L.warp_last[w] = t->lin;
-            if (waiting == 31) {
-                complete_group(t, base, mask);
-                release_group(base, mask);
-            }
-            fiber_yield(t->fiber);
-            return t->wres;
+            return wait_at_warp(t, op, fn, mask, bits, size, param, width, waiting == 31);
         }
     }
     if (present < 32 && (mask >> present) != 0)
@@ -386,24 +401,7 @@ unsigned long long warp_exchange(warp_op op, const char *fn, unsigned mask, unsi
             all = false;
         }
     }
-    t->wop = op;
-    t->wfn = fn;
-    t->wmask = mask;
-    t->wparam = param;
-    t->wwidth = width;
-    t->wsize = size;
-    t->wval = bits;
-    t->state = T_WAIT_WARP;
-    L.warp_waiting[w]++;
-    L.warp_last[w] = t->lin;
-    if (mask != 0xffffffffu)
-        L.warp_partial[w]++;
-    if (all) {
-        complete_group(t, base, mask);
-        release_group(base, mask);
-    }
-    fiber_yield(t->fiber);
-    return t->wres;
+    return wait_at_warp(t, op, fn, mask, bits, size, param, width, all);
 }
 
 void *dynamic_shared() {
