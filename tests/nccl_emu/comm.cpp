@@ -34,7 +34,10 @@ namespace {
 const char k_magic[16] = "lt-nccl-emu id";
 const int k_tag_fail = 2;
 
-std::set<ncclComm *> g_comms; /* every communicator made (g_mutex) */
+/* Every communicator made (g_mutex). Allocated and never destroyed, so that
+ * LeakSanitizer, which looks after the static destructors ran, still
+ * reaches the communicators through it. */
+std::set<ncclComm *> *const g_comms = new std::set<ncclComm *>;
 MPI_Comm g_world = MPI_COMM_NULL; /* our own duplicate of MPI_COMM_WORLD */
 
 std::mutex g_last_mutex;
@@ -133,7 +136,7 @@ ncclResult_t comm_usable(ncclComm *c, const char *fn) {
     if (!c)
         return fail(ncclInvalidArgument, "%s: comm is NULL", fn);
     std::lock_guard<std::mutex> g(g_mutex);
-    if (!g_comms.count(c))
+    if (!g_comms->count(c))
         return fail(ncclInvalidArgument, "%s: comm %p is not a communicator ncclCommInitRank made",
                     fn, (void *)c);
     if (!c->live)
@@ -376,8 +379,8 @@ ncclResult_t ncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId c
                          "MPI_COMM_WORLD rank %d passed nranks %d with this id, this process %d",
                          w, e.nranks, nranks);
             } else if (by_rank[(size_t)e.rank] >= 0) {
-                snprintf(buf, sizeof buf, "rank %d passed by MPI_COMM_WORLD ranks %d and %d", e.rank,
-                         by_rank[(size_t)e.rank], w);
+                snprintf(buf, sizeof buf, "rank %d passed by MPI_COMM_WORLD ranks %d and %d",
+                         e.rank, by_rank[(size_t)e.rank], w);
             } else {
                 by_rank[(size_t)e.rank] = w;
                 continue;
@@ -417,7 +420,7 @@ ncclResult_t ncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId c
         c->world_rank[(size_t)all[(size_t)w].rank] = w;
     {
         std::lock_guard<std::mutex> g(g_mutex);
-        g_comms.insert(c);
+        g_comms->insert(c);
     }
     *comm = c;
     return ncclSuccess;
@@ -433,7 +436,7 @@ ncclResult_t ncclCommAbort(ncclComm_t comm) {
         return ncclSuccess;
     {
         std::lock_guard<std::mutex> g(g_mutex);
-        if (!g_comms.count(comm))
+        if (!g_comms->count(comm))
             return fail(ncclInvalidArgument,
                         "ncclCommAbort: comm %p is not a communicator ncclCommInitRank made",
                         (void *)comm);
@@ -462,7 +465,7 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
         return ncclSuccess;
     {
         std::lock_guard<std::mutex> g(g_mutex);
-        if (!g_comms.count(comm))
+        if (!g_comms->count(comm))
             return fail(ncclInvalidArgument,
                         "ncclCommDestroy: comm %p is not a communicator ncclCommInitRank made",
                         (void *)comm);
@@ -493,7 +496,7 @@ ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError) {
     if (!comm)
         return fail(ncclInvalidArgument, "ncclCommGetAsyncError: comm is NULL");
     std::lock_guard<std::mutex> g(g_mutex);
-    if (!g_comms.count(comm))
+    if (!g_comms->count(comm))
         return fail(ncclInvalidArgument,
                     "ncclCommGetAsyncError: comm %p is not a communicator ncclCommInitRank made",
                     (void *)comm);
@@ -515,7 +518,7 @@ ncclResult_t query(const ncclComm *comm, const int *out, const char *fn) {
     if (!comm)
         return fail(ncclInvalidArgument, "%s: comm is NULL", fn);
     std::lock_guard<std::mutex> g(g_mutex);
-    if (!g_comms.count(const_cast<ncclComm *>(comm)))
+    if (!g_comms->count(const_cast<ncclComm *>(comm)))
         return fail(ncclInvalidArgument, "%s: comm %p is not a communicator ncclCommInitRank made",
                     fn, (const void *)comm);
     if (!comm->live)
@@ -549,7 +552,9 @@ ncclResult_t ncclCommUserRank(const ncclComm_t comm, int *rank) {
 }
 
 const char *ncclGetErrorString(ncclResult_t result) {
-    switch (result) {
+    int r; /* (any int a C caller passes: read as bytes, see ops.cpp's raw) */
+    memcpy(&r, &result, sizeof r);
+    switch (r) {
     case ncclSuccess:
         return "no error";
     case ncclUnhandledCudaError:

@@ -29,6 +29,17 @@ const int k_tag_p2p = 1;
 
 enum class Kind { AllReduce, Broadcast, Reduce, AllGather, ReduceScatter, Send, Recv };
 
+/* An enum argument's value as the caller passed it. A C caller may pass
+ * any int (NCCL checks for negative ones); in C++ reading an enum outside
+ * its enumerators' range is undefined (UBSan's enum check), so the bytes
+ * are copied instead. */
+template <typename E> int raw(const E *e) {
+    static_assert(sizeof(E) == sizeof(int), "NCCL's enums are int-sized");
+    int v;
+    memcpy(&v, e, sizeof v);
+    return v;
+}
+
 const char *kind_fn(Kind k) {
     switch (k) {
     case Kind::AllReduce:
@@ -60,8 +71,8 @@ struct Op {
     const void *send;
     void *recv;
     size_t count;
-    ncclDataType_t type;
-    ncclRedOp_t red;
+    int type; /* ncclDataType_t and ncclRedOp_t as the caller passed them */
+    int red;
     int root; /* the root, or the peer of a send or receive */
     unsigned long long number = 0; /* this process's operation number */
     unsigned long long seq = 0;    /* the operation's number on its communicator */
@@ -78,9 +89,11 @@ struct Running {
 };
 
 /* Operations given up on, with their staging buffers: MPI may still write
- * into them. Reachable, so LeakSanitizer does not count them. */
+ * into them. Never destroyed (not even at exit, where LeakSanitizer looks),
+ * so they stay reachable. */
 std::mutex g_abandoned_mutex;
-std::vector<std::unique_ptr<Running>> g_abandoned;
+std::vector<std::unique_ptr<Running>> *const g_abandoned =
+    new std::vector<std::unique_ptr<Running>>;
 
 std::atomic<unsigned long long> g_operations{0};
 
@@ -108,18 +121,17 @@ ncclResult_t validate(const Op &op, cudaStream_t stream) {
     if (ncclResult_t r = comm_usable(op.comm, fn))
         return r;
     const int n = op.comm->nranks;
-    if ((int)op.type < 0 || (int)op.type >= ncclNumTypes)
-        return fail(ncclInvalidArgument, "%s: datatype %d is not an ncclDataType_t", fn,
-                    (int)op.type);
+    if (op.type < 0 || op.type >= ncclNumTypes)
+        return fail(ncclInvalidArgument, "%s: datatype %d is not an ncclDataType_t", fn, op.type);
     const size_t es = type_size(op.type);
     if (es == 0)
         return fail(ncclInvalidArgument, "%s: datatype %s is not emulated", fn,
                     type_name(op.type));
-    if (reduces(op.kind) && ((int)op.red < 0 || (int)op.red >= ncclNumOps))
+    if (reduces(op.kind) && (op.red < 0 || op.red >= ncclNumOps))
         return fail(ncclInvalidArgument,
                     "%s: reduction operation %d is not ncclSum, ncclProd, ncclMax, ncclMin or "
                     "ncclAvg (ncclRedOpCreatePreMulSum is not emulated)",
-                    fn, (int)op.red);
+                    fn, op.red);
     if ((op.kind == Kind::Broadcast || op.kind == Kind::Reduce) && (op.root < 0 || op.root >= n))
         return fail(ncclInvalidArgument, "%s: root %d outside 0..%d", fn, op.root, n - 1);
     if (is_p2p(op.kind) && (op.root < 0 || op.root >= n))
@@ -262,14 +274,11 @@ void finish(const Running &run) {
     switch (op.kind) {
     case Kind::AllReduce:
     case Kind::ReduceScatter:
-        lt_cuda_emu::device_open();
-        reduce(op.type, op.red, run.out.data(), n, op.count, op.recv);
-        lt_cuda_emu::device_close();
-        break;
-    case Kind::Reduce:
-        if (op.comm->rank == op.root) {
+    case Kind::Reduce: /* (the root's only) */
+        if (op.kind != Kind::Reduce || op.comm->rank == op.root) {
             lt_cuda_emu::device_open();
-            reduce(op.type, op.red, run.out.data(), n, op.count, op.recv);
+            reduce((ncclDataType_t)op.type, (ncclRedOp_t)op.red, run.out.data(), n, op.count,
+                   op.recv);
             lt_cuda_emu::device_close();
         }
         break;
@@ -287,7 +296,7 @@ void finish(const Running &run) {
 
 void abandon(std::unique_ptr<Running> run) {
     std::lock_guard<std::mutex> g(g_abandoned_mutex);
-    g_abandoned.push_back(std::move(run));
+    g_abandoned->push_back(std::move(run));
 }
 
 /* What a call returns for an operation given up on: the abort is the
@@ -452,43 +461,48 @@ extern "C" {
 ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count,
                            ncclDataType_t datatype, ncclRedOp_t op, ncclComm_t comm,
                            cudaStream_t stream) {
-    return submit({Kind::AllReduce, comm, sendbuff, recvbuff, count, datatype, op, 0}, stream);
+    return submit({Kind::AllReduce, comm, sendbuff, recvbuff, count, raw(&datatype), raw(&op), 0},
+                  stream);
 }
 
 ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count,
                            ncclDataType_t datatype, int root, ncclComm_t comm,
                            cudaStream_t stream) {
-    return submit({Kind::Broadcast, comm, sendbuff, recvbuff, count, datatype, ncclSum, root},
+    return submit({Kind::Broadcast, comm, sendbuff, recvbuff, count, raw(&datatype), ncclSum, root},
                   stream);
 }
 
 ncclResult_t ncclReduce(const void *sendbuff, void *recvbuff, size_t count,
                         ncclDataType_t datatype, ncclRedOp_t op, int root, ncclComm_t comm,
                         cudaStream_t stream) {
-    return submit({Kind::Reduce, comm, sendbuff, recvbuff, count, datatype, op, root}, stream);
+    return submit({Kind::Reduce, comm, sendbuff, recvbuff, count, raw(&datatype), raw(&op), root},
+                  stream);
 }
 
 ncclResult_t ncclAllGather(const void *sendbuff, void *recvbuff, size_t sendcount,
                            ncclDataType_t datatype, ncclComm_t comm, cudaStream_t stream) {
-    return submit({Kind::AllGather, comm, sendbuff, recvbuff, sendcount, datatype, ncclSum, 0},
-                  stream);
+    return submit(
+        {Kind::AllGather, comm, sendbuff, recvbuff, sendcount, raw(&datatype), ncclSum, 0}, stream);
 }
 
 ncclResult_t ncclReduceScatter(const void *sendbuff, void *recvbuff, size_t recvcount,
                                ncclDataType_t datatype, ncclRedOp_t op, ncclComm_t comm,
                                cudaStream_t stream) {
-    return submit({Kind::ReduceScatter, comm, sendbuff, recvbuff, recvcount, datatype, op, 0},
+    return submit({Kind::ReduceScatter, comm, sendbuff, recvbuff, recvcount, raw(&datatype),
+                   raw(&op), 0},
                   stream);
 }
 
 ncclResult_t ncclSend(const void *sendbuff, size_t count, ncclDataType_t datatype, int peer,
                       ncclComm_t comm, cudaStream_t stream) {
-    return submit({Kind::Send, comm, sendbuff, nullptr, count, datatype, ncclSum, peer}, stream);
+    return submit({Kind::Send, comm, sendbuff, nullptr, count, raw(&datatype), ncclSum, peer},
+                  stream);
 }
 
 ncclResult_t ncclRecv(void *recvbuff, size_t count, ncclDataType_t datatype, int peer,
                       ncclComm_t comm, cudaStream_t stream) {
-    return submit({Kind::Recv, comm, nullptr, recvbuff, count, datatype, ncclSum, peer}, stream);
+    return submit({Kind::Recv, comm, nullptr, recvbuff, count, raw(&datatype), ncclSum, peer},
+                  stream);
 }
 
 ncclResult_t ncclGroupStart(void) {

@@ -549,7 +549,8 @@ static void test_order(ncclComm_t c) {
     for (int i = 0; i < count; i++)
         a[i] = g_rank * 1000 + i;
     const int32_t sum_rank = g_size * (g_size - 1) / 2;
-    int32_t *d_a = dev_alloc(sizeof a), *d_b = dev_sentinel(sizeof a), *d_c = dev_sentinel(sizeof a);
+    int32_t *d_a = dev_alloc(sizeof a), *d_b = dev_sentinel(sizeof a);
+    int32_t *d_c = dev_sentinel(sizeof a);
     to_dev(d_a, a, sizeof a);
 
     /* outside a group: done when the call returns, in call order */
@@ -681,9 +682,9 @@ static void test_refusals(ncclComm_t c) {
     CHECK_REFUSED(ncclAllReduce(d, d2, count, ncclFloat32, ncclSum, NULL, g_stream),
                   ncclInvalidArgument, "comm is NULL");
     int not_a_comm = 0;
-    CHECK_REFUSED(
-        ncclAllReduce(d, d2, count, ncclFloat32, ncclSum, (ncclComm_t)(void *)&not_a_comm, g_stream),
-        ncclInvalidArgument, "not a communicator");
+    ncclComm_t fake = (ncclComm_t)(void *)&not_a_comm;
+    CHECK_REFUSED(ncclAllReduce(d, d2, count, ncclFloat32, ncclSum, fake, g_stream),
+                  ncclInvalidArgument, "not a communicator");
     cudaStream_t gone;
     cudaStreamCreate(&gone);
     cudaStreamDestroy(gone);
@@ -905,7 +906,8 @@ static void test_abort(void) {
 static int run_fault(void) {
     const char *spec = getenv("LT_NCCL_EMU_FAIL");
     int fail_rank = -1, fail_op = 0;
-    if (!spec || sscanf(spec, "%d:%d", &fail_rank, &fail_op) != 2 || (fail_op != 2 && fail_op != 3)) {
+    if (!spec || sscanf(spec, "%d:%d", &fail_rank, &fail_op) != 2 ||
+        (fail_op != 2 && fail_op != 3)) {
         fprintf(stderr, "fault: set LT_NCCL_EMU_FAIL=<rank>:2 or <rank>:3\n");
         return 1;
     }
@@ -956,6 +958,7 @@ static int run_fault(void) {
         CHECK(r == ncclRemoteError && async == ncclRemoteError && strstr(text, want),
               "a peer: call %d, asynchronous error %d, \"%s\"", (int)r, (int)async, text);
         CHECK(took < 10.0, "a peer waited %.1f s for the failed rank", took);
+        printf("rank %d: unblocked %.3f s after its call began\n", g_rank, took);
         if (fail_op == 2)
             CHECK(still_sentinel(d_out, sizeof h), "an abandoned all-reduce wrote its recvbuff");
     } else { /* a ring member not fed by the failing rank: done, or told */
