@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -33,6 +34,10 @@ namespace {
 
 const char k_magic[16] = "lt-nccl-emu id";
 const int k_tag_fail = 2;
+/* A notice: the failure's origin (NCCL rank, its operation number), then
+ * what the sender handed to MPI: collectives, sends to and receives from
+ * the receiver. */
+const int k_notice_len = 5;
 
 /* Every communicator made (g_mutex). Allocated and never destroyed, so that
  * LeakSanitizer, which looks after the static destructors ran, still
@@ -132,22 +137,29 @@ ncclResult_t fail(ncclResult_t r, const char *fmt, ...) {
     return r;
 }
 
+/* c is a communicator ncclCommInitRank made, not destroyed or aborted
+ * (g_mutex held); ncclInvalidArgument otherwise. */
+static ncclResult_t known_locked(const ncclComm *c, const char *fn) {
+    if (!g_comms->count(const_cast<ncclComm *>(c)))
+        return fail(ncclInvalidArgument, "%s: comm %p is not a communicator ncclCommInitRank made",
+                    fn, (const void *)c);
+    if (!c->live)
+        return fail(ncclInvalidArgument, "%s: the communicator was destroyed or aborted", fn);
+    return ncclSuccess;
+}
+
 ncclResult_t comm_usable(ncclComm *c, const char *fn) {
     if (!c)
         return fail(ncclInvalidArgument, "%s: comm is NULL", fn);
     std::lock_guard<std::mutex> g(g_mutex);
-    if (!g_comms->count(c))
-        return fail(ncclInvalidArgument, "%s: comm %p is not a communicator ncclCommInitRank made",
-                    fn, (void *)c);
-    if (!c->live)
-        return fail(ncclInvalidArgument, "%s: the communicator was destroyed or aborted", fn);
+    if (ncclResult_t r = known_locked(c, fn))
+        return r;
     if (c->abort_flag.load())
         return fail(ncclInvalidUsage, "%s: the communicator is being aborted", fn);
     const int e = c->async_error.load();
     if (e != ncclSuccess)
-        return fail((ncclResult_t)e,
-                    "%s: the communicator has an asynchronous error (%s); ncclCommAbort it", fn,
-                    ncclGetErrorString((ncclResult_t)e));
+        return fail((ncclResult_t)e, "%s: the communicator has an asynchronous error (%s): %s", fn,
+                    ncclGetErrorString((ncclResult_t)e), c->reason.c_str());
     return ncclSuccess;
 }
 
@@ -161,10 +173,9 @@ ncclResult_t comm_enter(ncclComm *c, const char *fn) {
         c->in_flight++;
     }
     poll_notices(c);
-    const int e = c->async_error.load();
-    if (e != ncclSuccess) {
+    if (c->async_error.load() != ncclSuccess) { /* a notice came: said as comm_usable says it */
         comm_leave(c);
-        return (ncclResult_t)e; /* poll_notices said why */
+        return comm_usable(c, fn);
     }
     return ncclSuccess;
 }
@@ -174,9 +185,33 @@ void comm_leave(ncclComm *c) {
     c->in_flight--;
 }
 
-void set_async_error(ncclComm *c, ncclResult_t e) {
-    int expected = ncclSuccess;
-    c->async_error.compare_exchange_strong(expected, (int)e);
+void comm_fail(ncclComm *c, ncclResult_t e, int64_t origin_rank, int64_t origin_op,
+               const char *reason) {
+    {
+        std::lock_guard<std::mutex> g(g_mutex);
+        int expected = ncclSuccess;
+        if (c->async_error.compare_exchange_strong(expected, (int)e))
+            c->reason = reason;
+    }
+    if (c->notified)
+        return;
+    c->notified = true;
+    /* Small eager sends: they complete without the receiver; the payloads
+     * live in the communicator, which is never freed. */
+    c->notice.assign((size_t)c->nranks * k_notice_len, 0);
+    for (int p = 0; p < c->nranks; p++) {
+        if (p == c->rank)
+            continue;
+        int64_t *m = &c->notice[(size_t)p * k_notice_len];
+        m[0] = origin_rank;
+        m[1] = origin_op;
+        m[2] = (int64_t)c->colls_posted;
+        m[3] = (int64_t)c->sends_posted[(size_t)p];
+        m[4] = (int64_t)c->recvs_posted[(size_t)p];
+        MPI_Request q;
+        if (MPI_Isend(m, k_notice_len, MPI_INT64_T, p, k_tag_fail, c->ctl, &q) == MPI_SUCCESS)
+            MPI_Request_free(&q);
+    }
 }
 
 void poll_notices(ncclComm *c) {
@@ -185,17 +220,25 @@ void poll_notices(ncclComm *c) {
         MPI_Status st;
         if (MPI_Iprobe(MPI_ANY_SOURCE, k_tag_fail, c->ctl, &flag, &st) != MPI_SUCCESS || !flag)
             return;
-        int64_t what[2] = {-1, 0};
-        if (MPI_Recv(what, 2, MPI_INT64_T, st.MPI_SOURCE, k_tag_fail, c->ctl, MPI_STATUS_IGNORE) !=
-            MPI_SUCCESS)
+        int64_t m[k_notice_len];
+        if (MPI_Recv(m, k_notice_len, MPI_INT64_T, st.MPI_SOURCE, k_tag_fail, c->ctl,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS)
             return;
+        /* what the sender q handed to MPI before it stopped */
+        const size_t q = (size_t)st.MPI_SOURCE;
+        c->coll_cutoff = std::min(c->coll_cutoff, (unsigned long long)m[2]);
+        c->recv_cutoff[q] = std::min(c->recv_cutoff[q], (unsigned long long)m[3]);
+        c->send_cutoff[q] = std::min(c->send_cutoff[q], (unsigned long long)m[4]);
+        const int origin = m[0] >= 0 && m[0] < c->nranks ? (int)m[0] : 0;
+        char msg[320];
+        snprintf(msg, sizeof msg,
+                 "rank %d of the communicator (MPI_COMM_WORLD rank %d) failed in its operation "
+                 "#%lld (LT_NCCL_EMU_FAIL); this rank's operations that need it are abandoned: "
+                 "ncclCommAbort the communicator",
+                 origin, c->world_rank[(size_t)origin], (long long)m[1]);
         if (c->async_error.load() == ncclSuccess)
-            fail(ncclRemoteError,
-                 "rank %lld of the communicator (MPI_COMM_WORLD rank %d) failed in its operation "
-                 "#%lld on it (LT_NCCL_EMU_FAIL); this rank's operations on it are abandoned: "
-                 "ncclCommAbort it",
-                 (long long)what[0], c->world_rank[(size_t)st.MPI_SOURCE], (long long)what[1]);
-        set_async_error(c, ncclRemoteError);
+            fail(ncclRemoteError, "%s", msg);
+        comm_fail(c, ncclRemoteError, m[0], m[1], msg);
     }
 }
 
@@ -203,26 +246,7 @@ bool fault_fires(unsigned long long n) {
     return g_fault.valid && g_fault.call == n && g_fault.rank == world_rank();
 }
 
-void inject_fault(ncclComm *c, const char *fn, unsigned long long n, unsigned long long seq) {
-    c->failed_here = true;
-    fail(ncclSystemError,
-         "%s: LT_NCCL_EMU_FAIL=%s: this process's operation #%llu (#%llu on the communicator, "
-         "rank %d of %d) failed without running; its peers are told (ncclRemoteError there); "
-         "ncclCommAbort the communicator",
-         fn, g_fault.text.c_str(), n, seq, c->rank, c->nranks);
-    set_async_error(c, ncclSystemError);
-    /* Eager 16-byte sends: they complete without the receiver, and the
-     * payload lives in the communicator, which is never freed. */
-    c->notice[0] = c->rank;
-    c->notice[1] = (int64_t)seq;
-    for (int p = 0; p < c->nranks; p++) {
-        if (p == c->rank)
-            continue;
-        MPI_Request q;
-        if (MPI_Isend(c->notice, 2, MPI_INT64_T, p, k_tag_fail, c->ctl, &q) == MPI_SUCCESS)
-            MPI_Request_free(&q);
-    }
-}
+const char *fault_text() { return g_fault.text.c_str(); }
 
 } // namespace lt_nccl_emu
 
@@ -416,6 +440,10 @@ ncclResult_t ncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId c
     c->data = data;
     c->ctl = ctl;
     c->world_rank.assign((size_t)nranks, -1);
+    for (auto *v : {&c->sends_issued, &c->sends_posted, &c->recvs_issued, &c->recvs_posted})
+        v->assign((size_t)nranks, 0);
+    c->recv_cutoff.assign((size_t)nranks, ~0ull);
+    c->send_cutoff.assign((size_t)nranks, ~0ull);
     for (int w : members)
         c->world_rank[(size_t)all[(size_t)w].rank] = w;
     {
@@ -436,13 +464,8 @@ ncclResult_t ncclCommAbort(ncclComm_t comm) {
         return ncclSuccess;
     {
         std::lock_guard<std::mutex> g(g_mutex);
-        if (!g_comms->count(comm))
-            return fail(ncclInvalidArgument,
-                        "ncclCommAbort: comm %p is not a communicator ncclCommInitRank made",
-                        (void *)comm);
-        if (!comm->live)
-            return fail(ncclInvalidArgument,
-                        "ncclCommAbort: the communicator was already destroyed or aborted");
+        if (ncclResult_t r = known_locked(comm, "ncclCommAbort"))
+            return r;
         comm->abort_flag.store(true);
     }
     /* The owner thread's call sees the flag within a poll (under a
@@ -465,13 +488,8 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
         return ncclSuccess;
     {
         std::lock_guard<std::mutex> g(g_mutex);
-        if (!g_comms->count(comm))
-            return fail(ncclInvalidArgument,
-                        "ncclCommDestroy: comm %p is not a communicator ncclCommInitRank made",
-                        (void *)comm);
-        if (!comm->live)
-            return fail(ncclInvalidArgument,
-                        "ncclCommDestroy: the communicator was already destroyed or aborted");
+        if (ncclResult_t r = known_locked(comm, "ncclCommDestroy"))
+            return r;
         if (group_holds(comm))
             return fail(ncclInvalidUsage, "ncclCommDestroy: the open group (ncclGroupStart) holds "
                                           "operations on the communicator");
@@ -496,13 +514,8 @@ ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError) {
     if (!comm)
         return fail(ncclInvalidArgument, "ncclCommGetAsyncError: comm is NULL");
     std::lock_guard<std::mutex> g(g_mutex);
-    if (!g_comms->count(comm))
-        return fail(ncclInvalidArgument,
-                    "ncclCommGetAsyncError: comm %p is not a communicator ncclCommInitRank made",
-                    (void *)comm);
-    if (!comm->live)
-        return fail(ncclInvalidArgument,
-                    "ncclCommGetAsyncError: the communicator was destroyed or aborted");
+    if (ncclResult_t r = known_locked(comm, "ncclCommGetAsyncError"))
+        return r;
     *asyncError = (ncclResult_t)comm->async_error.load();
     return ncclSuccess;
 }
@@ -518,12 +531,7 @@ ncclResult_t query(const ncclComm *comm, const int *out, const char *fn) {
     if (!comm)
         return fail(ncclInvalidArgument, "%s: comm is NULL", fn);
     std::lock_guard<std::mutex> g(g_mutex);
-    if (!g_comms->count(const_cast<ncclComm *>(comm)))
-        return fail(ncclInvalidArgument, "%s: comm %p is not a communicator ncclCommInitRank made",
-                    fn, (const void *)comm);
-    if (!comm->live)
-        return fail(ncclInvalidArgument, "%s: the communicator was destroyed or aborted", fn);
-    return ncclSuccess;
+    return known_locked(comm, fn);
 }
 
 } // namespace

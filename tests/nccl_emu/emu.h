@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include <nccl.h>
@@ -27,14 +28,26 @@ struct ncclComm {
     std::vector<int> world_rank;   /* MPI_COMM_WORLD rank of each NCCL rank */
     /* under lt_nccl_emu::g_mutex */
     bool live = true;
-    int in_flight = 0; /* calls between comm_enter and comm_leave */
+    int in_flight = 0;  /* calls between comm_enter and comm_leave */
+    std::string reason; /* why the asynchronous error was set */
     /* read by any thread without the lock */
     std::atomic<bool> abort_flag{false};
     std::atomic<int> async_error{ncclSuccess};
-    /* the calling thread's */
-    bool failed_here = false;      /* LT_NCCL_EMU_FAIL fired on this rank */
-    unsigned long long issued = 0; /* operations accepted on it */
-    int64_t notice[2] = {0, 0};    /* a notice's payload: it must outlive the send */
+    /* The calling thread's. Operations issued (numbered at their call, from
+     * 0) and handed to MPI (count-0 ones count as handed), by kind: the
+     * collectives, and the sends and receives per peer. Every rank numbers
+     * a communicator's collectives alike, and the n-th send from a to b
+     * matches b's n-th receive from a, so a number names the same
+     * operation on both sides. */
+    unsigned long long colls_issued = 0, colls_posted = 0;
+    std::vector<unsigned long long> sends_issued, sends_posted, recvs_issued, recvs_posted;
+    /* From the failure notices received: the first collective, and per
+     * peer the first receive from it and send to it, that a failed rank
+     * never handed to MPI. An operation at or past one never completes. */
+    unsigned long long coll_cutoff = ~0ull;
+    std::vector<unsigned long long> recv_cutoff, send_cutoff;
+    bool notified = false;       /* this rank's own notice went out */
+    std::vector<int64_t> notice; /* its payloads, one per peer: they outlive the sends */
 };
 
 namespace lt_nccl_emu {
@@ -57,18 +70,22 @@ ncclResult_t comm_usable(ncclComm *c, const char *fn);
  * asynchronous error if one arrived. Calling thread only (MPI). */
 ncclResult_t comm_enter(ncclComm *c, const char *fn);
 void comm_leave(ncclComm *c);
-/* Receives the failure notices that have arrived: each sets the
- * communicator's asynchronous error to ncclRemoteError. */
+/* Receives the failure notices that have arrived: each lowers the
+ * cutoffs above and fails the communicator (ncclRemoteError). */
 void poll_notices(ncclComm *c);
-/* The first asynchronous error stays. */
-void set_async_error(ncclComm *c, ncclResult_t e);
+/* Fails c: its asynchronous error (the first one stays, with its reason),
+ * then, once, a notice to every peer naming where the failure began
+ * (origin_rank's operation origin_op) and what this rank handed to MPI, so
+ * that each peer gives up exactly the operations that would wait on this
+ * rank, and passes its own notice on. Nothing more on c is handed to MPI
+ * after this. Calling thread only (MPI). */
+void comm_fail(ncclComm *c, ncclResult_t e, int64_t origin_rank, int64_t origin_op,
+               const char *reason);
 /* LT_NCCL_EMU_FAIL: true when this process's operation number n (from 1,
  * every communicator) is the one to fail. */
 bool fault_fires(unsigned long long n);
-/* The failing rank's side of an injected fault in this process's
- * operation n (seq on c): the asynchronous error ncclSystemError and a
- * notice to every peer. */
-void inject_fault(ncclComm *c, const char *fn, unsigned long long n, unsigned long long seq);
+/* The variable's value, for messages. */
+const char *fault_text();
 
 /* ---- groups (ops.cpp) ---- */
 /* A ncclGroupStart is open on the calling thread. */

@@ -27,6 +27,7 @@ namespace {
 
 const int k_tag_p2p = 1;
 
+/* (kind_fn names them in this order) */
 enum class Kind { AllReduce, Broadcast, Reduce, AllGather, ReduceScatter, Send, Recv };
 
 /* An enum argument's value as the caller passed it. A C caller may pass
@@ -41,23 +42,10 @@ template <typename E> int raw(const E *e) {
 }
 
 const char *kind_fn(Kind k) {
-    switch (k) {
-    case Kind::AllReduce:
-        return "ncclAllReduce";
-    case Kind::Broadcast:
-        return "ncclBroadcast";
-    case Kind::Reduce:
-        return "ncclReduce";
-    case Kind::AllGather:
-        return "ncclAllGather";
-    case Kind::ReduceScatter:
-        return "ncclReduceScatter";
-    case Kind::Send:
-        return "ncclSend";
-    case Kind::Recv:
-        return "ncclRecv";
-    }
-    return "?";
+    static const char *const names[] = {"ncclAllReduce", "ncclBroadcast",     "ncclReduce",
+                                        "ncclAllGather", "ncclReduceScatter", "ncclSend",
+                                        "ncclRecv"};
+    return names[(int)k];
 }
 
 bool is_p2p(Kind k) { return k == Kind::Send || k == Kind::Recv; }
@@ -74,8 +62,8 @@ struct Op {
     int type; /* ncclDataType_t and ncclRedOp_t as the caller passed them */
     int red;
     int root; /* the root, or the peer of a send or receive */
-    unsigned long long number = 0; /* this process's operation number */
-    unsigned long long seq = 0;    /* the operation's number on its communicator */
+    unsigned long long number = 0; /* this process's operation number (from 1) */
+    unsigned long long seq = 0;    /* its number on the communicator, by kind (ncclComm) */
     bool fault = false;
 };
 
@@ -199,6 +187,22 @@ void copy_out(void *dst, const std::vector<unsigned char> &src, size_t bytes) {
     lt_cuda_emu::device_close();
 }
 
+/* The communicator of an operation MPI refused fails (as a network error
+ * fails NCCL's), and gives up everything it has in flight. */
+ncclResult_t mpi_failed(const Op &op, const char *what, int rc) {
+    char text[MPI_MAX_ERROR_STRING], msg[MPI_MAX_ERROR_STRING + 128];
+    int len = 0;
+    if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS)
+        snprintf(text, sizeof text, "MPI error %d", rc);
+    snprintf(msg, sizeof msg, "%s: %s failed: %s", kind_fn(op.kind), what, text);
+    ncclComm *c = op.comm;
+    comm_fail(c, ncclSystemError, c->rank, (int64_t)op.number, msg);
+    c->coll_cutoff = 0;
+    std::fill(c->recv_cutoff.begin(), c->recv_cutoff.end(), 0);
+    std::fill(c->send_cutoff.begin(), c->send_cutoff.end(), 0);
+    return fail(ncclSystemError, "%s", msg);
+}
+
 /* Hands op to MPI; the staging buffers are filled from device memory here,
  * at the point NCCL's kernel would read them. */
 ncclResult_t post(const Op &op, std::unique_ptr<Running> *out) {
@@ -254,13 +258,8 @@ ncclResult_t post(const Op &op, std::unique_ptr<Running> *out) {
         rc = MPI_Irecv(run->out.data(), b, MPI_BYTE, op.root, k_tag_p2p, c, &q);
         break;
     }
-    if (rc != MPI_SUCCESS) {
-        char text[MPI_MAX_ERROR_STRING];
-        int len = 0;
-        MPI_Error_string(rc, text, &len);
-        set_async_error(op.comm, ncclSystemError);
-        return fail(ncclSystemError, "%s: %s failed: %s", kind_fn(op.kind), what, text);
-    }
+    if (rc != MPI_SUCCESS)
+        return mpi_failed(op, what, rc);
     run->reqs.push_back(q);
     *out = std::move(run);
     return ncclSuccess;
@@ -299,23 +298,42 @@ void abandon(std::unique_ptr<Running> run) {
     g_abandoned->push_back(std::move(run));
 }
 
-/* What a call returns for an operation given up on: the abort is the
- * caller's own doing (ncclInvalidUsage: the communicator went away under
- * the call); a peer's failure is ncclRemoteError; this rank's own injected
- * failure is asynchronous: the call itself succeeded, as an enqueue does. */
+/* An operation that can never complete: it is at or past what a failed
+ * rank handed to MPI before it stopped (the notices' cutoffs). */
+bool needs_failed(const Op &op) {
+    const ncclComm *c = op.comm;
+    switch (op.kind) {
+    case Kind::Send:
+        return op.seq >= c->send_cutoff[(size_t)op.root];
+    case Kind::Recv:
+        return op.seq >= c->recv_cutoff[(size_t)op.root];
+    default:
+        return op.seq >= c->coll_cutoff;
+    }
+}
+
+/* What a call returns for an operation given up on: after ncclCommAbort,
+ * ncclInvalidUsage (the communicator went away under the call); when a
+ * failed rank never handed its part to MPI, the asynchronous error
+ * (ncclRemoteError, or ncclSystemError after MPI refused something). */
 ncclResult_t given_up(const Op &op) {
     if (op.comm->abort_flag.load())
         return fail(ncclInvalidUsage,
                     "%s: the communicator was aborted (ncclCommAbort) while this call waited; "
                     "its operation #%llu is abandoned",
                     kind_fn(op.kind), op.number);
-    if (op.comm->failed_here)
-        return ncclSuccess;
-    return (ncclResult_t)op.comm->async_error.load();
+    std::string reason;
+    {
+        std::lock_guard<std::mutex> g(g_mutex);
+        reason = op.comm->reason;
+    }
+    return fail((ncclResult_t)op.comm->async_error.load(), "%s: operation #%llu abandoned: %s",
+                kind_fn(op.kind), op.number, reason.c_str());
 }
 
-/* Polls MPI until every running operation completed or was given up on
- * (an abort, a failure notice, or this rank's own injected failure). The
+/* Polls MPI until every running operation completed or was given up on:
+ * after an abort, or when it needs what a failed rank never handed to MPI
+ * (an operation that the failed rank did hand over still completes). The
  * first polls yield the processor (ranks often outnumber cores in tests),
  * later ones sleep 200 us. */
 ncclResult_t wait(std::vector<std::unique_ptr<Running>> *runs) {
@@ -325,22 +343,16 @@ ncclResult_t wait(std::vector<std::unique_ptr<Running>> *runs) {
         for (auto &run : *runs) {
             if (!run || run->done || run->abandoned)
                 continue;
-            ncclComm *c = run->op.comm;
             int flag = 0;
             const int rc = MPI_Testall((int)run->reqs.size(), run->reqs.data(), &flag,
                                        MPI_STATUSES_IGNORE);
             if (rc != MPI_SUCCESS) {
-                char text[MPI_MAX_ERROR_STRING];
-                int len = 0;
-                MPI_Error_string(rc, text, &len);
-                set_async_error(c, ncclSystemError);
-                if (!result)
-                    result = fail(ncclSystemError, "%s: MPI failed: %s", kind_fn(run->op.kind),
-                                  text);
                 run->abandoned = true;
+                if (ncclResult_t r = mpi_failed(run->op, "MPI_Testall", rc); !result)
+                    result = r;
             } else if (flag) {
                 run->done = true;
-            } else if (c->abort_flag.load() || c->async_error.load() != ncclSuccess) {
+            } else if (run->op.comm->abort_flag.load() || needs_failed(run->op)) {
                 run->abandoned = true;
                 if (ncclResult_t r = given_up(run->op); r && !result)
                     result = r;
@@ -370,6 +382,20 @@ void settle(std::unique_ptr<Running> run) {
         abandon(std::move(run));
 }
 
+/* The failing rank's side of LT_NCCL_EMU_FAIL: the call succeeds (an
+ * enqueue does), the asynchronous error is ncclSystemError, and the peers'
+ * notices say what this rank handed to MPI before. */
+void inject_fault(const Op &op) {
+    char msg[320];
+    snprintf(msg, sizeof msg,
+             "%s: LT_NCCL_EMU_FAIL=%s: this process's operation #%llu (rank %d of %d) failed "
+             "without running; its peers are told (ncclRemoteError there); ncclCommAbort the "
+             "communicator",
+             kind_fn(op.kind), fault_text(), op.number, op.comm->rank, op.comm->nranks);
+    fail(ncclSystemError, "%s", msg);
+    comm_fail(op.comm, ncclSystemError, op.comm->rank, (int64_t)op.number, msg);
+}
+
 /* Runs ops in NCCL's order: the sends and receives all posted first (as a
  * group launches them together, so pairs never deadlock), the collectives
  * one after another in call order (each sees the previous one's result),
@@ -389,22 +415,32 @@ ncclResult_t execute(const std::vector<Op> &ops) {
             comm_leave(c);
         return result;
     }
-    /* a failed communicator runs nothing more; the fault fires before the
-     * count-0 shortcut, so its number always counts */
-    auto skip = [](const Op &op) { return op.comm->async_error.load() != ncclSuccess; };
+    /* LT_NCCL_EMU_FAIL: the failing operation's communicator runs nothing
+     * of this call or group; its peers are told what it did run. */
+    for (const Op &op : ops)
+        if (op.fault && op.comm->async_error.load() == ncclSuccess)
+            inject_fault(op);
+    /* Whether op reaches MPI (not on a failed communicator), counted as
+     * handed over by kind in call order; count 0 counts but moves nothing. */
+    auto reaches_mpi = [](const Op &op) {
+        ncclComm *c = op.comm;
+        if (c->async_error.load() != ncclSuccess)
+            return false;
+        if (op.kind == Kind::Send)
+            c->sends_posted[(size_t)op.root]++;
+        else if (op.kind == Kind::Recv)
+            c->recvs_posted[(size_t)op.root]++;
+        else
+            c->colls_posted++;
+        return op.count != 0;
+    };
     auto note = [&result](ncclResult_t r) {
         if (r && !result)
             result = r;
     };
     std::vector<std::unique_ptr<Running>> p2p;
     for (const Op &op : ops) {
-        if (!is_p2p(op.kind) || skip(op))
-            continue;
-        if (op.fault) {
-            inject_fault(op.comm, kind_fn(op.kind), op.number, op.seq);
-            continue;
-        }
-        if (op.count == 0)
+        if (!is_p2p(op.kind) || !reaches_mpi(op))
             continue;
         std::unique_ptr<Running> run;
         note(post(op, &run));
@@ -412,13 +448,7 @@ ncclResult_t execute(const std::vector<Op> &ops) {
             p2p.push_back(std::move(run));
     }
     for (const Op &op : ops) {
-        if (is_p2p(op.kind) || skip(op))
-            continue;
-        if (op.fault) {
-            inject_fault(op.comm, kind_fn(op.kind), op.number, op.seq);
-            continue;
-        }
-        if (op.count == 0)
+        if (is_p2p(op.kind) || !reaches_mpi(op))
             continue;
         std::vector<std::unique_ptr<Running>> one(1);
         if (ncclResult_t r = post(op, &one[0])) {
@@ -446,7 +476,13 @@ ncclResult_t submit(Op op, cudaStream_t stream) {
     }
     op.number = ++g_operations;
     op.fault = fault_fires(op.number);
-    op.seq = ++op.comm->issued;
+    ncclComm *c = op.comm;
+    if (op.kind == Kind::Send)
+        op.seq = c->sends_issued[(size_t)op.root]++;
+    else if (op.kind == Kind::Recv)
+        op.seq = c->recvs_issued[(size_t)op.root]++;
+    else
+        op.seq = c->colls_issued++;
     if (t_group.depth > 0) {
         t_group.ops.push_back(op);
         return ncclSuccess;

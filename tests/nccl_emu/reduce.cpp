@@ -123,32 +123,22 @@ template <typename T> struct Native {
     }
     static void store(unsigned char *p, Acc v) { memcpy(p, &v, sizeof v); }
 };
-struct Half {
+/* float16 and bfloat16: reduced in float, rounded once at the store. */
+template <float (*Widen)(uint16_t), uint16_t (*Narrow)(float)> struct Short {
     using Acc = float;
     static constexpr size_t size = 2;
     static Acc load(const unsigned char *p) {
         uint16_t v;
         memcpy(&v, p, 2);
-        return half_to_float(v);
+        return Widen(v);
     }
     static void store(unsigned char *p, Acc v) {
-        const uint16_t h = float_to_half(v);
-        memcpy(p, &h, 2);
-    }
-};
-struct Bf16 {
-    using Acc = float;
-    static constexpr size_t size = 2;
-    static Acc load(const unsigned char *p) {
-        uint16_t v;
-        memcpy(&v, p, 2);
-        return bf16_to_float(v);
-    }
-    static void store(unsigned char *p, Acc v) {
-        const uint16_t b = float_to_bf16(v);
+        const uint16_t b = Narrow(v);
         memcpy(p, &b, 2);
     }
 };
+using Half = Short<half_to_float, float_to_half>;
+using Bf16 = Short<bf16_to_float, float_to_bf16>;
 
 /* Integer sums and products wrap around (two's complement, as the GPU's
  * integer units do); the arithmetic is done unsigned, where C++ defines it. */

@@ -7,10 +7,13 @@
  *                        their order and send/receive rings; communicator
  *                        creation and what it refuses; argument refusals;
  *                        a wait that only ncclCommAbort ends
- *   test_nccl_emu fault  LT_NCCL_EMU_FAIL=<rank>:<n> (2: an all-reduce, 3:
- *                        a send inside a ring group): the failing rank's
- *                        asynchronous error, its peers unblocked with
- *                        ncclRemoteError, no hang, then a new communicator
+ *   test_nccl_emu fault collective|group|chain
+ *                        LT_NCCL_EMU_FAIL=<rank>:<n> (2: an all-reduce; 3:
+ *                        a send inside a ring group; 2:2: a send whose
+ *                        receiver had to send on): the failing rank's
+ *                        asynchronous error, the ranks waiting on it
+ *                        unblocked with ncclRemoteError, no hang, then a
+ *                        new communicator
  *   test_nccl_emu bad-fault
  *                        a malformed LT_NCCL_EMU_FAIL refused by
  *                        ncclCommInitRank on every rank
@@ -336,13 +339,22 @@ static unsigned char *reference(const type_info *ti, ncclRedOp_t op, int n, size
 
 /* ---- communicators ---- */
 
+/* An id made by rank 0 of over, broadcast to the others (NCCL's recipe). */
+static ncclUniqueId shared_id(MPI_Comm over) {
+    ncclUniqueId id;
+    memset(&id, 0, sizeof id);
+    int r = 0;
+    MPI_Comm_rank(over, &r);
+    if (r == 0)
+        CHECK_NCCL(ncclGetUniqueId(&id));
+    MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, over);
+    return id;
+}
+
 /* A communicator over MPI_COMM_WORLD with NCCL rank = rank (a permutation
  * of the world ranks), the id made by world rank 0 and broadcast. */
 static ncclComm_t world_comm(int rank) {
-    ncclUniqueId id;
-    if (g_rank == 0)
-        CHECK_NCCL(ncclGetUniqueId(&id));
-    MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+    ncclUniqueId id = shared_id(MPI_COMM_WORLD);
     ncclComm_t c = NULL;
     CHECK_NCCL(ncclCommInitRank(&c, g_size, id, rank));
     if (!c) {
@@ -742,11 +754,8 @@ static void test_init(void) {
     CHECK(strcmp(ncclGetErrorString(ncclRemoteError), ncclGetErrorString(ncclSystemError)) != 0,
           "error strings");
 
-    ncclUniqueId id, other, zero;
+    ncclUniqueId id = shared_id(MPI_COMM_WORLD), other, zero;
     memset(&zero, 0, sizeof zero);
-    if (g_rank == 0)
-        CHECK_NCCL(ncclGetUniqueId(&id));
-    MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
     CHECK_NCCL(ncclGetUniqueId(&other)); /* a different id on every rank */
     CHECK(memcmp(&id, &other, sizeof id) != 0, "two ncclGetUniqueId calls gave the same id");
 
@@ -812,10 +821,7 @@ static void test_init(void) {
         int hr, hn;
         MPI_Comm_rank(half, &hr);
         MPI_Comm_size(half, &hn);
-        ncclUniqueId hid;
-        if (hr == 0)
-            CHECK_NCCL(ncclGetUniqueId(&hid));
-        MPI_Bcast(&hid, sizeof hid, MPI_BYTE, 0, half);
+        ncclUniqueId hid = shared_id(half);
         ncclComm_t hc = NULL;
         CHECK_NCCL(ncclCommInitRank(&hc, hn, hid, hr));
         CHECK_NCCL(ncclCommCount(hc, &n));
@@ -903,12 +909,18 @@ static void test_abort(void) {
 
 /* ---- LT_NCCL_EMU_FAIL ---- */
 
-static int run_fault(void) {
+/* scenario: collective (the failing operation is number 2, an all-reduce),
+ * group (number 3, a send in a ring group) or chain (rank 2's operation 2,
+ * a send to rank 1 that then sends to rank 0; 3 ranks or more). */
+static int run_fault(const char *scenario) {
     const char *spec = getenv("LT_NCCL_EMU_FAIL");
     int fail_rank = -1, fail_op = 0;
-    if (!spec || sscanf(spec, "%d:%d", &fail_rank, &fail_op) != 2 ||
-        (fail_op != 2 && fail_op != 3)) {
-        fprintf(stderr, "fault: set LT_NCCL_EMU_FAIL=<rank>:2 or <rank>:3\n");
+    const int chain = strcmp(scenario, "chain") == 0;
+    const int want_op = strcmp(scenario, "group") == 0 ? 3 : 2;
+    if (!spec || sscanf(spec, "%d:%d", &fail_rank, &fail_op) != 2 || fail_op != want_op ||
+        (chain && (fail_rank != 2 || g_size < 3))) {
+        fprintf(stderr, "fault %s: LT_NCCL_EMU_FAIL=%s does not fit it\n", scenario,
+                spec ? spec : "(unset)");
         return 1;
     }
     const int failing = g_rank == fail_rank;
@@ -921,7 +933,8 @@ static int run_fault(void) {
     to_dev(d_in, h, sizeof h);
     const int32_t ranks = g_size * (g_size - 1) / 2;
 
-    /* operation 1 (and 2 when 3 fails) */
+    /* operation 1 (and 2 when 3 fails): done on every rank, though a notice
+     * of the failure may reach a peer while it still waits on them */
     for (int k = 1; k < fail_op; k++) {
         CHECK_NCCL(ncclAllReduce(d_in, d_out, count, ncclInt32, ncclSum, c, g_stream));
         from_dev(got, d_out, sizeof got);
@@ -931,21 +944,44 @@ static int run_fault(void) {
     cudaMemset(d_out, 0xA5, sizeof h);
     const double t0 = now_s();
     ncclResult_t r;
-    if (fail_op == 2) {
+    if (chain) {
+        /* rank 0 waits on rank 1, which never sends: its receive from the
+         * failing rank 2 fails first. Only rank 1's notice, passed on when
+         * its communicator fails, can end rank 0's wait. */
+        r = ncclSuccess;
+        if (g_rank == 2) {
+            r = ncclSend(d_in, count, ncclInt32, 1, c, g_stream);
+        } else if (g_rank == 1) {
+            r = ncclRecv(d_out, count, ncclInt32, 2, c, g_stream);
+            ncclResult_t r2 = ncclSend(d_in, count, ncclInt32, 0, c, g_stream);
+            CHECK(r2 == ncclRemoteError, "rank 1's send after its failed receive: %d", (int)r2);
+        } else if (g_rank == 0) {
+            r = ncclRecv(d_out, count, ncclInt32, 1, c, g_stream);
+        }
+    } else if (fail_op == 2) {
         r = ncclAllReduce(d_in, d_out, count, ncclInt32, ncclSum, c, g_stream);
-    } else { /* operations 3 and 4: a ring, the failing rank's send skipped */
+    } else { /* operations 3 and 4: a ring; the failing rank's group does not run */
         CHECK_NCCL(ncclGroupStart());
-        CHECK_NCCL(ncclSend(d_in, count, ncclInt32, (g_rank + 1) % g_size, c, g_stream));
-        CHECK_NCCL(ncclRecv(d_out, count, ncclInt32, (g_rank + g_size - 1) % g_size, c, g_stream));
+        ncclResult_t rs = ncclSend(d_in, count, ncclInt32, (g_rank + 1) % g_size, c, g_stream);
+        ncclResult_t rr =
+            ncclRecv(d_out, count, ncclInt32, (g_rank + g_size - 1) % g_size, c, g_stream);
         r = ncclGroupEnd();
+        /* a peer may have heard of the failure already (a notice can arrive
+         * while it finishes operation 2): its calls are refused at once */
+        CHECK((rs == ncclSuccess && rr == ncclSuccess) ||
+                  (!failing && rs == ncclRemoteError && rr == ncclRemoteError && r == rs),
+              "ring calls: send %d, receive %d, group end %d", (int)rs, (int)rr, (int)r);
     }
     const double took = now_s() - t0;
     ncclResult_t async = ncclInternalError;
     CHECK_NCCL(ncclCommGetAsyncError(c, &async));
     const char *text = ncclGetLastError(NULL);
     /* who is left waiting on the failing rank: every rank in the
-     * all-reduce; in the ring its right neighbour, whose receive it feeds */
-    const int waits_on_it = !failing && (fail_op == 2 || g_rank == (fail_rank + 1) % g_size);
+     * all-reduce; in the ring its right neighbour, whose receive it feeds;
+     * in the chain ranks 1 and 0 (through rank 1) */
+    const int waits_on_it =
+        !failing && (chain ? g_rank <= 1
+                           : fail_op == 2 || g_rank == (fail_rank + 1) % g_size);
     if (failing) {
         CHECK(r == ncclSuccess && async == ncclSystemError && strstr(text, "LT_NCCL_EMU_FAIL"),
               "the failing rank: call %d, asynchronous error %d, \"%s\"", (int)r, (int)async, text);
@@ -959,8 +995,9 @@ static int run_fault(void) {
               "a peer: call %d, asynchronous error %d, \"%s\"", (int)r, (int)async, text);
         CHECK(took < 10.0, "a peer waited %.1f s for the failed rank", took);
         printf("rank %d: unblocked %.3f s after its call began\n", g_rank, took);
-        if (fail_op == 2)
-            CHECK(still_sentinel(d_out, sizeof h), "an abandoned all-reduce wrote its recvbuff");
+        CHECK(still_sentinel(d_out, sizeof h), "an abandoned operation wrote its recvbuff");
+    } else if (chain) { /* ranks 3 and up: idle */
+        CHECK(r == ncclSuccess, "an idle rank: %d", (int)r);
     } else { /* a ring member not fed by the failing rank: done, or told */
         CHECK(r == ncclSuccess || r == ncclRemoteError, "a ring member: %d", (int)r);
         if (r == ncclSuccess) {
@@ -1009,13 +1046,10 @@ int main(int argc, char **argv) {
     const double t0 = now_s();
     if (strcmp(mode, "bad-fault") == 0) {
         /* a malformed LT_NCCL_EMU_FAIL: every rank refused, none left waiting */
-        ncclUniqueId id;
-        if (g_rank == 0)
-            CHECK_NCCL(ncclGetUniqueId(&id));
-        MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+        ncclUniqueId id = shared_id(MPI_COMM_WORLD);
         init_refused(g_size, &id, g_rank, NULL, ncclInvalidArgument, "LT_NCCL_EMU_FAIL=");
     } else if (strcmp(mode, "fault") == 0) {
-        if (run_fault())
+        if (run_fault(argc > 2 ? argv[2] : ""))
             check_failures_++;
     } else {
         test_init();
