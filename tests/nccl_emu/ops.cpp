@@ -3,8 +3,8 @@
  * The emulated streams are synchronous, so an operation runs at its call
  * (inside a group: at the outermost ncclGroupEnd, in call order), as a
  * nonblocking MPI operation on the communicator polled until it completes,
- * the communicator is aborted (ncclCommAbort, on another thread) or a peer's
- * failure notice arrives (LT_NCCL_EMU_FAIL). Data moves through host
+ * the communicator is aborted (ncclCommAbort, on another thread) or a
+ * failure notice shows it never can (LT_NCCL_EMU_FAIL). Data moves through host
  * staging buffers: device memory is opened (tests/cuda_emu's guard) only to
  * copy in and to write the result, never while waiting on peers, and an
  * abandoned MPI operation keeps its staging buffers (they are never freed)
