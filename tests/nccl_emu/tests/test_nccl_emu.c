@@ -1,6 +1,7 @@
 /* The NCCL emulation (tests/nccl_emu/) on however many ranks mpirun starts
- * (CTest: 1, 2 and 4, with tests/cuda_emu's guard on). Every buffer is
- * emulated device memory, read and written only through cudaMemcpy.
+ * (CTest: 1, 2 and 4, with tests/cuda_emu's guard on in the release
+ * build). Every buffer is emulated device memory, read and written only
+ * through cudaMemcpy.
  *
  *   test_nccl_emu all    every collective, datatype and reduction against
  *                        a reference computed here; in-place forms; groups,
