@@ -107,13 +107,8 @@ done:
 lt_status lt_adapter_read_config(const char *dir, lt_lora_config *lc, lt_error *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    char *text = NULL;
-    uint64_t size = 0;
-    lt_status st = lt_read_file(path, 1u << 20, &text, &size, err);
-    if (st != LT_OK) return st;
     cJSON *root = NULL;
-    st = lt_json_parse(text, (size_t)size, path, 1, &root, err);
-    free(text);
+    lt_status st = lt_json_parse_file(path, 1u << 20, &root, err);
     if (st != LT_OK) return st;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

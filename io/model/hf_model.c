@@ -29,14 +29,9 @@ int lt_hf_is_model_dir(const char *path) {
 }
 
 static lt_status parse_json_file(const char *path, uint64_t max_bytes, cJSON **out, lt_error *err) {
-    *out = NULL;
-    char *text = NULL;
-    uint64_t size = 0;
-    lt_status st = lt_read_file(path, max_bytes, &text, &size, err);
-    if (st != LT_OK) return st;
     cJSON *root = NULL;
-    st = lt_json_parse(text, (size_t)size, path, 1, &root, err);
-    free(text);
+    lt_status st = lt_json_parse_file(path, max_bytes, &root, err);
+    *out = NULL;
     if (st != LT_OK) return st;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

@@ -546,13 +546,8 @@ static lt_status build(loader *L, cJSON *root, int vocab_size, lt_error *err) {
 lt_status lt_tokenizer_load_hf_json(const char *path, int vocab_size, lt_tokenizer **out,
                                     lt_error *err) {
     *out = NULL;
-    char *raw = NULL;
-    uint64_t size = 0;
-    lt_status st = lt_read_file(path, JSON_FILE_MAX_BYTES, &raw, &size, err);
-    if (st != LT_OK) return st;
     cJSON *root = NULL;
-    st = lt_json_parse(raw, (size_t)size, path, 1, &root, err);
-    free(raw);
+    lt_status st = lt_json_parse_file(path, JSON_FILE_MAX_BYTES, &root, err);
     if (st != LT_OK) return st;
     loader L = {0};
     L.path = path;
